@@ -1,0 +1,446 @@
+"""Perturbation directions, regenerated from seeds instead of stored.
+
+A direction ``z`` for a list of tensors (the parameter blocks of a model or problem) is
+identified by ``(step_seed, j)``: the step's seed and the index ``j`` of the direction
+within the step (``j = 0 .. q-1``). Every random draw comes from a private
+``torch.Generator`` seeded with ``mix_seed(step_seed, j, tensor_index)``, so
+
+* regenerating with the same seed gives bit-identical tensors (MeZO's trick: the memory
+  cost of a direction is one integer, Malladi et al. 2023, Alg. 1);
+* tensors of the same shape get independent draws (the tensor index enters the seed;
+  the bug of re-seeding every tensor with the same seed, ``theory_oracles.md`` 1.5,
+  cannot happen);
+* nothing touches the global RNG.
+
+Scaling convention. Each family has a scalar ``scale(dim)`` such that the directional
+derivative estimator ``scale * <g, z> z`` is unbiased, ``E[scale * z z^T] = I``:
+
+=============  ===============================================  ==============
+family         z                                                 scale(d)
+=============  ===============================================  ==============
+gaussian       N(0, I)                                           1
+rademacher     uniform on {-1, +1}^d                             1
+sphere         uniform on the unit sphere S^{d-1}                d (Flaxman)
+coordinate     e_i, i uniform on {1..d}                          d
+block          Rademacher signs on a random block, times 1/sqrt(p_l) 1
+               (p_l = the block's inclusion probability in tensor l)
+orthonormal    column j of a Haar d x q frame (unit columns)     d
+lowrank        U V^T / sqrt(r) per matrix, Gaussian elsewhere     1
+=============  ===============================================  ==============
+
+With these, the two-point estimator ``scale * (f(x + r z) - f(x - r z)) / (2 r) * z`` is
+the Gaussian-smoothing oracle of Nesterov & Spokoiny (2017) for ``gaussian`` and the
+sphere-smoothing oracle of Flaxman et al. (2005) with ``delta = r`` for ``sphere``
+(``theory_oracles.md`` 3.1 and 3.3).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from functools import lru_cache
+
+import torch
+
+Shapes = tuple[torch.Size, ...]
+Alpha = float | torch.Tensor
+Alphas = Alpha | Sequence[Alpha]
+
+_MASK64 = (1 << 64) - 1
+_JOINT_INDEX = (1 << 31) - 1  # tensor index reserved for draws shared by all tensors
+
+
+def _splitmix64(x: int) -> int:
+    """One round of the splitmix64 finaliser (Steele, Lea & Flood 2014)."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def mix_seed(*parts: int) -> int:
+    """Hash integers into one 63-bit seed; different tuples give unrelated seeds."""
+    h = 0x2545F4914F6CDD1D
+    for part in parts:
+        h = _splitmix64(h ^ (int(part) & _MASK64))
+    return h >> 1
+
+
+def tensor_generator(seed: int, index: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A private generator for tensor ``index`` under ``seed`` (never the global RNG)."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(mix_seed(seed, index))
+    return gen
+
+
+def _direction_seed(step_seed: int, j: int) -> int:
+    return mix_seed(step_seed, j)
+
+
+def _as_alphas(alpha: Alphas, n: int) -> list[Alpha]:
+    if isinstance(alpha, (float, int, torch.Tensor)):
+        return [alpha] * n
+    alphas = list(alpha)
+    if len(alphas) != n:
+        raise ValueError(f"got {len(alphas)} per-tensor step factors for {n} tensors")
+    return alphas
+
+
+def _is_zero(alpha: Alpha) -> bool:
+    return not isinstance(alpha, torch.Tensor) and alpha == 0
+
+
+def _axpy_(p: torch.Tensor, z: torch.Tensor, alpha: Alpha) -> None:
+    """``p += alpha * z`` in place; ``z`` is a scratch tensor and may be overwritten."""
+    if isinstance(alpha, torch.Tensor):
+        p.add_(z.mul_(alpha.to(z.dtype)))
+    else:
+        p.add_(z, alpha=float(alpha))
+
+
+class DirectionFamily(ABC):
+    """A law for perturbation directions over a list of tensors, regenerated from seeds.
+
+    Subclasses implement :meth:`tensor_direction`; the dense and in-place operations are
+    built on it. ``typical_entry(d)`` is the typical magnitude of one entry of ``z``
+    (used to check that ``radius * |z_i|`` is not below a dtype's resolution).
+    """
+
+    name: str = "abstract"
+
+    @abstractmethod
+    def scale(self, dim: int) -> float:
+        """The factor making ``scale * <g, z> z`` unbiased for ``g`` (module docstring)."""
+
+    def typical_entry(self, dim: int) -> float:
+        return 1.0
+
+    @abstractmethod
+    def tensor_direction(
+        self, shapes: Shapes, index: int, step_seed: int, j: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """Dense ``z_j`` restricted to tensor ``index`` (a fresh tensor the caller may overwrite)."""
+
+    def materialize(self, like: Sequence[torch.Tensor], step_seed: int, j: int = 0) -> list[torch.Tensor]:
+        """``z_j`` as dense tensors shaped like ``like`` (for tests and theory checks)."""
+        shapes = _shapes(like)
+        return [self.tensor_direction(shapes, i, step_seed, j, t.dtype, t.device) for i, t in enumerate(like)]
+
+    def add_(self, tensors: Sequence[torch.Tensor], step_seed: int, j: int, alpha: Alphas) -> None:
+        """``tensors[i] += alpha_i * z_j[i]`` in place, one tensor-sized scratch at a time.
+
+        ``alpha`` is one factor for all tensors or a sequence with one per tensor (a
+        Python ``0`` skips a tensor without drawing it); factors may be 0-d tensors,
+        which avoids a host synchronisation.
+        """
+        shapes = _shapes(tensors)
+        for i, (p, a) in enumerate(zip(tensors, _as_alphas(alpha, len(tensors)))):
+            if _is_zero(a):
+                continue
+            _axpy_(p, self.tensor_direction(shapes, i, step_seed, j, p.dtype, p.device), a)
+
+    def dot(self, tensors: Sequence[torch.Tensor], step_seed: int, j: int = 0) -> torch.Tensor:
+        """``<v, z_j>`` accumulated in float64, without materialising ``z_j`` at once."""
+        shapes = _shapes(tensors)
+        total = torch.zeros((), dtype=torch.float64, device=tensors[0].device)
+        for i, v in enumerate(tensors):
+            z = self.tensor_direction(shapes, i, step_seed, j, v.dtype, v.device)
+            total += torch.sum(v.double() * z.double())
+        return total
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _shapes(tensors: Sequence[torch.Tensor]) -> Shapes:
+    return tuple(t.shape for t in tensors)
+
+
+def _numel(shape: torch.Size) -> int:
+    return math.prod(shape)
+
+
+class Gaussian(DirectionFamily):
+    """``z ~ N(0, I)``; ``E<g,z>z = g`` (Nesterov & Spokoiny 2017, Eq. 25; oracle 1)."""
+
+    name = "gaussian"
+
+    def scale(self, dim: int) -> float:
+        return 1.0
+
+    def tensor_direction(self, shapes, index, step_seed, j, dtype, device):
+        gen = tensor_generator(_direction_seed(step_seed, j), index, device)
+        return torch.randn(shapes[index], generator=gen, dtype=dtype, device=device)
+
+
+class Rademacher(DirectionFamily):
+    """``z`` uniform on ``{-1, +1}^d``; ``E zz^T = I`` and ``||z||^2 = d`` exactly."""
+
+    name = "rademacher"
+
+    def scale(self, dim: int) -> float:
+        return 1.0
+
+    def tensor_direction(self, shapes, index, step_seed, j, dtype, device):
+        gen = tensor_generator(_direction_seed(step_seed, j), index, device)
+        bits = torch.randint(0, 2, shapes[index], generator=gen, device=device, dtype=torch.int8)
+        return bits.to(dtype).mul_(2).sub_(1)
+
+
+@lru_cache(maxsize=256)
+def _gaussian_total_norm(shapes: Shapes, step_seed: int, j: int, device: str) -> float:
+    gaussian = Gaussian()
+    total = 0.0
+    for i in range(len(shapes)):
+        z = gaussian.tensor_direction(shapes, i, step_seed, j, torch.float32, torch.device(device))
+        total += float(torch.sum(z.double() ** 2))
+    return math.sqrt(total)
+
+
+class Sphere(DirectionFamily):
+    """``z = u / ||u||`` with ``u ~ N(0, I)`` over all tensors jointly: uniform on ``S^{d-1}``.
+
+    The norm is taken over the concatenation of all tensors (one extra generation pass,
+    cached per seed), so the direction is uniform on the whole sphere, not per block.
+    Unbiased scale ``d``: ``E[d <g,s> s] = g`` (Flaxman et al. 2005; oracle 10).
+    """
+
+    name = "sphere"
+
+    def scale(self, dim: int) -> float:
+        return float(dim)
+
+    def typical_entry(self, dim: int) -> float:
+        return 1.0 / math.sqrt(dim)
+
+    def tensor_direction(self, shapes, index, step_seed, j, dtype, device):
+        norm = _gaussian_total_norm(shapes, step_seed, j, str(device))
+        z = Gaussian().tensor_direction(shapes, index, step_seed, j, torch.float32, device)
+        return z.div_(norm).to(dtype)
+
+
+def _coordinate_location(shapes: Shapes, step_seed: int, j: int) -> tuple[int, int]:
+    """The (tensor, flat offset) of the coordinate drawn for direction ``j``."""
+    dim = sum(_numel(s) for s in shapes)
+    gen = tensor_generator(_direction_seed(step_seed, j), _JOINT_INDEX)
+    flat = int(torch.randint(0, dim, (1,), generator=gen))
+    for i, s in enumerate(shapes):
+        n = _numel(s)
+        if flat < n:
+            return i, flat
+        flat -= n
+    raise AssertionError("unreachable: offset beyond the total size")
+
+
+class Coordinate(DirectionFamily):
+    """``z = e_i`` with ``i`` uniform over all entries of all tensors (oracle 14, 3.4).
+
+    ``d * (f(x + r e_i) - f(x - r e_i)) / (2r) * e_i`` is unbiased for the central
+    coordinate finite-difference vector. :meth:`add_` touches a single entry.
+    """
+
+    name = "coordinate"
+
+    def scale(self, dim: int) -> float:
+        return float(dim)
+
+    def location(self, shapes: Shapes, step_seed: int, j: int) -> tuple[int, int]:
+        return _coordinate_location(shapes, step_seed, j)
+
+    def tensor_direction(self, shapes, index, step_seed, j, dtype, device):
+        z = torch.zeros(shapes[index], dtype=dtype, device=device)
+        i, offset = _coordinate_location(shapes, step_seed, j)
+        if i == index:
+            z.view(-1)[offset] = 1
+        return z
+
+    def add_(self, tensors, step_seed, j, alpha):
+        i, offset = _coordinate_location(_shapes(tensors), step_seed, j)
+        a = _as_alphas(alpha, len(tensors))[i]
+        if _is_zero(a):
+            return
+        flat = tensors[i].view(-1)
+        flat[offset] += a.to(flat.dtype) if isinstance(a, torch.Tensor) else a
+
+
+def block_selection(
+    shape: torch.Size, fraction: float, generator: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+    """Random block of a tensor: (row indices, column indices or None, inclusion probability).
+
+    Matrices (and higher-rank tensors viewed as ``(shape[0], -1)``) get a random subset of
+    ``ceil(fraction * rows)`` rows times ``ceil(fraction * cols)`` columns, as JAGUAR's
+    public code samples blocks (``zo_llm_anchors.md`` 1.6); vectors get
+    ``ceil(fraction * n)`` entries. The inclusion probability ``p`` of an entry is the
+    product of the row and column fractions actually drawn.
+    """
+    if len(shape) >= 2:
+        rows, cols = shape[0], _numel(shape) // shape[0]
+        k_r, k_c = max(1, math.ceil(fraction * rows)), max(1, math.ceil(fraction * cols))
+        r = torch.randperm(rows, generator=generator, device=device)[:k_r]
+        c = torch.randperm(cols, generator=generator, device=device)[:k_c]
+        return r, c, (k_r / rows) * (k_c / cols)
+    n = _numel(shape)
+    k = max(1, math.ceil(fraction * n))
+    return torch.randperm(n, generator=generator, device=device)[:k], None, k / n
+
+
+class Block(DirectionFamily):
+    """Rademacher signs on a random block of every tensor, scaled by ``1/sqrt(p)``.
+
+    With ``p`` the inclusion probability of an entry of that tensor
+    (:func:`block_selection`), ``E zz^T = I`` exactly, so the scale is 1. Only the block is
+    touched by :meth:`add_`.
+    """
+
+    name = "block"
+
+    def __init__(self, fraction: float = 0.1) -> None:
+        if not (0.0 < fraction <= 1.0) or not math.isfinite(fraction):
+            raise ValueError(f"block fraction must lie in (0, 1], got {fraction!r}")
+        self.fraction = fraction
+
+    def scale(self, dim: int) -> float:
+        return 1.0
+
+    def typical_entry(self, dim: int) -> float:
+        return 1.0 / math.sqrt(self.fraction)
+
+    def _block(self, shape, index, step_seed, j, dtype, device):
+        gen = tensor_generator(_direction_seed(step_seed, j), index, device)
+        rows, cols, p = block_selection(shape, self.fraction, gen, device)
+        size = (rows.numel(), cols.numel()) if cols is not None else (rows.numel(),)
+        signs = torch.randint(0, 2, size, generator=gen, device=device, dtype=torch.int8)
+        values = signs.to(dtype).mul_(2).sub_(1).mul_(1.0 / math.sqrt(p))
+        return rows, cols, values
+
+    def tensor_direction(self, shapes, index, step_seed, j, dtype, device):
+        shape = shapes[index]
+        rows, cols, values = self._block(shape, index, step_seed, j, dtype, device)
+        if cols is None:
+            z = torch.zeros(_numel(shape), dtype=dtype, device=device)
+            z[rows] = values
+        else:
+            z = torch.zeros(shape[0], _numel(shape) // shape[0], dtype=dtype, device=device)
+            z[rows.unsqueeze(1), cols.unsqueeze(0)] = values
+        return z.view(shape)
+
+    def add_(self, tensors, step_seed, j, alpha):
+        shapes = _shapes(tensors)
+        for i, (p, a) in enumerate(zip(tensors, _as_alphas(alpha, len(tensors)))):
+            if _is_zero(a):
+                continue
+            rows, cols, values = self._block(shapes[i], i, step_seed, j, p.dtype, p.device)
+            values = values.mul_(a.to(values.dtype)) if isinstance(a, torch.Tensor) else values.mul_(float(a))
+            if cols is None:
+                p.view(-1).index_add_(0, rows, values)
+            else:
+                view = p.view(p.shape[0], -1)
+                view[rows.unsqueeze(1), cols.unsqueeze(0)] += values
+
+    def __repr__(self) -> str:
+        return f"Block(fraction={self.fraction})"
+
+
+@lru_cache(maxsize=16)
+def _orthonormal_frame(shapes: Shapes, step_seed: int, q: int, device: str) -> torch.Tensor:
+    """Haar-distributed ``d x q`` frame: QR of a Gaussian matrix with the sign fix of R's diagonal."""
+    dev = torch.device(device)
+    blocks = [
+        torch.randn(_numel(s), q, generator=tensor_generator(step_seed, i, dev), dtype=torch.float64, device=dev)
+        for i, s in enumerate(shapes)
+    ]
+    gaussian = torch.cat(blocks, dim=0)
+    qmat, rmat = torch.linalg.qr(gaussian)
+    return qmat * torch.sign(torch.diagonal(rmat)).unsqueeze(0)
+
+
+class Orthonormal(DirectionFamily):
+    """Column ``j`` of a Haar-random orthonormal ``d x q`` frame ``V`` (``V^T V = I_q``).
+
+    ``(d/q) V V^T g`` is unbiased with ``E||.||^2 = (d/q)||g||^2`` (oracle 12); the frame is
+    drawn jointly over all tensors and materialised (``d * q`` float64 numbers), so this
+    family is meant for synthetic problems, not LLMs.
+    """
+
+    name = "orthonormal"
+
+    def __init__(self, q: int) -> None:
+        if q < 1:
+            raise ValueError(f"orthonormal frame size q must be >= 1, got {q!r}")
+        self.q = q
+
+    def scale(self, dim: int) -> float:
+        return float(dim)
+
+    def typical_entry(self, dim: int) -> float:
+        return 1.0 / math.sqrt(dim)
+
+    def tensor_direction(self, shapes, index, step_seed, j, dtype, device):
+        dim = sum(_numel(s) for s in shapes)
+        if self.q > dim:
+            raise ValueError(f"orthonormal frame size q={self.q} exceeds the dimension {dim}")
+        if not 0 <= j < self.q:
+            raise ValueError(f"direction index {j} outside the frame of size q={self.q}")
+        frame = _orthonormal_frame(shapes, step_seed, self.q, str(device))
+        start = sum(_numel(s) for s in shapes[:index])
+        column = frame[start : start + _numel(shapes[index]), j]
+        return column.to(dtype).reshape(shapes[index]).clone()
+
+    def __repr__(self) -> str:
+        return f"Orthonormal(q={self.q})"
+
+
+class LowRank(DirectionFamily):
+    """``Z = U V^T / sqrt(r)`` for every tensor with >= 2 dims (viewed as ``(shape[0], -1)``).
+
+    ``U, V`` have i.i.d. N(0, 1) entries, so ``E[Z_ab Z_a'b'] = delta_aa' delta_bb'`` and the
+    scale is 1; vectors get Gaussian directions. Rank ``r`` is capped by the matrix size.
+    """
+
+    name = "lowrank"
+
+    def __init__(self, rank: int = 1) -> None:
+        if rank < 1:
+            raise ValueError(f"low-rank direction rank must be >= 1, got {rank!r}")
+        self.rank = rank
+
+    def scale(self, dim: int) -> float:
+        return 1.0
+
+    def tensor_direction(self, shapes, index, step_seed, j, dtype, device):
+        shape = shapes[index]
+        gen = tensor_generator(_direction_seed(step_seed, j), index, device)
+        if len(shape) < 2:
+            return torch.randn(shape, generator=gen, dtype=dtype, device=device)
+        rows, cols = shape[0], _numel(shape) // shape[0]
+        u = torch.randn(rows, self.rank, generator=gen, dtype=dtype, device=device)
+        v = torch.randn(cols, self.rank, generator=gen, dtype=dtype, device=device)
+        return (u @ v.T).mul_(1.0 / math.sqrt(self.rank)).view(shape)
+
+    def __repr__(self) -> str:
+        return f"LowRank(rank={self.rank})"
+
+
+_FAMILIES = {
+    "gaussian": Gaussian,
+    "rademacher": Rademacher,
+    "sphere": Sphere,
+    "coordinate": Coordinate,
+    "block": Block,
+    "orthonormal": Orthonormal,
+    "lowrank": LowRank,
+}
+
+
+def get_directions(spec: str | DirectionFamily, **options: float | int) -> DirectionFamily:
+    """A direction family from its name (``gaussian``, ``rademacher``, ``sphere``,
+    ``coordinate``, ``block``, ``orthonormal``, ``lowrank``) or an instance (returned as is)."""
+    if isinstance(spec, DirectionFamily):
+        return spec
+    try:
+        cls = _FAMILIES[spec]
+    except KeyError:
+        raise ValueError(f"unknown direction family {spec!r}; choose one of {sorted(_FAMILIES)}") from None
+    return cls(**options)

@@ -1,0 +1,243 @@
+"""The base of every zeroth-order optimizer: closure protocol, seed replay, guards, state.
+
+Closure contract. ``step(closure)`` calls ``closure()`` a fixed number of times
+(:attr:`ZOOptimizer.evals_per_step`); each call must return the scalar loss at the
+*current* parameter values, evaluated on the same minibatch with the same randomness
+(model in eval mode, dropout off), and must not call ``backward``. The optimizer runs the
+closure under ``torch.no_grad()``; an LLM closure may add ``torch.inference_mode()``.
+
+Seed replay. Step ``t`` draws its directions from ``mix_seed(seed, t)``; the state holds
+only ``seed`` and ``t``, so ``state_dict()`` / ``load_state_dict()`` resume a run bit for
+bit on the same machine, and no direction is ever stored (Malladi et al. 2023, Alg. 1).
+
+Guards. A closure value that is NaN/inf, or a closure that raises, leaves every parameter
+restored (bit-exactly with ``exact_restore=True``, else to within the rounding of the
+arithmetic restore ``x + r z - r z``), then either raises (``on_nonfinite="raise"``) or
+skips the step and counts it in ``state["zo"]["skipped"]`` (``on_nonfinite="skip"``). A
+smoothing radius below a tensor's floating-point resolution is refused
+(:func:`zotheory.estimators.check_radius_resolution`).
+
+Memory. No ``.grad`` buffer is ever allocated; methods with state declare it
+(:meth:`ZOOptimizer.state_bytes`).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
+
+import torch
+
+from zotheory.directions import DirectionFamily, get_directions, mix_seed
+from zotheory.estimators import (
+    NonFiniteLossError,
+    ZOEstimate,
+    check_radius_resolution,
+    estimate_gradient,
+    evaluations_needed,
+    validate_q,
+    validate_radius,
+    validate_scheme,
+)
+
+OnNonFinite = Literal["raise", "skip"]
+NO_DECAY_NAME_PARTS: tuple[str, ...] = ("bias", "layer_norm", "layernorm", "ln_", "norm.weight")
+
+
+def is_no_decay_name(name: str) -> bool:
+    """MeZO's rule: no weight decay for biases and LayerNorm weights (``zo_llm_anchors.md`` 5.3.7)."""
+    lowered = name.lower()
+    return any(part in lowered for part in NO_DECAY_NAME_PARTS)
+
+
+def validate_nonnegative(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+
+
+def validate_unit_interval(name: str, value: float, *, closed_right: bool = False) -> None:
+    ok = 0.0 <= value <= 1.0 if closed_right else 0.0 <= value < 1.0
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or not ok:
+        bound = "[0, 1]" if closed_right else "[0, 1)"
+        raise ValueError(f"{name} must lie in {bound}, got {value!r}")
+
+
+class ZOOptimizer(torch.optim.Optimizer):
+    """Base class: subclasses implement :meth:`_update` (and may override :meth:`_zo_step`).
+
+    Args:
+        params: tensors, ``(name, tensor)`` pairs (names enable MeZO's weight-decay rule
+            and name-based routing) or parameter groups.
+        defaults: per-group hyper-parameters (must contain ``lr``).
+        eps: smoothing radius ``r`` of the finite differences.
+        q: directions per step.
+        directions: a family name from :func:`zotheory.directions.get_directions` or an instance.
+        scheme: ``central`` (default), ``forward`` or ``one_point``.
+        seed: master seed; step ``t`` uses ``mix_seed(seed, t)``.
+        on_nonfinite: ``"raise"`` or ``"skip"`` (module docstring).
+        exact_restore: restore from a copy (bit-exact in any dtype; one extra copy of the
+            parameters while a step runs).
+        check_resolution: refuse a radius below a tensor's dtype resolution.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        defaults: dict[str, Any],
+        *,
+        eps: float = 1e-3,
+        q: int = 1,
+        directions: str | DirectionFamily = "gaussian",
+        scheme: str = "central",
+        seed: int = 0,
+        on_nonfinite: OnNonFinite = "raise",
+        exact_restore: bool = False,
+        check_resolution: bool = True,
+    ) -> None:
+        validate_radius(eps)
+        validate_q(q)
+        validate_scheme(scheme)
+        if on_nonfinite not in ("raise", "skip"):
+            raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
+        if "lr" not in defaults:
+            raise ValueError("defaults must contain a learning rate 'lr'")
+        validate_nonnegative("lr", defaults["lr"])
+        super().__init__(params, defaults)
+        self.eps = float(eps)
+        self.q = q
+        self.directions = get_directions(directions)
+        self.scheme = scheme
+        self.on_nonfinite = on_nonfinite
+        self.exact_restore = exact_restore
+        self.check_resolution = check_resolution
+        self._checked_radius: float | None = None
+        self.state["zo"] = {"seed": int(seed), "step": 0, "skipped": 0, "evals": 0}
+
+    # ------------------------------------------------------------------ parameters
+    def zo_params(self) -> list[torch.Tensor]:
+        """All parameters of all groups, in the fixed order that defines their seeds."""
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def zo_param_groups(self) -> list[dict[str, Any]]:
+        """The group of each parameter of :meth:`zo_params`, in the same order."""
+        return [group for group in self.param_groups for _ in group["params"]]
+
+    def zo_param_names(self) -> list[str]:
+        """Names of the parameters (``param_i`` where none were given)."""
+        names: list[str] = []
+        i = 0
+        for group in self.param_groups:
+            given = group.get("param_names")
+            for k in range(len(group["params"])):
+                names.append(given[k] if given is not None else f"param_{i}")
+                i += 1
+        return names
+
+    def weight_decay_factors(self) -> list[float]:
+        """Per-parameter weight decay: the group's value, 0 for biases/LayerNorm when named."""
+        names = self.zo_param_names()
+        factors = []
+        for group, name in zip(self.zo_param_groups(), names):
+            wd = float(group.get("weight_decay", 0.0))
+            factors.append(0.0 if (wd and is_no_decay_name(name)) else wd)
+        return factors
+
+    # ------------------------------------------------------------------ protocol
+    @property
+    def step_count(self) -> int:
+        return int(self.state["zo"]["step"])
+
+    @property
+    def evals_per_step(self) -> int:
+        """Closure calls of one :meth:`step`."""
+        return evaluations_needed(self.scheme, self.q)
+
+    def step_seed(self) -> int:
+        zo = self.state["zo"]
+        return mix_seed(zo["seed"], zo["step"])
+
+    def radius(self) -> float:
+        """The smoothing radius of the coming step (parameter-free methods override it)."""
+        return self.eps
+
+    def _check_radius(self, params: Sequence[torch.Tensor], radius: float) -> None:
+        if self.check_resolution and radius != self._checked_radius:
+            check_radius_resolution(params, radius, self.directions, names=self.zo_param_names())
+            self._checked_radius = radius
+
+    def estimate(self, closure: Callable[[], Any], *, leave_pending: bool = True) -> ZOEstimate:
+        """One estimate at the current parameters with this optimizer's settings."""
+        params = self.zo_params()
+        radius = self.radius()
+        self._check_radius(params, radius)
+        return estimate_gradient(
+            params,
+            closure,
+            self.directions,
+            step_seed=self.step_seed(),
+            q=self.q,
+            radius=radius,
+            scheme=self.scheme,
+            leave_pending=leave_pending and self.scheme == "central",
+            exact_restore=self.exact_restore,
+        )
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> torch.Tensor:  # type: ignore[override]
+        """One zeroth-order step; returns the loss estimate at the pre-step parameters."""
+        if closure is None:
+            raise ValueError(f"{type(self).__name__}.step needs a closure that returns the loss")
+        zo = self.state["zo"]
+        try:
+            loss, n_evals = self._zo_step(closure)
+        except NonFiniteLossError:
+            if self.on_nonfinite == "raise":
+                raise
+            zo["skipped"] += 1
+            zo["step"] += 1
+            return torch.tensor(float("nan"), dtype=torch.float64)
+        zo["step"] += 1
+        zo["evals"] += n_evals
+        return loss
+
+    def _zo_step(self, closure: Callable[[], Any]) -> tuple[torch.Tensor, int]:
+        """Estimate, then update; returns ``(loss, closure calls)``. Override for other shapes."""
+        est = self.estimate(closure)
+        try:
+            self._update(est)
+        finally:
+            est.restore_(self.zo_params())
+        return est.loss, est.n_evals
+
+    @abstractmethod
+    def _update(self, est: ZOEstimate) -> None:
+        """Apply the method's update from the estimate; must leave no pending offset."""
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def dense_estimates(self, est: ZOEstimate) -> Iterable[tuple[int, torch.Tensor, dict[str, Any], torch.Tensor]]:
+        """Yield ``(i, p, group, g_i)`` with the dense estimate of each tensor, undoing the
+        pending restore on ``p`` while its direction is regenerated anyway."""
+        params = self.zo_params()
+        shapes = tuple(p.shape for p in params)
+        for i, (p, group) in enumerate(zip(params, self.zo_param_groups())):
+            g = est.tensor_estimate(shapes, i, p.device, _state_dtype(p), restore_into=p)
+            yield i, p, group, g
+        est.pending = None
+
+    def state_bytes(self) -> int:
+        """Bytes of per-parameter state tensors this optimizer keeps (its declared memory)."""
+        total = 0
+        for key, st in self.state.items():
+            if key == "zo" or not isinstance(st, dict):
+                continue
+            for value in st.values():
+                if isinstance(value, torch.Tensor):
+                    total += value.numel() * value.element_size()
+        return total
+
+
+def _state_dtype(p: torch.Tensor) -> torch.dtype:
+    """Estimates and states are kept in fp32 for half-precision parameters."""
+    return torch.float32 if p.dtype in (torch.float16, torch.bfloat16) else p.dtype

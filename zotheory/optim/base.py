@@ -31,6 +31,7 @@ from typing import Any, Literal
 import torch
 
 from zotheory.directions import DirectionFamily, get_directions, mix_seed
+from zotheory.policies.base import DirectionPolicy
 from zotheory.estimators import (
     NonFiniteLossError,
     ZOEstimate,
@@ -80,6 +81,9 @@ class ZOOptimizer(torch.optim.Optimizer):
         exact_restore: restore from a copy (bit-exact in any dtype; one extra copy of the
             parameters while a step runs).
         check_resolution: refuse a radius below a tensor's dtype resolution.
+        policy: a :class:`~zotheory.policies.base.DirectionPolicy` that chooses the
+            direction(s) of each estimate (learned or prior-informed); ``None`` draws
+            ``q`` fresh directions of ``directions``.
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class ZOOptimizer(torch.optim.Optimizer):
         on_nonfinite: OnNonFinite = "raise",
         exact_restore: bool = False,
         check_resolution: bool = True,
+        policy: DirectionPolicy | None = None,
     ) -> None:
         validate_radius(eps)
         validate_q(q)
@@ -113,6 +118,9 @@ class ZOOptimizer(torch.optim.Optimizer):
         self.exact_restore = exact_restore
         self.check_resolution = check_resolution
         self._checked_radius: float | None = None
+        self.policy = policy
+        if policy is not None:
+            policy.bind(self.zo_params())
         self.state["zo"] = {"seed": int(seed), "step": 0, "skipped": 0, "evals": 0}
 
     # ------------------------------------------------------------------ parameters
@@ -152,6 +160,8 @@ class ZOOptimizer(torch.optim.Optimizer):
     @property
     def evals_per_step(self) -> int:
         """Closure calls of one :meth:`step`."""
+        if self.policy is not None:
+            return self.policy.evals_per_step(self.scheme, self.q)
         return evaluations_needed(self.scheme, self.q)
 
     def step_seed(self) -> int:
@@ -172,6 +182,17 @@ class ZOOptimizer(torch.optim.Optimizer):
         params = self.zo_params()
         radius = self.radius()
         self._check_radius(params, radius)
+        if self.policy is not None:
+            return self.policy.estimate(
+                params,
+                closure,
+                step_seed=self.step_seed(),
+                radius=radius,
+                scheme=self.scheme,
+                q=self.q,
+                leave_pending=leave_pending and self.scheme == "central",
+                exact_restore=self.exact_restore,
+            )
         return estimate_gradient(
             params,
             closure,
@@ -226,6 +247,21 @@ class ZOOptimizer(torch.optim.Optimizer):
             yield i, p, group, g
         est.pending = None
 
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        if self.policy is not None:
+            sd["policy"] = self.policy.state_dict()
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        policy_state = state_dict.pop("policy", None)
+        if (policy_state is None) != (self.policy is None):
+            raise ValueError("checkpoint and optimizer disagree on whether a direction policy is used")
+        super().load_state_dict(state_dict)
+        if self.policy is not None:
+            self.policy.load_state_dict(policy_state)
+
     def state_bytes(self) -> int:
         """Bytes of per-parameter state tensors this optimizer keeps (its declared memory)."""
         total = 0
@@ -235,6 +271,8 @@ class ZOOptimizer(torch.optim.Optimizer):
             for value in st.values():
                 if isinstance(value, torch.Tensor):
                     total += value.numel() * value.element_size()
+        if self.policy is not None:
+            total += self.policy.state_bytes()
         return total
 
 

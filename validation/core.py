@@ -55,6 +55,7 @@ class Plot:
     xscale: str = "linear"
     yscale: str = "linear"
     hlines: list[dict[str, Any]] = field(default_factory=list)
+    xticklabels: list[str] = field(default_factory=list)  # labels for x = 0, 1, 2, ... (categorical axes)
 
 
 @dataclass
@@ -91,18 +92,27 @@ class Claim:
     tags: tuple[str, ...]
     run: Callable[[Context], ClaimResult]
     description: str = ""
+    cost: float = 1.0  # relative run time at the full size; the runner schedules costly claims first
 
 
 REGISTRY: dict[str, Claim] = {}
 
 
-def claim(name: str, *, source: str, tags: tuple[str, ...] | list[str]) -> Callable[[Callable[[Context], ClaimResult]], Callable[[Context], ClaimResult]]:
-    """Register ``fn(ctx) -> ClaimResult`` under a unique ``name`` with its ``source`` and ``tags``."""
+def claim(
+    name: str, *, source: str, tags: tuple[str, ...] | list[str], cost: float = 1.0
+) -> Callable[[Callable[[Context], ClaimResult]], Callable[[Context], ClaimResult]]:
+    """Register ``fn(ctx) -> ClaimResult`` under a unique ``name`` with its ``source`` and ``tags``.
+
+    ``cost`` (optional) is a rough relative run time; the runner starts costly claims first so
+    that the worker processes finish together.
+    """
 
     def register(fn: Callable[[Context], ClaimResult]) -> Callable[[Context], ClaimResult]:
         if name in REGISTRY:
             raise ValueError(f"claim {name!r} is registered twice")
-        REGISTRY[name] = Claim(name=name, source=source, tags=tuple(tags), run=fn, description=(fn.__doc__ or "").strip())
+        REGISTRY[name] = Claim(
+            name=name, source=source, tags=tuple(tags), run=fn, description=(fn.__doc__ or "").strip(), cost=float(cost)
+        )
         return fn
 
     return register
@@ -167,3 +177,71 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (np.bool_,)):
         return bool(obj)
     return obj
+
+
+def bonferroni(false_alarm: float, tests: int) -> float:
+    """Per-test false-alarm level so that ``tests`` tests together keep ``false_alarm`` (union bound)."""
+    if tests < 1:
+        raise ValueError(f"number of tests must be >= 1, got {tests!r}")
+    return false_alarm / tests
+
+
+def hotelling_mean_test(samples: np.ndarray, predicted: np.ndarray, false_alarm: float = 1e-3) -> dict[str, Any]:
+    """Hotelling's T^2 test of ``E[samples] == predicted`` for ``(n, d)`` vector samples.
+
+    ``F = (n - d) / (d (n - 1)) T^2`` follows ``F(d, n - d)`` under the null for Gaussian
+    samples and approximately so (central limit theorem) for the sums of i.i.d. estimates
+    used here; the test rejects when the p-value is below ``false_alarm``.
+    """
+    from scipy.stats import f as f_dist
+
+    x = np.asarray(samples, dtype=np.float64)
+    n, d = x.shape
+    if n <= d + 1:
+        raise ValueError(f"Hotelling test needs more samples than dimensions, got n={n}, d={d}")
+    mean = x.mean(axis=0)
+    diff = mean - np.asarray(predicted, dtype=np.float64)
+    cov = np.cov(x, rowvar=False)
+    t2 = float(n * diff @ np.linalg.lstsq(cov, diff, rcond=None)[0])
+    fstat = (n - d) / (d * (n - 1)) * t2
+    pvalue = float(f_dist.sf(fstat, d, n - d))
+    rel = float(np.linalg.norm(diff) / max(np.linalg.norm(predicted), 1e-300))
+    return {
+        "test": "Hotelling T^2 (F approximation)",
+        "n": n,
+        "dim": d,
+        "T2": t2,
+        "F": float(fstat),
+        "p_value": pvalue,
+        "false_alarm": false_alarm,
+        "relative_error_of_mean": rel,
+        "passed": bool(pvalue >= false_alarm),
+    }
+
+
+def ks_matches(samples: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray], false_alarm: float = 1e-3) -> dict[str, Any]:
+    """One-sample Kolmogorov–Smirnov test of ``samples`` against a continuous ``cdf``."""
+    from scipy.stats import kstest
+
+    res = kstest(np.asarray(samples, dtype=np.float64), cdf)
+    return {
+        "test": "one-sample Kolmogorov-Smirnov",
+        "n": int(np.size(samples)),
+        "D": float(res.statistic),
+        "p_value": float(res.pvalue),
+        "false_alarm": false_alarm,
+        "passed": bool(res.pvalue >= false_alarm),
+    }
+
+
+def slope_contains(fit: dict[str, Any], value: float) -> bool:
+    """Whether the confidence interval of a :func:`robust_slope` fit contains ``value``."""
+    low, high = fit["interval"]
+    return bool(low <= value <= high)
+
+
+def fmt(value: float, digits: int = 4) -> str:
+    """Short human-readable number (``4`` significant digits by default)."""
+    if value is None or not math.isfinite(float(value)):
+        return str(value)
+    return f"{float(value):.{digits}g}"

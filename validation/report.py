@@ -1,0 +1,284 @@
+"""The report of a validation run: ``report.md`` + ``plots/*.png`` + ``results.json`` + ``timing.json``.
+
+``results.json`` holds every number a claim produced (statistics and plot data) and
+nothing that depends on the clock, so two runs with the same seed on the same machine
+write byte-identical files; wall times go to ``timing.json``. ``report.md`` is what a
+researcher pastes into an appendix: a summary table (claim, source, predicted, measured,
+verdict), the failing claims, then one section per claim with its plot(s), the rule that
+produced the verdict and the statistics behind it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import platform
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from validation.runner import SuiteResult, summarize_seconds
+
+PLOT_DIR = "plots"
+_PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22"]
+
+
+# ---------------------------------------------------------------------- plots
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "plot"
+
+
+def _floats(values: Sequence[Any]) -> list[float]:
+    out = []
+    for v in values:
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            out.append(math.nan)
+    return out
+
+
+def render_plot(plot: dict[str, Any], path: Path) -> None:
+    """Draw one :class:`validation.core.Plot` (as its JSON dict) into a PNG with the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.6), dpi=90)
+    try:
+        for k, s in enumerate(plot.get("series", [])):
+            x, y = _floats(s.get("x", [])), _floats(s.get("y", []))
+            color = s.get("color") or _PALETTE[k % len(_PALETTE)]
+            style = s.get("style", "line")
+            label = s.get("label")
+            if style == "band":
+                ax.fill_between(x, _floats(s["ylow"]), _floats(s["yhigh"]), color=color, alpha=0.2, label=label, lw=0)
+            elif style == "points":
+                if s.get("yerr") is not None:
+                    ax.errorbar(x, y, yerr=_floats(s["yerr"]), fmt="o", ms=3.5, color=color, label=label, capsize=2, lw=1)
+                else:
+                    ax.plot(x, y, "o", ms=3.5, color=color, label=label)
+            elif style == "step":
+                ax.step(x, y, where="post", color=color, label=label, lw=1.4)
+            elif style == "dashed":
+                ax.plot(x, y, "--", color=color, label=label, lw=1.4)
+            else:
+                if s.get("yerr") is not None:
+                    ax.errorbar(x, y, yerr=_floats(s["yerr"]), color=color, label=label, capsize=2, lw=1.4)
+                else:
+                    ax.plot(x, y, "-", color=color, label=label, lw=1.4)
+        for h in plot.get("hlines", []):
+            ax.axhline(float(h["y"]), color=h.get("color", "k"), ls=h.get("style", ":"), lw=1, label=h.get("label"))
+        if plot.get("xticklabels"):
+            labels = plot["xticklabels"]
+            ax.set_xticks(range(len(labels)))
+            ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=6.5)
+        ax.set_xscale(plot.get("xscale", "linear"))
+        ax.set_yscale(plot.get("yscale", "linear"))
+        ax.set_title(plot.get("title", ""), fontsize=9)
+        ax.set_xlabel(plot.get("xlabel", ""), fontsize=8)
+        ax.set_ylabel(plot.get("ylabel", ""), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, which="major", alpha=0.3)
+        if any(s.get("label") for s in plot.get("series", [])) or any(h.get("label") for h in plot.get("hlines", [])):
+            ax.legend(fontsize=6.5, loc="best", framealpha=0.8)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, metadata={"Software": None})
+    finally:
+        plt.close(fig)
+
+
+def render_plots(claim_name: str, plots: Sequence[dict[str, Any]], plot_dir: Path) -> list[str]:
+    """Render every plot of a claim; returns the file names relative to the report folder."""
+    files = []
+    for k, plot in enumerate(plots):
+        name = f"{_slug(claim_name)}_{k}.png"
+        render_plot(plot, Path(plot_dir) / name)
+        files.append(f"{PLOT_DIR}/{name}")
+    return files
+
+
+# ---------------------------------------------------------------------- markdown helpers
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ").strip()
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if v == 0 or (1e-3 <= abs(v) < 1e5):
+            return f"{v:.4g}"
+        return f"{v:.3e}"
+    return str(v)
+
+
+def _value(v: Any, limit: int = 10) -> str:
+    if isinstance(v, list):
+        if len(v) > limit:
+            return "[" + ", ".join(_value(x) for x in v[:limit]) + f", … ({len(v)} values, all in results.json)]"
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_value(x)}" for k, x in v.items()) + "}"
+    return _num(v)
+
+
+def _flatten(stats: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for k, v in stats.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and len(v) <= 24 and all(not isinstance(x, dict) or len(x) <= 24 for x in v.values()):
+            rows.extend(_flatten(v, key + "."))
+        else:
+            rows.append((key, v))
+    return rows
+
+
+def _anchor(name: str) -> str:
+    return re.sub(r"[^a-z0-9_-]", "", name.lower().replace(" ", "-"))
+
+
+# ---------------------------------------------------------------------- the report
+def _environment() -> dict[str, str]:
+    import numpy
+    import scipy
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+    }
+
+
+def results_document(suite: SuiteResult, command: str) -> dict[str, Any]:
+    """The content of ``results.json`` (no clock-dependent field)."""
+    return {
+        "suite": {
+            "command": command,
+            "size": suite.size,
+            "seed": suite.seed,
+            "claims": len(suite.outcomes),
+            "passed": len(suite.outcomes) - len(suite.failed),
+            "failed": suite.failed,
+            "environment": _environment(),
+        },
+        "claims": {o.name: o.record for o in suite.outcomes},
+    }
+
+
+def timing_document(suite: SuiteResult) -> dict[str, Any]:
+    return {
+        "size": suite.size,
+        "seed": suite.seed,
+        "workers": suite.workers,
+        "total_seconds": round(suite.seconds, 3),
+        "claims_seconds": {o.name: round(o.seconds, 3) for o in suite.outcomes},
+        "claims_cpu_seconds": {o.name: round(o.cpu_seconds or 0.0, 3) for o in suite.outcomes},
+        "wall_seconds_sum": round(sum(o.seconds for o in suite.outcomes), 3),
+        "cpu_seconds_sum": round(sum(o.cpu_seconds or 0.0 for o in suite.outcomes), 3),
+    }
+
+
+def markdown(suite: SuiteResult, command: str) -> str:
+    env = _environment()
+    n = len(suite.outcomes)
+    failed = suite.failed
+    lines = [
+        "# zotheory validation report",
+        "",
+        f"Reproduce with `{command}` (size `{suite.size}`, master seed {suite.seed}). "
+        f"**{n - len(failed)} of {n} claims passed**"
+        + (f"; {len(failed)} failed: " + ", ".join(f"[`{f}`](#{_anchor(f)})" for f in failed) + "." if failed else "."),
+        "",
+        "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()) + ". Every number below is in "
+        "`results.json`; wall times are in `timing.json`. Each claim states its statistical test, "
+        "its false-alarm probability and the interval that decided its verdict.",
+        "",
+        "## Summary",
+        "",
+        "| claim | source | predicted | measured | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for o in suite.outcomes:
+        r = o.record
+        verdict = "**pass**" if o.passed else "**FAIL**"
+        lines.append(
+            f"| [`{o.name}`](#{_anchor(o.name)}) | {_cell(r['source'])} | {_cell(r['predicted'])} | "
+            f"{_cell(r['measured'])} | {verdict} |"
+        )
+    lines.append("")
+    if failed:
+        lines += ["## Failed claims", ""]
+        for f in failed:
+            rec = next(o.record for o in suite.outcomes if o.name == f)
+            why = "raised an exception" if rec.get("error") else _cell(rec.get("notes") or rec.get("measured"))
+            lines.append(f"- [`{f}`](#{_anchor(f)}): {why}")
+        lines.append("")
+    lines += ["## Claims", ""]
+    for o in suite.outcomes:
+        lines += _claim_section(o.name, o.record, o.passed)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _claim_section(name: str, r: dict[str, Any], passed: bool) -> list[str]:
+    out = [f"### {name}", ""]
+    out.append(f"**Verdict: {'pass' if passed else 'FAIL'}** · source: {r['source']} · tags: "
+               + ", ".join(f"`{t}`" for t in r.get("tags", [])))
+    out.append("")
+    if r.get("description"):
+        out += [" ".join(inspect.cleandoc(r["description"]).split()), ""]
+    out += [f"- **Predicted:** {r.get('predicted', '')}", f"- **Measured:** {r.get('measured', '')}",
+            f"- **Verdict rule:** {r.get('verdict_rule', '')}", ""]
+    for f, plot in zip(r.get("plot_files", []), r.get("plots", [])):
+        out += [f"![{_cell(plot.get('title', name))}]({f})", ""]
+    if r.get("notes"):
+        out += [f"*Notes.* {r['notes']}", ""]
+    stats = r.get("statistics") or {}
+    if stats:
+        out += ["<details><summary>Statistics</summary>", "", "| statistic | value |", "|---|---|"]
+        for k, v in _flatten(stats):
+            out.append(f"| {_cell(k)} | {_cell(_value(v))} |")
+        out += ["", "</details>", ""]
+    if r.get("error"):
+        out += ["Traceback:", "", "```", r["error"].rstrip(), "```", ""]
+    if r.get("plot_error"):
+        out += ["The plot could not be drawn:", "", "```", r["plot_error"].rstrip(), "```", ""]
+    return out
+
+
+def write_report(suite: SuiteResult, out_dir: Path, command: str) -> dict[str, Path]:
+    """Write ``report.md``, ``results.json`` and ``timing.json`` into ``out_dir`` (plots are already there)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "report": out_dir / "report.md",
+        "results": out_dir / "results.json",
+        "timing": out_dir / "timing.json",
+    }
+    paths["results"].write_text(json.dumps(results_document(suite, command), indent=1, sort_keys=True) + "\n")
+    paths["timing"].write_text(json.dumps(timing_document(suite), indent=1, sort_keys=True) + "\n")
+    paths["report"].write_text(markdown(suite, command))
+    return paths
+
+
+def console_summary(suite: SuiteResult) -> str:
+    """Plain-text summary for stdout; the failing claims come last."""
+    width = max([len(o.name) for o in suite.outcomes] + [5])
+    lines = []
+    for o in suite.outcomes:
+        mark = "pass" if o.passed else "FAIL"
+        lines.append(f"{mark:4}  {o.name:<{width}}  {o.record.get('measured', '')}"[:200])
+    n, nf = len(suite.outcomes), len(suite.failed)
+    lines.append(f"{n - nf}/{n} claims passed in {summarize_seconds(suite.seconds)} (size {suite.size}, seed {suite.seed})")
+    if nf:
+        lines.append(f"FAILED ({nf}):")
+        lines += [f"  {name}" for name in suite.failed]
+    return "\n".join(lines)

@@ -145,9 +145,13 @@ class ZOEstimate:
         return int(self.coefficients.numel())
 
     def materialize(self, like: Sequence[torch.Tensor], dtype: torch.dtype | None = None) -> list[torch.Tensor]:
-        """Dense ``g`` shaped like ``like`` (for tests, theory checks and non-linear updates)."""
+        """Dense ``g`` shaped like ``like`` (for tests, theory checks and non-linear updates); the
+        directions are those drawn for ``like``'s dtypes, accumulated in ``dtype`` if given."""
         shapes = _shapes(like)
-        return [self.tensor_estimate(shapes, i, like[i].device, dtype or like[i].dtype) for i in range(len(like))]
+        return [
+            self.tensor_estimate(shapes, i, like[i].device, dtype or like[i].dtype, direction_dtype=like[i].dtype)
+            for i in range(len(like))
+        ]
 
     def tensor_estimate(
         self,
@@ -156,15 +160,24 @@ class ZOEstimate:
         device: torch.device,
         dtype: torch.dtype,
         restore_into: torch.Tensor | None = None,
+        direction_dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
-        """Dense ``g`` for tensor ``index``; if ``restore_into`` is given, also undo the pending
-        offset on that tensor while its direction is at hand (one regeneration, not two)."""
+        """Dense ``g`` for tensor ``index`` in ``dtype``; if ``restore_into`` is given, also undo the
+        pending offset on that tensor while its direction is at hand (one regeneration, not two).
+
+        A family's draws depend on the dtype they are made in (``torch.randn`` in float16 is not the
+        rounding of ``torch.randn`` in float32 for sizes that are not a multiple of 16), so ``z`` is
+        regenerated in the dtype of the tensor that was perturbed (``direction_dtype``, by default
+        ``restore_into.dtype`` or else ``dtype``) and only then widened to ``dtype``.
+        """
+        if direction_dtype is None:
+            direction_dtype = restore_into.dtype if restore_into is not None else dtype
         g = torch.zeros(shapes[index], dtype=dtype, device=device)
         for j in range(self.q):
-            z = self.family.tensor_direction(shapes, index, self.step_seed, j, dtype, device)
+            z = self.family.tensor_direction(shapes, index, self.step_seed, j, direction_dtype, device)
             if restore_into is not None and self.pending is not None and self.pending[0] == j:
                 self._restore_tensor(restore_into, index, z)
-            g.add_(z.mul_(self.coefficients[j].to(dtype)))
+            g.add_(z.to(dtype).mul_(self.coefficients[j].to(dtype)))
         if restore_into is not None and self.pending is not None and self.pending[0] >= self.q:
             raise AssertionError("pending offset refers to a direction outside the estimate")
         return g

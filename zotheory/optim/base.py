@@ -259,8 +259,45 @@ class ZOOptimizer(torch.optim.Optimizer):
         if (policy_state is None) != (self.policy is None):
             raise ValueError("checkpoint and optimizer disagree on whether a direction policy is used")
         super().load_state_dict(state_dict)
+        # torch stores non-parameter state entries by reference: give this optimizer its own counters
+        # (two optimizers loaded from one in-memory checkpoint must not share a step counter)
+        self.state["zo"] = dict(self.state["zo"])
         if self.policy is not None:
             self.policy.load_state_dict(policy_state)
+
+    @staticmethod
+    def _process_value_according_to_param_policy(
+        param: torch.Tensor, value: torch.Tensor, param_id: int, param_groups: list[dict[Any, Any]], key: Any = None
+    ) -> torch.Tensor:
+        """Move loaded state to the parameter's device but keep its dtype.
+
+        ``torch.optim.Optimizer`` casts every floating state tensor to the parameter's dtype on load,
+        which would turn the float32 moments kept for float16/bfloat16 parameters (:func:`_state_dtype`)
+        into half precision and break bit-exact resumption.
+        """
+        return value.to(device=param.device)
+
+    # ------------------------------------------------------------------ parameter groups
+    #: Group keys accepted besides ``defaults``: ``params``, torch's ``param_names`` (named parameters),
+    #: ``initial_lr`` (set by ``torch.optim.lr_scheduler``) and a free-form ``name`` label.
+    extra_group_keys: frozenset[str] = frozenset({"params", "param_names", "initial_lr", "name"})
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """``torch.optim.Optimizer.add_param_group`` that refuses unknown keys (a misspelt
+        hyper-parameter would otherwise be ignored silently) and validates the group (:meth:`_validate_group`)."""
+        if isinstance(param_group, dict):
+            unknown = sorted(set(param_group) - set(self.defaults) - self.extra_group_keys, key=str)
+            if unknown:
+                raise ValueError(
+                    f"unknown parameter-group key(s) {unknown} for {type(self).__name__}; "
+                    f"valid keys: {sorted(set(self.defaults) | self.extra_group_keys)}"
+                )
+        super().add_param_group(param_group)
+        self._validate_group(self.param_groups[-1])
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        """Check one parameter group's hyper-parameters (subclasses extend; raise ``ValueError``)."""
+        validate_nonnegative("lr", group["lr"])
 
     def state_bytes(self) -> int:
         """Bytes of per-parameter state tensors this optimizer keeps (its declared memory)."""

@@ -10,6 +10,7 @@ import torch
 from zotheory.directions import DirectionFamily
 from zotheory.estimators import ZOEstimate
 from zotheory.optim.base import OnNonFinite, ZOOptimizer, validate_nonnegative, validate_unit_interval
+from zotheory.policies.base import DirectionPolicy
 
 
 class ZOSGD(ZOOptimizer):
@@ -47,6 +48,7 @@ class ZOSGD(ZOOptimizer):
         on_nonfinite: OnNonFinite = "raise",
         exact_restore: bool = False,
         check_resolution: bool = True,
+        policy: DirectionPolicy | None = None,
     ) -> None:
         validate_unit_interval("momentum", momentum)
         validate_nonnegative("weight_decay", weight_decay)
@@ -61,6 +63,7 @@ class ZOSGD(ZOOptimizer):
             on_nonfinite=on_nonfinite,
             exact_restore=exact_restore,
             check_resolution=check_resolution,
+            policy=policy,
         )
 
     def _update(self, est: ZOEstimate) -> None:

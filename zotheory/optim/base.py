@@ -259,23 +259,30 @@ class ZOOptimizer(torch.optim.Optimizer):
         if (policy_state is None) != (self.policy is None):
             raise ValueError("checkpoint and optimizer disagree on whether a direction policy is used")
         super().load_state_dict(state_dict)
+        self._restore_state_dtypes(state_dict)
         # torch stores non-parameter state entries by reference: give this optimizer its own counters
         # (two optimizers loaded from one in-memory checkpoint must not share a step counter)
         self.state["zo"] = dict(self.state["zo"])
         if self.policy is not None:
             self.policy.load_state_dict(policy_state)
 
-    @staticmethod
-    def _process_value_according_to_param_policy(
-        param: torch.Tensor, value: torch.Tensor, param_id: int, param_groups: list[dict[Any, Any]], key: Any = None
-    ) -> torch.Tensor:
-        """Move loaded state to the parameter's device but keep its dtype.
+    def _restore_state_dtypes(self, state_dict: dict[str, Any]) -> None:
+        """Undo torch's cast of loaded floating state to the parameter dtype.
 
-        ``torch.optim.Optimizer`` casts every floating state tensor to the parameter's dtype on load,
-        which would turn the float32 moments kept for float16/bfloat16 parameters (:func:`_state_dtype`)
-        into half precision and break bit-exact resumption.
+        ``torch.optim.Optimizer.load_state_dict`` casts every floating state tensor to its parameter's
+        dtype, which turns the float32 moments kept for float16/bfloat16 parameters (:func:`_state_dtype`)
+        into half precision and breaks bit-exact resumption; the saved tensors are copied back.
         """
-        return value.to(device=param.device)
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        by_id = dict(zip(saved_ids, self.zo_params()))
+        for pid, saved in state_dict["state"].items():
+            p = by_id.get(pid)
+            if p is None or not isinstance(saved, dict):
+                continue
+            for key, value in saved.items():
+                loaded = self.state[p].get(key)
+                if isinstance(value, torch.Tensor) and isinstance(loaded, torch.Tensor) and loaded.dtype != value.dtype:
+                    self.state[p][key] = value.to(device=p.device, copy=True)
 
     # ------------------------------------------------------------------ parameter groups
     #: Group keys accepted besides ``defaults``: ``params``, torch's ``param_names`` (named parameters),

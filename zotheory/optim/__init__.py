@@ -1,6 +1,30 @@
 """Zeroth-order optimizers as ``torch.optim.Optimizer`` subclasses (``step(closure)``)."""
 
+from zotheory.optim.adam import ZOAdam
 from zotheory.optim.base import ZOOptimizer
+from zotheory.optim.jaguar import JaguarBlock, JaguarMuon, JaguarSignSGD
+from zotheory.optim.muon import MatrixEfficientZOMuon, SemiOrthogonal, ZOMuon, muon_param_groups
+from zotheory.optim.registry import OPTIMIZERS, OptimizerSpec, make_optimizer, register_optimizer
+from zotheory.optim.sign import ZOSGDSign, ZOSignSGD
+from zotheory.optim.zolmo import ZOLMO
 from zotheory.optim.zosgd import ZOSGD
 
-__all__ = ["ZOOptimizer", "ZOSGD"]
+__all__ = [
+    "OPTIMIZERS",
+    "JaguarBlock",
+    "JaguarMuon",
+    "JaguarSignSGD",
+    "MatrixEfficientZOMuon",
+    "OptimizerSpec",
+    "SemiOrthogonal",
+    "ZOAdam",
+    "ZOLMO",
+    "ZOMuon",
+    "ZOOptimizer",
+    "ZOSGD",
+    "ZOSGDSign",
+    "ZOSignSGD",
+    "make_optimizer",
+    "muon_param_groups",
+    "register_optimizer",
+]

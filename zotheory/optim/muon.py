@@ -1,0 +1,425 @@
+r"""ZO-Muon: Newton–Schulz orthogonalisation of a zeroth-order estimate, and its matrix-efficient variant.
+
+Two methods from the JAGUAR paper's appendix (Petrov et al., arXiv 2506.04430; the text is
+``shared/reference/jaguar_paper.txt``, Appendix A):
+
+* :class:`ZOMuon` (App. A.1, Alg. 3): a two-point estimate ``G = (f(W + r E) - f(W - r E)) / (2r) E`` with
+  Gaussian ``E``, then ``W <- W - lr NS(G)`` per matrix. We add an optional EMA momentum
+  ``M <- beta M + (1 - beta) G`` before the orthogonalisation (``beta = 0``, the default, is Alg. 3).
+* :class:`MatrixEfficientZOMuon` (App. A.2, Alg. 4): draw ``E = U_E Sigma_E V_E^T`` from its factors, so the
+  polar factor of the estimate is known without any Newton–Schulz: ``G = c E`` with the scalar
+  ``c = (f(W + r E) - f(W - r E)) / (2r)``, hence ``polar(G) = sign(c) U_E V_E^T`` exactly (paper Eqs. (5)–(7))
+  and ``W <- W - lr sign(c) U_E V_E^T``. The directions are the :class:`SemiOrthogonal` family.
+
+Which tensors are orthogonalised is explicit: every parameter group carries an ``update`` rule
+(:data:`UPDATE_RULES`), and :func:`muon_param_groups` builds the usual split (hidden matrices -> ``"muon"``;
+embeddings, the LM head, biases and LayerNorm -> ``"sign"``). The JAGUAR-Muon failure on full fine-tuning
+(72.5% on SST-2) was blamed by its authors on the non-matrix parameters (``zo_llm_anchors.md`` 1.4, 5.3.6).
+
+Update rules (a direction ``D`` with ``x <- x - lr D``; each is minus a unit-ball LMO of ``lmo.py``, section 4
+of ``theory_oracles.md``):
+
+=========  ==========================================================  ==========================
+rule        ``D`` for the (momentum of the) estimate ``M``              LMO
+=========  ==========================================================  ==========================
+``muon``    ``NS(M)`` (Newton–Schulz; ``~ U V^T`` for ``M = U S V^T``)  spectral ball (approximate)
+``sign``    ``sign(M)``                                                 max-norm ball
+``l2``      ``M / ||M||_F`` (0 for ``M = 0``)                           Euclidean ball
+``sgd``     ``M`` (no normalisation; ZO-Muon's code path for vectors)   none
+=========  ==========================================================  ==========================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from zotheory.directions import DirectionFamily, mix_seed, tensor_generator
+from zotheory.estimators import ZOEstimate
+from zotheory.lmo import MUON_QUINTIC, l2_lmo, linf_lmo, muon_shape_scale, newton_schulz
+from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_unit_interval
+from zotheory.policies.base import DirectionPolicy
+
+__all__ = [
+    "EMBEDDING_NAME_PARTS",
+    "UPDATE_RULES",
+    "MatrixEfficientZOMuon",
+    "SemiOrthogonal",
+    "ZOMuon",
+    "ema_",
+    "is_hidden_matrix",
+    "muon_param_groups",
+    "update_direction",
+    "validate_ns",
+    "validate_update_group",
+]
+
+UPDATE_RULES: tuple[str, ...] = ("muon", "sign", "l2", "sgd")
+
+#: Name fragments of tensors that are matrices but not hidden layers: token / position embeddings and the
+#: LM head (often tied to the embedding). Muon (KellerJordan/Muon README) and JAGUAR's v1 code keep them off
+#: the orthogonalised path; lower-case substring match on the parameter name.
+EMBEDDING_NAME_PARTS: tuple[str, ...] = ("embed", "wte", "wpe", "lm_head")
+
+
+# ---------------------------------------------------------------------------------------------- pure maths
+def ema_(state: dict[str, Any], key: str, g: Tensor, beta: float) -> Tensor:
+    """``m <- beta m + (1 - beta) g`` in ``state[key]`` (created as zeros); ``beta = 0`` keeps no buffer
+    and returns ``g`` itself."""
+    if beta == 0:
+        return g
+    buf = state.get(key)
+    if buf is None:
+        buf = state[key] = torch.zeros_like(g)
+    return buf.mul_(beta).add_(g, alpha=1.0 - beta)
+
+
+def update_direction(
+    rule: str,
+    m: Tensor,
+    *,
+    ns_coefficients: Sequence[float] = MUON_QUINTIC,
+    ns_steps: int = 5,
+    shape_scale: bool = False,
+) -> Tensor:
+    """The direction ``D`` of ``x <- x - lr D`` for an update rule (module table).
+
+    ``muon``: ``newton_schulz(M, coefficients, steps)``, times ``max(1, rows/cols)^(1/2)`` when
+    ``shape_scale`` (Muon's post-scaling, oracle 33; JAGUAR's code does not use it). ``sign``:
+    ``sign(M) = -lmo_inf(M)``. ``l2``: ``M/||M|| = -lmo_2(M)``. ``sgd``: ``M``.
+    """
+    if rule == "muon":
+        d = newton_schulz(m, ns_coefficients, ns_steps)
+        return d.mul_(muon_shape_scale(m.shape)) if shape_scale else d
+    if rule == "sign":
+        return linf_lmo(m).neg_()
+    if rule == "l2":
+        return l2_lmo(m).neg_()
+    if rule == "sgd":
+        return m
+    raise ValueError(f"unknown update rule {rule!r}; choose one of {list(UPDATE_RULES)}")
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def validate_ns(coefficients: Sequence[float], steps: int) -> tuple[tuple[float, ...], int]:
+    """Newton–Schulz settings: a non-empty sequence of finite coefficients and an integer ``steps >= 0``."""
+    try:
+        coeffs = tuple(float(c) for c in coefficients)
+    except (TypeError, ValueError):
+        raise ValueError(f"ns_coefficients must be a sequence of numbers, got {coefficients!r}") from None
+    if not coeffs or not all(math.isfinite(c) for c in coeffs):
+        raise ValueError(f"ns_coefficients must be non-empty and finite, got {coefficients!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"ns_steps must be an integer >= 0, got {steps!r}")
+    return coeffs, steps
+
+
+def validate_update_group(group: Mapping[str, Any], rules: Sequence[str] = UPDATE_RULES) -> None:
+    """The group's ``update`` rule is known, and ``muon`` groups hold only tensors with >= 2 dims."""
+    rule = group["update"]
+    if rule not in rules:
+        raise ValueError(f"unknown update rule {rule!r} in a parameter group; choose one of {list(rules)}")
+    if rule == "muon":
+        names = group.get("param_names")
+        for k, p in enumerate(group["params"]):
+            if p.dim() < 2:
+                name = names[k] if names is not None else f"tensor {k} of the group"
+                raise ValueError(
+                    f"update='muon' needs matrices, but {name} has shape {tuple(p.shape)}; route vectors "
+                    f"(biases, LayerNorm) to 'sign'/'l2'/'sgd', e.g. with muon_param_groups()"
+                )
+
+
+# ---------------------------------------------------------------------------------------------- routing
+def is_hidden_matrix(name: str, p: Tensor, max_rows: int | None = None) -> bool:
+    """The routing rule of :func:`muon_param_groups`: a tensor is a *hidden matrix* iff it has >= 2 dims
+    (conv kernels use the ``(shape[0], -1)`` matrix view), its name contains none of
+    :data:`EMBEDDING_NAME_PARTS`, and (if ``max_rows`` is given) it has at most ``max_rows`` rows —
+    JAGUAR's v1 code used ``size(0) < 10000`` to keep OPT's 50272-row tied embedding off Newton–Schulz."""
+    if p.dim() < 2:
+        return False
+    lowered = name.lower()
+    if any(part in lowered for part in EMBEDDING_NAME_PARTS):
+        return False
+    return max_rows is None or p.shape[0] <= max_rows
+
+
+def muon_param_groups(
+    model_or_params: nn.Module | Iterable[Tensor] | Iterable[tuple[str, Tensor]],
+    *,
+    hidden: Any = "muon",
+    other: Any = "sign",
+    key: str = "update",
+    max_rows: int | None = None,
+    hidden_options: Mapping[str, Any] | None = None,
+    other_options: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Split parameters into hidden matrices and the rest (rule: :func:`is_hidden_matrix`).
+
+    Returns up to two parameter groups ``[{"params": hidden, key: hidden}, {"params": rest, key: other}]``
+    (empty groups are left out), with any extra per-group options merged in. With a module, only
+    parameters with ``requires_grad`` are taken, with their names (so MeZO's weight-decay rule and error
+    messages can use them); with a list of tensors, names are ``param_i`` and the split is by shape alone.
+    Use ``key="norm", hidden="spectral", other="linf"`` for :class:`~zotheory.optim.zolmo.ZOLMO`.
+    """
+    if isinstance(model_or_params, nn.Module):
+        items: list[Any] = [(n, p) for n, p in model_or_params.named_parameters() if p.requires_grad]
+        named = True
+    else:
+        items = list(model_or_params)
+        if items and isinstance(items[0], dict):
+            raise ValueError("muon_param_groups expects parameters, not parameter groups")
+        named = bool(items) and isinstance(items[0], tuple)
+    hidden_items, other_items = [], []
+    for k, item in enumerate(items):
+        name, p = item if named else (f"param_{k}", item)
+        (hidden_items if is_hidden_matrix(name, p, max_rows) else other_items).append(item)
+    groups = []
+    if hidden_items:
+        groups.append({"params": hidden_items, key: hidden, **dict(hidden_options or {})})
+    if other_items:
+        groups.append({"params": other_items, key: other, **dict(other_options or {})})
+    return groups
+
+
+# ---------------------------------------------------------------------------------------------- ZO-Muon
+class ZOMuon(ZOOptimizer):
+    r"""ZO-Muon (JAGUAR paper, arXiv 2506.04430, App. A.1, Alg. 3), with optional EMA momentum.
+
+    .. math::
+        G_t = \frac1q\sum_{j<q}\frac{f(W_t + rE_j) - f(W_t - rE_j)}{2r}E_j,\quad
+        M_t = \beta M_{t-1} + (1-\beta)G_t,\quad W_{t+1} = W_t - \eta\,\mathrm{NS}(M_t)
+
+    per tensor of a ``"muon"`` group (``beta = 0``: ``M_t = G_t``, no buffer, Alg. 3); other groups use
+    their ``update`` rule (module table). ``NS`` is :func:`zotheory.lmo.newton_schulz` with
+    ``ns_coefficients`` / ``ns_steps``: Muon's quintic with 5 steps by default (ZO-Muon v2 code; the v1 code
+    used 10, the paper prints the cubic with ``K = 10``, :data:`zotheory.lmo.CUBIC`). Since NS is invariant to
+    the scale of its input, with ``q = 1`` and no momentum ``NS(G) = sign(c) NS(E)``.
+
+    Memory: one dense estimate per tensor at a time (scratch) plus, with ``momentum > 0``, one buffer of
+    parameter size (fp32 for half-precision parameters).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        *,
+        momentum: float = 0.0,
+        update: str = "muon",
+        ns_coefficients: Sequence[float] = MUON_QUINTIC,
+        ns_steps: int = 5,
+        shape_scale: bool = False,
+        eps: float = 1e-3,
+        q: int = 1,
+        directions: str | DirectionFamily = "gaussian",
+        scheme: str = "central",
+        seed: int = 0,
+        on_nonfinite: OnNonFinite = "raise",
+        exact_restore: bool = False,
+        check_resolution: bool = True,
+        policy: DirectionPolicy | None = None,
+    ) -> None:
+        coeffs, steps = validate_ns(ns_coefficients, ns_steps)
+        defaults = dict(
+            lr=lr, momentum=momentum, update=update, ns_coefficients=coeffs, ns_steps=steps, shape_scale=shape_scale
+        )
+        super().__init__(
+            params,
+            defaults,
+            eps=eps,
+            q=q,
+            directions=directions,
+            scheme=scheme,
+            seed=seed,
+            on_nonfinite=on_nonfinite,
+            exact_restore=exact_restore,
+            check_resolution=check_resolution,
+            policy=policy,
+        )
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        validate_unit_interval("momentum", group["momentum"])
+        group["ns_coefficients"], group["ns_steps"] = validate_ns(group["ns_coefficients"], group["ns_steps"])
+        validate_update_group(group)
+
+    def _update(self, est: ZOEstimate) -> None:
+        for _, p, group, g in self.dense_estimates(est):
+            m = ema_(self.state[p], "momentum_buffer", g, group["momentum"])
+            d = update_direction(
+                group["update"],
+                m,
+                ns_coefficients=group["ns_coefficients"],
+                ns_steps=group["ns_steps"],
+                shape_scale=group["shape_scale"],
+            )
+            p.add_(d.to(p.dtype), alpha=-group["lr"])
+
+
+# ---------------------------------------------------------------------------------------------- directions
+def _haar_frame(rows: int, cols: int, gen: torch.Generator, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A ``rows x cols`` matrix with orthonormal columns, Haar-distributed (``cols <= rows``): QR of a
+    Gaussian matrix with the signs of ``R``'s diagonal moved into ``Q`` (Mezzadri 2007)."""
+    a = torch.randn(rows, cols, generator=gen, dtype=dtype, device=device)
+    # geqrf + householder_product is the reduced QR (``torch.linalg.qr`` is ~1000x slower on small
+    # matrices on a loaded multi-threaded CPU); R's diagonal is the diagonal of the geqrf output
+    packed, tau = torch.geqrf(a)
+    qmat = torch.linalg.householder_product(packed, tau)
+    signs = torch.sign(torch.diagonal(packed))
+    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+    return qmat * signs.unsqueeze(0)
+
+
+class SemiOrthogonal(DirectionFamily):
+    r"""Matrix directions drawn from their SVD factors, ``E = U \Sigma V^T`` (JAGUAR paper, Alg. 4, line 4).
+
+    For a tensor viewed as an ``m x n`` matrix with ``k = min(m, n)``: ``U`` (``m x k``) and ``V`` (``n x k``)
+    are independent Haar frames and ``Sigma = diag(s)``:
+
+    * ``spectrum="identity"`` (default): ``s = sqrt(max(m, n))``, so ``E = sqrt(max(m, n)) U V^T`` is a scaled
+      random partial isometry with ``||E||_F^2 = m n`` exactly;
+    * ``spectrum="gaussian"``: ``s`` are the singular values of an independent ``m x n`` Gaussian matrix. A
+      Gaussian matrix is ``U \Sigma V^T`` with Haar ``U, V`` independent of ``\Sigma`` (bi-orthogonal
+      invariance), so ``E`` is then exactly ``N(0, 1)``-distributed: ZO-Muon's Gaussian direction with its
+      SVD known (costs one SVD of a Gaussian matrix per step; meant for synthetic problems).
+
+    In both cases ``E`` is invariant in law under ``E -> P E Q`` for orthogonal ``P, Q``, which forces
+    ``E[vec(E) vec(E)^T] = (E||E||_F^2 / (m n)) I = I``: the scale is 1, as for Gaussian directions
+    (``directions.py`` convention). Tensors with fewer than 2 dims get Gaussian directions.
+    :meth:`polar` returns the polar factor ``U V^T`` (the Muon/spectral-LMO direction of ``E``, oracle 29)
+    without any Newton–Schulz or SVD. Factors are computed in float32 (float64 for float64 tensors) and
+    cast, so a half-precision direction is the rounding of the float32 one.
+    """
+
+    name = "semiorthogonal"
+    SPECTRA: tuple[str, ...] = ("identity", "gaussian")
+
+    def __init__(self, spectrum: str = "identity") -> None:
+        if spectrum not in self.SPECTRA:
+            raise ValueError(f"unknown spectrum {spectrum!r}; choose one of {list(self.SPECTRA)}")
+        self.spectrum = spectrum
+
+    def scale(self, dim: int) -> float:
+        return 1.0
+
+    def factors(
+        self, shapes: Sequence[torch.Size], index: int, step_seed: int, j: int, dtype: torch.dtype, device: torch.device
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(U, s, V)`` of tensor ``index`` (>= 2 dims) in the work dtype (float64 or float32)."""
+        shape = shapes[index]
+        if len(shape) < 2:
+            raise ValueError(f"SemiOrthogonal.factors needs a matrix, got shape {tuple(shape)}")
+        work = torch.float64 if dtype == torch.float64 else torch.float32
+        rows, cols = shape[0], math.prod(shape[1:])
+        k = min(rows, cols)
+        gen = tensor_generator(mix_seed(step_seed, j), index, device)
+        u = _haar_frame(rows, k, gen, work, device)
+        v = _haar_frame(cols, k, gen, work, device)
+        if self.spectrum == "identity":
+            s = torch.full((k,), math.sqrt(max(rows, cols)), dtype=work, device=device)
+        else:
+            s = torch.linalg.svdvals(torch.randn(rows, cols, generator=gen, dtype=work, device=device))
+        return u, s, v
+
+    def tensor_direction(self, shapes, index, step_seed, j, dtype, device):
+        shape = shapes[index]
+        if len(shape) < 2:
+            gen = tensor_generator(mix_seed(step_seed, j), index, device)
+            return torch.randn(shape, generator=gen, dtype=dtype, device=device)
+        u, s, v = self.factors(shapes, index, step_seed, j, dtype, device)
+        return ((u * s.unsqueeze(0)) @ v.T).to(dtype).reshape(shape)
+
+    def polar(
+        self, shapes: Sequence[torch.Size], index: int, step_seed: int, j: int, dtype: torch.dtype, device: torch.device
+    ) -> Tensor:
+        """``U V^T`` of tensor ``index`` in the work dtype, shaped like the tensor (its polar factor)."""
+        u, _, v = self.factors(shapes, index, step_seed, j, dtype, device)
+        return (u @ v.T).reshape(shapes[index])
+
+    def __repr__(self) -> str:
+        return f"SemiOrthogonal(spectrum={self.spectrum!r})"
+
+
+class MatrixEfficientZOMuon(ZOOptimizer):
+    r"""Matrix-efficient ZO-Muon (JAGUAR paper, arXiv 2506.04430, App. A.2, Alg. 4).
+
+    .. math::
+        E_l = U_l\Sigma_l V_l^T\ (\text{per matrix, } :class:`SemiOrthogonal`),\quad
+        c = \frac{f(W + rE) - f(W - rE)}{2r},\quad W_l \leftarrow W_l - \eta\,\mathrm{sign}(c)\,U_lV_l^T
+
+    Since the estimate of every matrix is ``G_l = c E_l``, its polar factor (what Muon's Newton–Schulz
+    approximates) is exactly ``sign(c) U_l V_l^T``: no orthogonalisation is computed, the factors are
+    regenerated from the seed. This is the exact-polar version of :class:`ZOMuon` with ``q = 1`` and no
+    momentum (with ``spectrum="gaussian"`` the directions even have ZO-Muon's Gaussian law). Momentum is not
+    offered: a sum of estimates is no longer a multiple of one known ``E``. Non-matrix groups apply their
+    ``update`` rule to ``c z`` (``sign``: ``sign(c z)``; ``sgd``: ``c z``; ``l2``: ``sign(c) z/||z||``).
+
+    Memory: no state; per matrix the factors ``U, V`` (``(m + n) min(m, n)`` numbers) and one matrix of
+    scratch. Cost: two thin QR factorisations per matrix and step (and an SVD for ``spectrum="gaussian"``).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        *,
+        update: str = "muon",
+        shape_scale: bool = False,
+        spectrum: str = "identity",
+        eps: float = 1e-3,
+        scheme: str = "central",
+        seed: int = 0,
+        on_nonfinite: OnNonFinite = "raise",
+        exact_restore: bool = False,
+        check_resolution: bool = True,
+    ) -> None:
+        if scheme not in ("central", "forward"):
+            raise ValueError(f"MatrixEfficientZOMuon needs a two-point scheme ('central' or 'forward'), got {scheme!r}")
+        super().__init__(
+            params,
+            dict(lr=lr, update=update, shape_scale=shape_scale),
+            eps=eps,
+            q=1,
+            directions=SemiOrthogonal(spectrum),
+            scheme=scheme,
+            seed=seed,
+            on_nonfinite=on_nonfinite,
+            exact_restore=exact_restore,
+            check_resolution=check_resolution,
+        )
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        validate_update_group(group)
+
+    def _update(self, est: ZOEstimate) -> None:
+        params = self.zo_params()
+        if est.backup is not None:
+            est.restore_(params)
+        family: SemiOrthogonal = self.directions  # type: ignore[assignment]
+        shapes = tuple(p.shape for p in params)
+        c = est.coefficients[0]
+        sign_c = torch.sign(c)
+        pending = est.pending
+        for i, (p, group) in enumerate(zip(params, self.zo_param_groups())):
+            work = _state_dtype(p)
+            if group["update"] == "muon":
+                u, s, v = family.factors(shapes, i, est.step_seed, 0, p.dtype, p.device)
+                polar = (u @ v.T).reshape(p.shape)
+                if pending is not None:
+                    p.add_(((u * s.unsqueeze(0)) @ v.T).to(p.dtype).reshape(p.shape), alpha=pending[1])
+                if group["shape_scale"]:
+                    polar.mul_(muon_shape_scale(p.shape))
+                p.add_(polar.mul_(sign_c.to(polar.dtype)).to(p.dtype), alpha=-group["lr"])
+            else:
+                z = family.tensor_direction(shapes, i, est.step_seed, 0, p.dtype, p.device)
+                if pending is not None:
+                    p.add_(z, alpha=pending[1])
+                g = z.to(work).mul_(c.to(work))
+                p.add_(update_direction(group["update"], g).to(p.dtype), alpha=-group["lr"])
+        est.pending = None

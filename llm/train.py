@@ -1,0 +1,784 @@
+"""The fine-tuning loop: zotheory's optimizers, unchanged, on Hugging Face models.
+
+A plain loop, no fork of the Hugging Face Trainer::
+
+    for step in 1..steps:
+        batch = next(stream)                          # deterministic, resumable order
+        ZO:  loss = optimizer.step(make_closure(objective, batch))
+             # eval mode, torch.inference_mode, no backward; the optimizer calls the
+             # closure optimizer.evals_per_step times
+        FO:  loss = optimizer.step(make_backward_closure(objective, batch))
+             # torch SGD / Adam with backpropagation, same loss function (eval mode)
+        log {step, loss, forward passes, lr, wall time} to metrics.jsonl
+        every eval_every steps: dev accuracy -> best-dev weights (best.pt), resume state (last.pt)
+    final: load best.pt, accuracy on the eval split -> results.json
+
+Counting forward passes (exact: the closures count their own calls).
+
+* ZO: one closure call = one forward pass over the minibatch; a step costs
+  ``optimizer.evals_per_step`` of them (two for two-point ZO-SGD).
+* FO: one closure call = one forward + one backward. Convention: a backward pass counts
+  as **two** forward passes (its cost in FLOPs: Kaplan et al. 2020, "Scaling laws",
+  C_train ~ 6N per token vs C_forward ~ 2N; the usual accounting when ZO and FO budgets
+  are compared), so an FO step costs 3 forward passes. ``forward_passes`` in the logs
+  and results is this forward-equivalent count; ``forward_calls`` and
+  ``backward_calls`` are the raw counts.
+* Evaluation forward passes (one per evaluation minibatch) are reported separately as
+  ``eval_forward_passes`` and never count towards the training budget.
+
+Output directory (all files written atomically, see :mod:`llm.checkpoint`)::
+
+    config.json      the resolved configuration
+    metrics.jsonl    one JSON record per training step ("train") and per evaluation ("eval")
+    last.pt          resume state: trainable tensors, optimizer state, data order, step, RNG
+    best.pt          trainable tensors of the best dev accuracy so far
+    results.json     final numbers (written once, at the end)
+
+Resume (``resume=True``) restores ``last.pt`` and truncates ``metrics.jsonl`` to the
+checkpoint's step; on the CPU the resumed run reproduces the uninterrupted one bit for
+bit (same parameters, same metric records apart from wall-clock fields).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from llm.checkpoint import (
+    FORMAT,
+    VERSION,
+    atomic_save,
+    atomic_write_text,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+)
+from llm.config import FinetuneConfig, coerce_options
+
+__all__ = [
+    "FIRST_ORDER_METHODS",
+    "POLICIES",
+    "MethodSpec",
+    "resolve_method",
+    "available_methods",
+    "resolve_policy",
+    "method_options",
+    "check_method_options",
+    "build_optimizer",
+    "Run",
+    "build_run",
+    "TrainerState",
+    "train",
+    "train_loop",
+    "evaluate",
+    "peak_memory",
+    "read_metrics",
+    "FO_FORWARD_EQUIVALENTS",
+]
+
+#: First-order baselines (backpropagation) reachable as methods.
+FIRST_ORDER_METHODS: dict[str, type[torch.optim.Optimizer]] = {
+    "fo-sgd": torch.optim.SGD,
+    "fo-adam": torch.optim.Adam,
+}
+
+#: Forward-pass equivalents of one first-order step: 1 forward + 1 backward (= 2 forwards).
+FO_FORWARD_EQUIVALENTS = 3
+
+#: Direction policies: CLI name -> class name in ``zotheory.policies``.
+POLICIES: dict[str, str] = {
+    "ldsd": "LDSDPolicy",
+    "gv": "GuidedVectorPolicy",
+    "greedy": "GreedyPolicy",
+    "carried-best": "CarriedBestPolicy",
+}
+
+# Options the loop sets itself (from the config), refused inside --opt.
+_LOOP_MANAGED = ("seed", "policy")
+
+
+# --------------------------------------------------------------------------------------
+# Methods, policies, optimizers
+# --------------------------------------------------------------------------------------
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_\s]", "", name.lower())
+
+
+def _zo_registry() -> dict[str, Any]:
+    """``zotheory.optim.registry.OPTIMIZERS``: name -> ``OptimizerSpec`` (with ``.factory``)."""
+    from zotheory.optim.registry import OPTIMIZERS
+
+    return dict(OPTIMIZERS)
+
+
+def available_methods() -> list[str]:
+    """Every method name the loop accepts (registry names, then first-order baselines)."""
+    return sorted(_zo_registry()) + sorted(FIRST_ORDER_METHODS)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A resolved method: its canonical name, kind and constructor ``factory(params, **options)``."""
+
+    name: str
+    kind: Literal["zo", "fo"]
+    factory: Callable[..., torch.optim.Optimizer]
+
+
+def resolve_method(name: str) -> MethodSpec:
+    """Find ``name`` among the first-order baselines and the ZO registry.
+
+    Matching ignores case, ``-`` and ``_`` (``ZO_SGD`` = ``zo-sgd`` = ``zosgd``). Raises
+    ``ValueError`` naming the unknown method and listing the known ones.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"method must be a non-empty string, got {name!r}")
+    key = _normalise(name)
+    for fo_name, cls in FIRST_ORDER_METHODS.items():
+        if _normalise(fo_name) == key:
+            return MethodSpec(fo_name, "fo", cls)
+    registry = _zo_registry()
+    for zo_name, entry in registry.items():
+        if zo_name == name or _normalise(zo_name) == key:
+            return MethodSpec(zo_name, "zo", getattr(entry, "factory", entry))
+    raise ValueError(f"unknown method {name!r}; available: {available_methods()}")
+
+
+def _probe_params() -> list[tuple[str, nn.Parameter]]:
+    return [("probe.weight", nn.Parameter(torch.zeros(4, 4))), ("probe.bias", nn.Parameter(torch.zeros(4)))]
+
+
+def method_options(spec: MethodSpec) -> dict[str, inspect.Parameter]:
+    """The keyword options of a method: its factory's named parameters and, when the factory
+    forwards ``**kwargs`` (registry lambdas, Muon routing), those of the class it builds
+    (found by building it once on a 4x4 probe parameter). The factory's defaults win."""
+    from llm.config import accepted_options
+
+    factory = spec.factory
+    if inspect.isclass(factory):
+        return accepted_options(factory)
+    own = accepted_options(factory)
+    sig = inspect.signature(factory)
+    if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return own
+    try:
+        probe = factory(_probe_params())
+    except Exception:  # noqa: BLE001 - the probe is best effort; the constructor still checks
+        return own
+    return {**accepted_options(type(probe)), **own}
+
+
+def resolve_policy(name: str) -> type:
+    """The direction-policy class for a CLI name (``ldsd``, ``gv``, ``greedy``, ``carried-best``)."""
+    import zotheory.policies as policies
+
+    key = _normalise(name)
+    for cli, cls_name in POLICIES.items():
+        if key in (_normalise(cli), _normalise(cls_name), _normalise(cls_name.removesuffix("Policy"))):
+            cls = getattr(policies, cls_name, None)
+            if cls is None:
+                raise ValueError(f"direction policy {name!r} ({cls_name}) is not available in zotheory.policies")
+            return cls
+    raise ValueError(f"unknown direction policy {name!r}; available: {sorted(POLICIES)}")
+
+
+def check_method_options(cfg: FinetuneConfig) -> tuple[MethodSpec, dict[str, Any], type | None, dict[str, Any]]:
+    """Resolve the method and policy and type-check every option (no model needed)."""
+    spec = resolve_method(cfg.method)
+    opts = coerce_options(
+        cfg.optimizer_options(), method_options(spec), what=f"method {spec.name!r}", exclude=_LOOP_MANAGED
+    )
+    policy_cls: type | None = None
+    policy_opts: dict[str, Any] = {}
+    if cfg.policy is not None:
+        if spec.kind != "zo":
+            raise ValueError(f"a direction policy ({cfg.policy!r}) needs a zeroth-order method, not {spec.name!r}")
+        policy_cls = resolve_policy(cfg.policy)
+        policy_opts = coerce_options(cfg.policy_opt, policy_cls, what=f"policy {cfg.policy!r}")
+    return spec, opts, policy_cls, policy_opts
+
+
+def build_optimizer(
+    spec: MethodSpec,
+    named_params: Sequence[tuple[str, nn.Parameter]],
+    options: dict[str, Any],
+    *,
+    seed: int,
+    policy: Any = None,
+) -> torch.optim.Optimizer:
+    """Construct the optimizer over ``(name, tensor)`` pairs; constructor errors name the method."""
+    params = list(named_params)
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    try:
+        if spec.kind == "fo":
+            return spec.factory(params, **options)
+        kwargs = dict(options, seed=seed)
+        if policy is not None:
+            kwargs["policy"] = policy
+        return spec.factory(params, **kwargs)
+    except TypeError as e:
+        raise ValueError(f"method {spec.name!r} rejected its options {sorted(options)}: {e}") from None
+
+
+# --------------------------------------------------------------------------------------
+# Building a run
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """Everything the loop needs, built and validated before anything is written."""
+
+    cfg: FinetuneConfig
+    spec: MethodSpec
+    model: nn.Module
+    tokenizer: Any
+    objective: nn.Module
+    optimizer: torch.optim.Optimizer
+    named_params: list[tuple[str, nn.Parameter]]
+    stream: Any  # llm.data.BatchStream
+    dev: list[Any]
+    eval: list[Any]
+    collate: Callable[[Sequence[Any]], Any]
+    device: torch.device
+    data_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_trainable(self) -> int:
+        return sum(p.numel() for _, p in self.named_params)
+
+
+def _load_model(cfg: FinetuneConfig, num_labels: int) -> tuple[nn.Module, Any, str]:
+    """``(model, tokenizer, kind)`` with kind ``"causal"`` or ``"seqcls"``."""
+    from llm import models
+
+    if cfg.model.startswith("preset:"):
+        name = cfg.model.removeprefix("preset:")
+        preset = models.get_opt_preset(name)
+        model = models.build_opt_from_preset(preset, dtype=cfg.dtype, seed=cfg.seed, device=cfg.device)
+        tokenizer = models.offline_tokenizer(vocab_size=min(preset.vocab_size, 4096))
+        return model, tokenizer, "causal"
+    if cfg.model.lower() in ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"):
+        model, tokenizer = models.load_minilm_classifier(num_labels, dtype=cfg.dtype, device=cfg.device, seed=cfg.seed)
+        return model, tokenizer, "seqcls"
+    model, tokenizer = models.load_causal_lm(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    return model, tokenizer, "causal"
+
+
+def _lora_kwargs(cfg: FinetuneConfig, kind: str) -> dict[str, Any]:
+    kw: dict[str, Any] = {"r": cfg.lora_r, "alpha": cfg.lora_alpha}
+    if kind == "seqcls":
+        kw["target_modules"] = ("query", "value")
+    return kw
+
+
+def _by_length(encoded: list[Any]) -> list[Any]:
+    """Evaluation sets sorted by length (less padding, same accuracy); stable."""
+
+    def length(e: Any) -> int:
+        return len(getattr(e, "prompt_ids", None) or getattr(e, "input_ids"))
+
+    return sorted(encoded, key=length)
+
+
+def build_run(cfg: FinetuneConfig) -> Run:
+    """Validate the method and its options, load and sample the data, build model,
+    objective and optimizer. Raises ``ValueError`` for bad input; writes nothing."""
+    from llm import data as D
+    from llm import models
+    from llm.objective import CausalLMClassificationObjective, SequenceClassificationObjective
+
+    spec, opts, policy_cls, policy_opts = check_method_options(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {cfg.device!r} requested but CUDA is not available")
+
+    task = D.get_task(cfg.task)
+    train_pool = D.load_examples(task, "train", cfg.data_dir)
+    eval_pool = D.load_examples(task, "validation", cfg.data_dir) if cfg.eval_from == "dev" else None
+    splits = D.sample_splits(
+        train_pool, cfg.num_train, cfg.num_dev, cfg.num_eval, seed=cfg.data_seed, eval_examples=eval_pool
+    )
+    if not splits.train:
+        raise ValueError("num_train=0: nothing to train on")
+
+    model, tokenizer, kind = _load_model(cfg, task.num_labels)
+    lora = _lora_kwargs(cfg, kind) if cfg.mode == "lora" else {}
+    model = models.prepare_model(model, cfg.mode, seed=cfg.seed, **lora)
+    model.to(device)
+    if kind == "causal":
+        objective: nn.Module = CausalLMClassificationObjective(model)
+        encode = lambda exs: D.encode_classification(tokenizer, exs, task, max_length=cfg.max_length)  # noqa: E731
+        collate: Callable[[Sequence[Any]], Any] = D.CausalLMCollator.from_tokenizer(tokenizer)
+    else:
+        objective = SequenceClassificationObjective(model)
+        encode = lambda exs: D.encode_sequence_classification(tokenizer, exs, task, max_length=cfg.max_length)  # noqa: E731
+        collate = D.SequenceClassificationCollator.from_tokenizer(tokenizer)
+    train_enc = encode(splits.train)
+    stream = D.BatchStream(train_enc, collate, cfg.batch_size, seed=cfg.seed)
+    named = models.named_trainable_parameters(model)
+    policy = policy_cls(**policy_opts) if policy_cls is not None else None
+    optimizer = build_optimizer(spec, named, opts, seed=cfg.seed, policy=policy)
+    return Run(
+        cfg=cfg,
+        spec=spec,
+        model=model,
+        tokenizer=tokenizer,
+        objective=objective,
+        optimizer=optimizer,
+        named_params=named,
+        stream=stream,
+        dev=_by_length(encode(splits.dev)),
+        eval=_by_length(encode(splits.eval)),
+        collate=collate,
+        device=device,
+        data_info={
+            "task": task.name,
+            "num_train": len(splits.train),
+            "num_dev": len(splits.dev),
+            "num_eval": len(splits.eval),
+            "eval_source": splits.eval_source,
+            "data_seed": splits.seed,
+            "model_kind": kind,
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Evaluation, memory
+# --------------------------------------------------------------------------------------
+
+
+def evaluate(
+    objective: nn.Module, encoded: Sequence[Any], collate: Callable[[Sequence[Any]], Any], batch_size: int, device: torch.device
+) -> dict[str, Any]:
+    """Accuracy and mean loss on ``encoded`` (eval mode, inference mode); counts forward passes."""
+    from llm.data import iter_batches
+
+    calls = 0
+
+    def counted() -> Iterator[Any]:
+        nonlocal calls
+        for b in iter_batches(encoded, collate, batch_size):
+            calls += 1
+            yield b
+
+    res = objective.evaluate(counted(), device=device)
+    return {"accuracy": res.accuracy, "loss": res.loss, "num_examples": res.num_examples, "forward_passes": calls}
+
+
+def _read_status_kb(field_name: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_memory(device: torch.device) -> dict[str, Any]:
+    """Peak memory so far: CUDA ``max_memory_allocated`` on a GPU, else the process's peak
+    resident set size (``VmHWM``, falling back to ``ru_maxrss``)."""
+    if device.type == "cuda":
+        return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)), "peak_memory_kind": "cuda_max_memory_allocated"}
+    kb = _read_status_kb("VmHWM")
+    if kb is None:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_memory_bytes": int(kb) * 1024, "peak_memory_kind": "cpu_peak_rss_process"}
+
+
+# --------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainerState:
+    """Counters and best-so-far bookkeeping (saved in ``last.pt``)."""
+
+    step: int = 0
+    forward_passes: int = 0  # forward-equivalents of training (module docstring)
+    forward_calls: int = 0
+    backward_calls: int = 0
+    eval_forward_passes: int = 0
+    best_dev_accuracy: float | None = None
+    best_step: int | None = None
+    dev_accuracy_step0: float | None = None
+    elapsed: float = 0.0  # wall seconds of earlier sessions of this run
+    train_time: float = 0.0  # seconds inside optimizer steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainerState:
+        return cls(**d)
+
+
+class _CountingClosure:
+    """Wrap a closure and count its calls."""
+
+    def __init__(self, fn: Callable[[], torch.Tensor]) -> None:
+        self.fn = fn
+        self.calls = 0
+
+    def __call__(self) -> torch.Tensor:
+        self.calls += 1
+        return self.fn()
+
+
+def _float(x: Any) -> float:
+    v = float(x.detach()) if isinstance(x, torch.Tensor) else float(x)
+    return v
+
+
+def _current_lr(optimizer: torch.optim.Optimizer) -> float | None:
+    lr = optimizer.param_groups[0].get("lr")
+    if isinstance(lr, torch.Tensor):
+        return float(lr)
+    return None if lr is None else float(lr)
+
+
+class _MetricsLog:
+    """Append-only JSONL, flushed per record; ``truncate(step)`` rewrites it atomically."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.records: list[dict[str, Any]] = []
+        self._f = None
+
+    def open(self, resume_step: int | None) -> None:
+        if self.path is None:
+            return
+        if resume_step is not None and self.path.exists():
+            kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+            self.records = kept
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        if self._f is not None:
+            self._f.write(json.dumps(record) + "\n")
+            self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` (a torn last line, from a hard kill, is dropped)."""
+    out: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{path}:{i + 1}: corrupt metrics record") from None
+    return out
+
+
+# Config fields that may differ between a run and its resumption.
+_RESUMABLE_CHANGES = frozenset({"steps", "progress", "threads", "out", "save_every", "device"})
+
+
+def _trainable_state(named: Sequence[tuple[str, nn.Parameter]]) -> dict[str, torch.Tensor]:
+    return {n: p.detach() for n, p in named}
+
+
+def _load_trainable(named: Sequence[tuple[str, nn.Parameter]], tensors: dict[str, torch.Tensor], where: str) -> None:
+    names = [n for n, _ in named]
+    if sorted(names) != sorted(tensors):
+        missing = sorted(set(names) - set(tensors))
+        extra = sorted(set(tensors) - set(names))
+        raise ValueError(f"{where}: trainable tensors do not match the model (missing {missing[:5]}, unexpected {extra[:5]})")
+    with torch.no_grad():
+        for n, p in named:
+            t = tensors[n]
+            if t.shape != p.shape:
+                raise ValueError(f"{where}: tensor {n!r} has shape {tuple(t.shape)}, the model's is {tuple(p.shape)}")
+            p.copy_(t)
+
+
+def train_loop(
+    run: Run,
+    out: str | Path | None,
+    *,
+    resume: bool = False,
+    stop_at: int | None = None,
+) -> dict[str, Any]:
+    """Train ``run`` for ``run.cfg.steps`` steps; returns the final results (also written to
+    ``out/results.json``). ``stop_at``: save the resume state after that step and return
+    ``{"stopped_at": step}`` without the final evaluation (an interruption on purpose)."""
+    cfg = run.cfg
+    out_dir = Path(out) if out is not None else None
+    opt = run.optimizer
+    state = TrainerState()
+    best_in_memory: dict[str, torch.Tensor] | None = None
+
+    if out_dir is not None:
+        last = out_dir / "last.pt"
+        if resume:
+            ckpt = load_checkpoint(last, kind="resume")
+            _check_resume_config(ckpt["trainer"]["config"], cfg, last)
+            _load_trainable(run.named_params, ckpt["trainable"], str(last))
+            opt.load_state_dict(ckpt["optimizer"])
+            run.stream.load_state_dict(ckpt["data"])
+            restore_rng_state(ckpt["rng"])
+            state = TrainerState.from_dict(ckpt["trainer"]["state"])
+        else:
+            taken = [n for n in ("last.pt", "best.pt", "metrics.jsonl", "results.json") if (out_dir / n).exists()]
+            if taken:
+                raise ValueError(f"output directory {str(out_dir)!r} already holds a run ({taken}); pass resume=True / --resume or choose another --out")
+            out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    elif resume:
+        raise ValueError("resume needs an output directory")
+
+    log = _MetricsLog(out_dir / "metrics.jsonl" if out_dir is not None else None)
+    log.open(state.step if resume else None)
+    session_start = time.perf_counter()
+
+    def wall() -> float:
+        return state.elapsed + (time.perf_counter() - session_start)
+
+    def save_resume() -> None:
+        if out_dir is None:
+            return
+        st = state.to_dict()
+        st["elapsed"] = wall()
+        atomic_save(
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "kind": "resume",
+                "step": state.step,
+                "trainable": _trainable_state(run.named_params),
+                "optimizer": opt.state_dict(),
+                "data": run.stream.state_dict(),
+                "rng": capture_rng_state(),
+                "trainer": {"state": st, "config": cfg.to_dict(), "method": run.spec.name},
+            },
+            out_dir / "last.pt",
+        )
+
+    def save_best() -> None:
+        nonlocal best_in_memory
+        if out_dir is None:
+            best_in_memory = {n: p.detach().clone() for n, p in run.named_params}
+            return
+        atomic_save(
+            {"format": FORMAT, "version": VERSION, "kind": "weights", "step": state.step, "trainable": _trainable_state(run.named_params)},
+            out_dir / "best.pt",
+        )
+
+    def eval_dev() -> None:
+        if not run.dev:
+            return
+        res = evaluate(run.objective, run.dev, run.collate, cfg.eval_batch_size, run.device)
+        state.eval_forward_passes += res["forward_passes"]
+        if state.step == 0:
+            state.dev_accuracy_step0 = res["accuracy"]
+        improved = state.best_dev_accuracy is None or res["accuracy"] > state.best_dev_accuracy
+        if improved:
+            state.best_dev_accuracy = res["accuracy"]
+            state.best_step = state.step
+            save_best()
+        log.write(
+            {
+                "type": "eval",
+                "split": "dev",
+                "step": state.step,
+                "accuracy": res["accuracy"],
+                "loss": res["loss"],
+                "forward_passes": state.forward_passes,
+                "eval_forward_passes": state.eval_forward_passes,
+                "best": improved,
+                "wall_time": wall(),
+            }
+        )
+
+    from tqdm.auto import tqdm
+
+    try:
+        if state.step == 0 and cfg.eval_at_start and not resume:
+            eval_dev()
+        bar = tqdm(total=cfg.steps, initial=state.step, disable=not cfg.progress, desc=run.spec.name, dynamic_ncols=True)
+        try:
+            while state.step < cfg.steps:
+                batch = next(run.stream).to(run.device)
+                t0 = time.perf_counter()
+                loss = _one_step(run, batch, state)
+                state.train_time += time.perf_counter() - t0
+                state.step += 1
+                loss_f = _float(loss)
+                log.write(
+                    {
+                        "type": "train",
+                        "step": state.step,
+                        "loss": loss_f if math.isfinite(loss_f) else None,
+                        "forward_passes": state.forward_passes,
+                        "lr": _current_lr(opt),
+                        "wall_time": wall(),
+                    }
+                )
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_f:.4f}", fp=state.forward_passes, refresh=False)
+                at_eval = (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps
+                if at_eval:
+                    eval_dev()
+                if at_eval or (cfg.save_every and state.step % cfg.save_every == 0) or state.step == stop_at:
+                    save_resume()
+                if stop_at is not None and state.step >= stop_at and state.step < cfg.steps:
+                    return {"stopped_at": state.step}
+        finally:
+            bar.close()
+        if cfg.steps == 0:
+            save_resume()
+        return _finish(run, state, out_dir, best_in_memory, wall, log)
+    finally:
+        log.close()
+
+
+def _one_step(run: Run, batch: Any, state: TrainerState) -> torch.Tensor:
+    from llm.objective import make_backward_closure, make_closure
+
+    if run.spec.kind == "zo":
+        closure = _CountingClosure(make_closure(run.objective, batch))
+        loss = run.optimizer.step(closure)
+        state.forward_calls += closure.calls
+        state.forward_passes += closure.calls
+    else:
+        closure = _CountingClosure(make_backward_closure(run.objective, batch))
+        loss = run.optimizer.step(closure)
+        state.forward_calls += closure.calls
+        state.backward_calls += closure.calls
+        state.forward_passes += FO_FORWARD_EQUIVALENTS * closure.calls
+    return loss
+
+
+def _check_resume_config(saved: dict[str, Any], cfg: FinetuneConfig, where: Path) -> None:
+    now = cfg.to_dict()
+    diff = sorted(k for k in set(saved) | set(now) if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k))
+    if diff:
+        pairs = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
+        raise ValueError(f"cannot resume from {str(where)!r}: the configuration changed ({pairs})")
+
+
+def _finish(
+    run: Run,
+    state: TrainerState,
+    out_dir: Path | None,
+    best_in_memory: dict[str, torch.Tensor] | None,
+    wall: Callable[[], float],
+    log: _MetricsLog,
+) -> dict[str, Any]:
+    cfg = run.cfg
+    # the final weights are in last.pt; the model now takes the best-dev weights for the eval split
+    if run.dev:
+        if out_dir is not None:
+            best = load_checkpoint(out_dir / "best.pt", kind="weights")
+            _load_trainable(run.named_params, best["trainable"], str(out_dir / "best.pt"))
+        elif best_in_memory is not None:
+            _load_trainable(run.named_params, best_in_memory, "best weights")
+    eval_res = (
+        evaluate(run.objective, run.eval, run.collate, cfg.eval_batch_size, run.device) if run.eval else None
+    )
+    if eval_res is not None:
+        state.eval_forward_passes += eval_res["forward_passes"]
+        log.write(
+            {
+                "type": "eval",
+                "split": "eval",
+                "step": state.step,
+                "checkpoint_step": state.best_step if run.dev else state.step,
+                "accuracy": eval_res["accuracy"],
+                "loss": eval_res["loss"],
+                "forward_passes": state.forward_passes,
+                "eval_forward_passes": state.eval_forward_passes,
+                "wall_time": wall(),
+            }
+        )
+    opt = run.optimizer
+    results: dict[str, Any] = {
+        "method": run.spec.name,
+        "method_kind": run.spec.kind,
+        "model": cfg.model,
+        "mode": cfg.mode,
+        "dtype": cfg.dtype,
+        "device": str(run.device),
+        "steps": state.step,
+        "batch_size": cfg.batch_size,
+        "evals_per_step": getattr(opt, "evals_per_step", None),
+        "forward_passes": state.forward_passes,
+        "forward_calls": state.forward_calls,
+        "backward_calls": state.backward_calls,
+        "forward_pass_convention": (
+            "ZO: one closure call = one forward pass over the minibatch. FO: forward + backward per step, "
+            f"a backward counted as 2 forward passes ({FO_FORWARD_EQUIVALENTS} per step). "
+            "Evaluation passes are in eval_forward_passes."
+        ),
+        "eval_forward_passes": state.eval_forward_passes,
+        "dev_accuracy_step0": state.dev_accuracy_step0,
+        "best_dev_accuracy": state.best_dev_accuracy,
+        "best_step": state.best_step,
+        "eval_accuracy": eval_res["accuracy"] if eval_res else None,
+        "eval_loss": eval_res["loss"] if eval_res else None,
+        "eval_checkpoint": "best_dev" if run.dev else "final",
+        "wall_time_s": wall(),
+        "train_time_s": state.train_time,
+        "num_trainable_parameters": run.num_trainable,
+        "optimizer_state_bytes": opt.state_bytes() if hasattr(opt, "state_bytes") else _torch_state_bytes(opt),
+        **peak_memory(run.device),
+        "data": run.data_info,
+        "options": {k: v for k, v in cfg.optimizer_options().items()},
+        "policy": cfg.policy,
+        "seed": cfg.seed,
+    }
+    if out_dir is not None:
+        atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _torch_state_bytes(opt: torch.optim.Optimizer) -> int:
+    total = 0
+    for st in opt.state.values():
+        if isinstance(st, dict):
+            for v in st.values():
+                if isinstance(v, torch.Tensor) and v.dim() > 0:
+                    total += v.numel() * v.element_size()
+    return total
+
+
+def train(cfg: FinetuneConfig, *, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
+    """Build and run ``cfg`` (everything validated before the output directory is touched)."""
+    run = build_run(cfg)
+    return train_loop(run, cfg.out, resume=resume, stop_at=stop_at)

@@ -235,7 +235,18 @@ class _CandidatePolicy(DirectionPolicy):
     def _weights(self, order: list[int]) -> list[float]:
         raise NotImplementedError
 
-    def estimate(self, params, closure, *, step_seed, radius, scheme, q, leave_pending, exact_restore):
+    def estimate(
+        self,
+        params: Sequence[torch.Tensor],
+        closure: Callable[[], Any],
+        *,
+        step_seed: int,
+        radius: float,
+        scheme: str,
+        q: int,
+        leave_pending: bool,
+        exact_restore: bool,
+    ) -> ZOEstimate:
         require_single_direction(q, type(self).__name__)
         losses = evaluate_candidates(
             params, closure, self.base, step_seed=step_seed, n=self.M, radius=radius, exact_restore=exact_restore
@@ -341,7 +352,18 @@ class CarriedBestPolicy(DirectionPolicy):
         require_single_direction(q, type(self).__name__)
         return 2 + evaluations_needed(scheme, 1)
 
-    def estimate(self, params, closure, *, step_seed, radius, scheme, q, leave_pending, exact_restore):
+    def estimate(
+        self,
+        params: Sequence[torch.Tensor],
+        closure: Callable[[], Any],
+        *,
+        step_seed: int,
+        radius: float,
+        scheme: str,
+        q: int,
+        leave_pending: bool,
+        exact_restore: bool,
+    ) -> ZOEstimate:
         require_single_direction(q, type(self).__name__)
         picks = [(int(step_seed), 0), (int(step_seed), 1) if self.best is None else self.best]
         cand = PinnedCombinations(self.base, [[(s, j, 1.0)] for s, j in picks], step_seed)

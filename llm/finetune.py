@@ -85,12 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, help="torch.set_num_threads (0: torch's default)")
     g.add_argument("--out", help="output directory (config.json, metrics.jsonl, last.pt, best.pt, results.json)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    g.add_argument("--distributed", action="store_true", help="data-parallel ZO under torchrun: scalar all-reduce of the loss (llm.distributed)")
     g.add_argument("--stop-at", dest="stop_at", type=int, help="save the resume state after this step and exit (time-sliced jobs)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar")
     return p
 
 
-_CLI_ONLY = ("config", "resume", "stop_at", "list_methods", "list_options")
+_CLI_ONLY = ("config", "resume", "stop_at", "distributed", "list_methods", "list_options")
 
 
 def config_from_args(ns: argparse.Namespace) -> FinetuneConfig:
@@ -137,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_at = getattr(ns, "stop_at", None)
         if stop_at is not None and stop_at < 1:
             raise ValueError(f"--stop-at must be >= 1, got {stop_at}")
-        results = train(cfg, resume=getattr(ns, "resume", False), stop_at=stop_at)
+        results = train(cfg, resume=getattr(ns, "resume", False), stop_at=stop_at, distributed=getattr(ns, "distributed", False))
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -145,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stopped after step {results['stopped_at']}; resume with --resume --out {cfg.out}", file=sys.stderr)
         return 0
     summary = {k: results[k] for k in ("method", "steps", "forward_passes", "eval_forward_passes", "dev_accuracy_step0", "best_dev_accuracy", "best_step", "eval_accuracy", "wall_time_s", "peak_memory_bytes")}
+    if "data_parallel" in results:
+        summary["data_parallel"] = results["data_parallel"]
     print(json.dumps(summary, indent=2))
     return 0
 

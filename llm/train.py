@@ -257,10 +257,37 @@ class Run:
     collate: Callable[[Sequence[Any]], Any]
     device: torch.device
     data_info: dict[str, Any] = field(default_factory=dict)
+    data_parallel: DataParallel | None = None
 
     @property
     def num_trainable(self) -> int:
         return sum(p.numel() for _, p in self.named_params)
+
+
+@dataclass
+class DataParallel:
+    """This process's place in a data-parallel ZO run (``--distributed``, :mod:`llm.distributed`).
+
+    Every rank draws the same batch (same seed), keeps its contiguous shard of it
+    (:func:`llm.distributed.shard_bounds`) and evaluates the closure on that shard; the closure
+    all-reduces the example-weighted loss (two float64 scalars per evaluation), so every rank
+    sees the full-batch loss and applies the same update. ``log`` counts the bytes sent.
+    """
+
+    rank: int
+    world: int
+    log: Any  # llm.distributed.CommunicationLog
+
+
+def _shard_collate(collate: Callable[[Sequence[Any]], Any], rank: int, world: int) -> Callable[[Sequence[Any]], Any]:
+    """Collate only this rank's contiguous shard of each batch's examples."""
+    from llm.distributed import shard_bounds
+
+    def shard(examples: Sequence[Any]) -> Any:
+        start, stop = shard_bounds(len(examples), rank, world)
+        return collate(list(examples)[start:stop])
+
+    return shard
 
 
 def _load_model(cfg: FinetuneConfig, num_labels: int) -> tuple[nn.Module, Any, str]:
@@ -296,14 +323,20 @@ def _by_length(encoded: list[Any]) -> list[Any]:
     return sorted(encoded, key=length)
 
 
-def build_run(cfg: FinetuneConfig) -> Run:
+def build_run(cfg: FinetuneConfig, *, data_parallel: DataParallel | None = None) -> Run:
     """Validate the method and its options, load and sample the data, build model,
-    objective and optimizer. Raises ``ValueError`` for bad input; writes nothing."""
+    objective and optimizer. Raises ``ValueError`` for bad input; writes nothing.
+    ``data_parallel``: train on this rank's shard of every batch (see :class:`DataParallel`)."""
     from llm import data as D
     from llm import models
     from llm.objective import CausalLMClassificationObjective, SequenceClassificationObjective
 
     spec, opts, policy_cls, policy_opts = check_method_options(cfg)
+    if data_parallel is not None:
+        if spec.kind != "zo":
+            raise ValueError(f"--distributed supports zeroth-order methods only (scalar all-reduce), not {spec.name!r}")
+        if cfg.batch_size < data_parallel.world:
+            raise ValueError(f"batch_size {cfg.batch_size} is smaller than the {data_parallel.world} data-parallel ranks")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
@@ -332,7 +365,8 @@ def build_run(cfg: FinetuneConfig) -> Run:
         encode = lambda exs: D.encode_sequence_classification(tokenizer, exs, task, max_length=cfg.max_length)  # noqa: E731
         collate = D.SequenceClassificationCollator.from_tokenizer(tokenizer)
     train_enc = encode(splits.train)
-    stream = D.BatchStream(train_enc, collate, cfg.batch_size, seed=cfg.seed)
+    train_collate = collate if data_parallel is None else _shard_collate(collate, data_parallel.rank, data_parallel.world)
+    stream = D.BatchStream(train_enc, train_collate, cfg.batch_size, seed=cfg.seed)
     named = models.named_trainable_parameters(model)
     policy = policy_cls(**policy_opts) if policy_cls is not None else None
     optimizer = build_optimizer(spec, named, opts, seed=cfg.seed, policy=policy)
@@ -349,6 +383,7 @@ def build_run(cfg: FinetuneConfig) -> Run:
         eval=_by_length(encode(splits.eval)),
         collate=collate,
         device=device,
+        data_parallel=data_parallel,
         data_info={
             "task": task.name,
             "num_train": len(splits.train),
@@ -672,7 +707,12 @@ def _one_step(run: Run, batch: Any, state: TrainerState) -> torch.Tensor:
     from llm.objective import make_backward_closure, make_closure
 
     if run.spec.kind == "zo":
-        closure = _CountingClosure(make_closure(run.objective, batch))
+        fn = make_closure(run.objective, batch)
+        if run.data_parallel is not None:
+            from llm.distributed import data_parallel_closure
+
+            fn = data_parallel_closure(fn, len(batch), log=run.data_parallel.log)
+        closure = _CountingClosure(fn)
         loss = run.optimizer.step(closure)
         state.forward_calls += closure.calls
         state.forward_passes += closure.calls
@@ -778,7 +818,47 @@ def _torch_state_bytes(opt: torch.optim.Optimizer) -> int:
     return total
 
 
-def train(cfg: FinetuneConfig, *, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
-    """Build and run ``cfg`` (everything validated before the output directory is touched)."""
-    run = build_run(cfg)
-    return train_loop(run, cfg.out, resume=resume, stop_at=stop_at)
+def train(
+    cfg: FinetuneConfig, *, resume: bool = False, stop_at: int | None = None, distributed: bool = False
+) -> dict[str, Any]:
+    """Build and run ``cfg`` (everything validated before the output directory is touched).
+
+    ``distributed``: data-parallel ZO under ``torchrun`` (:class:`DataParallel`, :mod:`llm.distributed`):
+    rank 0 writes the output directory, with ``data_parallel`` (world size, all-reduce calls and bytes,
+    whether the replicas ended bit-identical) added to ``results.json``; ``device="cuda"`` means
+    ``cuda:LOCAL_RANK``. Resume and ``stop_at`` are not supported there yet.
+    """
+    if not distributed:
+        run = build_run(cfg)
+        return train_loop(run, cfg.out, resume=resume, stop_at=stop_at)
+    import torch.distributed as dist
+
+    from llm.checkpoint import atomic_write_text as _write
+    from llm.distributed import CommunicationLog, init_process_group_from_env, replicas_identical
+
+    if resume or stop_at is not None:
+        raise ValueError("--distributed does not support --resume or --stop-at yet")
+    rank, world = init_process_group_from_env()
+    try:
+        if cfg.device == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", rank))
+            torch.cuda.set_device(local)
+            cfg = cfg.replace(device=f"cuda:{local}")
+        if rank != 0:
+            cfg = cfg.replace(progress=False)
+        dp = DataParallel(rank, world, CommunicationLog())
+        run = build_run(cfg, data_parallel=dp)
+        results = train_loop(run, cfg.out if rank == 0 else None)
+        steps = max(1, int(results["steps"]))
+        results["data_parallel"] = {
+            "world_size": world,
+            "allreduce_calls": dp.log.calls,
+            "allreduce_bytes": dp.log.bytes,
+            "allreduce_bytes_per_step": dp.log.bytes / steps,
+            "replicas_identical": replicas_identical([p for _, p in run.named_params]),
+        }
+        if rank == 0 and cfg.out is not None:
+            _write(Path(cfg.out) / "results.json", json.dumps(results, indent=2) + "\n")
+        return results
+    finally:
+        dist.destroy_process_group()

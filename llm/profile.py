@@ -1,0 +1,589 @@
+"""Memory and speed of one optimizer step against inference: ``python -m llm.profile``.
+
+What is measured, per (model shape, mode, method), each case in a **fresh subprocess** so that
+peaks do not mix:
+
+* memory: the peak during ``n`` optimizer steps (or ``n`` inference forwards for the
+  ``inference`` case) after the model, the batch and the optimizer are built.
+  GPU: ``torch.cuda.max_memory_allocated`` after ``torch.cuda.reset_peak_memory_stats``
+  (the convention of MeZO / JAGUAR tables, ``zo_llm_anchors.md`` 5.4).
+  CPU: the process's peak resident set size ``VmHWM``, reset just before the measured
+  phase by writing ``5`` to ``/proc/self/clear_refs`` (Linux >= 4.0); the resident size
+  before the model was built (Python, torch, transformers) is recorded as ``baseline`` and
+  ratios are given both on absolute peaks and on peaks above that baseline.
+* time: in the same process, after the memory phase, ``repeats`` interleaved pairs of
+  (one forward pass of the step's closure, one optimizer step); the ratio is
+  ``median(step) / (evals_per_step * median(forward))``: the price of a step beyond the
+  forward passes it needs (perturbation, direction regeneration, update, state). First-order
+  steps (forward + backward + update) are reported against their one forward as well.
+
+Targets checked for ZO-SGD (MeZO's claim: "the same memory footprint as inference"):
+peak <= 1.05 x inference peak and step time <= 1.10 x its forward passes.
+
+The batch is synthetic: ``batch_size`` x ``seq_len`` random token ids (no padding), scored
+as a two-class label-word classification (``llm.objective``), so every case runs the same
+computation. Models are OPT presets with random weights (``llm.models.build_opt_from_preset``),
+so nothing is downloaded.
+
+Examples::
+
+    python -m llm.profile                                   # CPU defaults -> llm/results/profile_cpu.json
+    python -m llm.profile --device cuda --dtype fp16 --out llm/results/profile_h100.json
+    python -m llm.profile --cases opt-125m:ft:zo-sgd:time,opt-125m:ft:inference:time --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Case",
+    "DEFAULT_CPU_CASES",
+    "DEFAULT_GPU_CASES",
+    "parse_cases",
+    "measure_case",
+    "run_cases",
+    "summarize",
+    "main",
+]
+
+#: Default options per method for profiling (an lr is irrelevant for memory and time but a
+#: zero lr would let some methods skip work; eps 1e-3 is MeZO's).
+PROFILE_OPTIONS: dict[str, dict[str, Any]] = {
+    "fo-sgd": {"lr": 1e-5},
+    "fo-adam": {"lr": 1e-5},
+    "adanaged": {},
+}
+ZO_DEFAULT_OPTIONS: dict[str, Any] = {"lr": 1e-7, "eps": 1e-3}
+
+TARGETS = {"zo-sgd": {"memory_ratio_max": 1.05, "time_ratio_max": 1.10}}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: ``preset`` shape, ``mode`` (ft/lora), ``method`` (``inference`` or an
+    optimizer), and whether to time it (``time``) or only take its memory."""
+
+    preset: str
+    mode: str
+    method: str
+    time: bool = True
+
+    @property
+    def key(self) -> str:
+        return f"{self.preset}:{self.mode}:{self.method}"
+
+
+def _cases(presets_modes: list[tuple[str, str]], methods: list[str], time_: bool) -> list[Case]:
+    return [Case(p, m, meth, time_) for p, m in presets_modes for meth in ["inference", *methods]]
+
+
+#: CPU: OPT-125m shape for time and memory; OPT-1.3B for memory (ZO-SGD vs inference vs FO-SGD).
+DEFAULT_CPU_CASES: list[Case] = _cases(
+    [("opt-125m", "ft")], ["zo-sgd", "jaguar-signsgd", "zo-adam", "adanaged", "fo-sgd", "fo-adam"], True
+) + _cases([("opt-1.3b", "ft")], ["zo-sgd", "fo-sgd"], False)
+
+#: GPU: OPT-1.3B, FT and LoRA (the JAGUAR Table 3 setting), every family.
+DEFAULT_GPU_CASES: list[Case] = _cases(
+    [("opt-1.3b", "ft"), ("opt-1.3b", "lora")],
+    ["zo-sgd", "zo-sgd-mmt", "zo-sgd-sign", "zo-adam", "jaguar-signsgd", "jaguar-muon", "zo-muon", "adanaged", "fo-sgd", "fo-adam"],
+    True,
+)
+
+
+def parse_cases(text: str) -> list[Case]:
+    """``preset:mode:method[:time|:memory]`` comma-separated."""
+    out = []
+    for item in text.split(","):
+        parts = item.strip().split(":")
+        if len(parts) not in (3, 4) or parts[1] not in ("ft", "lora"):
+            raise ValueError(f"case {item!r}: expected preset:ft|lora:method[:time|:memory]")
+        if len(parts) == 4 and parts[3] not in ("time", "memory"):
+            raise ValueError(f"case {item!r}: the fourth field must be 'time' or 'memory', got {parts[3]!r}")
+        out.append(Case(parts[0], parts[1], parts[2], len(parts) == 3 or parts[3] == "time"))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# memory readings
+# --------------------------------------------------------------------------------------
+
+
+def _status_kb(name: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    raise KeyError(name)
+
+
+class _Meter:
+    """Current and peak memory on one device; ``reset()`` starts a new peak."""
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.torch = torch
+        self.resettable = True
+        if not self.cuda:
+            try:
+                self._clear_refs()
+                _status_kb("VmHWM")
+            except (OSError, KeyError):
+                self.resettable = False
+
+    @staticmethod
+    def _clear_refs() -> None:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+
+    def current(self) -> int:
+        if self.cuda:
+            return int(self.torch.cuda.memory_allocated(self.device))
+        try:
+            return _status_kb("VmRSS") * 1024
+        except (OSError, KeyError):  # pragma: no cover - non-Linux
+            import resource
+
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def reset(self) -> None:
+        gc.collect()
+        if self.cuda:
+            self.torch.cuda.synchronize(self.device)
+            self.torch.cuda.empty_cache()
+            self.torch.cuda.reset_peak_memory_stats(self.device)
+        elif self.resettable:
+            self._clear_refs()
+
+    def peak(self) -> int:
+        if self.cuda:
+            self.torch.cuda.synchronize(self.device)
+            return int(self.torch.cuda.max_memory_allocated(self.device))
+        if self.resettable:
+            return _status_kb("VmHWM") * 1024
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# --------------------------------------------------------------------------------------
+# one case (runs inside the worker subprocess)
+# --------------------------------------------------------------------------------------
+
+
+def synthetic_batch(vocab_size: int, batch_size: int, seq_len: int, seed: int = 0) -> Any:
+    """A ``CausalLMBatch`` of random token ids (shared layout, two single-token label words)."""
+    import torch
+
+    from llm.data import CausalLMBatch
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, vocab_size, (batch_size, seq_len), generator=g)
+    labels = torch.randint(0, 2, (batch_size,), generator=g)
+    targets = torch.tensor([[min(100, vocab_size - 2), min(200, vocab_size - 1)]] * batch_size)
+    return CausalLMBatch(
+        input_ids=ids,
+        attention_mask=torch.ones(batch_size, seq_len, dtype=torch.long),
+        position_ids=torch.arange(seq_len).expand(batch_size, seq_len).clone(),
+        targets=targets,
+        target_mask=torch.ones_like(targets, dtype=torch.bool),
+        labels=labels,
+        num_options=2,
+        layout="shared",
+    )
+
+
+def measure_case(
+    case: Case,
+    *,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    batch_size: int = 16,
+    seq_len: int = 64,
+    repeats: int = 3,
+    memory_steps: int = 1,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the case's model, batch and optimizer; measure memory, then (if ``case.time``) time."""
+    import torch
+
+    from llm import models
+    from llm.objective import CausalLMClassificationObjective, make_backward_closure, make_closure
+    from llm.train import build_optimizer, resolve_method
+
+    dev = torch.device(device)
+    meter = _Meter(dev)
+    import transformers.models.opt.modeling_opt  # noqa: F401 - imported before the baseline reading
+
+    if case.mode == "lora":
+        import peft  # noqa: F401
+    gc.collect()
+    baseline = meter.current()
+    t0 = time.perf_counter()
+    preset = models.get_opt_preset(case.preset)
+    model = models.build_opt_from_preset(preset, dtype=dtype, seed=0, device=dev)
+    lora = {"r": 8, "alpha": 16} if case.mode == "lora" else {}
+    model = models.prepare_model(model, case.mode, seed=0, **lora)
+    objective = CausalLMClassificationObjective(model)
+    batch = synthetic_batch(preset.vocab_size, batch_size, seq_len).to(dev)
+    named = models.named_trainable_parameters(model)
+    forward = make_closure(objective, batch)
+    optimizer = None
+    kind = "inference"
+    opts: dict[str, Any] = {}
+    if case.method != "inference":
+        spec = resolve_method(case.method)
+        kind = spec.kind
+        opts = dict(PROFILE_OPTIONS.get(spec.name, ZO_DEFAULT_OPTIONS if spec.kind == "zo" else {}))
+        opts.update(options or {})
+        optimizer = build_optimizer(spec, named, opts, seed=0)
+    step_closure = make_backward_closure(objective, batch) if kind == "fo" else forward
+    build_s = time.perf_counter() - t0
+    gc.collect()
+    after_build = meter.current()
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    def one() -> None:
+        if optimizer is None:
+            forward()
+        else:
+            optimizer.step(step_closure)
+
+    # memory phase: the first call(s) after building (no warm-up: the peak of a fresh process)
+    meter.reset()
+    t0 = time.perf_counter()
+    for _ in range(memory_steps):
+        one()
+    sync()
+    first_s = time.perf_counter() - t0
+    peak = meter.peak()
+
+    result: dict[str, Any] = {
+        "case": case.key,
+        "preset": case.preset,
+        "mode": case.mode,
+        "method": case.method,
+        "kind": kind,
+        "options": opts,
+        "num_parameters": models.count_parameters(model),
+        "num_trainable": sum(p.numel() for _, p in named),
+        "largest_trainable_tensor": max(p.numel() for _, p in named),
+        "param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "evals_per_step": getattr(optimizer, "evals_per_step", 1 if kind == "fo" else None),
+        "baseline_bytes": baseline,
+        "after_build_bytes": after_build,
+        "peak_bytes": peak,
+        "peak_over_baseline_bytes": peak - baseline,
+        "memory_steps": memory_steps,
+        "optimizer_state_bytes": _state_bytes(optimizer),
+        "build_s": build_s,
+        "first_calls_s": first_s,
+    }
+    if case.time:
+        fwd_t: list[float] = []
+        step_t: list[float] = []
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            forward()
+            sync()
+            fwd_t.append(time.perf_counter() - t0)
+            if optimizer is not None:
+                t0 = time.perf_counter()
+                optimizer.step(step_closure)
+                sync()
+                step_t.append(time.perf_counter() - t0)
+        result["forward_s"] = fwd_t
+        result["forward_median_s"] = statistics.median(fwd_t)
+        if step_t:
+            result["step_s"] = step_t
+            result["step_median_s"] = statistics.median(step_t)
+    return result
+
+
+def _state_bytes(optimizer: Any) -> int | None:
+    if optimizer is None:
+        return None
+    if hasattr(optimizer, "state_bytes"):
+        return int(optimizer.state_bytes())
+    import torch
+
+    total = 0
+    for st in optimizer.state.values():
+        for v in st.values() if isinstance(st, dict) else ():
+            if isinstance(v, torch.Tensor) and v.dim() > 0:
+                total += v.numel() * v.element_size()
+    return total
+
+
+# --------------------------------------------------------------------------------------
+# orchestration (parent process)
+# --------------------------------------------------------------------------------------
+
+
+def _worker_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    if threads > 0:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env
+
+
+def run_cases(cases: list[Case], settings: dict[str, Any], *, log: Any = sys.stderr) -> list[dict[str, Any]]:
+    """Run every case in its own ``python -m llm.profile --worker`` subprocess."""
+    out: list[dict[str, Any]] = []
+    for case in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            res_path = Path(tmp) / "result.json"
+            spec = {"case": asdict(case), "settings": settings}
+            cmd = [sys.executable, "-m", "llm.profile", "--worker", json.dumps(spec), "--result", str(res_path)]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=_worker_env(settings.get("threads", 0)), check=False)
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0 or not res_path.exists():
+                tail = (proc.stderr or "").strip().splitlines()[-3:]
+                rec = {"case": case.key, "preset": case.preset, "mode": case.mode, "method": case.method, "error": " | ".join(tail) or f"exit {proc.returncode}"}
+            else:
+                rec = json.loads(res_path.read_text())
+            rec["subprocess_wall_s"] = wall
+        print(f"[profile] {case.key}: {_short(rec)} ({wall:.0f} s)", file=log, flush=True)
+        out.append(rec)
+    return out
+
+
+def _short(rec: dict[str, Any]) -> str:
+    if "error" in rec:
+        return "ERROR " + rec["error"][:200]
+    s = f"peak {rec['peak_bytes'] / 2**30:.3f} GiB"
+    if "step_median_s" in rec:
+        s += f", step {rec['step_median_s']:.3f} s"
+    if "forward_median_s" in rec:
+        s += f", forward {rec['forward_median_s']:.3f} s"
+    return s
+
+
+def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ratios against the ``inference`` record of the same preset and mode."""
+    infer = {(r["preset"], r["mode"]): r for r in records if r["method"] == "inference" and "error" not in r}
+    rows = []
+    for r in records:
+        row: dict[str, Any] = {"case": r["case"], "preset": r["preset"], "mode": r["mode"], "method": r["method"]}
+        if "error" in r:
+            row["error"] = r["error"]
+            rows.append(row)
+            continue
+        row.update(
+            peak_bytes=r["peak_bytes"],
+            peak_over_baseline_bytes=r["peak_over_baseline_bytes"],
+            optimizer_state_bytes=r.get("optimizer_state_bytes"),
+            evals_per_step=r.get("evals_per_step"),
+        )
+        ref = infer.get((r["preset"], r["mode"]))
+        if ref is not None:
+            row["memory_ratio"] = r["peak_bytes"] / ref["peak_bytes"]
+            base = r["baseline_bytes"]
+            ref_net = ref["peak_bytes"] - ref["baseline_bytes"]
+            row["memory_ratio_over_baseline"] = (r["peak_bytes"] - base) / ref_net if ref_net > 0 else None
+        if "step_median_s" in r and r.get("forward_median_s"):
+            n = r["evals_per_step"] or 1
+            row["step_median_s"] = r["step_median_s"]
+            row["forward_median_s"] = r["forward_median_s"]
+            row["time_ratio"] = r["step_median_s"] / (n * r["forward_median_s"])
+        elif "forward_median_s" in r:
+            row["forward_median_s"] = r["forward_median_s"]
+        target = TARGETS.get(r["method"])
+        if target is not None:
+            checks = {}
+            key_mem = "memory_ratio" if r.get("device_type") == "cuda" else "memory_ratio_over_baseline"
+            if row.get(key_mem) is not None:
+                checks["memory"] = {"measure": key_mem, "value": row[key_mem], "max": target["memory_ratio_max"], "ok": row[key_mem] <= target["memory_ratio_max"]}
+            if "time_ratio" in row:
+                checks["time"] = {"value": row["time_ratio"], "max": target["time_ratio_max"], "ok": row["time_ratio"] <= target["time_ratio_max"]}
+            row["targets"] = checks
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    head = "| case | peak GiB | peak-baseline GiB | mem ratio | mem ratio (net) | state GiB | evals/step | step s | fwd s | step/(evals x fwd) |"
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['case']} | error: {r['error'][:80]} |" + " |" * 8)
+            continue
+
+        def f(v: Any, fmt: str) -> str:
+            return "-" if v is None else format(v, fmt)
+
+        lines.append(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+                r["case"],
+                f(r["peak_bytes"] / 2**30, ".3f"),
+                f(r["peak_over_baseline_bytes"] / 2**30, ".3f"),
+                f(r.get("memory_ratio"), ".3f"),
+                f(r.get("memory_ratio_over_baseline"), ".3f"),
+                f(None if r.get("optimizer_state_bytes") is None else r["optimizer_state_bytes"] / 2**30, ".3f"),
+                f(r.get("evals_per_step"), "d"),
+                f(r.get("step_median_s"), ".3f"),
+                f(r.get("forward_median_s"), ".3f"),
+                f(r.get("time_ratio"), ".3f"),
+            )
+        )
+    return "\n".join(lines)
+
+
+def _machine(device: str) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:  # pragma: no cover
+        pass
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_memory_bytes"] = torch.cuda.get_device_properties(0).total_memory
+    return info
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m llm.profile",
+        description="Peak memory and step time of zotheory optimizers against inference on OPT shapes.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("Examples::", 1)[1] if __doc__ else None,
+    )
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None, help="fp32 | fp16 | bf16 (default: fp32 on cpu, fp16 on cuda)")
+    p.add_argument("--cases", default=None, help="preset:mode:method[:time|:memory],... (default: the device's default set)")
+    p.add_argument("--methods", default=None, help="restrict the default set to these methods (comma list; inference is kept)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3, help="timed (forward, step) pairs per case")
+    p.add_argument("--memory-steps", type=int, default=1, help="calls in the memory phase")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch default)")
+    p.add_argument("--out", default=None, help="JSON path (default llm/results/profile_<cpu|gpu>.json)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    return p
+
+
+def _worker(spec_json: str, result_path: str) -> int:
+    spec = json.loads(spec_json)
+    s = spec["settings"]
+    import torch
+
+    if s.get("threads"):
+        torch.set_num_threads(int(s["threads"]))
+    res = measure_case(
+        Case(**spec["case"]),
+        device=s["device"],
+        dtype=s["dtype"],
+        batch_size=s["batch_size"],
+        seq_len=s["seq_len"],
+        repeats=s["repeats"],
+        memory_steps=s["memory_steps"],
+    )
+    res["device_type"] = torch.device(s["device"]).type
+    res["torch_threads"] = torch.get_num_threads()
+    Path(result_path).write_text(json.dumps(res))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.worker:
+        return _worker(args.worker, args.result)
+    cuda = args.device.startswith("cuda")
+    dtype = args.dtype or ("fp16" if cuda else "fp32")
+    if args.cases:
+        cases = parse_cases(args.cases)
+    else:
+        cases = DEFAULT_GPU_CASES if cuda else DEFAULT_CPU_CASES
+        if args.methods:
+            keep = {m.strip() for m in args.methods.split(",")} | {"inference"}
+            cases = [c for c in cases if c.method in keep]
+    from llm.train import available_methods
+
+    known = set(available_methods()) | {"inference"}
+    skipped = sorted({c.method for c in cases} - known)
+    cases = [c for c in cases if c.method in known]
+    settings = {
+        "device": args.device,
+        "dtype": dtype,
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "repeats": args.repeats,
+        "memory_steps": args.memory_steps,
+        "threads": args.threads,
+    }
+    machine = _machine(args.device)
+    t0 = time.perf_counter()
+    records = run_cases(cases, settings)
+    rows = summarize(records)
+    machine["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    report = {
+        "what": "peak memory of one optimizer step vs inference, and step time vs the step's forward passes",
+        "settings": settings,
+        "notes": [
+            "each case ran in a fresh subprocess; memory = peak during the first call(s) after building",
+            "CPU memory: process peak RSS (VmHWM reset via /proc/self/clear_refs); baseline = RSS before the model was built",
+            "GPU memory: torch.cuda.max_memory_allocated after reset_peak_memory_stats",
+            "time ratio = median(step) / (evals_per_step * median(forward)), measured interleaved in one process",
+            "synthetic batch of random token ids, no padding; OPT presets with random weights",
+        ]
+        + ([f"skipped (not in the registry): {skipped}"] if skipped else []),
+        "targets": TARGETS,
+        "machine": machine,
+        "rows": rows,
+        "records": records,
+        "total_wall_s": time.perf_counter() - t0,
+    }
+    out = Path(args.out or f"llm/results/profile_{'gpu' if cuda else 'cpu'}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from llm.checkpoint import atomic_write_text
+
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    print(format_table(rows))
+    for r in rows:
+        for name, chk in (r.get("targets") or {}).items():
+            print(f"target {r['case']} {name}: {chk['value']:.3f} <= {chk['max']} -> {'OK' if chk['ok'] else 'MISSED'}")
+    print(f"wrote {out} ({report['total_wall_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

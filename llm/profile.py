@@ -346,8 +346,11 @@ def _worker_env(threads: int) -> dict[str, str]:
     return env
 
 
-def run_cases(cases: list[Case], settings: dict[str, Any], *, log: Any = sys.stderr) -> list[dict[str, Any]]:
-    """Run every case in its own ``python -m llm.profile --worker`` subprocess."""
+def run_cases(
+    cases: list[Case], settings: dict[str, Any], *, log: Any = sys.stderr, on_record: Any = None
+) -> list[dict[str, Any]]:
+    """Run every case in its own ``python -m llm.profile --worker`` subprocess;
+    ``on_record(records_so_far)`` is called after each case (partial reports)."""
     out: list[dict[str, Any]] = []
     for case in cases:
         with tempfile.TemporaryDirectory() as tmp:
@@ -365,6 +368,8 @@ def run_cases(cases: list[Case], settings: dict[str, Any], *, log: Any = sys.std
             rec["subprocess_wall_s"] = wall
         print(f"[profile] {case.key}: {_short(rec)} ({wall:.0f} s)", file=log, flush=True)
         out.append(rec)
+        if on_record is not None:
+            on_record(out)
     return out
 
 
@@ -550,12 +555,37 @@ def main(argv: list[str] | None = None) -> int:
         "memory_steps": args.memory_steps,
         "threads": args.threads,
     }
+    from llm.checkpoint import atomic_write_text
+
     machine = _machine(args.device)
     t0 = time.perf_counter()
-    records = run_cases(cases, settings)
-    rows = summarize(records)
-    machine["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
-    report = {
+    out = Path(args.out or f"llm/results/profile_{'gpu' if cuda else 'cpu'}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(records: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+        machine["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+        report = _report(settings, machine, skipped, summarize(records), records, time.perf_counter() - t0)
+        report["complete"] = complete
+        report["cases_planned"] = [c.key for c in cases]
+        atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+        return report
+
+    records = run_cases(cases, settings, on_record=lambda recs: write(recs, False))
+    report = write(records, True)
+    rows = report["rows"]
+    print(format_table(rows))
+    for r in rows:
+        for name, chk in (r.get("targets") or {}).items():
+            print(f"target {r['case']} {name}: {chk['value']:.3f} <= {chk['max']} -> {'OK' if chk['ok'] else 'MISSED'}")
+    print(f"wrote {out} ({report['total_wall_s']:.0f} s)")
+    return 0
+
+
+def _report(
+    settings: dict[str, Any], machine: dict[str, Any], skipped: list[str], rows: list[dict[str, Any]],
+    records: list[dict[str, Any]], wall: float,
+) -> dict[str, Any]:
+    return {
         "what": "peak memory of one optimizer step vs inference, and step time vs the step's forward passes",
         "settings": settings,
         "notes": [
@@ -570,19 +600,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine,
         "rows": rows,
         "records": records,
-        "total_wall_s": time.perf_counter() - t0,
+        "total_wall_s": wall,
     }
-    out = Path(args.out or f"llm/results/profile_{'gpu' if cuda else 'cpu'}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from llm.checkpoint import atomic_write_text
-
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    print(format_table(rows))
-    for r in rows:
-        for name, chk in (r.get("targets") or {}).items():
-            print(f"target {r['case']} {name}: {chk['value']:.3f} <= {chk['max']} -> {'OK' if chk['ok'] else 'MISSED'}")
-    print(f"wrote {out} ({report['total_wall_s']:.0f} s)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -204,8 +204,14 @@ def load_causal_lm(
     tokenizer_name_or_path: str | os.PathLike[str] | None = None,
     local_files_only: bool | None = None,
     revision: str | None = None,
+    device_map: str | dict[str, Any] | None = None,
 ) -> tuple[nn.Module, Any]:
     """Load a causal LM and its tokenizer; returns ``(model, tokenizer)``, model in eval mode.
+
+    ``device_map`` (e.g. ``"auto"``) is passed to ``from_pretrained`` for model-parallel
+    placement of a model that does not fit one device; ``device`` is then ignored. Every
+    trainable tensor must live on a real device: layers offloaded by ``accelerate`` keep
+    their parameters on ``meta`` and cannot be perturbed in place (``docs/scale.md``).
 
     Uses ``AutoModelForCausalLM.from_pretrained(name_or_path, dtype=..., trust_remote_code=False)``
     (``dtype`` is the transformers 5 keyword; ``torch_dtype`` is its deprecated alias).
@@ -220,8 +226,11 @@ def load_causal_lm(
     kw: dict[str, Any] = {"trust_remote_code": False, "local_files_only": lfo}
     if revision is not None:
         kw["revision"] = revision
+    if device_map is not None:
+        kw["device_map"] = device_map
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=td, **kw)
-    model.to(torch.device(device))
+    if device_map is None:
+        model.to(torch.device(device))
     model.eval()
     tok_src = tokenizer_name_or_path if tokenizer_name_or_path is not None else name_or_path
     tokenizer = AutoTokenizer.from_pretrained(tok_src, trust_remote_code=False, local_files_only=_local_only(tok_src, local_files_only))

@@ -40,6 +40,61 @@ def _floats(values: Sequence[Any]) -> list[float]:
     return out
 
 
+def draw_plot(plot: dict[str, Any] | Any, ax: Any) -> None:
+    """Draw one :class:`validation.core.Plot` (or its JSON dict) on a matplotlib axis."""
+    if not isinstance(plot, dict):
+        from dataclasses import asdict
+
+        plot = asdict(plot)
+    for k, s in enumerate(plot.get("series", [])):
+        x, y = _floats(s.get("x", [])), _floats(s.get("y", []))
+        color = s.get("color") or _PALETTE[k % len(_PALETTE)]
+        style = s.get("style", "line")
+        label = s.get("label")
+        if style == "band":
+            ax.fill_between(x, _floats(s["ylow"]), _floats(s["yhigh"]), color=color, alpha=0.2, label=label, lw=0)
+        elif style == "points":
+            if s.get("yerr") is not None:
+                ax.errorbar(x, y, yerr=_floats(s["yerr"]), fmt="o", ms=3.5, color=color, label=label, capsize=2, lw=1)
+            else:
+                ax.plot(x, y, "o", ms=3.5, color=color, label=label)
+        elif style == "step":
+            ax.step(x, y, where="post", color=color, label=label, lw=1.4)
+        elif style == "dashed":
+            ax.plot(x, y, "--", color=color, label=label, lw=1.4)
+        elif s.get("yerr") is not None:
+            ax.errorbar(x, y, yerr=_floats(s["yerr"]), color=color, label=label, capsize=2, lw=1.4)
+        else:
+            ax.plot(x, y, "-", color=color, label=label, lw=1.4)
+    for h in plot.get("hlines", []):
+        ax.axhline(float(h["y"]), color=h.get("color", "k"), ls=h.get("style", ":"), lw=1, label=h.get("label"))
+    ax.set_xscale(plot.get("xscale", "linear"))  # before the tick labels: setting a scale resets the tick locator
+    ax.set_yscale(plot.get("yscale", "linear"))
+    if plot.get("xticklabels"):
+        labels = plot["xticklabels"]
+        ax.set_xticks(range(len(labels)))
+        ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=6.5)
+        ax.set_xlim(-0.5, len(labels) - 0.5)
+    ax.set_title(plot.get("title", ""), fontsize=9)
+    ax.set_xlabel(plot.get("xlabel", ""), fontsize=8)
+    ax.set_ylabel(plot.get("ylabel", ""), fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(True, which="major", alpha=0.3)
+    if any(s.get("label") for s in plot.get("series", [])) or any(h.get("label") for h in plot.get("hlines", [])):
+        ax.legend(fontsize=6.5, loc="best", framealpha=0.8)
+
+
+def show_plot(plot: dict[str, Any] | Any) -> Any:
+    """Draw a plot in a new figure with the current backend (inline in a notebook) and return the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    draw_plot(plot, ax)
+    fig.tight_layout()
+    plt.show()
+    return fig
+
+
 def render_plot(plot: dict[str, Any], path: Path) -> None:
     """Draw one :class:`validation.core.Plot` (as its JSON dict) into a PNG with the Agg backend."""
     import matplotlib
@@ -49,42 +104,7 @@ def render_plot(plot: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5.6, 3.6), dpi=90)
     try:
-        for k, s in enumerate(plot.get("series", [])):
-            x, y = _floats(s.get("x", [])), _floats(s.get("y", []))
-            color = s.get("color") or _PALETTE[k % len(_PALETTE)]
-            style = s.get("style", "line")
-            label = s.get("label")
-            if style == "band":
-                ax.fill_between(x, _floats(s["ylow"]), _floats(s["yhigh"]), color=color, alpha=0.2, label=label, lw=0)
-            elif style == "points":
-                if s.get("yerr") is not None:
-                    ax.errorbar(x, y, yerr=_floats(s["yerr"]), fmt="o", ms=3.5, color=color, label=label, capsize=2, lw=1)
-                else:
-                    ax.plot(x, y, "o", ms=3.5, color=color, label=label)
-            elif style == "step":
-                ax.step(x, y, where="post", color=color, label=label, lw=1.4)
-            elif style == "dashed":
-                ax.plot(x, y, "--", color=color, label=label, lw=1.4)
-            else:
-                if s.get("yerr") is not None:
-                    ax.errorbar(x, y, yerr=_floats(s["yerr"]), color=color, label=label, capsize=2, lw=1.4)
-                else:
-                    ax.plot(x, y, "-", color=color, label=label, lw=1.4)
-        for h in plot.get("hlines", []):
-            ax.axhline(float(h["y"]), color=h.get("color", "k"), ls=h.get("style", ":"), lw=1, label=h.get("label"))
-        if plot.get("xticklabels"):
-            labels = plot["xticklabels"]
-            ax.set_xticks(range(len(labels)))
-            ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=6.5)
-        ax.set_xscale(plot.get("xscale", "linear"))
-        ax.set_yscale(plot.get("yscale", "linear"))
-        ax.set_title(plot.get("title", ""), fontsize=9)
-        ax.set_xlabel(plot.get("xlabel", ""), fontsize=8)
-        ax.set_ylabel(plot.get("ylabel", ""), fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(True, which="major", alpha=0.3)
-        if any(s.get("label") for s in plot.get("series", [])) or any(h.get("label") for h in plot.get("hlines", [])):
-            ax.legend(fontsize=6.5, loc="best", framealpha=0.8)
+        draw_plot(plot, ax)
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, metadata={"Software": None})

@@ -142,7 +142,7 @@ def family_moments(ctx: Context, name: str) -> ClaimResult:
     gn2 = float(g @ g)
     qs = (1, 4)
     n_of = {1: ctx.pick(1000, 6000), 4: ctx.pick(400, 2500)}
-    tests = 3 * len(qs)
+    tests = 4 * len(qs)
     alpha = bonferroni(FALSE_ALARM, tests)
     stats: dict[str, Any] = {"dimension": d, "grad_norm_sq": gn2, "false_alarm_total": FALSE_ALARM,
                              "false_alarm_per_test": alpha, "problem": problem.constants()}
@@ -151,18 +151,21 @@ def family_moments(ctx: Context, name: str) -> ClaimResult:
         fam = setup["family"](q)
         samples = draw_estimates(problem, fam, n_of[q], mix_seed(seed, q), q=q)
         mean_test = hotelling_mean_test(samples, g, alpha)
+        along = mean_matches(samples @ g / gn2, 1.0, alpha)  # E<g_hat, grad>/||grad||^2 = 1: power against scale errors
         r_pred, r_src = _family_second_moment_ratio(name, d, q, shape)
         sq = (samples**2).sum(axis=1)
         err = ((samples - g) ** 2).sum(axis=1)
         m2 = mean_matches(sq, r_pred * gn2, alpha)
         mse = mean_matches(err, (r_pred - 1.0) * gn2, alpha)
         stats[f"q={q}"] = {
-            "n": n_of[q], "unbiasedness": mean_test, "second_moment": m2, "mse": mse, "predicted_ratio_source": r_src,
+            "n": n_of[q], "unbiasedness": mean_test, "mean_along_gradient": along, "second_moment": m2, "mse": mse,
+            "predicted_ratio_source": r_src,
             "predicted_second_moment_ratio": r_pred, "measured_second_moment_ratio": m2["mean"] / gn2,
             "predicted_mse_ratio": r_pred - 1.0, "measured_mse_ratio": mse["mean"] / gn2,
         }
-        passed &= mean_test["passed"] and m2["passed"] and mse["passed"]
-        for label, t, pred in (("E||g||^2", m2, r_pred * gn2), ("E||g-grad||^2", mse, (r_pred - 1) * gn2)):
+        passed &= mean_test["passed"] and along["passed"] and m2["passed"] and mse["passed"]
+        for label, t, pred in (("E<g,grad>/||grad||^2", along, 1.0), ("E||g||^2", m2, r_pred * gn2),
+                               ("E||g-grad||^2", mse, (r_pred - 1) * gn2)):
             labels.append(f"{label}, q={q}")
             ratios.append(t["mean"] / pred)
             widths.append(t["critical_z"] * t["standard_error"] / pred)
@@ -174,7 +177,8 @@ def family_moments(ctx: Context, name: str) -> ClaimResult:
         measured="; ".join(measured_txt),
         passed=bool(passed),
         statistics=stats,
-        verdict_rule=(f"pass iff, for q in {list(qs)}, Hotelling's test of E g = grad f and the two z-tests of "
+        verdict_rule=(f"pass iff, for q in {list(qs)}, Hotelling's test of E g = grad f, the z-test of "
+                      f"E<g, grad f>/||grad f||^2 = 1 and the two z-tests of "
                       f"E||g||^2 and E||g - grad f||^2 against the closed forms all keep p >= {alpha:.2g} "
                       f"(Bonferroni over {tests} tests, total false alarm {FALSE_ALARM})"),
         plots=[ratio_plot(f"{name} directions, d={d}: moments / theory", labels, ratios, widths, "measured / predicted")],

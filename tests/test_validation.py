@@ -1,0 +1,125 @@
+"""Tests of the validation suite itself: it can fail, it reports failures, it selects and it is deterministic.
+
+These run a handful of cheap claims at the quick size (a few seconds each); the full suite is
+``python -m validation``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from validation import load_claims
+from validation.__main__ import main
+from validation.core import REGISTRY, ClaimResult, Context, claim
+from validation.runner import run_suite, select_claims
+
+CHEAP = ["newton_schulz_band", "product_norm_duality"]
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_claims()
+
+
+@pytest.fixture
+def temporary_claims(registry):
+    """Register a failing claim and a raising claim for the duration of a test."""
+
+    @claim("_test_refuted", source="test", tags=("_test",))
+    def refuted(ctx: Context) -> ClaimResult:
+        return ClaimResult(predicted="1", measured="2", passed=False, statistics={"value": 2.0}, verdict_rule="1 == 2")
+
+    @claim("_test_raises", source="test", tags=("_test",))
+    def raises(ctx: Context) -> ClaimResult:
+        raise RuntimeError("deliberate failure inside a claim")
+
+    yield ["_test_refuted", "_test_raises"]
+    REGISTRY.pop("_test_refuted", None)
+    REGISTRY.pop("_test_raises", None)
+
+
+def test_wrong_estimator_scale_makes_its_claim_fail(registry, monkeypatch):
+    """A Gaussian family with a wrong unbiasing constant (1.3 instead of 1) fails its moment claim; the real one passes."""
+    from zotheory.directions import Gaussian
+
+    good = run_suite([registry["estimator_moments_gaussian"]], size="quick", seed=0, workers=1, progress=False)
+    assert good.passed, good.outcomes[0].record["measured"]
+    monkeypatch.setattr(Gaussian, "scale", lambda self, dim: 1.3)
+    bad = run_suite([registry["estimator_moments_gaussian"]], size="quick", seed=0, workers=1, progress=False)
+    record = bad.outcomes[0].record
+    assert not bad.passed and record["verdict"] == "fail" and record["error"] is None
+    for q in ("q=1", "q=4"):
+        stats = record["statistics"][q]
+        assert not stats["mean_along_gradient"]["passed"] and not stats["second_moment"]["passed"], q
+
+
+def test_exit_code_failures_last_and_traceback_in_report(registry, temporary_claims, tmp_path, capsys):
+    out = tmp_path / "report"
+    code = main(["--claims", *temporary_claims, "newton_schulz_band", "--workers", "1", "--out", str(out), "--no-progress"])
+    assert code == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-3:] == ["FAILED (2):", "  _test_raises", "  _test_refuted"]
+    report = (out / "report.md").read_text()
+    assert "deliberate failure inside a claim" in report and "Traceback" in report
+    results = json.loads((out / "results.json").read_text())
+    assert results["claims"]["newton_schulz_band"]["verdict"] == "pass"
+    assert results["claims"]["_test_raises"]["verdict"] == "fail"
+    assert "RuntimeError" in results["claims"]["_test_raises"]["error"]
+    assert (out / "plots" / "newton_schulz_band_0.png").stat().st_size > 1000
+    assert main(["--claims", "newton_schulz_band", "--workers", "1", "--out", str(out), "--no-progress"]) == 0
+
+
+def test_selection_by_name_and_tag(registry, temporary_claims):
+    assert [c.name for c in select_claims(registry, ["newton_schulz_band"])] == ["newton_schulz_band"]
+    by_tag = {c.name for c in select_claims(registry, tags=["lmo"])}
+    assert {"lmo_identities", "newton_schulz_band", "product_norm_duality"} <= by_tag
+    assert all("lmo" in registry[n].tags for n in by_tag)
+    both = {c.name for c in select_claims(registry, ["alignment_laws"], ["_test"])}
+    assert both == {"alignment_laws", *temporary_claims}
+    assert len(select_claims(registry)) == len(registry)
+    with pytest.raises(ValueError, match="no_such_claim"):
+        select_claims(registry, ["no_such_claim"])
+    with pytest.raises(ValueError, match="no_such_tag"):
+        select_claims(registry, tags=["no_such_tag"])
+    assert main(["--claims", "no_such_claim"]) == 2
+
+
+def test_same_seed_same_json_in_process_and_in_workers(tmp_path):
+    """Byte-identical results.json for the same seed, whether claims run here or in spawned workers;
+    wall times live only in timing.json."""
+    runs = [(tmp_path / "a", "1"), (tmp_path / "b", "1"), (tmp_path / "c", "2")]
+    for out, workers in runs:
+        assert main(["--claims", *CHEAP, "--workers", workers, "--out", str(out), "--no-progress", "--seed", "3"]) == 0
+    texts = [(out / "results.json").read_bytes() for out, _ in runs]
+    assert texts[0] == texts[1] == texts[2]
+    assert "seconds" not in texts[0].decode()
+    timing = json.loads((tmp_path / "c" / "timing.json").read_text())
+    assert set(timing["claims_seconds"]) == set(CHEAP) and timing["workers"] == 2
+    other = tmp_path / "d"
+    assert main(["--claims", *CHEAP, "--workers", "1", "--out", str(other), "--no-progress", "--seed", "4"]) == 0
+    assert (other / "results.json").read_bytes() != texts[0]
+
+
+def test_list_prints_every_claim(registry, capsys):
+    assert main(["--list"]) == 0
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert listed == set(registry)
+
+
+def test_claim_results_have_a_verdict_rule_and_statistics(registry):
+    """Every claim module registers claims with a source and tags (the report's columns)."""
+    assert len(registry) >= 30
+    for c in registry.values():
+        assert c.source and c.tags and c.description, c.name
+
+
+def test_report_markdown_lists_summary_and_sections(tmp_path):
+    out = tmp_path / "r"
+    assert main(["--claims", "newton_schulz_band", "--workers", "1", "--out", str(out), "--no-progress"]) == 0
+    md = (out / "report.md").read_text()
+    assert "| claim | source | predicted | measured | verdict |" in md
+    assert "### newton_schulz_band" in md and "Verdict rule" in md and "plots/newton_schulz_band_0.png" in md
+    assert Path(out / "timing.json").exists()

@@ -113,7 +113,9 @@ def mean_abs(t: torch.Tensor, chunk: int = 1 << 20) -> float:
     flat = t.detach().reshape(-1)
     total = torch.zeros((), dtype=torch.float32, device=t.device)
     for part in flat.split(chunk):
-        total += part.float().abs_().sum()
+        # abs() out of place: for float32 input .float() is the tensor itself, and an in-place abs_()
+        # would flip the sign of every negative parameter entry
+        total += part.abs().float().sum()
     return float(total) / flat.numel()
 
 
@@ -343,6 +345,11 @@ def estimate_gradient(
             restore_all()
         raise
 
+    if backup is not None and offset is None:
+        # the arithmetic restores above are exact only up to rounding: finish from the copy
+        with torch.no_grad():
+            for p, b in zip(params, backup):
+                p.copy_(b)
     d = torch.stack(diffs)
     loss = losses[0] if scheme == "forward" and f0 is None else stacked.mean()
     if scheme == "forward" and f0 is not None:

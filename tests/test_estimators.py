@@ -297,6 +297,19 @@ def test_radius_below_half_precision_resolution_is_refused(dtype: torch.dtype) -
         opt.step(lambda: torch.tensor(0.0))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_radius_check_leaves_the_tensors_alone(dtype: torch.dtype) -> None:
+    """Regression test: the chunked ``mean |x|`` of the radius check once took ``abs_()`` of
+    ``part.float()``, which *is* the parameter for float32 input, flipping every negative entry."""
+    x = torch.tensor([-1.5, 2.0, -0.25, 0.5], dtype=dtype)
+    before = x.clone()
+    check_radius_resolution([x], 0.1, Gaussian())
+    assert torch.equal(x, before)
+    params = [torch.nn.Parameter(torch.tensor([-1.0, 3.0], dtype=dtype), requires_grad=False)]
+    ZOSGD(params, lr=0.0, eps=0.1).step(lambda: (params[0].double() ** 2).sum())
+    assert float(params[0][0]) < 0
+
+
 @pytest.mark.parametrize("family", [Gaussian(), Coordinate(), Block(0.5), SemiOrthogonal()], ids=repr)
 @pytest.mark.parametrize("exact", [True, False])
 def test_exception_in_closure_restores_parameters(family: DirectionFamily, exact: bool) -> None:
@@ -338,3 +351,16 @@ def test_estimates_leave_the_global_rng_alone() -> None:
         for _ in range(2):
             opt.step(lambda: quadratic(params)())
     assert torch.equal(state, torch.get_rng_state())
+
+
+@pytest.mark.parametrize("scheme", ["central", "forward", "one_point"])
+@pytest.mark.parametrize("q", [1, 3])
+def test_exact_restore_is_bit_exact_for_every_scheme_on_success(scheme: str, q: int) -> None:
+    """exact_restore=True leaves the parameters bit-identical after a successful estimate
+    (without it, x + r z - r z rounds; a quartic at scale 3 makes that visible)."""
+    x = torch.nn.Parameter(3.0 * torch.randn(1000, generator=torch.Generator().manual_seed(0)))
+    x0 = x.detach().clone()
+    family = get_directions("gaussian")
+    for t in range(20):
+        estimate_gradient([x], lambda: (x**4).sum(), family, step_seed=t, q=q, radius=1e-2, scheme=scheme, exact_restore=True)
+    assert torch.equal(x.detach(), x0)

@@ -360,7 +360,7 @@ def test_exact_restore_is_bit_exact_for_every_scheme_on_success(scheme: str, q: 
     (without it, x + r z - r z rounds; a quartic at scale 3 makes that visible)."""
     x = torch.nn.Parameter(3.0 * torch.randn(1000, generator=torch.Generator().manual_seed(0)))
     x0 = x.detach().clone()
-    family = get_directions("gaussian")
+    family = Gaussian()
     for t in range(20):
         estimate_gradient([x], lambda: (x**4).sum(), family, step_seed=t, q=q, radius=1e-2, scheme=scheme, exact_restore=True)
     assert torch.equal(x.detach(), x0)

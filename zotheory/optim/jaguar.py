@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zotheory.directions import Coordinate, DirectionFamily, block_selection, mix_seed, tensor_generator
+from zotheory.directions import Coordinate, DirectionFamily, block_selection, draw_generator, mix_seed
 from zotheory.estimators import ZOEstimate
 from zotheory.lmo import CUBIC
 from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_unit_interval
@@ -112,7 +112,7 @@ class JaguarBlock(DirectionFamily):
     ) -> tuple[Tensor, Tensor | None, Tensor]:
         """``(rows, cols or None, values)`` of tensor ``index``: the block and its signs (``values``
         shaped ``(len(rows), len(cols))`` or ``(len(rows),)``)."""
-        gen = tensor_generator(mix_seed(step_seed, j), index, device)
+        gen = draw_generator(mix_seed(step_seed, j), index, device)
         rows, cols, _ = block_selection(shape, self.fraction, gen, device)
         size = (rows.numel(), cols.numel()) if cols is not None else (rows.numel(),)
         if self.signs == "ones":

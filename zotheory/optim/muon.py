@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zotheory.directions import DirectionFamily, mix_seed, tensor_generator
+from zotheory.directions import DirectionFamily, draw_generator, mix_seed
 from zotheory.estimators import ZOEstimate
 from zotheory.lmo import MUON_QUINTIC, l2_lmo, linf_lmo, muon_shape_scale, newton_schulz
 from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_unit_interval
@@ -317,7 +317,7 @@ class SemiOrthogonal(DirectionFamily):
         work = torch.float64 if dtype == torch.float64 else torch.float32
         rows, cols = shape[0], math.prod(shape[1:])
         k = min(rows, cols)
-        gen = tensor_generator(mix_seed(step_seed, j), index, device)
+        gen = draw_generator(mix_seed(step_seed, j), index, device)
         u = _haar_frame(rows, k, gen, work, device)
         v = _haar_frame(cols, k, gen, work, device)
         if self.spectrum == "identity":
@@ -329,7 +329,7 @@ class SemiOrthogonal(DirectionFamily):
     def tensor_direction(self, shapes, index, step_seed, j, dtype, device):
         shape = shapes[index]
         if len(shape) < 2:
-            gen = tensor_generator(mix_seed(step_seed, j), index, device)
+            gen = draw_generator(mix_seed(step_seed, j), index, device)
             return torch.randn(shape, generator=gen, dtype=dtype, device=device)
         u, s, v = self.factors(shapes, index, step_seed, j, dtype, device)
         return ((u * s.unsqueeze(0)) @ v.T).to(dtype).reshape(shape)

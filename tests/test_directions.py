@@ -209,3 +209,19 @@ def test_mix_seed_is_a_deterministic_63_bit_hash(seed: int, parts: list[int]) ->
     assert a == mix_seed(seed, *parts)
     assert 0 <= a < 2**63
     assert a != mix_seed(seed, *parts, 0)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "rademacher"])
+def test_chunked_draws_of_large_tensors_agree_with_the_dense_direction(monkeypatch, name: str) -> None:
+    """Tensors above DRAW_CHUNK entries are perturbed chunk by chunk (bounded scratch); the
+    in-place add_ and the dense direction must draw the same numbers, for every tensor."""
+    import zotheory.directions as directions
+
+    monkeypatch.setattr(directions, "DRAW_CHUNK", 16)
+    family = get_directions(name)
+    tensors = [torch.zeros(10, 7), torch.zeros(5), torch.zeros(3, 3, 3)]  # 70 and 27 entries are chunked
+    family.add_(tensors, 11, 2, 0.5)
+    dense = family.materialize(tensors, 11, 2)
+    for t, z in zip(tensors, dense):
+        assert torch.equal(t, 0.5 * z)
+    assert not torch.equal(dense[0].reshape(-1)[:16], dense[0].reshape(-1)[16:32])  # chunks are not repeats

@@ -180,7 +180,50 @@ def _numel(shape: torch.Size) -> int:
     return math.prod(shape)
 
 
-class Gaussian(DirectionFamily):
+#: Tensors with more entries than this draw their directions in chunks of this size, so the
+#: in-place perturbation needs one chunk of scratch (16 MiB in fp32), not one tensor-sized
+#: direction (the OPT-1.3B embedding alone is 7.6% of the model). Smaller tensors draw in one
+#: piece, identically to ``torch.randn(shape, generator=...)``.
+DRAW_CHUNK = 1 << 22
+
+
+class _ChunkedIID(DirectionFamily):
+    """Families of i.i.d. entries, drawn chunk by chunk from one generator per tensor."""
+
+    def _chunk(self, n: int, gen: torch.Generator, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _chunks(self, numel: int, gen: torch.Generator, dtype: torch.dtype, device: torch.device):
+        for start in range(0, numel, DRAW_CHUNK):
+            n = min(DRAW_CHUNK, numel - start)
+            yield start, n, self._chunk(n, gen, dtype, device)
+
+    def tensor_direction(self, shapes, index, step_seed, j, dtype, device):
+        shape = shapes[index]
+        numel = _numel(shape)
+        gen = draw_generator(_direction_seed(step_seed, j), index, device)
+        if numel <= DRAW_CHUNK:
+            return self._chunk(numel, gen, dtype, device).view(shape)
+        out = torch.empty(numel, dtype=dtype, device=device)
+        for start, n, z in self._chunks(numel, gen, dtype, device):
+            out[start : start + n] = z
+        return out.view(shape)
+
+    def add_(self, tensors, step_seed, j, alpha):
+        shapes = _shapes(tensors)
+        for i, (p, a) in enumerate(zip(tensors, _as_alphas(alpha, len(tensors)))):
+            if _is_zero(a):
+                continue
+            if p.numel() <= DRAW_CHUNK or not p.is_contiguous():
+                _axpy_(p, self.tensor_direction(shapes, i, step_seed, j, p.dtype, p.device), a)
+                continue
+            gen = draw_generator(_direction_seed(step_seed, j), i, p.device)
+            flat = p.view(-1)
+            for start, n, z in self._chunks(p.numel(), gen, p.dtype, p.device):
+                _axpy_(flat[start : start + n], z, a)
+
+
+class Gaussian(_ChunkedIID):
     """``z ~ N(0, I)``; ``E<g,z>z = g`` (Nesterov & Spokoiny 2017, Eq. 25; oracle 1)."""
 
     name = "gaussian"
@@ -188,12 +231,11 @@ class Gaussian(DirectionFamily):
     def scale(self, dim: int) -> float:
         return 1.0
 
-    def tensor_direction(self, shapes, index, step_seed, j, dtype, device):
-        gen = draw_generator(_direction_seed(step_seed, j), index, device)
-        return torch.randn(shapes[index], generator=gen, dtype=dtype, device=device)
+    def _chunk(self, n, gen, dtype, device):
+        return torch.randn(n, generator=gen, dtype=dtype, device=device)
 
 
-class Rademacher(DirectionFamily):
+class Rademacher(_ChunkedIID):
     """``z`` uniform on ``{-1, +1}^d``; ``E zz^T = I`` and ``||z||^2 = d`` exactly."""
 
     name = "rademacher"
@@ -201,9 +243,8 @@ class Rademacher(DirectionFamily):
     def scale(self, dim: int) -> float:
         return 1.0
 
-    def tensor_direction(self, shapes, index, step_seed, j, dtype, device):
-        gen = draw_generator(_direction_seed(step_seed, j), index, device)
-        bits = torch.randint(0, 2, shapes[index], generator=gen, device=device, dtype=torch.int8)
+    def _chunk(self, n, gen, dtype, device):
+        bits = torch.randint(0, 2, (n,), generator=gen, device=device, dtype=torch.int8)
         return bits.to(dtype).mul_(2).sub_(1)
 
 

@@ -537,9 +537,9 @@ class AdaNAGED(ZOOptimizer):
         groups = self.zo_param_groups()
         first = ad["units"] is None
         if first:
+            est.restore_(params)  # r_eps and the x_0 copy from x_0 itself, not from the perturbed point
             ad["units"] = self._init_units()
             if self.needs_x0:
-                est.restore_(params)  # copy x_0 itself, not the perturbed point
                 for p in params:
                     self.state[p]["x0"] = p.detach().to(self.x0_dtype or _state_dtype(p)).clone()
         needs = self.rule.needs

@@ -262,3 +262,62 @@ def mean_matches_t(samples: np.ndarray, predicted: float, false_alarm: float = 1
     out.update(test="two-sided Student t-test on the mean", critical_z=crit, degrees_of_freedom=n - 1,
                interval=[out["mean"] - crit * se, out["mean"] + crit * se], passed=bool(abs(out["z"]) <= crit))
     return out
+
+
+def weighted_slope(x: np.ndarray, y: np.ndarray, y_se: np.ndarray, confidence: float = 0.99) -> dict[str, Any]:
+    """Weighted least-squares slope of ``y`` on ``x`` when each ``y`` has a known standard error ``y_se``.
+
+    For points that are means with their own standard errors (e.g. the log of a run average, with
+    ``se(log m) = se(m)/m``); the interval is ``slope +- z * se(slope)`` with the normal quantile. The
+    ``chi2_dof`` field (weighted residual sum of squares per degree of freedom) says whether a straight line
+    describes the points within their errors (about 1 when it does).
+    """
+    from scipy.stats import norm
+
+    x, y, se = (np.asarray(v, dtype=np.float64) for v in (x, y, y_se))
+    w = 1.0 / se**2
+    xm = float((w * x).sum() / w.sum())
+    sxx = float((w * (x - xm) ** 2).sum())
+    slope = float((w * (x - xm) * y).sum() / sxx)
+    intercept = float((w * y).sum() / w.sum() - slope * xm)
+    slope_se = math.sqrt(1.0 / sxx)
+    crit = float(norm.isf((1 - confidence) / 2))
+    resid = y - intercept - slope * x
+    dof = max(x.size - 2, 1)
+    return {
+        "test": "weighted least-squares slope (known standard errors)",
+        "slope": slope,
+        "intercept": intercept,
+        "slope_se": slope_se,
+        "interval": [slope - crit * slope_se, slope + crit * slope_se],
+        "confidence": confidence,
+        "chi2_dof": float((w * resid**2).sum() / dof),
+    }
+
+
+def time_average(series: np.ndarray) -> dict[str, Any]:
+    """Mean of a stationary, autocorrelated series with its standard error.
+
+    The integrated autocorrelation time ``tau = 1 + 2 sum_t rho_t`` is estimated with Geyer's initial positive
+    sequence (sums of adjacent autocorrelation pairs, stopped at the first non-positive pair), and
+    ``se = sd * sqrt(tau / n)``: the standard error of a time average, without arbitrary batch lengths.
+    """
+    x = np.asarray(series, dtype=np.float64)
+    n = x.size
+    if n < 4:
+        raise ValueError(f"time_average needs at least 4 values, got {n}")
+    mean = float(x.mean())
+    c = x - mean
+    spec = np.fft.rfft(c, 2 * n)
+    acov = np.fft.irfft(spec * np.conj(spec))[:n] / n
+    if acov[0] <= 0:
+        return {"mean": mean, "standard_error": 0.0, "tau": 1.0, "n": n}
+    rho = acov / acov[0]
+    tau = -1.0
+    for k in range(n // 2):
+        pair = rho[2 * k] + (rho[2 * k + 1] if 2 * k + 1 < n else 0.0)
+        if pair <= 0:
+            break
+        tau += 2.0 * pair
+    tau = max(tau, 1.0)
+    return {"mean": mean, "standard_error": float(np.sqrt(acov[0] * tau / n)), "tau": float(tau), "n": n}

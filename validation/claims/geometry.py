@@ -11,10 +11,12 @@ Measurement: every method gets the same evaluation budget (``T`` steps of 2 func
 decaying step ``lr (1 - k/T)``, and its ``lr`` tuned over a grid; the tuned final errors ``f(x_T) - f*`` are compared.
 The non-Euclidean methods use the JAGUAR coordinate memory (:class:`~zotheory.optim.JaguarSignSGD`,
 :class:`~zotheory.optim.JaguarMuon` with ``beta = 0``), whose memory holds per-coordinate derivatives, so that the
-sign / polar factor of the *gradient* is what the update sees. The same geometries fed with a single Gaussian
-direction per step (:class:`~zotheory.optim.ZOSignSGD`) are reported too: ``sign(<g,u> u) = +-sign(u)`` carries
-only the scalar ``<g,u>`` about ``g``, with ``E sign(<g,u>) sign(u_i) = (2/pi) arcsin(g_i/||g||_2)`` -- an l2-type
-direction, so no l-infinity advantage is expected from it ([D], this file).
+sign / polar factor of the *gradient* is what the update sees. The sign of a single-Gaussian-direction estimate
+(:class:`~zotheory.optim.ZOSignSGD`, full size only) is reported beside them, outside the verdict:
+``sign(<g,u> u) = +-sign(u)`` carries only the scalar ``<g,u>`` about ``g``, and
+``E sign(<g,u>) sign(u_i) = (2/pi) arcsin(g_i/||g||_2) ~ (2/pi) g_i/||g||_2`` ([D], this file): in expectation an
+l2-normalised gradient step, so whatever it gains over ZO-SGD comes from the normalisation of its step, not from
+per-coordinate sign information.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from zotheory.directions import mix_seed
 from zotheory.optim import ZOSGD, JaguarMuon, JaguarSignSGD, ZOSignSGD
 
 MARGIN = 1.5
+WIN_MARGIN = 1.2  # a measured "win" needs the other method's tuned error to be at least 1.2 times larger; else a tie
 
 
 def _final_error(problem: Problem, x0: list[torch.Tensor], make: Callable[[float, int], torch.optim.Optimizer], lr: float,
@@ -67,8 +70,8 @@ def _predict(rho: float) -> str:
 
 
 def _geometry_claim(ctx: Context, kind: str) -> ClaimResult:
-    T = ctx.pick(800, 1500) if kind == "sign" else ctx.pick(1000, 3000)
-    n_lr = ctx.pick(4, 5)
+    T = ctx.pick(800, 1500) if kind == "sign" else ctx.pick(1000, 2500)
+    n_lr = 4
     seeds = [mix_seed(ctx.seed, salt(f"geometry_{kind}"), s) for s in range(1)]
     regimes: list[tuple[str, Problem, list[torch.Tensor]]] = []
     if kind == "sign":
@@ -106,7 +109,7 @@ def _geometry_claim(ctx: Context, kind: str) -> ClaimResult:
         # (E f(x - g_hat g) = f - g||grad||^2 + g^2/2 (tr A ||grad||^2 + 2 grad^T A grad)); geometry grids: R/T multiples
         top = 2.0 / (tr + 2 * L2)
         l2_grid = top * np.geomspace(2.0 ** -(n_lr - 2), 2.0, n_lr)
-        geo_grid = R_geo / T * np.geomspace(1.0, 2.0 ** (n_lr - 1), n_lr) * (2.0 if kind == "sign" else 1.0)
+        geo_grid = R_geo / T * np.geomspace(1.0, 2.0 ** (n_lr - 1), n_lr)
         methods = {
             "ZO-SGD (l2)": (lambda lr, s, p=p: ZOSGD(p.parameters(), lr=lr, eps=1e-5, seed=s), l2_grid),
         }
@@ -123,7 +126,7 @@ def _geometry_claim(ctx: Context, kind: str) -> ClaimResult:
         l2_err = tuned["ZO-SGD (l2)"]["tuned_error"]
         geo_name = [n for n in tuned if "coordinate memory" in n][0]
         ratio = l2_err / tuned[geo_name]["tuned_error"]  # > 1: the geometry wins
-        winner = "geometry" if ratio > 1 else "l2"
+        winner = "geometry" if ratio >= WIN_MARGIN else "l2" if ratio <= 1 / WIN_MARGIN else "tie"
         ok = pred == "none" or pred == winner
         passed &= ok
         row = {"regime": label, "L_geo": L_geo, "R_geo": R_geo, "L_2": L2, "R_2": R2, "rho = L2 R2^2 / (L_geo R_geo^2)": rho,
@@ -148,17 +151,20 @@ def _geometry_claim(ctx: Context, kind: str) -> ClaimResult:
         predicted="; ".join(predicted_txt),
         measured="; ".join(measured),
         passed=bool(passed),
-        statistics={"T": T, "evaluations_per_method": 2 * T, "lr_grid_size": n_lr, "margin": MARGIN, "regimes": rows,
+        statistics={"T": T, "evaluations_per_method": 2 * T, "lr_grid_size": n_lr, "margin": MARGIN, "win_margin": WIN_MARGIN, "regimes": rows,
                     "schedule": "lr (1 - k/T)", "seeds": len(seeds)},
         verdict_rule=f"pass iff in every regime with a prediction (rho >= {MARGIN} or <= 1/{MARGIN}) the method of the "
-                     f"predicted geometry reaches the smaller tuned final error f(x_T) - f* at equal evaluation budget",
+                     f"predicted geometry reaches a tuned final error f(x_T) - f* smaller by at least a factor {WIN_MARGIN} "
+                     "at equal evaluation budget (a closer result is a tie, which refutes a predicted win)",
         plots=[Plot(title=f"{geo_word} vs l2: tuned final error, {2 * T} evaluations", xlabel="", ylabel="f(x_T) - f*",
                     series=series, yscale="log", xticklabels=[r["regime"] for r in rows]),
                Plot(title=f"{rows[0]['regime']}: final error vs step size", xlabel="lr", ylabel="f(x_T) - f*",
                     series=lr_series, xscale="log", yscale="log")],
-        notes=("The sign of a single-Gaussian-direction estimate (ZO-SignSGD) is reported for comparison: it has no "
-               "l-infinity advantage (module docstring), which the ratios in the statistics show. " if kind == "sign" and
-               ctx.size == "full" else "")
+        notes=(("ZO-SignSGD with one Gaussian direction (not part of the verdict), l2/sign error ratios: "
+                + ", ".join(f"{r['regime']}: {fmt(r['gaussian_sign_ratio_l2_over_sign'], 3)}" for r in rows)
+                + ". Its expected step is an l2-normalised gradient (module docstring), so a gain over ZO-SGD in the "
+                  "sign regime reflects step normalisation on ill-conditioned curvature rather than l-infinity geometry. ")
+               if kind == "sign" and ctx.size == "full" else "")
               + "ZO-SGD's grid tops out at 2/(tr A + 2L_2): its effective constant is tr A, not d L_2, which makes it "
                 "strong on heavy-tailed curvature; the geometry methods must beat that, not d L_2.",
     )

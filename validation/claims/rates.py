@@ -173,7 +173,7 @@ def zo_sgd_stochastic_rate(ctx: Context) -> ClaimResult:
     """Stochastic ZO-SGD with the Cor. 3.3 step: E||grad f(x_R)||^2 decays like N^(-1/2) and grows like sqrt(d+4)
     (sigma > 0, large N), below the G3 bound 12(d+4)L^2 D_f^2/N + 8 L sqrt(d+4) D_f sigma/sqrt(N)."""
     sigma = 1.0
-    seeds = ctx.pick(2, 4)
+    seeds = ctx.pick(2, 3)
     d0 = 10
     ns = ctx.pick([256, 512, 1024, 2048], [256, 512, 1024, 2048, 4096])
     dims = ctx.pick([4, 8, 16, 32], [4, 8, 16, 32, 64])
@@ -239,7 +239,7 @@ def rsgf_bound(ctx: Context) -> ClaimResult:
     on a nonconvex L-smooth problem: (1/L) E||grad f(x_R)||^2 never exceeds the G2 right-hand side."""
     d = 10
     n = ctx.pick(800, 2000)
-    seeds = ctx.pick(3, 6)
+    seeds = ctx.pick(3, 4)
     mu = 1e-3
     base_seed = mix_seed(ctx.seed, salt("rsgf_bound"))
     rows, passed = [], True
@@ -337,8 +337,8 @@ def zo_frank_wolfe_rate(ctx: Context) -> ClaimResult:
     rho_k = 4/(d^(1/3)(k+8)^(2/3)), step 2/(k+8)): primal gap O(d^(1/3) T^(-1/3)); exact-gradient FW with step 2/(k+2)
     stays below 2 L diam^2/(k+2)."""
     d = 20
-    t_max = ctx.pick(2048, 8192)
-    seeds = ctx.pick(2, 4)
+    t_max = ctx.pick(2048, 4096)
+    seeds = ctx.pick(2, 3)
     checks = [t_max // 16, t_max // 8, t_max // 4, t_max // 2, t_max]
     fam, lmo = get_directions("gaussian"), L1()
     base_seed = mix_seed(ctx.seed, salt("zo_frank_wolfe_rate"))

@@ -152,9 +152,17 @@ def _median(xs: list[float]) -> float:
     return float(np.median(np.asarray(xs, dtype=np.float64)))
 
 
-def _robustness(ctx: Context, key: str) -> ClaimResult:
+def protocol(key: str, *, steps: int, reps: tuple[float, ...], seed: int = 0) -> ClaimResult:
+    """The full protocol (3 seeds, 6 x 3 grids) on the d = 100 version of problem ``key`` with ``steps`` steps and
+    the initial guesses ``reps``: the runs stored in ``validation/results/adanaged/`` (their command is recorded
+    there). ``key``: ``l2_quadratic``, ``linf_separable``, ``spectral_matrix``, ``nonconvex``."""
+    quick = _settings(Context("quick", seed))[key]
+    return _robustness(Context("full", seed), key, Setting(quick.label, quick.make, quick.norm, steps, tuple(reps)))
+
+
+def _robustness(ctx: Context, key: str, setting: Setting | None = None) -> ClaimResult:
     t0 = time.perf_counter()
-    setting = _settings(ctx)[key]
+    setting = setting or _settings(ctx)[key]
     seeds = [int(mix_seed(ctx.seed, _SALT, k) % (2**31)) for k in range(1 if ctx.size == "quick" else 3)]
     eps_grid = (1e-3,) if ctx.size == "quick" else EPS_GRID
     probe = setting.make(seeds[0])

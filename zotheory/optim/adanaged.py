@@ -195,12 +195,12 @@ class DoGRule:
     i.e. ``x_{t+1} = x_t - eta_t m_t^#`` with DoG's ``eta_t = rbar_t / sqrt(G_t)`` (Ivgi et al. 2023, Eq. 1)
     and the sharp operator ``m^# = -||m||_* lmo(m)`` (``theory_oracles.md`` section 4) of the momentum in
     place of the gradient. ``G`` accumulates the dual norms of the *fresh estimates* ``g_i``
-    (``accumulate="estimate"``, default): their zeroth-order noise is what DoG's denominator must see (the
-    ``(d+2)`` of oracle 3), and ``||m_i||_* <= ...`` of the steps taken is then dominated, so DoG's key
-    inequality ``sum_t ||x_{t+1} - x_t||^2 <= rbar_T^2 (1 + log(G_T / G_0))`` holds for the momentum steps.
-    ``accumulate="momentum"`` (``G = sum ||m_i||_*^2``) is kept for the evidence in the docs (it lets the
-    random-walk part of the steps inflate ``rbar`` and diverges). ``gamma_0 = r_eps ||m_0||_* / ||g_0||_*
-    = r_eps``. Invariant to ``f -> c f`` (``c > 0``): ``m, g -> c m, c g``, ``G -> c^2 G``, ``gamma`` unchanged.
+    (``accumulate="estimate"``, default): their zeroth-order noise (the ``d + 2`` of oracle 3) is what DoG's
+    denominator must see. Then ``||m||_* / ||g||_* ~ sqrt((1 - beta)/(1 + beta))`` cancels the momentum
+    correlation of the random-walk part of the steps, which otherwise inflates ``rbar`` geometrically;
+    ``accumulate="momentum"`` (``G = sum ||m_i||_*^2``) shows it: it diverges (``docs/adanaged.md`` 3.3).
+    ``gamma_0 = r_eps``. Invariant to ``f -> c f`` (``c > 0``): ``m, g -> c m, c g``, ``G -> c^2 G``,
+    ``gamma`` unchanged.
     """
 
     name = "dog"

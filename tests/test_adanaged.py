@@ -1,5 +1,5 @@
 """AdaNAGED (reconstruction) and the parameter-free baselines: rule formulas, radius floor, routing, invariances,
-agreement with the dense references of :mod:`zotheory.optim.parameter_free`, convergence, argument errors.
+agreement of AdaNAGED with the parameter-free baselines of :mod:`zotheory.optim.parameter_free`, convergence, argument errors.
 
 The generic protocol checks (closure calls, state size, checkpoints, guards) run over the registry in
 ``tests/test_optimizers.py``; this file tests what is specific to the method.

@@ -266,8 +266,7 @@ def test_fast_path_matches_dense_reference(name: str) -> None:
     arithmetic (observed <= 4e-13 after 100 steps). A formula error (a missing bias correction, a wrong
     momentum convention, an update along another direction) shows up at the 1e-3 level."""
     spec = OPTIMIZERS[name]
-    if spec.reference is None:
-        pytest.skip(f"{name} registers no dense reference")
+    assert spec.reference is not None, f"{name} registers no dense reference"
     gen = torch.Generator().manual_seed(5)
     weights = [torch.rand(6, 5, generator=gen, dtype=torch.float64) + 0.5, torch.rand(4, generator=gen, dtype=torch.float64)]
 
@@ -606,14 +605,22 @@ def test_matrix_efficient_update_is_the_polar_factor() -> None:
 
 
 def test_exact_restore_does_not_change_the_trajectory_in_float64() -> None:
-    """``exact_restore`` changes how x is put back, not the method: float64 trajectories agree to 1e-12."""
+    """``exact_restore`` changes how x is put back, not the method: float64 trajectories agree to 1e-9.
+
+    The folded restore ``x + eps z - eps z`` leaves about one ulp (1e-16) per step; adaptive rules
+    (ALIAS's smoothness estimate divides by ``||x_{t+1} - x_t||``) amplify it, measured at most
+    ~4e-12 after 20 steps, so 1e-9 still sits seven orders of magnitude below the distance moved.
+    """
     for name in NAMES:
         a, b = two_blocks(), two_blocks()
+        start = snapshot(a)
         oa, ob = make(name, a), make(name, b, exact_restore=True)
         for _ in range(20):
             oa.step(sum_sq(a))
             ob.step(sum_sq(b))
-        assert all(torch.allclose(x, y, rtol=0, atol=1e-12) for x, y in zip(a, b)), name
+        moved = max((x - x0).abs().max().item() for x, x0 in zip(a, start))
+        assert moved > 1e-4, (name, moved)
+        assert all(torch.allclose(x, y, rtol=0, atol=1e-9) for x, y in zip(a, b)), name
 
 
 def test_zosgd_weight_decay_follows_the_reference_and_skips_biases() -> None:

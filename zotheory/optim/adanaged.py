@@ -59,7 +59,7 @@ from zotheory.estimators import ZOEstimate, dtype_resolution, validate_radius
 from zotheory.lmo import NewtonSchulzSpectral, Norm, Nuclear, Spectral, get_norm
 from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_nonnegative, validate_unit_interval
 from zotheory.optim.jaguar import jaguar_coordinate_update_
-from zotheory.optim.registry import OptimizerSpec, register_optimizer
+from zotheory.optim.registry import OptimizerSpec, dense_reference, register_optimizer
 
 __all__ = [
     "ALIASRule",
@@ -676,6 +676,7 @@ register_optimizer(
         evals_per_step=lambda c: 2 * int(c.get("q", 1)),
         state_multiple=_adanaged_state_multiple,
         test_config={"lr": 1.0, "reps_rel": 1e-3, "eps": 1e-3},
+        reference=dense_reference("adanaged"),
         description="AdaNAGED (reconstruction): ZO momentum + block LMO + DoG-type parameter-free step, "
         "step-tied smoothing (arXiv 2606.14970 components)",
     )
@@ -687,6 +688,7 @@ register_optimizer(
         evals_per_step=lambda c: 2 * int(c.get("q", 1)),
         state_multiple=lambda c: 1.0,
         test_config={"lr": 1.0, "reps_rel": 1e-2, "eps": 1e-3},
+        reference=dense_reference("adanaged-alias"),
         description="AdaNAGED with the ALIAS-type step-size rule (generalised to any norm)",
     )
 )

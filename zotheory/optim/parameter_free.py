@@ -36,7 +36,7 @@ from torch import Tensor
 from zotheory.estimators import ZOEstimate
 from zotheory.optim.adanaged import AdaNAGED, ALIASRule, DoGRule, radius_floor, reps_initial_distance
 from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_unit_interval
-from zotheory.optim.registry import OptimizerSpec, register_optimizer
+from zotheory.optim.registry import OptimizerSpec, dense_reference, register_optimizer
 
 __all__ = ["ZOALIASSign", "ZODoG", "ZOPOEM"]
 
@@ -204,6 +204,7 @@ def _pf_evals(config: Any) -> int:
 for _spec in (
     OptimizerSpec(
         name="zo-dog",
+        reference=dense_reference("zo-dog"),
         factory=ZODoG,
         evals_per_step=lambda c: 2,
         state_multiple=lambda c: 1.0,
@@ -212,6 +213,7 @@ for _spec in (
     ),
     OptimizerSpec(
         name="zo-poem",
+        reference=dense_reference("zo-poem"),
         factory=ZOPOEM,
         evals_per_step=lambda c: 2,
         state_multiple=lambda c: 1.0,
@@ -220,6 +222,7 @@ for _spec in (
     ),
     OptimizerSpec(
         name="zo-alias-sign",
+        reference=dense_reference("zo-alias-sign"),
         factory=ZOALIASSign,
         evals_per_step=lambda c: 2,
         state_multiple=lambda c: 1.0,

@@ -21,6 +21,7 @@ from torch import Tensor
 from zotheory.directions import Coordinate, mix_seed
 from zotheory.estimators import ZOEstimate, estimate_gradient
 from zotheory.lmo import CUBIC, MUON_QUINTIC, NS_EPS, NewtonSchulzSpectral, Norm, get_norm
+from zotheory.optim.adanaged import power_spectral_norm, radius_floor
 from zotheory.optim.base import ZOOptimizer, _state_dtype, is_no_decay_name
 
 __all__ = ["REFERENCES", "ReferenceOptimizer", "literal_lmo", "literal_newton_schulz", "literal_rule"]
@@ -118,10 +119,15 @@ class ReferenceOptimizer:
     def step_seed(self) -> int:
         return mix_seed(self.seed, self.t)
 
+    def radius(self) -> float:
+        """Smoothing radius of the next step (fixed unless a method adapts it)."""
+        return self.eps
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Any]) -> Tensor:
         est = estimate_gradient(
-            self.params, closure, self.family, step_seed=self.step_seed(), q=self.q, radius=self.eps, scheme=self.scheme
+            self.params, closure, self.family, step_seed=self.step_seed(), q=self.q, radius=self.radius(),
+            scheme=self.scheme,
         )
         self.update(est)
         self.t += 1
@@ -264,6 +270,161 @@ class ReferenceZOLMO(ReferenceOptimizer):
             self._set(i, p + hp["lr"] * factor * literal_lmo(hp["norm"], m))
 
 
+def _l2(tensors: Sequence[Tensor]) -> float:
+    return float(torch.sqrt(sum((t.double() ** 2).sum() for t in tensors)))
+
+
+class ReferenceDoG(ReferenceOptimizer):
+    """ZO-DoG / POEM-style: ``rbar = max(r_eps, max ||x_i - x_0||_2)``, ``G += ||g||_2^2``,
+    ``x <- x - lr (rbar / sqrt(G)) g``; for POEM ``mu <- clip(||x_{t+1} - x_t||_2 / 2, floor, mu_0)``."""
+
+    def __init__(self, optimizer: ZOOptimizer, params: Sequence[Tensor]) -> None:
+        super().__init__(optimizer, params)
+        self.reps_rel = float(optimizer.reps_rel)  # type: ignore[attr-defined]
+        self.mu0 = getattr(optimizer, "mu0", None)
+        self.mu = optimizer.radius()
+        self.x0: list[Tensor] | None = None
+        self.rbar = self.G = self.dist = 0.0
+
+    def radius(self) -> float:
+        return self.mu
+
+    def update(self, est: ZOEstimate) -> None:
+        if self.x0 is None:
+            self.x0 = [p.clone() for p in self.params]
+            self.rbar = self.reps_rel * (1.0 + _l2(self.x0))
+        grads = self.gradient(est)
+        self.G += _l2(grads) ** 2
+        self.rbar = max(self.rbar, self.dist)
+        eta = self.rbar / self.G**0.5
+        new = [p - self.groups[i]["lr"] * eta * g for i, (p, g) in enumerate(zip(self.params, grads))]
+        step_length = _l2([n - p for n, p in zip(new, self.params)])
+        for i, n in enumerate(new):
+            self._set(i, n)
+        self.dist = _l2([p - x0 for p, x0 in zip(self.params, self.x0)])
+        if self.mu0 is not None:
+            floor = radius_floor(self.params, self.family, self.mu0)
+            self.mu = min(self.mu0, max(floor, 0.5 * step_length))
+
+
+class ReferenceALIASSign(ReferenceOptimizer):
+    """ALIAS Sign-SGD on ``m_t = beta m_{t-1} + (1-beta) g_t`` (``m_0 = g_0``):
+    ``L += ||m_{t} - m_{t-1}||_1 / ||x_t - x_{t-1}||_inf``, ``dsum += gamma <g_t, sign(m_{t-1})>``,
+    ``d = max(d, dsum)``, ``gamma = sqrt(d / L)``, ``x <- x - lr gamma sign(m_t)``."""
+
+    def __init__(self, optimizer: ZOOptimizer, params: Sequence[Tensor]) -> None:
+        super().__init__(optimizer, params)
+        self.reps_rel = float(optimizer.reps_rel)  # type: ignore[attr-defined]
+        self.m: list[Tensor] | None = None
+        self.gamma = self.L = self.dsum = self.d = self.prev_step = 0.0
+
+    def update(self, est: ZOEstimate) -> None:
+        grads = self.gradient(est)
+        if self.m is None:
+            self.gamma = self.reps_rel * (1.0 + max(float(p.abs().max()) for p in self.params))
+            self.m = grads
+            self.d = self.gamma * sum(float(m.abs().sum()) for m in self.m)
+        else:
+            beta = [self.groups[i]["momentum"] for i in range(len(grads))]
+            new = [b * h + (1 - b) * g for b, h, g in zip(beta, self.m, grads)]
+            if self.prev_step > 0:
+                self.L += sum(float((n - h).abs().sum()) for n, h in zip(new, self.m)) / self.prev_step
+            self.dsum += self.gamma * sum(float((g * torch.sign(h)).sum()) for g, h in zip(grads, self.m))
+            self.d = max(self.d, self.dsum)
+            if self.L > 0:
+                self.gamma = (max(self.d, 0.0) / self.L) ** 0.5
+            self.m = new
+        steps = [self.groups[i]["lr"] * self.gamma * torch.sign(m) for i, m in enumerate(self.m)]
+        self.prev_step = max(float(s.abs().max()) for s in steps)
+        for i, (p, s) in enumerate(zip(self.params, steps)):
+            self._set(i, p - s)
+
+
+class ReferenceAdaNAGED(ReferenceOptimizer):
+    """AdaNAGED (EMA momentum) with every rule written out (``docs/adanaged.md``):
+    ``m = beta m + (1-beta) g``, ``s_l = lmo_l(m_l)``, ``||m||_* = sum_l <m_l, -s_l>``; DoG:
+    ``rbar = max(rbar, max_l ||x_l - x0_l||)``, ``G += (sum_l ||g_l||_*)^2``, ``gamma = rbar ||m||_* / sqrt(G)``;
+    ALIAS: ``L += ||m_t - m_{t-1}||_* / ||x_t - x_{t-1}||``, ``dsum += gamma <g_t, -s_{t-1}>``,
+    ``gamma = sqrt(max(d, dsum) / L)``; ``x_l <- x_l + lr gamma s_l``;
+    ``tau <- clip(rms(x_{t+1} - x_t) / (2 typ(z)), floor, tau_0)``. One step-size unit per tensor when
+    ``layerwise``, else one for all. Newton–Schulz blocks: the literal polynomial for the LMO, the realised
+    dual ``<g, -NS(g)>`` and the power-iteration spectral norm, as the method defines them."""
+
+    def __init__(self, optimizer: ZOOptimizer, params: Sequence[Tensor]) -> None:
+        super().__init__(optimizer, params)
+        if optimizer.momentum != "ema" or optimizer.rule.name not in ("dog", "alias"):  # type: ignore[attr-defined]
+            raise ValueError("the AdaNAGED reference covers momentum='ema' with the 'dog' or 'alias' rule")
+        self.opt = optimizer
+        self.norms: list[Norm] = list(optimizer.norms)  # type: ignore[attr-defined]
+        self.units: list[list[int]] = optimizer.units()  # type: ignore[attr-defined]
+        self.tau0 = float(optimizer.tau0)  # type: ignore[attr-defined]
+        self.tau = optimizer.radius()
+        self.m: list[Tensor] | None = None
+        self.x0: list[Tensor] = []
+        self.unit_state: list[dict[str, float]] = []
+
+    def radius(self) -> float:
+        return self.tau
+
+    def _is_ns(self, i: int) -> bool:
+        return isinstance(self.norms[i], NewtonSchulzSpectral)
+
+    def _dual(self, i: int, g: Tensor) -> float:
+        if self._is_ns(i):
+            return float((g * -literal_lmo(self.norms[i], g)).sum())
+        return float(self.norms[i].dual_norm(g))
+
+    def _primal(self, i: int, x: Tensor) -> float:
+        return float(power_spectral_norm(x) if self._is_ns(i) else self.norms[i].norm(x))
+
+    def update(self, est: ZOEstimate) -> None:
+        grads = self.gradient(est)
+        n = len(grads)
+        alias = self.opt.rule.name == "alias"  # type: ignore[attr-defined]
+        first = self.m is None
+        if first:
+            self.x0 = [p.clone() for p in self.params]
+            for members in self.units:
+                r_eps = self.opt.reps_rel * (1.0 + max(float(self.norms[i].norm(self.x0[i])) for i in members))  # type: ignore[attr-defined]
+                self.unit_state.append({"rbar": r_eps, "G": 0.0, "gamma": r_eps, "L": 0.0, "dsum": 0.0, "d": 0.0})
+            self.m = [g.clone() for g in grads]
+            diff, decrease = [0.0] * n, [0.0] * n
+        else:
+            old = self.m
+            beta = [self.groups[i]["beta"] for i in range(n)]
+            self.m = [b * h + (1 - b) * g for b, h, g in zip(beta, old, grads)]
+            diff = [float(self.norms[i].dual_norm(self.m[i] - old[i])) for i in range(n)]
+            decrease = [float((grads[i] * -literal_lmo(self.norms[i], old[i])).sum()) for i in range(n)]
+        directions = [literal_lmo(self.norms[i], self.m[i]) for i in range(n)]
+        steps: list[Tensor] = [torch.zeros(())] * n
+        for st, members in zip(self.unit_state, self.units):
+            mom_dual = sum(float((self.m[i] * -directions[i]).sum()) for i in members)
+            if alias:
+                if first:
+                    st["d"] = st["gamma"] * mom_dual
+                else:
+                    if st["prev_step"] > 0:
+                        st["L"] += sum(diff[i] for i in members) / st["prev_step"]
+                    st["dsum"] += st["gamma"] * sum(decrease[i] for i in members)
+                    st["d"] = max(st["d"], st["dsum"])
+                    if st["L"] > 0:
+                        st["gamma"] = (max(st["d"], 0.0) / st["L"]) ** 0.5
+                gamma = st["gamma"]
+            else:
+                st["rbar"] = max(st["rbar"], max(self._primal(i, self.params[i] - self.x0[i]) for i in members))
+                st["G"] += sum(self._dual(i, grads[i]) for i in members) ** 2
+                gamma = st["rbar"] / st["G"] ** 0.5 * mom_dual
+            for i in members:
+                steps[i] = self.groups[i]["lr"] * gamma * directions[i]
+            st["prev_step"] = max(float(self.norms[i].norm(steps[i])) for i in members)
+        for i, s in enumerate(steps):
+            self._set(i, self.params[i] + s)
+        dim = sum(p.numel() for p in self.params)
+        typ = self.family.typical_entry(dim)
+        rms = (sum(float((s.double() ** 2).sum()) for s in steps) / dim) ** 0.5 / typ
+        self.tau = min(self.tau0, max(radius_floor(self.params, self.family, self.tau0), 0.5 * rms))
+
+
 #: Registry-name -> reference class (several registry entries share one).
 REFERENCES: dict[str, type[ReferenceOptimizer]] = {
     "zo-sgd": ReferenceZOSGD,
@@ -274,4 +435,9 @@ REFERENCES: dict[str, type[ReferenceOptimizer]] = {
     "zo-muon": ReferenceZOMuon,
     "zo-muon-orthogonal": ReferenceMatrixEfficientZOMuon,
     "zo-lmo": ReferenceZOLMO,
+    "zo-dog": ReferenceDoG,
+    "zo-poem": ReferenceDoG,
+    "zo-alias-sign": ReferenceALIASSign,
+    "adanaged": ReferenceAdaNAGED,
+    "adanaged-alias": ReferenceAdaNAGED,
 }

@@ -33,6 +33,7 @@ __all__ = [
     "OPTIMIZERS",
     "OptimizerSpec",
     "declared_state_bytes",
+    "dense_reference",
     "make_optimizer",
     "register_optimizer",
 ]
@@ -131,7 +132,10 @@ def _zolmo_factory(
     return ZOLMO(_routed(params, key="norm", hidden=matrix_norm, other=other_norm), **config)
 
 
-def _ref(name: str) -> Callable[..., Any]:
+def dense_reference(name: str) -> Callable[..., Any]:
+    """``reference`` field for a spec: builds ``REFERENCES[name]`` of :mod:`zotheory.optim.reference` lazily
+    (that module imports the optimizers, so it cannot be imported while they register)."""
+
     def build(optimizer: ZOOptimizer, params: Sequence[torch.Tensor]) -> Any:
         from zotheory.optim import reference
 
@@ -149,7 +153,7 @@ _BUILTIN = [
         state_multiple=lambda c: 1.0 if c.get("momentum", 0.0) > 0 else 0.0,
         test_config={"lr": 0.02, "eps": 1e-3},
         description="MeZO / ZO-SGD (Malladi et al. 2023, Alg. 1)",
-        reference=_ref("zo-sgd"),
+        reference=dense_reference("zo-sgd"),
     ),
     OptimizerSpec(
         name="zo-sgd-mmt",
@@ -158,7 +162,7 @@ _BUILTIN = [
         state_multiple=lambda c: 1.0 if c.get("momentum", 0.9) > 0 else 0.0,
         test_config={"lr": 0.004, "eps": 1e-3, "momentum": 0.8},
         description="ZO-SGD with heavy-ball momentum (ZO-Bench ZO-SGD-MMT)",
-        reference=_ref("zo-sgd"),
+        reference=dense_reference("zo-sgd"),
     ),
     OptimizerSpec(
         name="zo-signsgd",
@@ -167,7 +171,7 @@ _BUILTIN = [
         state_multiple=lambda c: 0.0,
         test_config={"lr": 0.01, "eps": 1e-3, "q": 4},
         description="ZO-signSGD, coordinate-wise sign of the estimate (Liu et al. ICLR 2019)",
-        reference=_ref("zo-signsgd"),
+        reference=dense_reference("zo-signsgd"),
     ),
     OptimizerSpec(
         name="zo-sgd-sign",
@@ -176,7 +180,7 @@ _BUILTIN = [
         state_multiple=lambda c: 0.0,
         test_config={"lr": 0.01, "eps": 1e-3},
         description="ZO-SGD-Sign, sign of the scalar projected gradient times z (ZO-Bench)",
-        reference=_ref("zo-sgd-sign"),
+        reference=dense_reference("zo-sgd-sign"),
     ),
     OptimizerSpec(
         name="zo-adam",
@@ -185,7 +189,7 @@ _BUILTIN = [
         state_multiple=lambda c: 3.0 if c.get("amsgrad", False) else 2.0,
         test_config={"lr": 0.01, "eps": 1e-3},
         description="ZO-Adam: Adam on the ZO estimate (ZO-Bench)",
-        reference=_ref("zo-adam"),
+        reference=dense_reference("zo-adam"),
     ),
     OptimizerSpec(
         name="zo-adamm",
@@ -194,7 +198,7 @@ _BUILTIN = [
         state_multiple=lambda c: 3.0 if c.get("amsgrad", True) else 2.0,
         test_config={"lr": 0.01, "eps": 1e-3},
         description="ZO-AdaMM: AMSGrad on the ZO estimate (Chen et al. NeurIPS 2019)",
-        reference=_ref("zo-adam"),
+        reference=dense_reference("zo-adam"),
     ),
     OptimizerSpec(
         name="jaguar-signsgd",
@@ -203,7 +207,7 @@ _BUILTIN = [
         state_multiple=lambda c: 1.0,
         test_config={"lr": 0.005, "eps": 1e-3, "beta": 0.5},
         description="JAGUAR SignSGD, one coordinate per step (Petrov et al. 2025, Alg. 1)",
-        reference=_ref("jaguar"),
+        reference=dense_reference("jaguar"),
     ),
     OptimizerSpec(
         name="jaguar-signsgd-block",
@@ -212,7 +216,7 @@ _BUILTIN = [
         state_multiple=lambda c: 1.0,
         test_config={"lr": 0.005, "eps": 1e-3, "beta": 0.5, "block_fraction": 0.5},
         description="JAGUAR SignSGD with the public code's block sampling (Rademacher-signed blocks)",
-        reference=_ref("jaguar"),
+        reference=dense_reference("jaguar"),
     ),
     OptimizerSpec(
         name="jaguar-muon",
@@ -221,7 +225,7 @@ _BUILTIN = [
         state_multiple=lambda c: 1.0,
         test_config={"lr": 0.005, "eps": 1e-3, "beta": 0.5},
         description="JAGUAR Muon, one coordinate per step, cubic NS (Petrov et al. 2025, Alg. 2)",
-        reference=_ref("jaguar"),
+        reference=dense_reference("jaguar"),
     ),
     OptimizerSpec(
         name="jaguar-muon-block",
@@ -230,7 +234,7 @@ _BUILTIN = [
         state_multiple=lambda c: 1.0,
         test_config={"lr": 0.005, "eps": 1e-3, "beta": 0.5, "block_fraction": 0.5},
         description="JAGUAR Muon with block sampling (the public code's estimator shape)",
-        reference=_ref("jaguar"),
+        reference=dense_reference("jaguar"),
     ),
     OptimizerSpec(
         name="zo-muon",
@@ -239,7 +243,7 @@ _BUILTIN = [
         state_multiple=lambda c: 1.0 if c.get("momentum", 0.0) > 0 else 0.0,
         test_config={"lr": 0.01, "eps": 1e-3, "momentum": 0.5},
         description="ZO-Muon: Newton-Schulz of the Gaussian estimate (JAGUAR paper App. A.1, Alg. 3)",
-        reference=_ref("zo-muon"),
+        reference=dense_reference("zo-muon"),
     ),
     OptimizerSpec(
         name="zo-muon-orthogonal",
@@ -248,7 +252,7 @@ _BUILTIN = [
         state_multiple=lambda c: 0.0,
         test_config={"lr": 0.01, "eps": 1e-3},
         description="Matrix-efficient ZO-Muon with known polar factors (JAGUAR paper App. A.2, Alg. 4)",
-        reference=_ref("zo-muon-orthogonal"),
+        reference=dense_reference("zo-muon-orthogonal"),
     ),
     OptimizerSpec(
         name="zo-lmo",
@@ -257,7 +261,7 @@ _BUILTIN = [
         state_multiple=lambda c: 1.0 if c.get("beta", 0.9) > 0 else 0.0,
         test_config={"lr": 0.01, "eps": 1e-3, "beta": 0.5},
         description="ZO momentum + per-group LMO (spectral for matrices, sign otherwise by default)",
-        reference=_ref("zo-lmo"),
+        reference=dense_reference("zo-lmo"),
     ),
 ]
 

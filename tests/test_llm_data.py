@@ -18,7 +18,6 @@ from llm import data
 from llm.data import RTE, SST2, Example
 
 FIX = Path(__file__).parent / "fixtures"
-SHARED_SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 
 
 @pytest.fixture(scope="module")
@@ -199,15 +198,6 @@ def test_load_dataset_real_dataset_object_and_errors(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(RuntimeError, match="Pass path="):
         data.load_examples("sst2", "train")
-
-
-@pytest.mark.skipif(not (SHARED_SST2 / "train.tsv").is_file(), reason="shared SST-2 copy not present")
-def test_shared_sst2_copy_matches_readme_counts():
-    """README of ../shared/data/sst2: 67,349 train (37,569 positive), 872 dev (444 positive)."""
-    train = data.load_examples("sst2", "train", SHARED_SST2)
-    dev = data.load_examples("sst2", "dev", SHARED_SST2)
-    assert (len(train), sum(e.label for e in train)) == (67_349, 37_569)
-    assert (len(dev), sum(e.label for e in dev)) == (872, 444)
 
 
 # --------------------------------------------------------------------------------------

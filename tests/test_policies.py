@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from zotheory.directions import Gaussian, mix_seed
 from zotheory.estimators import NonFiniteLossError
 from zotheory.optim import ZOSGD
+from zotheory.optim.registry import OPTIMIZERS
 from zotheory.policies import (
     CarriedBestPolicy,
     GreedyPolicy,
@@ -273,25 +274,13 @@ def test_ldsd_stale_family_raises():
 
 
 # ---------------------------------------------------------------------------------- plugging in
-PLUG_IN_OPTIMIZERS = ("zo-sgd", "zo-sgd-mmt", "zo-adam", "zo-lmo")
+PLUG_IN_OPTIMIZERS = ("zo-sgd", "zo-sgd-mmt", "zo-adam", "zo-lmo", "jaguar-signsgd", "adanaged")
 
 
 def _make_registered(name, params, policy):
-    """An optimizer of the registry (written concurrently) with its test configuration and ``policy``;
-    skipped when the registry or the entry is missing or the method takes no policy."""
-    try:
-        from zotheory.optim.registry import OPTIMIZERS
-    except ImportError:  # pragma: no cover - depends on the state of the tree
-        if name != "zo-sgd":
-            pytest.skip("optimizer registry not available")
-        return ZOSGD(params, lr=0.02, eps=1e-3, policy=policy)
-    if name not in OPTIMIZERS:  # pragma: no cover
-        pytest.skip(f"{name} not registered")
+    """An optimizer of the registry with its test configuration and ``policy``."""
     spec = OPTIMIZERS[name]
-    try:
-        return spec.make(params, policy=policy, **dict(spec.test_config))
-    except TypeError as err:  # pragma: no cover
-        pytest.skip(f"{name} takes no policy: {err}")
+    return spec.make(params, policy=policy, **dict(spec.test_config))
 
 
 @pytest.mark.parametrize("name", PLUG_IN_OPTIMIZERS)
@@ -306,6 +295,30 @@ def test_policies_plug_in_and_decrease_a_quadratic(name, policy_index):
     for _ in range(steps):
         opt.step(prob)
     assert float(prob().detach()) < target * f0
+
+
+@pytest.mark.parametrize("policy_index", range(5))
+def test_jaguar_with_a_policy_and_no_memory_is_sign_descent_on_the_policy_estimate(policy_index):
+    """With a policy, JAGUAR's memory is the EMA of the policy's estimates; at ``beta = 0`` the step is
+    ``-lr sign(g_hat)``, i.e. ZO-SignSGD (Liu et al. 2019) with the same policy, step for step."""
+    from zotheory.optim import JaguarSignSGD, ZOSignSGD
+
+    a, b = Quad(), Quad()
+    oa = JaguarSignSGD(a.parameters(), lr=0.01, beta=0.0, eps=1e-3, seed=2, policy=all_policies()[policy_index])
+    ob = ZOSignSGD(b.parameters(), lr=0.01, eps=1e-3, seed=2, policy=all_policies()[policy_index])
+    x0 = [p.detach().clone() for p in a.parameters()]
+    for _ in range(15):
+        oa.step(a)
+        ob.step(b)
+    assert all(torch.equal(p, r) for p, r in zip(a.parameters(), b.parameters()))
+    assert any(not torch.equal(p, x) for p, x in zip(a.parameters(), x0))
+
+
+def test_adanaged_policy_needs_the_ema_momentum():
+    from zotheory.optim import AdaNAGED
+
+    with pytest.raises(ValueError, match="momentum='ema'.*'jaguar'"):
+        AdaNAGED(Quad().parameters(), momentum="jaguar", policy=GreedyPolicy(M=3))
 
 
 # ---------------------------------------------------------------------------------- resume

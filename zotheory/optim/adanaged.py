@@ -60,6 +60,7 @@ from zotheory.lmo import NewtonSchulzSpectral, Norm, Nuclear, Spectral, get_norm
 from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_nonnegative, validate_unit_interval
 from zotheory.optim.jaguar import jaguar_coordinate_update_
 from zotheory.optim.registry import OptimizerSpec, dense_reference, register_optimizer
+from zotheory.policies.base import DirectionPolicy
 
 __all__ = [
     "ALIASRule",
@@ -404,6 +405,7 @@ class AdaNAGED(ZOOptimizer):
         q: directions per step; directions: family of the EMA estimates (Gaussian by default; JAGUAR always
             uses coordinates). x0_dtype: dtype of the ``x_0`` copy (default: the state dtype).
         seed, on_nonfinite, exact_restore, check_resolution: as :class:`~zotheory.optim.base.ZOOptimizer`.
+        policy: a direction policy (:mod:`zotheory.policies`) that supplies ``g_t`` (``momentum="ema"`` only).
 
     Raises:
         ValueError / TypeError naming the bad argument.
@@ -430,9 +432,12 @@ class AdaNAGED(ZOOptimizer):
         exact_restore: bool = False,
         check_resolution: bool = True,
         x0_dtype: torch.dtype | None = None,
+        policy: DirectionPolicy | None = None,
     ) -> None:
         if momentum not in MOMENTA:
             raise ValueError(f"momentum must be one of {list(MOMENTA)}, got {momentum!r}")
+        if policy is not None and momentum != "ema":
+            raise ValueError(f"a direction policy needs momentum='ema' (JAGUAR memory draws coordinates), got {momentum!r}")
         if beta is None:
             beta = 0.9 if momentum == "ema" else 0.0
         if not isinstance(layerwise, bool):
@@ -460,6 +465,7 @@ class AdaNAGED(ZOOptimizer):
             on_nonfinite=on_nonfinite,
             exact_restore=exact_restore,
             check_resolution=check_resolution,
+            policy=policy,
         )
         self.momentum = momentum
         self.layerwise = layerwise

@@ -44,6 +44,7 @@ from zotheory.estimators import ZOEstimate
 from zotheory.lmo import CUBIC
 from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_unit_interval
 from zotheory.optim.muon import update_direction, validate_ns, validate_update_group
+from zotheory.policies.base import DirectionPolicy
 
 __all__ = [
     "ESTIMATORS",
@@ -176,6 +177,7 @@ class _Jaguar(ZOOptimizer):
         on_nonfinite: OnNonFinite,
         exact_restore: bool,
         check_resolution: bool,
+        policy: DirectionPolicy | None = None,
     ) -> None:
         family = _jaguar_family(estimator, block_fraction, block_signs)
         self.estimator = estimator
@@ -190,6 +192,7 @@ class _Jaguar(ZOOptimizer):
             on_nonfinite=on_nonfinite,
             exact_restore=exact_restore,
             check_resolution=check_resolution,
+            policy=policy,
         )
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -212,9 +215,16 @@ class _Jaguar(ZOOptimizer):
 
     def _update(self, est: ZOEstimate) -> None:
         params = self.zo_params()
-        est.restore_(params)  # a single entry (coordinate) or the blocks: cheap, done before the update
         memories = self.memories()
         groups = self.zo_param_groups()
+        if self.policy is not None:
+            # a policy's directions are dense: every coordinate is "sampled", Alg. 1's memory rule on the
+            # full support is the EMA of the policy's estimates
+            for i, _, group, g in self.dense_estimates(est):
+                memories[i].mul_(group["beta"]).add_(g, alpha=1.0 - group["beta"])
+            self._apply_update(params, memories, groups)
+            return
+        est.restore_(params)  # a single entry (coordinate) or the blocks: cheap, done before the update
         delta = est.directional_derivatives[0]
         shapes = tuple(p.shape for p in params)
         if isinstance(self.directions, Coordinate):
@@ -225,6 +235,11 @@ class _Jaguar(ZOOptimizer):
             for i, (m, group) in enumerate(zip(memories, groups)):
                 rows, cols, signs = family.block(shapes[i], i, est.step_seed, 0, m.dtype, m.device)
                 jaguar_block_update_(m, rows, cols, signs.mul_(delta.to(m.dtype)), group["beta"])
+        self._apply_update(params, memories, groups)
+
+    @staticmethod
+    def _apply_update(params: list[Tensor], memories: list[Tensor], groups: list[dict[str, Any]]) -> None:
+        """``x <- x - lr rule(m)`` with each group's rule (sign / Newton–Schulz / l2)."""
         for p, m, group in zip(params, memories, groups):
             d = update_direction(
                 group.get("update", "sign"),
@@ -249,8 +264,11 @@ class JaguarSignSGD(_Jaguar):
 
     Args:
         lr: ``gamma``; beta: memory constant in [0, 1); estimator: ``"coordinate"`` or ``"block"``;
-        block_fraction / block_signs: the block estimator's settings; eps: ``tau``; the rest as in
-        :class:`~zotheory.optim.base.ZOOptimizer`.
+        block_fraction / block_signs: the block estimator's settings; eps: ``tau``; policy: a direction
+        policy (:mod:`zotheory.policies`) in place of the coordinate/block estimator: its directions are
+        dense, so every coordinate counts as sampled and the memory becomes the EMA
+        ``m <- beta m + (1 - beta) g_hat`` of the policy's estimates (Alg. 1's rule on the full support;
+        our extension, not in the paper); the rest as in :class:`~zotheory.optim.base.ZOOptimizer`.
     """
 
     def __init__(
@@ -267,6 +285,7 @@ class JaguarSignSGD(_Jaguar):
         on_nonfinite: OnNonFinite = "raise",
         exact_restore: bool = False,
         check_resolution: bool = True,
+        policy: DirectionPolicy | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -279,6 +298,7 @@ class JaguarSignSGD(_Jaguar):
             on_nonfinite=on_nonfinite,
             exact_restore=exact_restore,
             check_resolution=check_resolution,
+            policy=policy,
         )
 
 
@@ -318,6 +338,7 @@ class JaguarMuon(_Jaguar):
         on_nonfinite: OnNonFinite = "raise",
         exact_restore: bool = False,
         check_resolution: bool = True,
+        policy: DirectionPolicy | None = None,
     ) -> None:
         coeffs, steps = validate_ns(ns_coefficients, ns_steps)
         super().__init__(
@@ -331,4 +352,5 @@ class JaguarMuon(_Jaguar):
             on_nonfinite=on_nonfinite,
             exact_restore=exact_restore,
             check_resolution=check_resolution,
+            policy=policy,
         )

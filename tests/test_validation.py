@@ -123,3 +123,46 @@ def test_report_markdown_lists_summary_and_sections(tmp_path):
     assert "| claim | source | predicted | measured | verdict |" in md
     assert "### newton_schulz_band" in md and "Verdict rule" in md and "plots/newton_schulz_band_0.png" in md
     assert Path(out / "timing.json").exists()
+
+
+def test_a_worker_exits_when_its_runner_is_killed(tmp_path: Path) -> None:
+    """A runner killed mid-suite must not leave pool workers computing claims for nobody."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    (tmp_path / "worker.py").write_text(textwrap.dedent(f"""
+        import os, time
+        from validation.runner import _exit_with_parent
+        _exit_with_parent(os.getppid(), poll_seconds=0.1)
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        time.sleep(60)
+    """))
+    (tmp_path / "runner.py").write_text(textwrap.dedent(f"""
+        import subprocess, sys, time
+        subprocess.Popen([sys.executable, {str(tmp_path / "worker.py")!r}])
+        time.sleep(60)
+    """))
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "runner.py")])
+    deadline = time.monotonic() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker = int(pid_file.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+
+    def running(pid: int) -> bool:  # a zombie (exited, not yet reaped) counts as gone
+        stat = Path(f"/proc/{pid}/stat")
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    deadline = time.monotonic() + 10
+    while running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(worker), f"worker {worker} still running 10 s after its parent was killed"

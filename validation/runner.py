@@ -100,8 +100,24 @@ def _set_single_thread() -> None:
         pass
 
 
-def _worker_init() -> None:
-    """Worker initialiser: one torch thread, headless matplotlib, every claim module imported."""
+def _exit_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
+    """Daemon thread of a worker: exit when the parent process is gone (a killed runner must not leave
+    workers computing claims for nobody; process pools do not stop them by themselves)."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _worker_init(parent: int) -> None:
+    """Worker initialiser: exits with the runner, one torch thread, headless matplotlib, every claim module
+    imported."""
+    _exit_with_parent(parent)
     os.environ.setdefault("MPLBACKEND", "Agg")
     _set_single_thread()
     from validation import load_claims
@@ -277,7 +293,8 @@ def _pool_pass(queue: list[Claim], size: str, seed: int, plot_dir: Path | None, 
     while queue:
         started: dict[Future, tuple[Claim, float]] = {}
         broken = False
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                 initargs=(os.getpid(),)) as pool:
             while (queue and not broken) or started:
                 # keep exactly `workers` claims in flight, so that each one's start time is known
                 while queue and not broken and len(started) < workers:

@@ -484,14 +484,14 @@ def policy_budget_one_step(ctx: Context) -> ClaimResult:
     GV M=8 vs q=5 ~ 0.91, GV M=16 vs q=9 ~ 1.07, GV M=4 vs q=3 ~ 0.70, greedy M=4 vs q=3 ~ 0.51, greedy M=8 vs q=5
     ~ 0.47. The claim is that the measured R matches."""
     d = 100
-    n = ctx.pick(500, 2000)
+    n = ctx.pick(500, 1200)
     problem = Quadratic(d, spectrum=[1.0] * d, rotated=False, init_radius=1.0, seed=ctx.seed, dtype=torch.float64)
     params = list(problem.parameters())
     g = flat(problem.exact_gradient())
     radius = 1e-6  # ranking by f(x + r z) is then ranking by <g, z> up to r L ||z||^2 / 2, a 1e-4 relative effect
     seed = mix_seed(ctx.seed, salt("policy_budget_one_step"))
     rng = np.random.default_rng([ctx.seed, salt("policy_budget_one_step")])
-    mc = ctx.pick(400_000, 2_000_000)
+    mc = ctx.pick(400_000, 1_000_000)
     alpha = bonferroni(FALSE_ALARM, len(ONE_STEP_PAIRS))
 
     def moments_of(make: Callable[[int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -626,7 +626,7 @@ def _hill_climb(evaluate: Callable[[float], dict[str, Any]], grid: list[float]) 
 
 def budget_runs(ctx: Context, problem_name: str) -> ClaimResult:
     d = ctx.pick(20, 40)
-    budget = ctx.pick(1000, 2000)
+    budget = ctx.pick(1000, 1500)
     seeds = ctx.pick(2, 3)
     grid = [2.0**e for e in range(-4, 5)]  # 1/16 .. 16, searched by hill climbing from 1
     if problem_name == "quadratic":

@@ -605,12 +605,13 @@ def test_matrix_efficient_update_is_the_polar_factor() -> None:
 
 
 def test_exact_restore_does_not_change_the_trajectory_in_float64() -> None:
-    """``exact_restore`` changes how x is put back, not the method: float64 trajectories agree to 1e-9.
+    """``exact_restore`` changes how x is put back, not the method: float64 trajectories agree to 1e-12.
 
-    The folded restore ``x + eps z - eps z`` leaves about one ulp (1e-16) per step; adaptive rules
-    (ALIAS's smoothness estimate divides by ``||x_{t+1} - x_t||``) amplify it, measured at most
-    ~4e-12 after 20 steps, so 1e-9 still sits seven orders of magnitude below the distance moved.
+    The folded restore ``x + eps z - eps z`` leaves about one ulp (1e-16) per step. Only the ALIAS-type
+    AdaNAGED rule amplifies it (its smoothness estimate divides by ``||x_{t+1} - x_t||``; measured 3.6e-12
+    after 20 steps), so that entry alone gets 1e-9, still seven orders of magnitude below the distance moved.
     """
+    amplifying = {"adanaged-alias": 1e-9}
     for name in NAMES:
         a, b = two_blocks(), two_blocks()
         start = snapshot(a)
@@ -620,7 +621,8 @@ def test_exact_restore_does_not_change_the_trajectory_in_float64() -> None:
             ob.step(sum_sq(b))
         moved = max((x - x0).abs().max().item() for x, x0 in zip(a, start))
         assert moved > 1e-4, (name, moved)
-        assert all(torch.allclose(x, y, rtol=0, atol=1e-9) for x, y in zip(a, b)), name
+        atol = amplifying.get(name, 1e-12)
+        assert all(torch.allclose(x, y, rtol=0, atol=atol) for x, y in zip(a, b)), name
 
 
 def test_zosgd_weight_decay_follows_the_reference_and_skips_biases() -> None:

@@ -3,7 +3,7 @@
 A run is described by :class:`FinetuneConfig`. It is built from, in increasing priority,
 
 1. the dataclass defaults (the MeZO / ZO-Bench protocol: 1000 train / 500 dev / 1000 eval
-   examples, batch 16; ``zo_llm_anchors.md`` section 5.4),
+   examples, batch 16; ``docs/theory.md`` §6.2),
 2. a config file (``--config run.json`` or ``run.toml``) whose keys are the field names
    below (unknown keys are an error naming the key),
 3. the command-line flags that were actually given.

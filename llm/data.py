@@ -23,7 +23,7 @@ put in the template (``Task.strip_inputs``; GLUE SST-2 sentences end with a spac
 
 *Sampling.*  `sample_splits` implements the MeZO / ZO-Bench protocol
 (``num_train=1000, num_dev=500, num_eval=1000, train_set_seed=0``; see
-`../shared/reference/zo_llm_anchors.md` section 5.4) with a seeded
+`docs/theory.md` §6.2) with a seeded
 `numpy.random.Generator`; no global RNG is touched.
 
 *Tokenisation.*  Prompts are *left*-truncated (the start of a long sentence is

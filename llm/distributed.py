@@ -13,7 +13,7 @@ size (first-order data parallelism all-reduces every gradient entry).
 
 Gradient accumulation falls out of the same mechanism: :func:`accumulating_closure`
 averages the losses of several micro-batches before the optimizer sees them (a request
-MeZO users make, ``zo_llm_anchors.md`` 5.2.5).
+MeZO users make, ``docs/theory.md`` §6.1).
 
 Failure behaviour.
 * A non-finite loss on one rank makes the all-reduced loss non-finite on every rank, so

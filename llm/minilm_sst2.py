@@ -1,7 +1,7 @@
 """Real weights on the CPU: all-MiniLM-L6-v2 on SST-2, first-order Adam versus ZO methods at
 equal numbers of forward passes.
 
-Protocol (MeZO's sampling, ``zo_llm_anchors.md`` 5.4): 1000 training and 500 dev examples
+Protocol (MeZO's sampling, ``docs/theory.md`` §6.2): 1000 training and 500 dev examples
 drawn from ``train.tsv`` with ``data_seed`` 0; accuracy of the best-dev checkpoint is reported
 on all 872 sentences of ``dev.tsv`` (GLUE validation, never seen in training or selection).
 The model is the pretrained all-MiniLM-L6-v2 encoder (22.7M parameters, loaded offline from
@@ -47,7 +47,7 @@ from typing import Any
 __all__ = ["DEFAULT_METHODS", "DEFAULT_GRIDS", "main"]
 
 #: method label -> (registry / FO name, fixed options). The JAGUAR entry uses the public code's
-#: block estimator (random 10% rows x 10% columns per matrix); see zo_llm_anchors.md 1.6.
+#: block estimator (random 10% rows x 10% columns per matrix); see docs/theory.md §6.4.
 DEFAULT_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "fo-adam": ("fo-adam", {}),
     "zo-sgd": ("zo-sgd", {"eps": 1e-3}),

@@ -5,7 +5,7 @@ An objective wraps a model; ``objective(batch)`` returns the minibatch loss as a
 zero-argument function that evaluates that loss on *that fixed batch* with the
 model in eval mode (dropout off) under `torch.inference_mode` -- so the two
 evaluations of a two-point difference f(x + eps z) - f(x - eps z) differ only by the
-perturbation (anchors section 5.2 item 3; MeZO ``zo_forward``).
+perturbation (``docs/theory.md`` §6.1; MeZO ``zo_forward``).
 
 Loss convention (causal LMs, MeZO / ZO-Bench ``train_as_classification``)
 --------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """OPT-1.3B / SST-2 validation: the JAGUAR paper's Tables 2 and 3, measured with our optimizers.
 
-One command runs the peers' protocol (ZO-Bench / JAGUAR, ``zo_llm_anchors.md`` 1.3, 2.3, 5.4):
+One command runs the peers' protocol (ZO-Bench / JAGUAR, ``docs/theory.md`` §6.2):
 OPT-1.3B on SST-2, 1,000 train / 500 dev / 1,000 eval examples, batch 16, 20,000 steps,
 evaluation every 1,000 steps, best-dev checkpoint, full fine-tuning (FT) and LoRA (r 8, alpha 16),
 for ZO-SGD, ZO-SGD-Sign, ZO-AdaMM, JAGUAR SignSGD, ZO-Muon, JAGUAR Muon, AdaNAGED, the direction
@@ -36,7 +36,7 @@ on a CPU at tiny size.
 Reference numbers: Petrov, Evseev, Veprikov, Beznosikov et al., "Leveraging Coordinate Momentum in
 SignSGD and Muon: Memory-Optimized Zero-Order LLM Fine-Tuning" (JAGUAR; arXiv 2506.04430), Tables 2
 and 3 of the PDF committed to ``intsystems/ZO-LLM-FineTuning`` @ 0da8dd2, as quoted in
-``shared/reference/zo_llm_anchors.md`` section 1.4. Their baselines' accuracies are copied from
+``docs/theory.md`` §6.3. Their baselines' accuracies are copied from
 ZO-Bench (Zhang et al., ICML 2024); their memory is "half precision (F16)" for ZO and mixed precision
 (fp16 + fp32 master weights) for FO.
 
@@ -85,7 +85,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------- reference
 JAGUAR_SOURCE = (
     "JAGUAR paper (Petrov et al. 2025, arXiv 2506.04430), PDF in intsystems/ZO-LLM-FineTuning @ 0da8dd2, "
-    "Tables 2 and 3; quoted in shared/reference/zo_llm_anchors.md 1.4"
+    "Tables 2 and 3; quoted in docs/theory.md §6.3"
 )
 
 #: JAGUAR Table 2, OPT-1.3B columns: test accuracy (%) on SST-2, (FT, LoRA), verbatim strings.
@@ -124,7 +124,7 @@ class MethodEntry:
     options per mode. ``paper``: the JAGUAR row it is compared with (``None``: no published number).
 
     The options are the script's defaults, taken from the grids of ZO-Bench / MeZO / JAGUAR
-    (``zo_llm_anchors.md`` 1.3, 2.3, 3.4) where they give one; they are starting points, not tuned
+    (``docs/theory.md`` §6.2) where they give one; they are starting points, not tuned
     values: the paper numbers come from grid searches (``--opt`` overrides them).
     """
 

@@ -6,7 +6,7 @@ peaks do not mix:
 * memory: the peak during ``n`` optimizer steps (or ``n`` inference forwards for the
   ``inference`` case) after the model, the batch and the optimizer are built.
   GPU: ``torch.cuda.max_memory_allocated`` after ``torch.cuda.reset_peak_memory_stats``
-  (the convention of MeZO / JAGUAR tables, ``zo_llm_anchors.md`` 5.4).
+  (the convention of MeZO / JAGUAR tables, ``docs/theory.md`` §6.2).
   CPU: the process's peak resident set size ``VmHWM``, reset just before the measured
   phase by writing ``5`` to ``/proc/self/clear_refs`` (Linux >= 4.0); the resident size
   before the model was built (Python, torch, transformers) is recorded as ``baseline`` and

@@ -27,7 +27,7 @@ Constants (attributes of every problem; see each class for the derivation):
     with the per-block norms ``block_norms``.
 ``L_l2``
     the Euclidean constant (``== L`` when ``smoothness_norm == "l2"``); the ZO theorems of
-    ``theory_oracles.md`` section 3 are stated with it.
+    ``docs/theory.md`` §3 are stated with it.
 ``block_L``
     per-block constants ``||grad_l f(x)-grad_l f(y)||_(l),* <= L_l ||x_l-y_l||_(l)`` when the
     problem is block-separable (``None`` otherwise); for a separable problem
@@ -393,7 +393,7 @@ class AdditiveNoise(StochasticProblem):
     Then ``E F(x, xi) = f(x)``, ``grad F(x, xi) = grad f(x) + xi`` and
     ``E||grad F - grad f||^2 = E||xi||^2 = sigma^2`` *exactly*, at every x; each ``F(., xi)`` has
     the same Hessian as f, so ``L``, ``mu``, ``f_star``, ``x_star`` are those of the wrapped
-    problem. This is the ``sigma`` of Ghadimi & Lan (2013) (``theory_oracles.md`` 3.2), met
+    problem. This is the ``sigma`` of Ghadimi & Lan (2013) (``docs/theory.md`` §3.2), met
     with equality. With one fixed sample, a central difference of ``F`` is the directional
     derivative of ``f`` plus ``<xi, z>``, exactly the gradient noise along ``z``; with two
     different samples it would also carry ``<xi - xi', x> / (2r)``, which grows as the

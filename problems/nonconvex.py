@@ -33,7 +33,7 @@ class NonconvexSine(Problem):
     * for ``a <= 4.6033`` the only stationary point is ``x*`` (``phi'(t) = t + (a/2) sin 2t``
       has the sign of ``t``; checked on a grid in the tests), so every stationary point is
       global although f is nonconvex: a clean target for nonconvex rates
-      (``theory_oracles.md`` oracles 22-25, ``E||grad f||^2`` decreasing to 0).
+      (``docs/theory.md`` §5.22-5.25, ``E||grad f||^2`` decreasing to 0).
 
     Start: ``x* ~ N(0, I)``, ``x0 = x* + init_radius u/||u||_inf`` with
     ``u ~ Uniform[-1, 1]^d``; the default ``init_radius = 3`` reaches the concave bands

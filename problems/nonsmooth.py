@@ -24,7 +24,7 @@ class NormProblem(Problem):
     ``x*``), ``L = inf`` (no gradient-Lipschitz constant: the gradient ``L0 (x-x*)/||x-x*||``
     jumps across ``x*``), ``mu = 0.0``, ``f* = 0`` at ``x*``.
 
-    Smoothing bias (``theory_oracles.md`` N3 and 3.3, and oracle 8): for
+    Smoothing bias (``docs/theory.md`` §3.1 N3, §3.3 and §5.8): for
     ``f_mu(x) = E_u f(x + mu u)``, the triangle inequality gives
     ``0 <= f_mu(x) - f(x) <= mu L0 E||u||`` with equality at ``x = x*``, so
 

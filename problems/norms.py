@@ -7,7 +7,7 @@ which the problem's ``L`` satisfies
 .. math::  \\|\\nabla f(x) - \\nabla f(y)\\|_* \\le L\\,\\|x - y\\| \\quad\\text{for all } x, y,
 
 with ``||.||_*`` the dual norm, ``||g||_* = sup_{||s|| <= 1} <g, s>``
-(``theory_oracles.md`` section 4). The names:
+(``docs/theory.md`` §4). The names:
 
 ===========  ==============================================  ===============================
 name         ``||x||``                                       dual ``||g||_*``
@@ -20,7 +20,7 @@ name         ``||x||``                                       dual ``||g||_*``
 ===========  ==============================================  ===============================
 
 The max-of-blocks (product) norm is the layer-wise geometry of Scion/Gluon; its dual is the
-sum of the blocks' dual norms (``theory_oracles.md`` section 4, product row; oracle 30).
+sum of the blocks' dual norms (``docs/theory.md`` §4, product row; §5.30).
 
 These functions are for verification and reports: they compute in float64 and return
 Python floats. The optimizers' LMOs live in ``zotheory.lmo``.

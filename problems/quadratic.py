@@ -8,8 +8,8 @@
 
 Which geometry wins. For an L-smooth convex f in a norm ``||.||``, steepest descent in that
 norm (the LMO method with step ``||g||_*/L``) decreases f by at least ``||g||_*^2/(2L)`` per
-step and reaches ``f - f* = O(L R^2 / T)`` with ``R = ||x0 - x*||`` (``theory_oracles.md``
-section 4, the sharp operator; Kelner et al. / Bernstein & Newhouse's steepest-descent view).
+step and reaches ``f - f* = O(L R^2 / T)`` with ``R = ||x0 - x*||`` (``docs/theory.md``
+§4.2, the sharp operator; Kelner et al. / Bernstein & Newhouse's steepest-descent view).
 Comparing l-infinity (sign descent) with l2 (GD) therefore compares ``L_inf R_inf^2`` with
 ``L_2 R_2^2``. With a *dense* start (``R_2^2 ~ d R_inf^2``) and a diagonal Hessian ``D``:
 ``L_inf = sum_i D_ii`` and ``L_2 = max_i D_ii``, so sign descent wins by the factor
@@ -70,8 +70,8 @@ class Quadratic(Problem):
     norm: ``||A(x-y)||_2 = L ||x-y||_2`` for ``x - y`` along the top eigenvector
     (:meth:`tight_direction`). ``f* = f_star`` at ``x* ~ N(0, I)``; the start is
     ``x0 = x* + init_radius * u/||u||_2`` (``u ~ N(0, I)``), so ``||x0 - x*||_2 = init_radius``.
-    ``trace_A`` and ``trace_A2`` feed the exact smoothing formulas of ``theory_oracles.md``
-    3.1 (``f_mu = f + mu^2/2 tr A``; forward-difference second moment).
+    ``trace_A`` and ``trace_A2`` feed the exact smoothing formulas of ``docs/theory.md``
+    §3.1 (``f_mu = f + mu^2/2 tr A``; forward-difference second moment).
 
     Args:
         d: dimension, ``d >= 1``.

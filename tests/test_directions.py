@@ -91,7 +91,7 @@ def test_add_matches_the_dense_direction(family: DirectionFamily) -> None:
 @pytest.mark.parametrize("family", [f for f in FAMILIES if not isinstance(f, Coordinate)], ids=lambda f: repr(f))
 def test_same_shaped_tensors_get_different_directions(family: DirectionFamily) -> None:
     """Tensors 0 and 2 have the same shape; their directions must differ (the tensor index enters the
-    seed — the JAGUAR v3 bug of re-seeding every tensor identically, ``zo_llm_anchors.md`` 1.6)."""
+    seed — the JAGUAR v3 bug of re-seeding every tensor identically, ``docs/theory.md`` §6.4)."""
     shapes = [torch.zeros(8, 6), torch.zeros(5), torch.zeros(8, 6)]
     for seed in range(5):
         z = family.materialize(shapes, seed, 0)

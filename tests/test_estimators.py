@@ -1,8 +1,8 @@
-"""Estimators: moments against the closed forms of ``theory_oracles.md`` 3.7, errors, restores, folding.
+"""Estimators: moments against the closed forms of ``docs/theory.md`` §3.7, errors, restores, folding.
 
 The moment tests use a diagonal quadratic ``f(x) = 1/2 sum a_i x_i^2 + <b, x>`` on a 3x2 matrix, a
 4-vector and a second 3x2 matrix (d = 16), where the central difference is exact,
-``(f(x + r z) - f(x - r z)) / (2r) = <grad f, z>`` (section 3.1), so the estimator *is*
+``(f(x + r z) - f(x - r z)) / (2r) = <grad f, z>`` (``docs/theory.md`` §3.1), so the estimator *is*
 ``(c/q) sum_j <g, z_j> z_j`` up to float64 rounding and its moments have closed forms.
 """
 
@@ -69,7 +69,7 @@ def _tensor_fourth_moment(family: DirectionFamily, shape: torch.Size) -> float:
     are drawn independently with ``E z_l z_l^T = I`` [D, ours]:
 
     * ``||z_l||^2 = n_l`` deterministic (Rademacher, Block, SemiOrthogonal identity on a matrix): ``n_l``;
-    * Gaussian entries (Gaussian; vectors of LowRank / SemiOrthogonal): ``n_l + 2`` (oracle 3);
+    * Gaussian entries (Gaussian; vectors of LowRank / SemiOrthogonal): ``n_l + 2`` (§5.3);
     * LowRank rank 1 on ``m x n``, ``Z = u v^T``: ``E_u[(u^T w)^2 ||u||^2] = (m + 2)||w||^2`` with
       ``w = G v``, then ``E_v[||G v||^2 ||v||^2] = (n + 2)||G||_F^2``: ``(m + 2)(n + 2)``.
     """
@@ -88,7 +88,7 @@ def expected_second_moment(family: DirectionFamily, q: int) -> float:
     """``E||g_hat||^2`` with exact directional derivatives.
 
     Gaussian / sphere / Rademacher / coordinate / orthonormal: ``zotheory.theory.second_moment_ratio``
-    (section 3.7, oracles 3, 10, 12). Per-tensor independent families: one direction gives
+    (``docs/theory.md`` §3.7, §5.3, 5.10, 5.12). Per-tensor independent families: one direction gives
     ``E||X||^2 = sum_l [M_l + ||g_l||^2 (d - n_l)]`` (the cross terms vanish since ``E z_l z_l^T = I``
     and tensors are independent), and ``q`` i.i.d. directions ``||g||^2 + (E||X||^2 - ||g||^2) / q``.
     """
@@ -146,7 +146,7 @@ def test_central_estimator_is_unbiased_with_the_predicted_second_moment(family: 
 
 def test_forward_gaussian_estimator_moments_oracle_5() -> None:
     """Forward differences with ``mu = 0.3``: unbiased on a quadratic and ``E||g_mu||^2 = (d+2)||g||^2
-    + mu^2/4 (d+4)[(tr A)^2 + 2 tr A^2]`` (oracle 5, ``theory.forward_gaussian_second_moment``);
+    + mu^2/4 (d+4)[(tr A)^2 + 2 tr A^2]`` (§5.5, ``theory.forward_gaussian_second_moment``);
     1,500 estimates, z-tests at false-alarm probability 1e-3."""
     n, mu = 1500, 0.3
     samples = []
@@ -286,7 +286,7 @@ def test_non_scalar_closure_is_refused_with_parameters_restored() -> None:
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_radius_below_half_precision_resolution_is_refused(dtype: torch.dtype) -> None:
     """``r |z|`` must reach ``eps(dtype) mean|x|``: JAGUAR v1's ``tau = 1e-6`` in fp16/bf16 is refused,
-    MeZO's 1e-3 passes in fp16 on weights of size ~0.05 (``zo_llm_anchors.md`` 5.3.1)."""
+    MeZO's 1e-3 passes in fp16 on weights of size ~0.05 (``docs/theory.md`` §6.6)."""
     weights = [torch.full((8, 8), 0.05, dtype=dtype)]
     with pytest.raises(ValueError, match=f"{dtype}"):
         check_radius_resolution(weights, 1e-6, Gaussian())

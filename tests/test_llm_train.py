@@ -2,7 +2,7 @@
 
 Everything runs offline in seconds: a tiny random OPT (``preset:tiny``, 33.6k parameters)
 with the offline tokenizer, on a synthetic sentiment task written to tmp files. No test
-reads ``../shared``. Runs are deterministic (fixed seeds, private generators), so the
+reads files outside the repository. Runs are deterministic (fixed seeds, private generators), so the
 "loss falls" checks are exact statements about one seeded run, not statistical ones: they
 fail if the optimizer stops descending (a sign flip, a broken restore, a wrong update).
 """

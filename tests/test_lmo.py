@@ -1,5 +1,5 @@
-"""Tests of zotheory.lmo: LMO / dual-norm / sharp identities (oracles 28–31), cvxpy ground truth
-(design_anchors.md section 4), Newton–Schulz facts (oracle 32), Muon's shape factor (oracle 33), input validation.
+"""Tests of zotheory.lmo: LMO / dual-norm / sharp identities (§5.28–5.31), cvxpy ground truth
+(``docs/theory.md`` §4.5), Newton–Schulz facts (§5.32), Muon's shape factor (§5.33), input validation.
 
 Tolerances (relative to the natural scale, e.g. ``r ||g||_*`` for inner products):
 
@@ -8,8 +8,8 @@ Tolerances (relative to the natural scale, e.g. ``r ||g||_*`` for inner products
 * SVD-based argmin comparisons (homogeneity / odd symmetry of the spectral and nuclear LMOs) additionally scale with
   the conditioning of the returned factor: ``U V^T`` moves by ``~ ||dG|| / sigma_min`` and ``u_1 v_1^T`` by
   ``~ ||dG|| / (sigma_1 - sigma_2)``; the tolerance is ``50 * eps * sqrt(mn) * condition``.
-* cvxpy (Clarabel): optimal values to ``1e-6`` relative, argmins to ``1e-3`` (interior-point accuracy; section 4 of
-  design_anchors.md measured 1e-8 and 1.5e-5).
+* cvxpy (Clarabel): optimal values to ``1e-6`` relative, argmins to ``1e-3`` (interior-point accuracy; ``docs/theory.md`` §4.5:
+  measured 1e-8 and 1.5e-5).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def _check_identities(norm: Norm, g: torch.Tensor, r: float, c: float) -> None:
     assert s.dtype == g.dtype and s.shape == g.shape
     dual = float(norm.dual_norm(g).double())
     assert dual > 0
-    # oracle 28: <g, lmo_r(g)> = -r ||g||_*  and  ||lmo_r(g)|| = r
+    # §5.28: <g, lmo_r(g)> = -r ||g||_*  and  ||lmo_r(g)|| = r
     assert _dot(g, s) == pytest.approx(-r * dual, rel=rtol)
     assert float(norm.norm(s.double())) == pytest.approx(r, rel=rtol)
     # the value is the minimum: no feasible point does better (compare with a few random feasible points)
@@ -105,16 +105,16 @@ def _check_identities(norm: Norm, g: torch.Tensor, r: float, c: float) -> None:
         z = _seeded(tuple(g.shape), 1000 + k, 1.0, torch.float64)
         z = z * (r / float(norm.norm(z)))
         assert _dot(g, z) >= -r * dual * (1 + rtol)
-    # oracle 28: positive homogeneity and odd symmetry (ties excluded: Gaussian data has none almost surely)
+    # §5.28: positive homogeneity and odd symmetry (ties excluded: Gaussian data has none almost surely)
     tol = _argmin_tol(norm, g) * r
     torch.testing.assert_close(norm.lmo(g * c, r).double(), s.double(), atol=tol, rtol=0)
     torch.testing.assert_close(norm.lmo(-g, r).double(), -s.double(), atol=tol, rtol=0)
-    # oracle 31: sharp, <g, g#> = ||g||_*^2, ||g#|| = ||g||_*
+    # §5.31: sharp, <g, g#> = ||g||_*^2, ||g#|| = ||g||_*
     sh = norm.sharp(g)
     assert sh.dtype == g.dtype
     assert _dot(g, sh) == pytest.approx(dual**2, rel=4 * rtol)
     assert float(norm.norm(sh.double())) == pytest.approx(dual, rel=4 * rtol)
-    # oracle 31: Delta = -g#/lam attains min <g, D> + lam/2 ||D||^2 = -||g||_*^2 / (2 lam)
+    # §5.31: Delta = -g#/lam attains min <g, D> + lam/2 ||D||^2 = -||g||_*^2 / (2 lam)
     lam = 3.0
     delta = -sh.double() / lam
     val = _dot(g, delta) + lam / 2 * float(norm.norm(delta)) ** 2
@@ -124,14 +124,14 @@ def _check_identities(norm: Norm, g: torch.Tensor, r: float, c: float) -> None:
 @pytest.mark.parametrize("norm", VECTOR_NORMS, ids=lambda n: n.name)
 @given(g=tensors(matrix=False), r=st.floats(0.01, 100.0), c=st.floats(1e-3, 1e3))
 def test_vector_lmo_identities(norm: Norm, g: torch.Tensor, r: float, c: float) -> None:
-    """Oracles 28 and 31 for the entrywise norms on vectors."""
+    """§5.28 and 5.31 for the entrywise norms on vectors."""
     _check_identities(norm, g, r, c)
 
 
 @pytest.mark.parametrize("norm", EXACT_NORMS, ids=lambda n: n.name)
 @given(g=tensors(matrix=True), r=st.floats(0.01, 100.0), c=st.floats(1e-3, 1e3))
 def test_matrix_lmo_identities(norm: Norm, g: torch.Tensor, r: float, c: float) -> None:
-    """Oracles 28, 29 and 31 for every exact norm on matrices (entrywise norms see the flattened matrix)."""
+    """§5.28, 5.29 and 5.31 for every exact norm on matrices (entrywise norms see the flattened matrix)."""
     _check_identities(norm, g, r, c)
 
 
@@ -159,7 +159,7 @@ def test_half_precision_round_trip(name: str, dtype: torch.dtype) -> None:
 
 
 def test_closed_forms_special_cases() -> None:
-    """Section 4 table / oracle 31 special cases: l2 sharp = g; linf sharp = ||g||_1 sign g; spectral sharp =
+    """docs/theory.md §4.1 table / §5.31 special cases: l2 sharp = g; linf sharp = ||g||_1 sign g; spectral sharp =
     ||G||_nuc U V^T; Lp(2) = L2; frobenius = l2 of the flattened matrix."""
     g = _seeded((5, 3), 0, 1.0, torch.float64)
     torch.testing.assert_close(L2().sharp(g), g)
@@ -204,7 +204,7 @@ def test_spectral_rank_deficient_and_higher_dims() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# cvxpy ground truth (design_anchors.md section 4)
+# cvxpy ground truth (docs/theory.md §4.5)
 # ---------------------------------------------------------------------------------------------------------------
 
 SOLVER = "CLARABEL" if "CLARABEL" in cp.installed_solvers() else None
@@ -247,7 +247,7 @@ def test_exact_lmo_matches_cvxpy(key: str, seed: int) -> None:
 
 
 def test_product_and_sum_norm_match_cvxpy() -> None:
-    """Oracle 30 with two blocks (l2 vector block, spectral matrix block): the max-type product norm's LMO is
+    """§5.30 with two blocks (l2 vector block, spectral matrix block): the max-type product norm's LMO is
     blockwise, its dual is sum_l rho_l ||g_l||_*; the sum norm's dual is max_l ||g_l||_*/w_l."""
     g1 = _seeded((4,), 20, 1.0, torch.float64)
     g2 = _seeded((3, 5), 21, 1.0, torch.float64)
@@ -299,7 +299,7 @@ def test_block_norm_validation() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Newton–Schulz (oracle 32)
+# Newton–Schulz (§5.32)
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -322,7 +322,7 @@ SHAPES = [(8, 5), (5, 8), (12, 12), (30, 10), (2, 7)]
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_quintic_band_and_singular_vectors(shape: tuple[int, int]) -> None:
-    """Oracle 32: for sigma_min / ||G||_F >= 0.01, all singular values of NS_5(G) lie in [0.68, 1.14] (float64), the
+    """§5.32: for sigma_min / ||G||_F >= 0.01, all singular values of NS_5(G) lie in [0.68, 1.14] (float64), the
     singular vectors are preserved (U^T NS(G) V diagonal) and the diagonal is the scalar map p^5(sigma / ||G||_F)."""
     G, u, s, v = _prescribed(*shape, seed=sum(shape))
     X = newton_schulz(G, MUON_QUINTIC, 5)
@@ -340,7 +340,7 @@ def test_quintic_band_and_singular_vectors(shape: tuple[int, int]) -> None:
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_cubic_converges_to_polar_factor(shape: tuple[int, int]) -> None:
-    """Oracle 32: the cubic 1.5x - 0.5x^3 converges to 1 on (0, sqrt 3); after Frobenius normalisation every sigma
+    """§5.32: the cubic 1.5x - 0.5x^3 converges to 1 on (0, sqrt 3); after Frobenius normalisation every sigma
     is <= 1, so the error ||NS_k(G) - U V^T||_op strictly decreases in k and is < 1e-6 after 30 steps."""
     G, u, s, v = _prescribed(*shape, seed=100 + sum(shape))
     target = u @ v.T
@@ -389,7 +389,7 @@ def test_newton_schulz_lmo_properties(g: torch.Tensor, r: float, c: float) -> No
 
 
 def test_muon_shape_scale() -> None:
-    """Oracle 33: max(1, rows/cols)^(1/2)."""
+    """§5.33: max(1, rows/cols)^(1/2)."""
     assert muon_shape_scale((8, 2)) == pytest.approx(2.0)
     assert muon_shape_scale((2, 8)) == 1.0
     assert muon_shape_scale((16, 2, 2)) == pytest.approx(2.0)

@@ -140,7 +140,7 @@ def test_update_is_a_descent_direction(name: str) -> None:
     """One step on a linear ``f(x) = <a, x>`` from 200 seeds: the mean change of ``f`` is negative.
 
     Every method's expected step direction has a positive inner product with ``-a``; a flipped sign
-    (the J-code-v2 ``grad_approx`` bug, ``zo_llm_anchors.md`` 1.6) makes the mean change positive with
+    (the J-code-v2 ``grad_approx`` bug, ``docs/theory.md`` §6.4) makes the mean change positive with
     the same magnitude. One-sided z-test: if ``E[Delta f] >= 0`` (a flipped or absent descent), the
     test passes with probability <= 1e-6 (z = 4.75 standard errors).
     """
@@ -502,7 +502,7 @@ def test_jaguar_block_estimates_and_block_sum() -> None:
 
 def test_jaguar_replacement_memory_error_matches_oracle_27() -> None:
     """Static x (lr = 0), exact central differences, ``beta = 0``: ``E||m_k - g||^2 = (1 - 1/d)^k ||g||^2``
-    (oracle 27, ``zotheory.theory.jaguar_second_moment_error_factor``). 300 runs of k = 12 steps at
+    (§5.27, ``zotheory.theory.jaguar_second_moment_error_factor``). 300 runs of k = 12 steps at
     d = 12; two-sided z-test with false-alarm probability 1e-3."""
     from zotheory.theory import jaguar_second_moment_error_factor
 

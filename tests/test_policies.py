@@ -52,7 +52,7 @@ class Quad(torch.nn.Module):
 
 
 class Linear(torch.nn.Module):
-    """``f(x) = <g, x>`` for a fixed ``g``: the linear regime of ``theory_oracles.md`` 2.4."""
+    """``f(x) = <g, x>`` for a fixed ``g``: the linear regime of ``docs/theory.md`` §2.4."""
 
     def __init__(self, d=20, seed=0, dtype=torch.float64):
         super().__init__()
@@ -135,7 +135,7 @@ def _recording(prob):
 
 def test_ldsd_mu_update_replays_the_evaluated_candidates():
     """The mu update equals the dense REINFORCE/leave-one-out formula computed from the
-    candidate points at which the closure was actually called (theory_oracles.md 1.2, 1.5)."""
+    candidate points at which the closure was actually called (docs/theory.md §1.2, 1.5)."""
     prob = Quad()
     k, sigma, lr_mu, r = 5, 0.7, 0.3, 1e-2
     policy = LDSDPolicy(k=k, sigma=sigma, lr_mu=lr_mu, init="random_unit", seed=1)
@@ -210,7 +210,7 @@ def test_rloo_coefficients():
 
 
 def test_ldsd_policy_gradient_unbiased_small():
-    """E hat g_mu = r grad f(x + r mu) on a quadratic (oracle 16). Two-sided z-test per
+    """E hat g_mu = r grad f(x + r mu) on a quadratic (§5.16). Two-sided z-test per
     coordinate with Bonferroni over the 19 coordinates: family-wise false alarm 1e-3."""
     prob = Quad(seed=4)
     r, sigma, k, n = 0.05, 0.8, 4, 1000
@@ -480,7 +480,7 @@ def _chosen_vector(policy, prob, t):
     ],
 )
 def test_guided_vector_norm_options(make, part, predicted):
-    """E||v||^2 on a linear f: 2d for z_best - z_worst of a fresh pair (oracle 20), d after
+    """E||v||^2 on a linear f: 2d for z_best - z_worst of a fresh pair (§5.20), d after
     unit-variance normalisation; for M = 8, (d - 1) c + E[a^2] (c = 1/2; unit variance:
     d - 1 + G). The carried-best pair is not i.i.d. along g (the carried seed was selected),
     so only the part orthogonal to g has the fresh-pair law, 2(d - 1) (resp. d - 1).
@@ -506,7 +506,7 @@ def test_guided_vector_norm_options(make, part, predicted):
 
 def test_carried_best_vector_is_longer_than_a_fresh_pair_along_g():
     """The carried seed keeps winning on a linear f, so E<v, g/|g|>^2 exceeds the fresh-pair
-    value 2 (oracle 20's 2d does not hold for the public code's carried variant)."""
+    value 2 (§5.20's 2d does not hold for the public code's carried variant)."""
     prob = Linear(d=20, seed=2)
     ghat = prob.g / prob.g.norm()
     policy = CarriedBestPolicy()
@@ -516,7 +516,7 @@ def test_carried_best_vector_is_longer_than_a_fresh_pair_along_g():
 
 @pytest.mark.parametrize("make", [lambda: GuidedVectorPolicy(M=2), lambda: CarriedBestPolicy()])
 def test_guided_vector_sign_on_linear_f(make):
-    """Oracle 21: for linear f and v = z_best - z_worst, <g, v> <= 0 at every draw."""
+    """§5.21: for linear f and v = z_best - z_worst, <g, v> <= 0 at every draw."""
     prob = Linear(d=15, seed=1)
     policy = make()
     for t in range(200):

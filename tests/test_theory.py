@@ -3,8 +3,9 @@
 Statistical tests (fixed seeds, numpy ``default_rng``): a z-test of the sample mean against the closed form with the
 empirical standard error, two-sided false-alarm probability ``1e-4`` per test (``|z| < 3.8906``); vector means use
 a Bonferroni-corrected threshold so that the whole vector has false-alarm ``1e-4``. Distributional laws use the
-Kolmogorov–Smirnov test (``scipy.stats.kstest``), rejecting at ``alpha = 1e-3``. Tables quoted in
-``theory_oracles.md`` (themselves Monte Carlo with 4e5 draws) are matched to 1% (2–3 significant digits).
+Kolmogorov–Smirnov test (``scipy.stats.kstest``), rejecting at ``alpha = 1e-3``. Tables of
+``docs/theory.md`` (themselves Monte Carlo with 4e5 draws) are matched to 1% (2–3 significant digits). Section numbers ("section 3.7", "§5.12") refer to
+``docs/theory.md``.
 """
 
 from __future__ import annotations
@@ -51,20 +52,20 @@ def _f(A: np.ndarray, b: np.ndarray, X: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Gaussian moments (oracle 2, N1, oracle 8)
+# Gaussian moments (§5.2, N1, §5.8)
 # ----------------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("d", [1, 5, 30])
 def test_gaussian_moments(d: int) -> None:
-    """Oracle 2: E||u||^2 = d, E||u||^4 = d(d+2), E||u||^6 = d(d+2)(d+4) (z-test, 1e5 draws)."""
+    """§5.2: E||u||^2 = d, E||u||^4 = d(d+2), E||u||^6 = d(d+2)(d+4) (z-test, 1e5 draws)."""
     rng = np.random.default_rng(d)
     r2 = (rng.standard_normal((100_000, d)) ** 2).sum(1)
     assert T.gaussian_moment(d, 2) == d and T.gaussian_moment(d, 4) == d * (d + 2)
     assert T.gaussian_moment(d, 6) == d * (d + 2) * (d + 4)
     for p in (2, 4, 6):
         assert_mean(r2 ** (p // 2), T.gaussian_moment(d, p))
-    assert_mean(np.sqrt(r2), T.gaussian_expected_norm(d))  # oracle 8
+    assert_mean(np.sqrt(r2), T.gaussian_expected_norm(d))  # §5.8
 
 
 @pytest.mark.parametrize("d", [1, 3, 20, 200])
@@ -82,7 +83,7 @@ def test_gaussian_moment_bounds(d: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# q-direction estimators (section 3.7, oracles 1, 3, 10, 12)
+# q-direction estimators (section 3.7, §5.1, 5.3, 5.10, 5.12)
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -113,7 +114,7 @@ def _estimates(family: str, g: np.ndarray, q: int, n: int, rng: np.random.Genera
 @pytest.mark.parametrize("family", T.FAMILIES)
 @pytest.mark.parametrize(("d", "q"), [(10, 1), (20, 4)])
 def test_second_moment_and_mse_ratios(family: str, d: int, q: int) -> None:
-    """Section 3.7 / oracles 3, 10, 12: unbiasedness (Bonferroni z-test per coordinate), E||g_hat||^2 / ||g||^2 and
+    """Section 3.7 / §5.3, 5.10, 5.12: unbiasedness (Bonferroni z-test per coordinate), E||g_hat||^2 / ||g||^2 and
     E||g_hat - g||^2 / ||g||^2 (z-tests), for Gaussian, sphere, orthonormal, Rademacher and coordinate directions."""
     rng = np.random.default_rng(1000 * d + q + len(family))
     g = rng.standard_normal(d)
@@ -125,7 +126,7 @@ def test_second_moment_and_mse_ratios(family: str, d: int, q: int) -> None:
 
 
 def test_ratio_table_values_and_scaling() -> None:
-    """Section 3.7 table at d=20 (22 / 6.25 / 2.3125 for Gaussian q = 1/4/16) and oracle 12's log-log slopes."""
+    """Section 3.7 table at d=20 (22 / 6.25 / 2.3125 for Gaussian q = 1/4/16) and §5.12's log-log slopes."""
     assert [T.second_moment_ratio("gaussian", 20, q) for q in (1, 4, 16)] == pytest.approx([22, 6.25, 2.3125])
     assert T.mse_ratio("orthonormal", 20, 5) == pytest.approx(3.0)
     for fam in T.FAMILIES:
@@ -140,12 +141,12 @@ def test_ratio_table_values_and_scaling() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# finite differences and smoothing on quadratics (oracles 4, 5, 6, 7, 11, 14)
+# finite differences and smoothing on quadratics (§5.4, 5.5, 5.6, 5.7, 5.11, 5.14)
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def test_forward_gaussian_second_moment() -> None:
-    """Oracles 4 and 5: forward Gaussian oracle on a quadratic is unbiased for grad f and
+    """§5.4 and 5.5: forward Gaussian oracle on a quadratic is unbiased for grad f and
     E||g_mu||^2 = (d+2)||grad f||^2 + mu^2/4 (d+4)[(tr A)^2 + 2 tr A^2] (z-test, 2e5 draws)."""
     rng = np.random.default_rng(5)
     d, mu, n = 8, 1.5, 200_000  # mu large enough that the mu^2 term is a visible share of the moment
@@ -159,7 +160,7 @@ def test_forward_gaussian_second_moment() -> None:
 
 
 def test_nesterov_spokoiny_bound_dominates_exact_moments() -> None:
-    """Oracles 5 and 6 (N9): the bound with L = ||A||_op is above the exact forward moment (oracle 5) and above the
+    """§5.5 and 5.6 (N9): the bound with L = ||A||_op is above the exact forward moment (§5.5) and above the
     exact central moment (d+2)||grad f||^2; the central bound is the forward one with mu^2/8 in place of mu^2/2."""
     rng = np.random.default_rng(6)
     for d in (2, 5, 20, 50):
@@ -177,7 +178,7 @@ def test_nesterov_spokoiny_bound_dominates_exact_moments() -> None:
 
 
 def test_central_difference_second_moment_is_oracle_3() -> None:
-    """Oracle 6: on a quadratic the central Gaussian oracle equals <grad f, u> u, so E||.||^2 = (d+2)||grad f||^2."""
+    """§5.6: on a quadratic the central Gaussian oracle equals <grad f, u> u, so E||.||^2 = (d+2)||grad f||^2."""
     rng = np.random.default_rng(7)
     d, mu, n = 6, 0.7, 100_000
     A, b, x = _random_quadratic(rng, d)
@@ -189,7 +190,7 @@ def test_central_difference_second_moment_is_oracle_3() -> None:
 
 
 def test_gaussian_smoothing_bias() -> None:
-    """Oracle 7: E f(x + mu u) - f(x) = mu^2/2 tr A on a quadratic (z-test, 2e5 draws)."""
+    """§5.7: E f(x + mu u) - f(x) = mu^2/2 tr A on a quadratic (z-test, 2e5 draws)."""
     rng = np.random.default_rng(8)
     d, mu = 7, 0.4
     A, b, x = _random_quadratic(rng, d)
@@ -201,7 +202,7 @@ def test_gaussian_smoothing_bias() -> None:
 
 
 def test_ball_smoothing_bias() -> None:
-    """Oracle 11: E_{v ~ Unif(B^d)} f(x + delta v) - f(x) = delta^2 tr A / (2(d+2)) (z-test, 2e5 draws;
+    """§5.11: E_{v ~ Unif(B^d)} f(x + delta v) - f(x) = delta^2 tr A / (2(d+2)) (z-test, 2e5 draws;
     v = s * U^(1/d) with s uniform on the sphere)."""
     rng = np.random.default_rng(9)
     d, delta, n = 5, 0.8, 200_000
@@ -214,7 +215,7 @@ def test_ball_smoothing_bias() -> None:
 
 
 def test_forward_coordinate_fd_error() -> None:
-    """Oracle 14: forward coordinate differences on a quadratic err by exactly tau/2 diag(A); central ones are exact
+    """§5.14: forward coordinate differences on a quadratic err by exactly tau/2 diag(A); central ones are exact
     (deterministic, float64 round-off tolerance)."""
     rng = np.random.default_rng(10)
     d, tau = 9, 1e-2
@@ -228,7 +229,7 @@ def test_forward_coordinate_fd_error() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# alignment laws (section 3.6, oracle 13)
+# alignment laws (section 3.6, §5.13)
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -242,7 +243,7 @@ def _cos2(family: str, d: int, q: int, n: int, rng: np.random.Generator) -> np.n
 @pytest.mark.parametrize(("family", "q"), [("single", 1), ("gaussian", 1), ("gaussian", 4), ("orthonormal", 1),
                                            ("orthonormal", 4)])
 def test_alignment_laws(family: str, q: int, d: int) -> None:
-    """Oracle 13: cos^2(g_hat, g) ~ Beta(1/2,(d-1)/2) (single), Beta(q/2,(d-1)/2) (Gaussian average),
+    """§5.13: cos^2(g_hat, g) ~ Beta(1/2,(d-1)/2) (single), Beta(q/2,(d-1)/2) (Gaussian average),
     Beta(q/2,(d-q)/2) (orthonormal): KS test at alpha = 1e-3 (4000 draws) and z-test of E cos^2."""
     rng = np.random.default_rng(d * 10 + q + len(family))
     c2 = _cos2(family, d, q, 4000, rng)
@@ -254,7 +255,7 @@ def test_alignment_laws(family: str, q: int, d: int) -> None:
 
 @pytest.mark.parametrize("d", [5, 20, 50])
 def test_expected_cosines(d: int) -> None:
-    """Oracle 13: E|cos(u,g)| = Gamma(d/2)/(sqrt(pi) Gamma((d+1)/2)) (0.18066 at d = 20) and the q-average's
+    """§5.13: E|cos(u,g)| = Gamma(d/2)/(sqrt(pi) Gamma((d+1)/2)) (0.18066 at d = 20) and the q-average's
     E cos = Gamma((q+1)/2)Gamma((d+q-1)/2)/(Gamma(q/2)Gamma((d+q)/2)) (z-tests, 4e4 draws)."""
     rng = np.random.default_rng(d)
     n = 40_000
@@ -276,12 +277,12 @@ def test_alignment_law_validation() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# LDSD (section 1.3, oracles 17, 18)
+# LDSD (section 1.3, §5.17, 5.18)
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def test_ldsd_mean_and_second_moment() -> None:
-    """Oracle 17: for z ~ N(mu, sigma^2 I), E<g,z>z = (sigma^2 I + mu mu^T) g and E||<g,z>z||^2 = the section 1.3
+    """§5.17: for z ~ N(mu, sigma^2 I), E<g,z>z = (sigma^2 I + mu mu^T) g and E||<g,z>z||^2 = the section 1.3
     closed form (z-tests, 4e5 draws)."""
     rng = np.random.default_rng(17)
     d, sigma, n = 6, 0.7, 400_000
@@ -295,7 +296,7 @@ def test_ldsd_mean_and_second_moment() -> None:
 
 
 def test_ldsd_alignment_ratio() -> None:
-    """Oracle 18: rho = ||E g_hat||^2 / E||g_hat||^2 for mu = c g/||g|| agrees with the two oracle-17 closed forms,
+    """§5.18: rho = ||E g_hat||^2 / E||g_hat||^2 for mu = c g/||g|| agrees with the two §5.17 closed forms,
     equals 1/(d+2) at c = 0, and the quoted d = 30 values 0.031, 0.059, 0.754, 0.997."""
     rng = np.random.default_rng(18)
     d = 30
@@ -313,7 +314,7 @@ def test_ldsd_alignment_ratio() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# greedy / guided vector (section 2.4, oracle 19)
+# greedy / guided vector (section 2.4, §5.19)
 # ----------------------------------------------------------------------------------------------------------------
 
 GV_TABLE = [((2, 1), 2.004, 1.00), ((4, 2), 2.105, 2.10), ((8, 4), 2.278, 4.56), ((16, 8), 2.401, 9.60),
@@ -322,7 +323,7 @@ GREEDY_TABLE = [(2, 1.003), (3, 1.280), (5, 1.805), (10, 2.713), (16, 3.413)]
 
 
 def test_gain_tables() -> None:
-    """Oracle 19: the integrated gains match the section 2.4 Monte-Carlo table to 1% (e.g. GV M=8/top 4: G = 4.56;
+    """§5.19: the integrated gains match the section 2.4 Monte-Carlo table to 1% (e.g. GV M=8/top 4: G = 4.56;
     greedy best-of-5: E[a^2] = 1.805), and the closed forms E[X_(1)^2] = 1 (M = 2), 1 + sqrt(3)/(2 pi) (M = 3)."""
     for (M, top), ea2, gain in GV_TABLE:
         assert T.guided_vector_second_moment(M, top) == pytest.approx(ea2, rel=1e-2)
@@ -338,7 +339,7 @@ def test_gain_tables() -> None:
 
 @pytest.mark.parametrize(("M", "top"), [(5, 2), (8, 4), (16, 3)])
 def test_gain_monte_carlo(M: int, top: int) -> None:
-    """Oracle 19: E[a^2] for a = mean(top smallest) - mean(rest) of M i.i.d. N(0,1), and E[min^2] (greedy),
+    """§5.19: E[a^2] for a = mean(top smallest) - mean(rest) of M i.i.d. N(0,1), and E[min^2] (greedy),
     against sorted Gaussian samples (z-tests, 1e5 draws)."""
     rng = np.random.default_rng(M * 100 + top)
     X = np.sort(rng.standard_normal((100_000, M)), axis=1)
@@ -365,13 +366,13 @@ def test_expected_cos2_from_gain() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# JAGUAR memory (oracle 27)
+# JAGUAR memory (§5.27)
 # ----------------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.6])
 def test_jaguar_memory_factors(beta: float) -> None:
-    """Oracle 27: static x, one uniformly random coordinate per step updated by h_i <- beta h_i + (1-beta) g_i:
+    """§5.27: static x, one uniformly random coordinate per step updated by h_i <- beta h_i + (1-beta) g_i:
     E[h^k - g] = (1-(1-beta)/d)^k (h^0 - g) and E(h^k - g)^2 = (1-(1-beta^2)/d)^k (h^0 - g)^2 per coordinate
     (z-tests on the per-run coordinate average, 2e4 runs; beta = 0 is the replacement rule)."""
     rng = np.random.default_rng(27 + int(10 * beta))
@@ -393,12 +394,12 @@ def test_jaguar_memory_factors(beta: float) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Newton–Schulz scalar map (oracle 32)
+# Newton–Schulz scalar map (§5.32)
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def test_ns_quintic_facts() -> None:
-    """Oracle 32: p(1) = 0.701, p'(0) = 3.4445, max_[0,1] p = 1.2024, fixed points 0.8680 and 1.2637 (both
+    """§5.32: p(1) = 0.701, p'(0) = 3.4445, max_[0,1] p = 1.2024, fixed points 0.8680 and 1.2637 (both
     repelling), invariant band [0.6818, 1.1344] (to 4 decimals)."""
     p = T.ns_polynomial(T.MUON_QUINTIC)
     assert T.ns_scalar_map(1.0, T.MUON_QUINTIC, 1) == pytest.approx(0.701, abs=1e-12)
@@ -415,7 +416,7 @@ def test_ns_quintic_facts() -> None:
 
 
 def test_ns_quintic_band_is_invariant_and_reached() -> None:
-    """Oracle 32: p maps the band into itself; every sigma in [0.01, 1] is in the band after 5 steps; sigma = 1e-3
+    """§5.32: p maps the band into itself; every sigma in [0.01, 1] is in the band after 5 steps; sigma = 1e-3
     reaches >= 0.47 after 5 steps and the band after 10; sigma = 1e-4 reaches 0.0485 (the reference's ">= 0.049" is
     rounded: 3.4445^5 * 1e-4 = 0.04853 to first order)."""
     lo, hi = T.ns_invariant_band(T.MUON_QUINTIC)
@@ -432,7 +433,7 @@ def test_ns_quintic_band_is_invariant_and_reached() -> None:
 
 
 def test_ns_cubic_converges() -> None:
-    """Oracle 32: the cubic 1.5x - 0.5x^3 has the single positive fixed point 1 (attracting) and converges to 1 for
+    """§5.32: the cubic 1.5x - 0.5x^3 has the single positive fixed point 1 (attracting) and converges to 1 for
     sigma in (0, sqrt 3); it has no oscillation band (ValueError)."""
     np.testing.assert_allclose(T.ns_fixed_points(T.CUBIC), [1.0], atol=1e-12)
     sig = np.concatenate([np.geomspace(1e-3, 1.0, 50), np.linspace(1.0, math.sqrt(3) - 1e-3, 50)])
@@ -449,7 +450,7 @@ def test_ns_constants_match_lmo() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Ghadimi–Lan RSGF (G2, oracle 22)
+# Ghadimi–Lan RSGF (G2, §5.22)
 # ----------------------------------------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ within the step (``j = 0 .. q-1``). Every random draw comes from a private
 * regenerating with the same seed gives bit-identical tensors (MeZO's trick: the memory
   cost of a direction is one integer, Malladi et al. 2023, Alg. 1);
 * tensors of the same shape get independent draws (the tensor index enters the seed;
-  the bug of re-seeding every tensor with the same seed, ``theory_oracles.md`` 1.5,
+  the bug of re-seeding every tensor with the same seed, ``docs/theory.md`` §1.5,
   cannot happen);
 * nothing touches the global RNG.
 
@@ -31,7 +31,7 @@ lowrank        U V^T / sqrt(r) per matrix, Gaussian elsewhere     1
 With these, the two-point estimator ``scale * (f(x + r z) - f(x - r z)) / (2 r) * z`` is
 the Gaussian-smoothing oracle of Nesterov & Spokoiny (2017) for ``gaussian`` and the
 sphere-smoothing oracle of Flaxman et al. (2005) with ``delta = r`` for ``sphere``
-(``theory_oracles.md`` 3.1 and 3.3).
+(``docs/theory.md`` §3.1 and 3.3).
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ class _ChunkedIID(DirectionFamily):
 
 
 class Gaussian(_ChunkedIID):
-    """``z ~ N(0, I)``; ``E<g,z>z = g`` (Nesterov & Spokoiny 2017, Eq. 25; oracle 1)."""
+    """``z ~ N(0, I)``; ``E<g,z>z = g`` (Nesterov & Spokoiny 2017, Eq. 25; §5.1)."""
 
     name = "gaussian"
 
@@ -263,7 +263,7 @@ class Sphere(DirectionFamily):
 
     The norm is taken over the concatenation of all tensors (one extra generation pass,
     cached per seed), so the direction is uniform on the whole sphere, not per block.
-    Unbiased scale ``d``: ``E[d <g,s> s] = g`` (Flaxman et al. 2005; oracle 10).
+    Unbiased scale ``d``: ``E[d <g,s> s] = g`` (Flaxman et al. 2005; §5.10).
     """
 
     name = "sphere"
@@ -294,7 +294,7 @@ def _coordinate_location(shapes: Shapes, step_seed: int, j: int) -> tuple[int, i
 
 
 class Coordinate(DirectionFamily):
-    """``z = e_i`` with ``i`` uniform over all entries of all tensors (oracle 14, 3.4).
+    """``z = e_i`` with ``i`` uniform over all entries of all tensors (§5.14, 3.4).
 
     ``d * (f(x + r e_i) - f(x - r e_i)) / (2r) * e_i`` is unbiased for the central
     coordinate finite-difference vector. :meth:`add_` touches a single entry.
@@ -331,7 +331,7 @@ def block_selection(
 
     Matrices (and higher-rank tensors viewed as ``(shape[0], -1)``) get a random subset of
     ``ceil(fraction * rows)`` rows times ``ceil(fraction * cols)`` columns, as JAGUAR's
-    public code samples blocks (``zo_llm_anchors.md`` 1.6); vectors get
+    public code samples blocks (``docs/theory.md`` §6.4); vectors get
     ``ceil(fraction * n)`` entries. The inclusion probability ``p`` of an entry is the
     product of the row and column fractions actually drawn.
     """
@@ -419,7 +419,7 @@ def _orthonormal_frame(shapes: Shapes, step_seed: int, q: int, device: str) -> t
 class Orthonormal(DirectionFamily):
     """Column ``j`` of a Haar-random orthonormal ``d x q`` frame ``V`` (``V^T V = I_q``).
 
-    ``(d/q) V V^T g`` is unbiased with ``E||.||^2 = (d/q)||g||^2`` (oracle 12); the frame is
+    ``(d/q) V V^T g`` is unbiased with ``E||.||^2 = (d/q)||g||^2`` (§5.12); the frame is
     drawn jointly over all tensors and materialised (``d * q`` float64 numbers), so this
     family is meant for synthetic problems, not LLMs.
     """

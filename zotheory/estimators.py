@@ -11,7 +11,7 @@ scale ``c`` (so that ``E[c z z^T] = I``), radius ``r``:
 * one-point: ``g = (c/q) sum_j f(x + r z_j) / r z_j`` (Flaxman et al. 2005), ``q`` evaluations.
 
 On a quadratic the central difference is exact, ``(f(x+rz) - f(x-rz))/(2r) = <grad f, z>``
-(``theory_oracles.md`` 3.1), which is what makes the closed forms of section 3.7 testable.
+(``docs/theory.md`` §3.1), which is what makes the closed forms of section 3.7 testable.
 
 An estimate is the compact record :class:`ZOEstimate` (step seed, one scalar coefficient
 per direction, the number of evaluations used). It can be materialised into dense
@@ -83,7 +83,7 @@ def check_radius_resolution(
     it exceeds half the spacing of floating-point numbers there, ``~ eps(dtype) |x_i| / 2``.
     We require ``r * typical|z_i| >= eps(dtype) * mean|x|`` for every tensor (fp16 has
     ``eps = 9.8e-4``, bf16 ``7.8e-3``: MeZO's ``eps = 1e-3`` in fp16 on weights of size 0.05
-    passes; JAGUAR's ``tau = 1e-6`` in fp16 does not, ``zo_llm_anchors.md`` 5.3).
+    passes; JAGUAR's ``tau = 1e-6`` in fp16 does not, ``docs/theory.md`` §6.6).
     Raises ``ValueError`` naming the tensor, its dtype, its scale and the smallest radius.
     """
     dim = sum(t.numel() for t in tensors)

@@ -1,13 +1,13 @@
 """Norms, dual norms, linear minimisation oracles (LMOs) and sharp operators for torch tensors.
 
-Conventions (``theory_oracles.md`` section 4):
+Conventions (``docs/theory.md`` §4):
 
 * ``lmo(g, r) = argmin_{||s|| <= r} <g, s>``, so ``<g, lmo(g, r)> = -r ||g||_*`` and ``||lmo(g, r)|| = r``
-  for ``g != 0`` (oracle 28). ``lmo(g, r) = r * lmo(g, 1)``.
+  for ``g != 0`` (§5.28). ``lmo(g, r) = r * lmo(g, 1)``.
 * ``||g||_* = sup_{||s|| <= 1} <g, s>`` is always the *dual* norm of the norm in question.
 * Sharp operator ``g# = ||g||_* * argmax_{||t|| <= 1} <g, t> = -||g||_* * lmo(g, 1)``; it satisfies
   ``<g, g#> = ||g||_*^2`` and ``||g#|| = ||g||_*``, and ``-g# / lam`` minimises
-  ``<g, D> + lam/2 ||D||^2`` with value ``-||g||_*^2 / (2 lam)`` (oracle 31).
+  ``<g, D> + lam/2 ||D||^2`` with value ``-||g||_*^2 / (2 lam)`` (§5.31).
 * A **zero gradient** gives a zero LMO (and a zero sharp). The LMO is then the whole ball, and zero is the choice
   that keeps every map continuous at 0 on the rays and costs no special casing downstream.
 * Inner products of tensors are entrywise (``sum(g * s)``); matrix norms view a tensor with more than 2 dims as the
@@ -68,11 +68,11 @@ __all__ = [
     "spectral_norm",
 ]
 
-#: Muon's quintic Newton–Schulz coefficients ``(a, b, c)``: ``p(x) = a x + b x^3 + c x^5`` (oracle 32;
+#: Muon's quintic Newton–Schulz coefficients ``(a, b, c)``: ``p(x) = a x + b x^3 + c x^5`` (§5.32;
 #: KellerJordan/Muon ``zeropower_via_newtonschulz5``). ``p(1) = 0.701``: it does *not* converge to ``U V^T``.
 MUON_QUINTIC: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
 #: Classical cubic Newton–Schulz coefficients: ``p(x) = 1.5 x - 0.5 x^3``; converges to 1 on ``(0, sqrt 3)``
-#: (oracle 32, modula docs ``algorithms/newton-schulz.rst``).
+#: (§5.32, modula docs ``algorithms/newton-schulz.rst``).
 CUBIC: tuple[float, float] = (1.5, -0.5)
 #: Additive epsilon of the Frobenius normalisation ``X0 = G / (||G||_F + eps)`` (as in Muon).
 NS_EPS: float = 1e-7
@@ -253,7 +253,7 @@ def nuclear_norm(x: Tensor) -> Tensor:
 
 
 def spectral_lmo(g: Tensor, radius: float = 1.0) -> Tensor:
-    """``argmin_{||S||_op <= r} <G, S> = -r U V^T`` from the reduced SVD ``G = U diag(sigma) V^T`` (oracle 29).
+    """``argmin_{||S||_op <= r} <G, S> = -r U V^T`` from the reduced SVD ``G = U diag(sigma) V^T`` (§5.29).
 
     Exact (LAPACK SVD). ``<G, lmo> = -r ||G||_nuc`` and ``||lmo||_op = r`` for ``G != 0``. When ``G`` is rank
     deficient the LMO is not unique (anything of operator norm <= r may be added on the null spaces); we return the
@@ -271,7 +271,7 @@ def spectral_lmo(g: Tensor, radius: float = 1.0) -> Tensor:
 
 
 def nuclear_lmo(g: Tensor, radius: float = 1.0) -> Tensor:
-    """``argmin_{||S||_nuc <= r} <G, S> = -r u_1 v_1^T`` (top singular pair; oracle 29).
+    """``argmin_{||S||_nuc <= r} <G, S> = -r u_1 v_1^T`` (top singular pair; §5.29).
 
     ``<G, lmo> = -r sigma_1``. Unique iff ``sigma_1 > sigma_2``; on ties LAPACK's first pair is used.
     Zeros for ``G = 0``. More than 2 dims: matrix view ``(shape[0], -1)``.
@@ -321,10 +321,10 @@ def newton_schulz(
     ``X0 = G / (||G||_F + eps)``; with ``coefficients = (c_0, c_1, ..., c_k)`` each step is
     ``A = X X^T``, ``X <- c_0 X + (c_1 A + c_2 A^2 + ... + c_k A^k) X``, i.e. every singular value follows the
     scalar map ``p(x) = c_0 x + c_1 x^3 + ... + c_k x^(2k+1)`` and the singular vectors are unchanged (odd
-    polynomials commute with the SVD; oracle 32). For :data:`MUON_QUINTIC` this is Muon's
+    polynomials commute with the SVD; §5.32). For :data:`MUON_QUINTIC` this is Muon's
     ``A = X X^T, B = b A + c A^2, X <- a X + B X``; for :data:`CUBIC`, ``X <- 1.5 X - 0.5 X X^T X``.
 
-    Honest accuracy statement (oracle 32, ``zotheory.theory.ns_invariant_band``):
+    Honest accuracy statement (§5.32, ``zotheory.theory.ns_invariant_band``):
 
     * the Muon quintic does **not** converge to ``U V^T`` (``p(1) = 0.701``). Its singular values land in the
       invariant band ``[0.6818, 1.1344]``: after 5 steps for every ``sigma / ||G||_F >= 0.01``; smaller ratios need
@@ -364,7 +364,7 @@ def newton_schulz(
 
 
 def muon_shape_scale(shape: Sequence[int]) -> float:
-    """Muon's post-scaling of the orthogonalised update: ``max(1, rows / cols) ** 0.5`` (oracle 33, [C] Muon).
+    """Muon's post-scaling of the orthogonalised update: ``max(1, rows / cols) ** 0.5`` (§5.33, [C] Muon).
 
     ``rows = shape[0]``, ``cols = prod(shape[1:])`` (the same matrix view as the LMOs here).
     """
@@ -381,7 +381,7 @@ def muon_shape_scale(shape: Sequence[int]) -> float:
 
 
 class Norm(ABC):
-    """A norm on tensors together with its dual norm, LMO and sharp operator (section 4, oracles 28–31).
+    """A norm on tensors together with its dual norm, LMO and sharp operator (section 4, §5.28–5.31).
 
     ``norm``/``dual_norm`` return 0-dim tensors in the input dtype; ``lmo``/``sharp`` return tensors of the input
     shape and dtype. ``exact`` is False for approximate LMOs (e.g. Newton–Schulz).
@@ -403,7 +403,7 @@ class Norm(ABC):
         """``argmin_{||s|| <= radius} <g, s>``."""
 
     def sharp(self, g: Tensor) -> Tensor:
-        """``g# = -||g||_* lmo(g, 1)``: ``<g, g#> = ||g||_*^2``, ``||g#|| = ||g||_*`` (oracle 31)."""
+        """``g# = -||g||_* lmo(g, 1)``: ``<g, g#> = ||g||_*^2``, ``||g#|| = ||g||_*`` (§5.31)."""
         g = _check_tensor(g)
         d = _up(self.dual_norm(g))
         return (-d * _up(self.lmo(g, 1.0))).to(g.dtype)
@@ -538,7 +538,7 @@ class NewtonSchulzSpectral(Norm):
 
     ``norm``/``dual_norm`` are the exact spectral / nuclear norms; only ``lmo`` (and hence ``sharp``) is
     approximate. With :data:`MUON_QUINTIC` the singular values of ``-lmo / r`` lie in ``[0.6818, 1.1344]`` after
-    5 steps when ``sigma_i / ||G||_F >= 0.01`` (oracle 32) instead of being exactly 1, and are always
+    5 steps when ``sigma_i / ||G||_F >= 0.01`` (§5.32) instead of being exactly 1, and are always
     ``<= 1.2024`` (the maximum of the quintic on ``[0, 1]``). See :func:`newton_schulz`. Presets:
     :meth:`muon_quintic` and :meth:`cubic`.
     """
@@ -620,7 +620,7 @@ class BlockNorm(ABC):
         """Blockwise ``argmin_{||s|| <= radius} sum_l <g_l, s_l>``."""
 
     def sharp(self, gs: Sequence[Tensor]) -> list[Tensor]:
-        """``g# = -||g||_* lmo(g, 1)`` blockwise (oracle 31)."""
+        """``g# = -||g||_* lmo(g, 1)`` blockwise (§5.31)."""
         gs = _check_blocks(gs, len(self.blocks), "gs")
         d = self.dual_norm(gs)
         return [(-d.to(_work_dtype(s.dtype)) * _up(s)).to(s.dtype) for s in self.lmo(gs, 1.0)]
@@ -644,7 +644,7 @@ class ProductNorm(BlockNorm):
     """Max-type product norm ``||x|| = max_l ||x_l||_(l) / rho_l`` (unit ball = product of ``rho_l``-balls).
 
     Dual ``||g||_* = sum_l rho_l ||g_l||_(l),*``; LMO blockwise ``lmo_r(g)_l = r rho_l lmo_1^(l)(g_l)`` — the
-    layer-wise LMO of Scion/Gluon (oracle 30). ``exact`` iff every block is exact.
+    layer-wise LMO of Scion/Gluon (§5.30). ``exact`` iff every block is exact.
     """
 
     blocks: tuple[Norm, ...]
@@ -681,7 +681,7 @@ class SumNorm(BlockNorm):
     """Sum-type norm ``||x|| = sum_l w_l ||x_l||_(l)`` (weights default to 1).
 
     Dual ``||g||_* = max_l ||g_l||_(l),* / w_l``; the LMO puts all mass on ``l* = argmax_l ||g_l||_* / w_l``:
-    ``lmo_r(g)_{l*} = lmo^(l*)_{r / w_l*}(g_l*)``, zeros elsewhere (oracle 30, section 4 table). On ties the first
+    ``lmo_r(g)_{l*} = lmo^(l*)_{r / w_l*}(g_l*)``, zeros elsewhere (§5.30, section 4 table). On ties the first
     block wins. ``exact`` iff every block is exact.
     """
 

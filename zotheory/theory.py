@@ -1,7 +1,7 @@
 """Closed-form predictions of zeroth-order estimator theory, as small pure functions.
 
-Every function states its formula and its source: the section / oracle number of
-``shared/reference/theory_oracles.md`` (section 5 lists the numbered oracles) and, where the formula is quoted from
+Every function states its formula and its source: the section of ``docs/theory.md`` (``§5.N`` are its numbered
+predictions; "section X.Y" below means ``docs/theory.md`` §X.Y) and, where the formula is quoted from
 a paper, that paper. Tags follow that document: [Q] quoted, [D] derived (elementary, Monte-Carlo checked in
 ``tests/test_theory.py``), [C] read from public code.
 
@@ -98,12 +98,12 @@ def _family(family: str, allowed: Sequence[str]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Gaussian moments (oracle 2, N1)
+# Gaussian moments (§5.2, N1)
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def gaussian_moment(d: int, p: int) -> float:
-    """``E ||u||^p`` for ``u ~ N(0, I_d)`` and even ``p`` in {2, 4, 6} (oracle 2, [D]).
+    """``E ||u||^p`` for ``u ~ N(0, I_d)`` and even ``p`` in {2, 4, 6} (§5.2, [D]).
 
     ``E||u||^2 = d``, ``E||u||^4 = d (d + 2)``, ``E||u||^6 = d (d + 2)(d + 4)`` (chi-square moments
     ``E (chi^2_d)^k = d (d+2) ... (d+2k-2)``; the general even ``p = 2k`` is the same product).
@@ -117,14 +117,14 @@ def gaussian_moment(d: int, p: int) -> float:
 
 def gaussian_moment_bound(d: int, p: float) -> float:
     """Upper bound on ``E ||u||^p``: ``d^(p/2)`` for ``p in [0, 2]``, ``(p + d)^(p/2)`` for ``p >= 2``
-    ([Q] Nesterov–Spokoiny 2017, Lemma 1, Eqs. (16)–(17); N1, oracle 2)."""
+    ([Q] Nesterov–Spokoiny 2017, Lemma 1, Eqs. (16)–(17); N1, §5.2)."""
     d = _pos_int(d, "d")
     p = _nonneg(p, "p")
     return float(d ** (p / 2)) if p <= 2 else float((p + d) ** (p / 2))
 
 
 def gaussian_expected_norm(d: int) -> float:
-    """``E ||u|| = sqrt(2) Gamma((d+1)/2) / Gamma(d/2)`` for ``u ~ N(0, I_d)`` (oracle 8; chi mean), via log-gamma.
+    """``E ||u|| = sqrt(2) Gamma((d+1)/2) / Gamma(d/2)`` for ``u ~ N(0, I_d)`` (§5.8; chi mean), via log-gamma.
 
     Equals ``f_mu(0) / (mu L0)`` for ``f = L0 ||x||``, which approaches the N3 bound ``mu L0 sqrt(d)``.
     """
@@ -133,7 +133,7 @@ def gaussian_expected_norm(d: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# q-direction estimators (section 3.7, oracles 3, 10, 12)
+# q-direction estimators (section 3.7, §5.3, 5.10, 5.12)
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -141,8 +141,8 @@ def second_moment_ratio(family: str, d: int, q: int = 1) -> float:
     """``E ||g_hat||^2 / ||g||^2`` for ``q`` i.i.d. directions and exact directional derivatives (section 3.7).
 
     * ``"gaussian"``: ``g_hat = (1/q) sum <g,u_i> u_i``, ``u ~ N(0, I)``: ``(d + q + 1) / q`` ([D]; ``q = 1`` is
-      oracle 3, ``(d + 2)``).
-    * ``"sphere"``: ``g_hat = (d/q) sum <g,s_i> s_i``, ``s ~ Unif(S^{d-1})``: ``(d + q - 1) / q`` ([D]; oracle 10
+      §5.3, ``(d + 2)``).
+    * ``"sphere"``: ``g_hat = (d/q) sum <g,s_i> s_i``, ``s ~ Unif(S^{d-1})``: ``(d + q - 1) / q`` ([D]; §5.10
       for ``q = 1``).
     * ``"orthonormal"``: ``g_hat = (d/q) V V^T g``, ``V`` Haar on the Stiefel manifold, ``q <= d``: ``d / q`` ([D]).
     * ``"rademacher"``: ``g_hat = (1/q) sum <g,z_i> z_i``, ``z`` uniform on ``{-1, 1}^d``: ``(d + q - 1) / q``.
@@ -166,20 +166,20 @@ def second_moment_ratio(family: str, d: int, q: int = 1) -> float:
 
 
 def mse_ratio(family: str, d: int, q: int = 1) -> float:
-    """``E ||g_hat - g||^2 / ||g||^2`` (section 3.7, oracle 12); every family is unbiased so this is
+    """``E ||g_hat - g||^2 / ||g||^2`` (section 3.7, §5.12); every family is unbiased so this is
     ``second_moment_ratio - 1``: Gaussian ``(d + 1)/q``, sphere / Rademacher / coordinate ``(d - 1)/q``,
-    orthonormal ``d/q - 1``. Log–log slope ``-1`` in ``q`` (oracle 12)."""
+    orthonormal ``d/q - 1``. Log–log slope ``-1`` in ``q`` (§5.12)."""
     return second_moment_ratio(family, d, q) - 1.0
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# finite differences and smoothing on quadratics (oracles 5, 7, 11, 14)
+# finite differences and smoothing on quadratics (§5.5, 5.7, 5.11, 5.14)
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def forward_gaussian_second_moment(grad_norm_sq: float, d: int, mu: float, trA: float, trA2: float) -> float:
     """``E ||g_mu||^2`` for the forward Gaussian oracle ``g_mu = (f(x + mu u) - f(x)) / mu * u`` on the quadratic
-    ``f = x^T A x / 2 + b^T x + c`` (oracle 5, section 3.1, [D]):
+    ``f = x^T A x / 2 + b^T x + c`` (§5.5, section 3.1, [D]):
 
     ``(d + 2) ||grad f||^2 + mu^2 / 4 * (d + 4) * [(tr A)^2 + 2 tr(A^2)]``.
     """
@@ -191,32 +191,32 @@ def forward_gaussian_second_moment(grad_norm_sq: float, d: int, mu: float, trA: 
 
 def gaussian_smoothing_bias_quadratic(mu: float, trA: float) -> float:
     """``f_mu(x) - f(x) = mu^2 / 2 * tr A`` for a quadratic with Hessian ``A`` and ``f_mu = E f(x + mu u)``
-    (oracle 7, [D]; equals the N4 bound ``mu^2 L d / 2`` when ``A = L I``)."""
+    (§5.7, [D]; equals the N4 bound ``mu^2 L d / 2`` when ``A = L I``)."""
     return float(mu) ** 2 / 2 * float(trA)
 
 
 def ball_smoothing_bias_quadratic(delta: float, trA: float, d: int) -> float:
     """``f_delta(x) - f(x) = delta^2 tr A / (2 (d + 2))`` for a quadratic and ``f_delta = E_{v ~ Unif(B^d)}
-    f(x + delta v)`` (oracle 11, section 3.3, [D]; from ``E v v^T = I / (d + 2)``)."""
+    f(x + delta v)`` (§5.11, section 3.3, [D]; from ``E v v^T = I / (d + 2)``)."""
     d = _pos_int(d, "d")
     return float(delta) ** 2 * float(trA) / (2 * (d + 2))
 
 
 def forward_coordinate_fd_error(tau: float, diagA: np.ndarray) -> np.ndarray:
     """Error vector of forward coordinate differences ``(f(x + tau e_i) - f(x)) / tau - d_i f(x) = tau/2 A_ii``
-    on a quadratic (oracle 14, section 3.4, [D]); central differences are exact there."""
+    on a quadratic (§5.14, section 3.4, [D]); central differences are exact there."""
     return float(tau) / 2 * np.asarray(diagA, dtype=float)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# alignment laws (section 3.6, oracle 13)
+# alignment laws (section 3.6, §5.13)
 # ----------------------------------------------------------------------------------------------------------------
 
 _ALIGN_FAMILIES = ("single", "gaussian", "orthonormal")
 
 
 def alignment_cos2_distribution(family: str, d: int, q: int = 1) -> stats.rv_continuous:
-    """Exact law of ``cos^2(g_hat, g)`` (oracle 13, section 3.6, [D]) as a frozen ``scipy.stats.beta``:
+    """Exact law of ``cos^2(g_hat, g)`` (§5.13, section 3.6, [D]) as a frozen ``scipy.stats.beta``:
 
     * ``"single"`` (one Gaussian or spherical direction; ``q`` must be 1): ``Beta(1/2, (d - 1)/2)``;
     * ``"gaussian"`` (``q`` i.i.d. Gaussian directions averaged): ``Beta(q/2, (d - 1)/2)``
@@ -243,7 +243,7 @@ def alignment_cos2_distribution(family: str, d: int, q: int = 1) -> stats.rv_con
 
 def expected_cos2(family: str, d: int, q: int = 1) -> float:
     """``E cos^2(g_hat, g)``: ``1/d`` (single), ``q / (d + q - 1)`` (Gaussian average), ``q / d`` (orthonormal)
-    (oracle 13, section 3.6, [D]) — the means of :func:`alignment_cos2_distribution`."""
+    (§5.13, section 3.6, [D]) — the means of :func:`alignment_cos2_distribution`."""
     _family(family, _ALIGN_FAMILIES)
     d = _pos_int(d, "d")
     q = _pos_int(q, "q")
@@ -260,7 +260,7 @@ def expected_cos2(family: str, d: int, q: int = 1) -> float:
 
 def expected_cos_single(d: int) -> float:
     """``E |cos(u, g)| = Gamma(d/2) / (sqrt(pi) Gamma((d+1)/2)) ~ sqrt(2 / (pi d))`` for one Gaussian/spherical
-    direction (oracle 13, section 3.6, [D]); log-gamma so that large ``d`` does not overflow."""
+    direction (§5.13, section 3.6, [D]); log-gamma so that large ``d`` does not overflow."""
     d = _pos_int(d, "d")
     return math.exp(math.lgamma(d / 2) - math.lgamma((d + 1) / 2)) / math.sqrt(math.pi)
 
@@ -275,7 +275,7 @@ def expected_cos_gaussian_average(d: int, q: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# LDSD (section 1.3, oracles 16–18)
+# LDSD (section 1.3, §5.16–5.18)
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -287,7 +287,7 @@ def _vec(x: object, name: str) -> np.ndarray:
 
 
 def ldsd_mean_matrix_apply(mu: np.ndarray, sigma: float, g: np.ndarray) -> np.ndarray:
-    """``E[<g, z> z] = (sigma^2 I + mu mu^T) g`` for ``z ~ N(mu, sigma^2 I)`` (oracle 17, section 1.3, [D]):
+    """``E[<g, z> z] = (sigma^2 I + mu mu^T) g`` for ``z ~ N(mu, sigma^2 I)`` (§5.17, section 1.3, [D]):
     the LDSD estimator with a fixed mean is biased toward the ``mu mu^T``-preconditioned gradient."""
     mu, g = _vec(mu, "mu"), _vec(g, "g")
     if mu.shape != g.shape:
@@ -296,7 +296,7 @@ def ldsd_mean_matrix_apply(mu: np.ndarray, sigma: float, g: np.ndarray) -> np.nd
 
 
 def ldsd_second_moment(g: np.ndarray, mu: np.ndarray, sigma: float, d: int) -> float:
-    """``E ||<g, z> z||^2`` for ``z ~ N(mu, sigma^2 I_d)`` (oracle 17, section 1.3, [D]); with ``m = <g, mu>``:
+    """``E ||<g, z> z||^2`` for ``z ~ N(mu, sigma^2 I_d)`` (§5.17, section 1.3, [D]); with ``m = <g, mu>``:
 
     ``||mu||^2 m^2 + sigma^2 ||mu||^2 ||g||^2 + 4 sigma^2 m^2 + sigma^2 d m^2 + sigma^4 (d + 2) ||g||^2``.
 
@@ -313,7 +313,7 @@ def ldsd_second_moment(g: np.ndarray, mu: np.ndarray, sigma: float, d: int) -> f
 
 
 def ldsd_alignment_ratio(c: float, sigma: float, d: int) -> float:
-    """``rho = ||E g_hat||^2 / E||g_hat||^2`` for a perfectly aligned mean ``mu = c g / ||g||`` (oracle 18, [D]):
+    """``rho = ||E g_hat||^2 / E||g_hat||^2`` for a perfectly aligned mean ``mu = c g / ||g||`` (§5.18, [D]):
 
     ``rho = (sigma^2 + c^2)^2 / (c^4 + sigma^2 c^2 (d + 5) + sigma^4 (d + 2))``; ``1 / (d + 2)`` at ``c = 0`` and
     ``-> 1`` as ``sigma^2 d / c^2 -> 0``.
@@ -327,7 +327,7 @@ def ldsd_alignment_ratio(c: float, sigma: float, d: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# greedy / guided-vector selection (section 2.4, oracle 19)
+# greedy / guided-vector selection (section 2.4, §5.19)
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -359,7 +359,7 @@ def _check_selection(M: int, top: int) -> tuple[int, int]:
 
 
 def guided_vector_second_moment(M: int, top: int) -> float:
-    """``E[a^2]`` for the guided vector's gradient component ``a = mean(top) - mean(bottom)`` (oracle 19, §2.4).
+    """``E[a^2]`` for the guided vector's gradient component ``a = mean(top) - mean(bottom)`` (§5.19, §2.4).
 
     ``a`` is built from the order statistics of ``M`` i.i.d. ``N(0, 1)`` projections; ``top`` = the ``top`` smallest.
     Exact by one-dimensional integration [D, ours]: conditional on the ``top``-th order statistic ``X_(k) = t``,
@@ -385,7 +385,7 @@ def guided_vector_second_moment(M: int, top: int) -> float:
 
 
 def greedy_selected_second_moment(M: int) -> float:
-    """``E[X_(1)^2]`` for the minimum of ``M`` i.i.d. ``N(0, 1)`` (greedy best-of-M, oracle 19, §2.4), by
+    """``E[X_(1)^2]`` for the minimum of ``M`` i.i.d. ``N(0, 1)`` (greedy best-of-M, §5.19, §2.4), by
     ``scipy.integrate.quad`` of ``t^2 M phi(t) (1 - Phi(t))^(M-1)``. Equals 1 for ``M`` in {1, 2}."""
     M = _pos_int(M, "M")
     return _integrate_real_line(lambda t: t * t * math.exp(_log_os_density(t, M, 1)))
@@ -402,14 +402,14 @@ def _integrate_real_line(fn) -> float:  # type: ignore[no-untyped-def]
 
 
 def greedy_alignment_gain(M: int) -> float:
-    """Alignment gain ``G = E[X_(1)^2] / c`` with ``c = 1`` of greedy best-of-``M`` selection (oracle 19, §2.4;
+    """Alignment gain ``G = E[X_(1)^2] / c`` with ``c = 1`` of greedy best-of-``M`` selection (§5.19, §2.4;
     table: 1.00 / 1.280 / 1.805 / 2.713 / 3.413 for ``M`` = 2 / 3 / 5 / 10 / 16). Linear regime (``eps -> 0``)."""
     return greedy_selected_second_moment(M)
 
 
 def guided_vector_alignment_gain(M: int, top: int) -> float:
     """Alignment gain ``G = E[a^2] / c`` of the guided vector with ``c = 1/top + 1/(M - top)`` (the variance of each
-    orthogonal coordinate of ``v``) (oracle 19, §2.4; table: ``M = 8, top = 4``: 4.56; ``M = 8, top = 1``: 2.60;
+    orthogonal coordinate of ``v``) (§5.19, §2.4; table: ``M = 8, top = 4``: 4.56; ``M = 8, top = 1``: 2.60;
     ``M = 2, top = 1``: 1.00). Linear regime."""
     M, top = _check_selection(M, top)
     return guided_vector_second_moment(M, top) / (1.0 / top + 1.0 / (M - top))
@@ -425,7 +425,7 @@ def expected_cos2_from_gain(G: float, d: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# JAGUAR memory (oracle 27)
+# JAGUAR memory (§5.27)
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -438,7 +438,7 @@ def _beta01(beta: float) -> float:
 
 def jaguar_mean_error_factor(beta: float, d: int, k: int) -> float:
     """``E[h_i^k - g_i] / (h_i^0 - g_i) = (1 - (1 - beta) / d)^k`` for the JAGUAR EMA memory with static ``x`` and
-    exact coordinate derivatives (oracle 27, §3.9, [D]; the transient factor of Lemma 3.4 of arXiv 2506.04430)."""
+    exact coordinate derivatives (§5.27, §3.9, [D]; the transient factor of Lemma 3.4 of arXiv 2506.04430)."""
     d = _pos_int(d, "d")
     k = int(k)
     if k < 0:
@@ -447,7 +447,7 @@ def jaguar_mean_error_factor(beta: float, d: int, k: int) -> float:
 
 
 def jaguar_second_moment_error_factor(beta: float, d: int, k: int) -> float:
-    """``E[(h_i^k - g_i)^2] / (h_i^0 - g_i)^2 = (1 - (1 - beta^2) / d)^k`` (oracle 27, [D]); ``beta = 0`` is the
+    """``E[(h_i^k - g_i)^2] / (h_i^0 - g_i)^2 = (1 - (1 - beta^2) / d)^k`` (§5.27, [D]); ``beta = 0`` is the
     replacement rule ``E||h^k - g||^2 = (1 - 1/d)^k ||h^0 - g||^2``."""
     d = _pos_int(d, "d")
     k = int(k)
@@ -458,13 +458,13 @@ def jaguar_second_moment_error_factor(beta: float, d: int, k: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Newton–Schulz scalar map (oracle 32)
+# Newton–Schulz scalar map (§5.32)
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def ns_polynomial(coefficients: Sequence[float]) -> np.polynomial.Polynomial:
     """The odd polynomial ``p(x) = c_0 x + c_1 x^3 + ... + c_k x^(2k+1)`` applied to every singular value by one
-    Newton–Schulz step (oracle 32; Muon quintic ``(a, b, c)``: ``a x + b x^3 + c x^5``)."""
+    Newton–Schulz step (§5.32; Muon quintic ``(a, b, c)``: ``a x + b x^3 + c x^5``)."""
     coeffs = [float(c) for c in coefficients]
     if not coeffs or not all(math.isfinite(c) for c in coeffs):
         raise ValueError(f"coefficients must be a non-empty sequence of finite numbers, got {coefficients!r}")
@@ -476,7 +476,7 @@ def ns_polynomial(coefficients: Sequence[float]) -> np.polynomial.Polynomial:
 def ns_scalar_map(sigma: float | np.ndarray, coefficients: Sequence[float] = MUON_QUINTIC,
                   steps: int = 5) -> float | np.ndarray:
     """``p^(steps)(sigma)``: where a (Frobenius-normalised) singular value ``sigma`` goes after ``steps`` Newton–Schulz
-    steps (oracle 32). Vectorised over numpy arrays."""
+    steps (§5.32). Vectorised over numpy arrays."""
     p = ns_polynomial(coefficients)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
@@ -493,7 +493,7 @@ def _real_positive_roots(poly: np.polynomial.Polynomial) -> np.ndarray:
 
 
 def ns_fixed_points(coefficients: Sequence[float] = MUON_QUINTIC) -> np.ndarray:
-    """Positive fixed points of the scalar map, roots of ``p(x) - x`` (numpy roots; oracle 32: Muon quintic
+    """Positive fixed points of the scalar map, roots of ``p(x) - x`` (numpy roots; §5.32: Muon quintic
     ``0.8680, 1.2637``, both repelling; the cubic: ``1``, attracting). ``0`` is always a fixed point (omitted)."""
     p = ns_polynomial(coefficients)
     return _real_positive_roots(p - np.polynomial.Polynomial([0.0, 1.0]))
@@ -505,7 +505,7 @@ def ns_critical_points(coefficients: Sequence[float] = MUON_QUINTIC) -> np.ndarr
 
 
 def ns_invariant_band(coefficients: Sequence[float] = MUON_QUINTIC) -> tuple[float, float]:
-    """Attracting invariant interval ``[lo, hi]`` of an oscillating odd Newton–Schulz map (oracle 32, [D]).
+    """Attracting invariant interval ``[lo, hi]`` of an oscillating odd Newton–Schulz map (§5.32, [D]).
 
     Construction (for maps shaped like the Muon quintic: ``p`` rises to a local max at ``x_M``, falls to a local min
     at ``x_m > x_M``, then rises): ``lo = p(x_m)`` and ``hi = p(lo)``. On ``[lo, hi]`` ``p`` is decreasing up to
@@ -535,7 +535,7 @@ def ns_invariant_band(coefficients: Sequence[float] = MUON_QUINTIC) -> tuple[flo
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# rates and bounds (oracles 5, 6, 22)
+# rates and bounds (§5.5, 5.6, 5.22)
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -544,7 +544,7 @@ def nesterov_spokoiny_second_moment_bound(mu: float, L: float, d: int, grad_norm
     """Nesterov–Spokoiny bound on the Gaussian oracle's second moment ([Q] N9: FoCM 2017, Thm 4, Eq. (35), p. 538):
 
     forward ``E||g_mu||^2 <= mu^2 / 2 * L^2 (d + 6)^3 + 2 (d + 4) ||grad f||^2``;
-    central ``E||g_hat_mu||^2 <= mu^2 / 8 * L^2 (d + 6)^3 + 2 (d + 4) ||grad f||^2`` (oracles 5, 6).
+    central ``E||g_hat_mu||^2 <= mu^2 / 8 * L^2 (d + 6)^3 + 2 (d + 4) ||grad f||^2`` (§5.5, 5.6).
     Ghadimi–Lan (G1, Eq. (3.7)) restate the forward line without convexity.
     """
     d = _pos_int(d, "d")
@@ -567,7 +567,7 @@ def _gammas(gammas: object, L: float, d: int) -> np.ndarray:
 
 def rsgf_output_probabilities(gammas: Sequence[float], L: float, d: int) -> np.ndarray:
     """Output-index law of RSGF, ``P_R(k) = (gamma_k - 2 L (d+4) gamma_k^2) / sum_j (...)`` ([Q] Ghadimi–Lan 2013,
-    Thm 3.2, Eq. (3.15); G2, oracle 22)."""
+    Thm 3.2, Eq. (3.15); G2, §5.22)."""
     d = _pos_int(d, "d")
     L = _pos(L, "L")
     g = _gammas(gammas, L, d)
@@ -578,7 +578,7 @@ def rsgf_output_probabilities(gammas: Sequence[float], L: float, d: int) -> np.n
 def ghadimi_lan_rsgf_bound(f_gap: float, L: float, d: int, mu: float, sigma: float,
                            gammas: Sequence[float]) -> float:
     """Right-hand side of the RSGF bound on ``(1/L) E||grad f(x_R)||^2`` ([Q] Ghadimi–Lan 2013, arXiv:1309.5549,
-    Thm 3.2(a), Eq. (3.16); G2, oracle 22); nonconvex, ``L``-smooth, gradient-noise variance ``sigma^2``,
+    Thm 3.2(a), Eq. (3.16); G2, §5.22); nonconvex, ``L``-smooth, gradient-noise variance ``sigma^2``,
     ``0 < gamma_k < 1/(2(d+4)L)``, ``R`` drawn by :func:`rsgf_output_probabilities`:
 
     ``[D_f^2 + 2 mu^2 (d+4) (1 + L (d+4)^2 sum_k (gamma_k/4 + L gamma_k^2)) + 2 (d+4) sigma^2 sum_k gamma_k^2]

@@ -1,4 +1,4 @@
-"""Claims about the zeroth-order gradient estimators (``theory_oracles.md`` oracles 1-15).
+"""Claims about the zeroth-order gradient estimators (``docs/theory.md`` §5.1-5.15).
 
 Every estimate below is produced by the library code path, :func:`zotheory.estimators.estimate_gradient`
 with a :mod:`zotheory.directions` family, on a problem of :mod:`problems` whose constants are known
@@ -100,7 +100,7 @@ def ratio_plot(title: str, labels: list[str], ratios: list[float], half_widths: 
     )
 
 
-# ---------------------------------------------------------------------- oracles 1, 3, 10, 12 (+ derived rows)
+# ---------------------------------------------------------------------- §5.1, 5.3, 5.10, 5.12 (+ derived rows)
 def _family_second_moment_ratio(name: str, d: int, q: int, shape: tuple[int, int] | None = None) -> tuple[float, str]:
     """``E||g_hat||^2 / ||g||^2`` for exact directional derivatives, with where the formula comes from."""
     if name in theory.FAMILIES:
@@ -110,7 +110,7 @@ def _family_second_moment_ratio(name: str, d: int, q: int, shape: tuple[int, int
         return (d + q - 1) / q, "[D] block: ||z||^2 = d exactly, so E||<g,z>z||^2 = d||g||^2; (d+q-1)/q for q averaged"
     if name == "lowrank":
         m, k = shape  # type: ignore[misc]
-        # rank 1: <G,Z> = u^T G v, ||Z||^2 = ||u||^2 ||v||^2; E_u (u^T w)^2 ||u||^2 = (m+2)||w||^2 (oracle 3 in R^m),
+        # rank 1: <G,Z> = u^T G v, ||Z||^2 = ||u||^2 ||v||^2; E_u (u^T w)^2 ||u||^2 = (m+2)||w||^2 (§5.3 in R^m),
         # then E_v ||Gv||^2 ||v||^2 = (k+2)||G||_F^2, so E||<G,Z>Z||^2 = (m+2)(k+2)||G||_F^2.
         r1 = (m + 2) * (k + 2)
         return (r1 + q - 1) / q, f"[D] rank-1 Z = u v^T: E||<G,Z>Z||^2 = (m+2)(n+2)||G||_F^2 = {r1}||G||_F^2; averaged over q"
@@ -148,11 +148,11 @@ def _z_with_sd(samples: np.ndarray, predicted: float, sd: float, alpha: float) -
 
 
 FAMILY_SETUPS: dict[str, dict[str, Any]] = {
-    "gaussian": {"family": lambda q: get_directions("gaussian"), "oracles": "oracles 1, 3, 12"},
-    "rademacher": {"family": lambda q: get_directions("rademacher"), "oracles": "theory.py derivation, 3.7"},
-    "sphere": {"family": lambda q: get_directions("sphere"), "oracles": "oracles 10, 12"},
-    "coordinate": {"family": lambda q: get_directions("coordinate"), "oracles": "3.4, theory.py derivation"},
-    "orthonormal": {"family": lambda q: get_directions("orthonormal", q=q), "oracles": "oracle 12"},
+    "gaussian": {"family": lambda q: get_directions("gaussian"), "oracles": "§5.1, 5.3, 5.12"},
+    "rademacher": {"family": lambda q: get_directions("rademacher"), "oracles": "theory.py derivation, §3.7"},
+    "sphere": {"family": lambda q: get_directions("sphere"), "oracles": "§5.10, 5.12"},
+    "coordinate": {"family": lambda q: get_directions("coordinate"), "oracles": "§3.4, theory.py derivation"},
+    "orthonormal": {"family": lambda q: get_directions("orthonormal", q=q), "oracles": "§5.12"},
     "block": {"family": lambda q: get_directions("block", fraction=0.25), "oracles": "derived here"},
     "lowrank": {"family": lambda q: get_directions("lowrank", rank=1), "oracles": "derived here"},
 }
@@ -219,7 +219,7 @@ def family_moments(ctx: Context, name: str) -> ClaimResult:
                       f"(Bonferroni over {tests} tests, total false alarm {FALSE_ALARM})"),
         plots=[ratio_plot(f"{name} directions, d={d}: moments / theory", labels, ratios, widths, "measured / predicted")],
         notes=f"Central differences on a {'matrix ' if name == 'lowrank' else ''}quadratic in float64 are exact "
-              f"directional derivatives, so the closed forms of section 3.7 apply exactly ({setup['oracles']}).",
+              f"directional derivatives, so the closed forms of docs/theory.md §3.7 apply exactly ({setup['oracles']}).",
     )
 
 
@@ -232,17 +232,17 @@ def _register_family(name: str, source: str) -> None:
     claim(f"estimator_moments_{name}", source=source, tags=("estimators", "moments", name), cost=2.0)(run)
 
 
-_register_family("gaussian", "oracles 1, 3, 12 [D]; Nesterov-Spokoiny 2017 Eq. (25)")
-_register_family("rademacher", "section 3.7 / theory.second_moment_ratio [D]")
-_register_family("sphere", "oracles 10, 12 [D]; Flaxman et al. 2005")
-_register_family("coordinate", "section 3.4, oracle 14 [D]")
-_register_family("orthonormal", "oracle 12 [D] (Haar frame, d/q scaling)")
+_register_family("gaussian", "docs/theory.md §5.1, 5.3, 5.12 [D]; Nesterov-Spokoiny 2017 Eq. (25)")
+_register_family("rademacher", "docs/theory.md §3.7 / theory.second_moment_ratio [D]")
+_register_family("sphere", "docs/theory.md §5.10, 5.12 [D]; Flaxman et al. 2005")
+_register_family("coordinate", "docs/theory.md §3.4, §5.14 [D]")
+_register_family("orthonormal", "docs/theory.md §5.12 [D] (Haar frame, d/q scaling)")
 _register_family("block", "derived: ||z||^2 = d for block directions")
 _register_family("lowrank", "derived: rank-1 U V^T directions, (m+2)(n+2)")
 
 
-# ---------------------------------------------------------------------- oracle 2
-@claim("gaussian_norm_moments", source="oracle 2 [D]; N1 (Nesterov-Spokoiny 2017, Lemma 1)", tags=("estimators", "moments", "gaussian"))
+# ---------------------------------------------------------------------- §5.2
+@claim("gaussian_norm_moments", source="docs/theory.md §5.2 [D]; N1 (Nesterov-Spokoiny 2017, Lemma 1)", tags=("estimators", "moments", "gaussian"))
 def gaussian_norm_moments(ctx: Context) -> ClaimResult:
     """Moments of the library's Gaussian directions: E||u||^p = d, d(d+2), d(d+2)(d+4) for p = 2, 4, 6,
     and the Nesterov–Spokoiny bound E||u||^p <= (p + d)^(p/2)."""
@@ -278,7 +278,7 @@ def gaussian_norm_moments(ctx: Context) -> ClaimResult:
     )
 
 
-# ---------------------------------------------------------------------- oracle 12 slopes
+# ---------------------------------------------------------------------- §5.12 slopes
 def _scaling_groups(ctx: Context, name: str, family_of: Callable[[int], DirectionFamily], grid: list[int], vary: str,
                     d_fixed: int, q_fixed: int, groups: int, per_group: int) -> tuple[np.ndarray, np.ndarray, list[float]]:
     xs, ys, preds = [], [], []
@@ -333,20 +333,20 @@ def _slope_claim(ctx: Context, vary: str) -> ClaimResult:
     )
 
 
-@claim("mse_scaling_in_q", source="oracle 12 [D] (section 3.7)", tags=("estimators", "scaling"), cost=4.0)
+@claim("mse_scaling_in_q", source="docs/theory.md §5.12 [D] (§3.7)", tags=("estimators", "scaling"), cost=4.0)
 def mse_scaling_in_q(ctx: Context) -> ClaimResult:
     """Averaging q directions divides the mean-squared error by q: log-log slope -1 in q (Gaussian and sphere)."""
     return _slope_claim(ctx, "q")
 
 
-@claim("mse_scaling_in_d", source="oracle 12 [D] (section 3.7)", tags=("estimators", "scaling"), cost=2.0)
+@claim("mse_scaling_in_d", source="docs/theory.md §5.12 [D] (§3.7)", tags=("estimators", "scaling"), cost=2.0)
 def mse_scaling_in_d(ctx: Context) -> ClaimResult:
     """The mean-squared error of a random-direction estimator grows linearly with the dimension: slope ~ +1 in d."""
     return _slope_claim(ctx, "d")
 
 
-# ---------------------------------------------------------------------- oracle 13
-@claim("alignment_laws", source="oracle 13 [D] (section 3.6)", tags=("estimators", "alignment"), cost=2.0)
+# ---------------------------------------------------------------------- §5.13
+@claim("alignment_laws", source="docs/theory.md §5.13 [D] (§3.6)", tags=("estimators", "alignment"), cost=2.0)
 def alignment_laws(ctx: Context) -> ClaimResult:
     """cos^2 between the estimate and the gradient follows Beta(1/2,(d-1)/2) for one Gaussian or spherical
     direction, Beta(q/2,(d-1)/2) for q averaged Gaussian directions and Beta(q/2,(d-q)/2) for a Haar orthonormal
@@ -387,7 +387,7 @@ def alignment_laws(ctx: Context) -> ClaimResult:
     stats["E|cos| single gaussian"] = tc
     passed &= tc["passed"]
     return ClaimResult(
-        predicted=f"cos^2 ~ Beta laws of section 3.6 (d={d}, q={q}); E|cos| = {fmt(theory.expected_cos_single(d))} for one direction",
+        predicted=f"cos^2 ~ Beta laws of docs/theory.md §3.6 (d={d}, q={q}); E|cos| = {fmt(theory.expected_cos_single(d))} for one direction",
         measured="; ".join(measured) + f"; E|cos| = {fmt(tc['mean'])}",
         passed=bool(passed),
         statistics=stats,
@@ -398,7 +398,7 @@ def alignment_laws(ctx: Context) -> ClaimResult:
     )
 
 
-# ---------------------------------------------------------------------- oracles 7, 11 (smoothing bias, quadratic)
+# ---------------------------------------------------------------------- §5.7, 5.11 (smoothing bias, quadratic)
 def _smoothed_values(problem: Quadratic, family: DirectionFamily, radius: float, n: int, seed: int, ball: bool) -> np.ndarray:
     """Samples of f(x + radius z) - f(x) with z from ``family`` (times U^(1/d) for the uniform ball)."""
     x = problem.blocks[0].detach()
@@ -414,7 +414,7 @@ def _smoothed_values(problem: Quadratic, family: DirectionFamily, radius: float,
     return out
 
 
-@claim("smoothing_bias_quadratic", source="oracles 7, 11 [D]; N4 (Nesterov-Spokoiny 2017, Eq. 19)", tags=("estimators", "smoothing"))
+@claim("smoothing_bias_quadratic", source="docs/theory.md §5.7, 5.11 [D]; N4 (Nesterov-Spokoiny 2017, Eq. 19)", tags=("estimators", "smoothing"))
 def smoothing_bias_quadratic(ctx: Context) -> ClaimResult:
     """On a quadratic, Gaussian smoothing adds exactly mu^2 tr(A)/2 (below the N4 bound mu^2 L d/2) and
     uniform-ball smoothing adds delta^2 tr(A)/(2(d+2))."""
@@ -459,8 +459,8 @@ def smoothing_bias_quadratic(ctx: Context) -> ClaimResult:
     )
 
 
-# ---------------------------------------------------------------------- oracle 8 (Lipschitz, nonsmooth)
-@claim("smoothing_bias_lipschitz", source="oracle 8; N2, N3 (Nesterov-Spokoiny 2017, Eqs. 11, 18)", tags=("estimators", "smoothing"))
+# ---------------------------------------------------------------------- §5.8 (Lipschitz, nonsmooth)
+@claim("smoothing_bias_lipschitz", source="docs/theory.md §5.8; N2, N3 (Nesterov-Spokoiny 2017, Eqs. 11, 18)", tags=("estimators", "smoothing"))
 def smoothing_bias_lipschitz(ctx: Context) -> ClaimResult:
     """For f = L0 ||x - x*|| (convex, L0-Lipschitz, nonsmooth): 0 <= f_mu - f <= mu L0 sqrt(d), with
     f_mu(x*) - f(x*) = mu L0 E||u|| exactly (which approaches the bound)."""
@@ -502,8 +502,8 @@ def smoothing_bias_lipschitz(ctx: Context) -> ClaimResult:
     )
 
 
-# ---------------------------------------------------------------------- oracle 9 (gradient of the smoothed function)
-@claim("smoothed_gradient_bias", source="oracle 9 [D]; N10 (Ghadimi-Lan 2013, Eq. 3.6)", tags=("estimators", "smoothing"))
+# ---------------------------------------------------------------------- §5.9 (gradient of the smoothed function)
+@claim("smoothed_gradient_bias", source="docs/theory.md §5.9 [D]; N10 (Ghadimi-Lan 2013, Eq. 3.6)", tags=("estimators", "smoothing"))
 def smoothed_gradient_bias(ctx: Context) -> ClaimResult:
     """For an L-smooth non-quadratic f (separable log-cosh), ||grad f_mu - grad f|| <= L mu sqrt(d) <= mu L (d+3)^(3/2) / 2,
     and the central Gaussian estimator is unbiased for grad f_mu (not for grad f)."""
@@ -559,8 +559,8 @@ def smoothed_gradient_bias(ctx: Context) -> ClaimResult:
     )
 
 
-# ---------------------------------------------------------------------- oracles 4, 5, 6 (forward / central Gaussian)
-@claim("forward_gaussian_oracle", source="oracles 4, 5, 6 [D]; N9 (Nesterov-Spokoiny 2017, Thm 4)", tags=("estimators", "moments", "gaussian"))
+# ---------------------------------------------------------------------- §5.4, 5.5, 5.6 (forward / central Gaussian)
+@claim("forward_gaussian_oracle", source="docs/theory.md §5.4, 5.5, 5.6 [D]; N9 (Nesterov-Spokoiny 2017, Thm 4)", tags=("estimators", "moments", "gaussian"))
 def forward_gaussian_oracle(ctx: Context) -> ClaimResult:
     """On a quadratic: the forward Gaussian oracle is unbiased for every mu with E||g_mu||^2 =
     (d+2)||grad||^2 + mu^2 (d+4)[(trA)^2 + 2 tr A^2]/4 (below the N9 bound); the central oracle equals
@@ -614,8 +614,8 @@ def forward_gaussian_oracle(ctx: Context) -> ClaimResult:
     )
 
 
-# ---------------------------------------------------------------------- oracle 14
-@claim("coordinate_finite_differences", source="oracle 14 [D] (section 3.4)", tags=("estimators", "smoothing", "coordinate"))
+# ---------------------------------------------------------------------- §5.14
+@claim("coordinate_finite_differences", source="docs/theory.md §5.14 [D] (§3.4)", tags=("estimators", "smoothing", "coordinate"))
 def coordinate_finite_differences(ctx: Context) -> ClaimResult:
     """Coordinate finite differences: exact (central) and off by exactly tau A_ii / 2 (forward) on a quadratic;
     within L tau / 2 of the partial derivative on an L-smooth non-quadratic function."""
@@ -669,7 +669,7 @@ def coordinate_finite_differences(ctx: Context) -> ClaimResult:
     )
 
 
-# ---------------------------------------------------------------------- oracle 15
+# ---------------------------------------------------------------------- §5.15
 def _one_point_second_moment(problem: Quadratic, delta: float, const: float) -> float:
     """Exact E||d/delta (f(x + delta s) + c) s||^2 on a quadratic, s uniform on the sphere.
 
@@ -685,7 +685,7 @@ def _one_point_second_moment(problem: Quadratic, delta: float, const: float) -> 
     return d**2 / delta**2 * ef2
 
 
-@claim("one_point_vs_two_point", source="oracle 15 [D] (section 3.5); Flaxman et al. 2005", tags=("estimators", "one_point"), cost=1.5)
+@claim("one_point_vs_two_point", source="docs/theory.md §5.15 [D] (§3.5); Flaxman et al. 2005", tags=("estimators", "one_point"), cost=1.5)
 def one_point_vs_two_point(ctx: Context) -> ClaimResult:
     """One-point (d/delta) f(x + delta s) s and two-point sphere estimators have the same mean, but the one-point second
     moment grows like delta^-2 and changes when a constant is added to f; the two-point one does neither."""

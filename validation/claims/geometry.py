@@ -170,14 +170,14 @@ def _geometry_claim(ctx: Context, kind: str) -> ClaimResult:
     )
 
 
-@claim("geometry_sign_vs_l2", source="problems.quadratic (Balles et al. 2020 criterion); section 4 (sharp operator)", tags=("geometry", "sign"), cost=5.0)
+@claim("geometry_sign_vs_l2", source="problems.quadratic (Balles et al. 2020 criterion); docs/theory.md §4.2 (sharp operator)", tags=("geometry", "sign"), cost=5.0)
 def geometry_sign_vs_l2(ctx: Context) -> ClaimResult:
     """Sign (l-infinity) updates beat ZO-SGD on a separable problem with heavy-tailed curvature and lose on flat
     curvature and on a single dominant coordinate, as predicted by comparing L_inf R_inf^2 with L_2 R_2^2."""
     return _geometry_claim(ctx, "sign")
 
 
-@claim("geometry_spectral_vs_l2", source="problems.quadratic (spectral criterion); section 4; JAGUAR Muon (arXiv 2506.04430)", tags=("geometry", "spectral"), cost=6.0)
+@claim("geometry_spectral_vs_l2", source="problems.quadratic (spectral criterion); docs/theory.md §4.2; JAGUAR Muon (arXiv 2506.04430)", tags=("geometry", "spectral"), cost=6.0)
 def geometry_spectral_vs_l2(ctx: Context) -> ClaimResult:
     """Spectral (polar-factor) updates beat ZO-SGD on a matrix problem with a few dominant curvature directions and lose on
     flat curvature and from a rank-one start, as predicted by comparing L_spec R_op^2 with L_2 R_F^2."""

@@ -1,4 +1,4 @@
-"""Claims about the JAGUAR coordinate memory and JAGUAR SignSGD (oracles 27, 27b; arXiv 2506.04430).
+"""Claims about the JAGUAR coordinate memory and JAGUAR SignSGD (§5.27, 5.27b; arXiv 2506.04430).
 
 All runs use :class:`zotheory.optim.JaguarSignSGD` itself (coordinate estimator, central differences on
 float64 quadratics, which are exact), reading its memory through :meth:`memories`. A static point is
@@ -7,7 +7,7 @@ obtained with ``lr = 0`` (the memory evolves, the parameters do not).
 Derived exact oracles used here (``[D]``, this file):
 
 * static x, memory started at 0: ``E[h^k - g] = (1 - (1-beta)/d)^k (h^0 - g)`` and
-  ``E||h^k - g||^2 = (1 - (1-beta^2)/d)^k ||h^0 - g||^2`` (``theory_oracles.md`` 3.9);
+  ``E||h^k - g||^2 = (1 - (1-beta^2)/d)^k ||h^0 - g||^2`` (``docs/theory.md`` §3.9);
 * coherent drift (``A = L I``, every coordinate moving by ``gamma`` per step toward ``x*``, never crossing it):
   per coordinate the lag ``e`` obeys ``e_t = B_t (e_{t-1} + delta)``, ``delta = L gamma``, ``B_t = beta`` with
   probability ``1/d`` (refresh) and ``1`` otherwise. Its stationary moments are
@@ -56,8 +56,8 @@ def _identity_quadratic(d: int, L: float, seed: int) -> Quadratic:
     return Quadratic(d, spectrum=[L] * d, rotated=False, init_radius=1.0, seed=seed, dtype=torch.float64)
 
 
-# ---------------------------------------------------------------------- oracle 27, static x
-@claim("jaguar_memory_static", source="oracle 27 [D]; Lemma 3.4 transient factor (arXiv 2506.04430)", tags=("jaguar", "memory"), cost=3.0)
+# ---------------------------------------------------------------------- §5.27, static x
+@claim("jaguar_memory_static", source="docs/theory.md §5.27 [D]; Lemma 3.4 transient factor (arXiv 2506.04430)", tags=("jaguar", "memory"), cost=3.0)
 def jaguar_memory_static(ctx: Context) -> ClaimResult:
     """At a fixed point, the JAGUAR memory error shrinks by exactly (1 - (1-beta)/d) per step in mean and
     (1 - (1-beta^2)/d) in second moment (beta = 0: the replacement rule, (1 - 1/d)^k ||h^0 - g||^2)."""
@@ -256,8 +256,8 @@ def jaguar_memory_moving(ctx: Context) -> ClaimResult:
     )
 
 
-# ---------------------------------------------------------------------- oracle 27b
-@claim("jaguar_signsgd_rate", source="oracle 27b [Q] (arXiv 2506.04430, Thm 3.5 / Cor. 3.6)", tags=("jaguar", "rates", "sign"), cost=6.0)
+# ---------------------------------------------------------------------- §5.27b
+@claim("jaguar_signsgd_rate", source="docs/theory.md §5.27b [Q] (arXiv 2506.04430, Thm 3.5 / Cor. 3.6)", tags=("jaguar", "rates", "sign"), cost=6.0)
 def jaguar_signsgd_rate(ctx: Context) -> ClaimResult:
     """JAGUAR SignSGD with the Cor. 3.6 tuning gamma = gamma0 T^(-3/4)/d, beta = 1 - T^(-1/2): E||grad f(x_N(T))||_1
     decays like T^(-1/4) and grows at most linearly in d (every term of Thm 3.5 carries a factor d)."""

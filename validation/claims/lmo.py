@@ -1,4 +1,4 @@
-"""Claims about norms, dual norms, linear minimisation oracles and Newton–Schulz (oracles 28-33).
+"""Claims about norms, dual norms, linear minimisation oracles and Newton–Schulz (§5.28-5.33).
 
 These are deterministic identities: they are checked on many random instances in float64 and must
 hold to a rounding tolerance (``TOL``), with an independent ground truth where one is cheap: the
@@ -58,7 +58,7 @@ def _sampled_sup(norm: L.Norm, g: torch.Tensor, k: int, gen: torch.Generator) ->
     return best
 
 
-@claim("lmo_identities", source="oracle 28 [D] (section 4 table)", tags=("lmo",))
+@claim("lmo_identities", source="docs/theory.md §5.28 [D] (§4 table)", tags=("lmo",))
 def lmo_identities(ctx: Context) -> ClaimResult:
     """For every norm: <g, lmo_r(g)> = -r ||g||_*, ||lmo_r(g)|| = r, lmo_r(c g) = lmo_r(g) for c > 0,
     lmo_r(-g) = -lmo_r(g); and no sampled point of the unit ball beats the dual norm (sup definition)."""
@@ -100,7 +100,7 @@ def lmo_identities(ctx: Context) -> ClaimResult:
     )
 
 
-@claim("sharp_operator", source="oracle 31 [Q]/[D] (Bernstein-Newhouse 2024; Kelner et al.)", tags=("lmo",))
+@claim("sharp_operator", source="docs/theory.md §5.31 [Q]/[D] (Bernstein-Newhouse 2024; Kelner et al.)", tags=("lmo",))
 def sharp_operator(ctx: Context) -> ClaimResult:
     """Steepest descent: Delta* = -g#/lambda attains min_D <g,D> + lambda/2 ||D||^2 = -||g||_*^2/(2 lambda), with
     ||g#|| = ||g||_*, <g, g#> = ||g||_*^2; special cases l2 (g# = g), linf (||g||_1 sign g), spectral (||G||_nuc U V^T)."""
@@ -170,7 +170,7 @@ def _cvxpy_lmo_values(G: np.ndarray) -> dict[str, float] | None:
     return out
 
 
-@claim("spectral_nuclear_lmo", source="oracle 29 [D]; ground truth: cvxpy SDP", tags=("lmo", "spectral"))
+@claim("spectral_nuclear_lmo", source="docs/theory.md §5.29 [D]; ground truth: cvxpy SDP", tags=("lmo", "spectral"))
 def spectral_nuclear_lmo(ctx: Context) -> ClaimResult:
     """Spectral-ball LMO -U V^T: <G, -U V^T> = -||G||_nuc and ||U V^T||_op = 1; nuclear-ball LMO -u1 v1^T:
     <G, -u1 v1^T> = -sigma_1; both optimal values agree with cvxpy's solution of the defining program."""
@@ -216,7 +216,7 @@ def spectral_nuclear_lmo(ctx: Context) -> ClaimResult:
     )
 
 
-@claim("product_norm_duality", source="oracle 30 [D] (Scion/Gluon layer-wise LMO)", tags=("lmo",))
+@claim("product_norm_duality", source="docs/theory.md §5.30 [D] (Scion/Gluon layer-wise LMO)", tags=("lmo",))
 def product_norm_duality(ctx: Context) -> ClaimResult:
     """Block norms: the dual of max_l ||x_l||/rho_l is sum_l rho_l ||g_l||_* and its LMO is the concatenation of the block
     LMOs of radius rho_l; the dual of the sum norm is max_l ||g_l||_* and its LMO puts all mass on the arg-max block."""
@@ -273,7 +273,7 @@ def _matrix_with_singular_values(s: np.ndarray, m: int, n: int, gen: torch.Gener
     return (qa[:, :k] * torch.from_numpy(s)) @ qb[:, :k].T
 
 
-@claim("newton_schulz_band", source="oracles 32, 33 [D]/[C] (Muon quintic; modula docs)", tags=("lmo", "spectral", "newton_schulz"))
+@claim("newton_schulz_band", source="docs/theory.md §5.32, 5.33 [D]/[C] (Muon quintic; modula docs)", tags=("lmo", "spectral", "newton_schulz"))
 def newton_schulz_band(ctx: Context) -> ClaimResult:
     """Muon's quintic Newton–Schulz does not produce U V^T: p(1) = 0.701, repelling fixed points 0.8680 and 1.2637, and
     after 5 steps every singular value with sigma/||G||_F >= 0.01 lies in the invariant band [0.6818, 1.1344]; singular

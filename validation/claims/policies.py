@@ -1,15 +1,15 @@
 """Claims about the direction policies: LDSD (learned mean) and prior-informed selection (GV / greedy / carried best).
 
-Sources: ``theory_oracles.md`` sections 1 (LDSD, arXiv 2602.13659), 2 (MeZO-GV / MeZO-Greedy, arXiv 2601.04710)
-and oracles 16-21. Every estimate is produced by the library code path: a policy of :mod:`zotheory.policies`
+Sources: ``docs/theory.md`` §1 (LDSD, arXiv 2602.13659), §2 (MeZO-GV / MeZO-Greedy, arXiv 2601.04710)
+and §5.16-5.21. Every estimate is produced by the library code path: a policy of :mod:`zotheory.policies`
 (``policy.estimate``, or a :class:`~zotheory.optim.ZOSGD` step with ``policy=``), on problems of :mod:`problems`
 in float64, where central differences on quadratics are exact directional derivatives. Closed forms come from
 :mod:`zotheory.theory`; where a claim needs a moment the module does not provide (``E a^4`` of the selected
-projection), it is computed here by Monte Carlo of the one-dimensional order-statistics model of 2.4 and said so.
+projection), it is computed here by Monte Carlo of the one-dimensional order-statistics model of §2.4 and said so.
 
 Statistics: vector means by Hotelling's T^2, scalar means and ratios by z-tests with the empirical (delta-method)
 standard error; several tests in one claim share its false-alarm probability by Bonferroni. Comparative claims
-state their hypothesis (a prediction of the linear model of 2.4) before the numbers, and fail when it fails.
+state their hypothesis (a prediction of the linear model of §2.4) before the numbers, and fail when it fails.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from zotheory.policies import (
 
 FALSE_ALARM = 1e-3  # per claim, split over its tests by Bonferroni
 
-# The released LDSD run (theory_oracles.md 1.4, run_script.sh): k = 5, sigma ("variance") = 1, lr_mu = 4e-2, eps = 1e-3.
+# The released LDSD run (docs/theory.md §1.4, run_script.sh): k = 5, sigma ("variance") = 1, lr_mu = 4e-2, eps = 1e-3.
 RELEASED_LDSD = {"k": 5, "sigma": 1.0, "lr_mu": 4e-2}
 RELEASED_EPS = 1e-3
 
@@ -65,7 +65,7 @@ def flat(tensors: Sequence[torch.Tensor]) -> np.ndarray:
 
 
 class LinearObjective(torch.nn.Module):
-    """``f(x) = <g, x>``: the linear regime of ``theory_oracles.md`` 2.4 (ranking by ``<g, z>`` exactly)."""
+    """``f(x) = <g, x>``: the linear regime of ``docs/theory.md`` §2.4 (ranking by ``<g, z>`` exactly)."""
 
     def __init__(self, d: int, seed: int) -> None:
         super().__init__()
@@ -104,7 +104,7 @@ def ratio_z(influence: np.ndarray, estimate: float, predicted: float, alpha: flo
 
 
 def selection_moments(kind: str, M: int, top: int, n: int, rng: np.random.Generator) -> tuple[float, float, float]:
-    """``(E a^2, E a^4, c)`` of the selected projection in the 1-D model of ``theory_oracles.md`` 2.4, by Monte Carlo.
+    """``(E a^2, E a^4, c)`` of the selected projection in the 1-D model of ``docs/theory.md`` §2.4, by Monte Carlo.
 
     ``X_1..X_M`` i.i.d. N(0, 1) are the projections ``<g/|g|, z_i>``; candidates ranked by increasing ``X``;
     GV: ``a = mean(lowest top) - mean(rest)``, ``c = 1/top + 1/(M - top)``; greedy: ``a = X_(1)``, ``c = 1``.
@@ -127,8 +127,8 @@ def ratio_plot(title: str, labels: list[str], ratios: list[float], widths: list[
                 hlines=[{"y": 1.0, "label": "theory", "color": "k", "style": "--"}], xticklabels=labels)
 
 
-# ---------------------------------------------------------------------------------------------- oracle 16
-@claim("ldsd_policy_gradient_unbiased", source="oracle 16 [D]; theory_oracles.md 1.2 (zo_rl_sgd.py REINFORCE/LOO)",
+# ---------------------------------------------------------------------------------------------- §5.16
+@claim("ldsd_policy_gradient_unbiased", source="docs/theory.md §5.16 [D]; docs/theory.md §1.2 (zo_rl_sgd.py REINFORCE/LOO)",
        tags=("policies", "ldsd"), cost=1.5)
 def ldsd_policy_gradient_unbiased(ctx: Context) -> ClaimResult:
     """The LDSD mean update is REINFORCE with the leave-one-out baseline on exactly the evaluated candidates,
@@ -189,8 +189,8 @@ def ldsd_policy_gradient_unbiased(ctx: Context) -> ClaimResult:
     )
 
 
-# ---------------------------------------------------------------------------------------------- oracles 17, 18
-@claim("ldsd_estimator_moments", source="oracles 17, 18 [D]; theory_oracles.md 1.3", tags=("policies", "ldsd"), cost=2.0)
+# ---------------------------------------------------------------------------------------------- §5.17, 5.18
+@claim("ldsd_estimator_moments", source="docs/theory.md §5.17, 5.18 [D]; docs/theory.md §1.3", tags=("policies", "ldsd"), cost=2.0)
 def ldsd_estimator_moments(ctx: Context) -> ClaimResult:
     """With a fixed mean and no selection (LDSD with k = 1), the two-point estimate along z ~ N(mu, sigma^2 I)
     has mean (sigma^2 I + mu mu^T) grad f and the second moment of section 1.3; with mu = c g/|g| its alignment
@@ -202,7 +202,7 @@ def ldsd_estimator_moments(ctx: Context) -> ClaimResult:
     tests = 2 + len(grid)
     alpha = bonferroni(FALSE_ALARM, tests)
 
-    # part 1: mean and second moment at a random mean vector (oracle 17)
+    # part 1: mean and second moment at a random mean vector (§5.17)
     d, sigma = 20, 0.7
     n1 = ctx.pick(2000, 6000)
     problem = Quadratic(d, L=1.0, mu=0.05, rotated=True, seed=ctx.seed, dtype=torch.float64)
@@ -224,7 +224,7 @@ def ldsd_estimator_moments(ctx: Context) -> ClaimResult:
                              "false_alarm_per_test": alpha}
     passed = mean_test["passed"] and m2_test["passed"]
 
-    # part 2: alignment ratio with an aligned mean (oracle 18)
+    # part 2: alignment ratio with an aligned mean (§5.18)
     n2 = ctx.pick(1200, 4000)
     labels, ratios, widths, rows = [], [], [], []
     for gi, (dd, c, sg) in enumerate(grid):
@@ -255,7 +255,7 @@ def ldsd_estimator_moments(ctx: Context) -> ClaimResult:
         widths.append(t["critical_z"] * t["standard_error"] / pred)
     stats["part2_alignment_ratio"] = rows
     return ClaimResult(
-        predicted=("E g = (sigma^2 I + mu mu^T) grad f; E||g||^2 per section 1.3; rho(c, sigma, d) = "
+        predicted=("E g = (sigma^2 I + mu mu^T) grad f; E||g||^2 per docs/theory.md §1.3; rho(c, sigma, d) = "
                    + ", ".join(f"{fmt(row['predicted_rho'], 3)}" for row in rows)),
         measured=(f"Hotelling p = {fmt(mean_test['p_value'], 3)}, E||g||^2 = {fmt(m2_test['mean'])} vs "
                   f"{fmt(m2_pred)}; rho = " + ", ".join(fmt(row["measured_rho"], 3) for row in rows)),
@@ -266,13 +266,13 @@ def ldsd_estimator_moments(ctx: Context) -> ClaimResult:
                       f"(Bonferroni over {tests}, total {FALSE_ALARM})"),
         plots=[ratio_plot("LDSD alignment ratio rho: measured / (sigma^2+c^2)^2/(c^4+sigma^2c^2(d+5)+sigma^4(d+2))",
                           labels, ratios, widths, "measured / predicted")],
-        notes=("k = 1 makes the policy's direction an unselected draw of N(mu, sigma^2 I), the setting of oracles 17-18; "
+        notes=("k = 1 makes the policy's direction an unselected draw of N(mu, sigma^2 I), the setting of §5.17-5.18; "
                "rho's numerator uses the unbiased ||mean||^2 - tr(Cov)/n. The ratio -> 1 needs sigma^2 d / c^2 -> 0: "
                "with the released sigma = 1 and an LLM's d, |mu| would have to be of order sqrt(d)."),
     )
 
 
-# ---------------------------------------------------------------------------------------------- oracle 18 experiment
+# ---------------------------------------------------------------------------------------------- §5.18 experiment
 def _alignment_run(d: int, T: int, seed: int, lr_mu: float, windows: int) -> dict[str, Any]:
     """ZO-SGD + LDSD on a diagonal quadratic; per-iteration cos(mu_t, -grad f(x_t)) and cos(g_hat_t, grad f(x_t))."""
     problem = Quadratic(d, L=1.0, mu=0.1, rotated=False, init_radius=1.0, seed=seed, dtype=torch.float64)
@@ -297,7 +297,7 @@ def _alignment_run(d: int, T: int, seed: int, lr_mu: float, windows: int) -> dic
             "final_suboptimality_ratio": problem.suboptimality() / f0, "norm_mu_final": float(policy.mean()[0].norm())}
 
 
-@claim("ldsd_alignment_over_iterations", source="oracle 18 experiment; 2602.13659 [Q, secondary]: 'gradient alignment "
+@claim("ldsd_alignment_over_iterations", source="docs/theory.md §5.18 experiment; 2602.13659 [Q, secondary]: 'gradient alignment "
        "increases over iterations'", tags=("policies", "ldsd", "comparative"), cost=6.0)
 def ldsd_alignment_over_iterations(ctx: Context) -> ClaimResult:
     """On quadratics (d = 10^2, 10^3, 10^4), ZO-SGD with LDSD at the released hyperparameters: do
@@ -358,12 +358,12 @@ def ldsd_alignment_over_iterations(ctx: Context) -> ClaimResult:
                "forgetting, so once x moves the old gradients it remembers point elsewhere and cos(mu, -g) falls. "
                "With a larger lr_mu (100) mu does dominate the samples, and both cosines fall further. The d = 10^4 "
                "run covers only the start of the optimisation (see f/f0), where the gradient direction barely "
-               "changes. The paper's theorem (not available to us, theory_oracles.md 6) may assume a schedule or "
+               "changes. The paper's theorem (not available to us, docs/theory.md §6) may assume a schedule or "
                "normalisation that the released code does not use."),
     )
 
 
-# ---------------------------------------------------------------------------------------------- oracle 19
+# ---------------------------------------------------------------------------------------------- §5.19
 GV_SCHEMES = [("gv", 2, 1), ("gv", 4, 2), ("gv", 8, 4), ("gv", 16, 8)]
 GREEDY_SCHEMES = [("greedy", 2, 1), ("greedy", 3, 1), ("greedy", 5, 1), ("greedy", 10, 1), ("greedy", 16, 1)]
 
@@ -376,7 +376,7 @@ def _predicted_gain(kind: str, M: int, top: int) -> float:
     return theory.guided_vector_alignment_gain(M, top) if kind == "gv" else theory.greedy_alignment_gain(M)
 
 
-@claim("selection_alignment_gain", source="oracle 19 [D]; theory_oracles.md 2.4 (table); 2601.04710 MeZO-GV/Greedy",
+@claim("selection_alignment_gain", source="docs/theory.md §5.19 [D]; docs/theory.md §2.4 (table); 2601.04710 MeZO-GV/Greedy",
        tags=("policies", "guided"), cost=3.0)
 def selection_alignment_gain(ctx: Context) -> ClaimResult:
     """In the linear regime, the direction chosen by GV (top half of M) and greedy (best of M) has alignment gain
@@ -475,7 +475,7 @@ def _log_dstar(s1: np.ndarray, s2: np.ndarray) -> tuple[float, np.ndarray]:
     return 2 * math.log(m1) - math.log(m2), 2 * s1 / m1 - s2 / m2
 
 
-@claim("policy_budget_one_step", source="oracle 19 budget-matched validation; theory_oracles.md 2.4 consequence (ii)",
+@claim("policy_budget_one_step", source="docs/theory.md §5.19 budget-matched validation; docs/theory.md §2.4 consequence (ii)",
        tags=("policies", "guided", "comparative"), cost=3.0)
 def policy_budget_one_step(ctx: Context) -> ClaimResult:
     """Hypothesis (linear model of 2.4, stated before measuring): on an isotropic quadratic, the best one-step
@@ -723,7 +723,7 @@ def budget_runs(ctx: Context, problem_name: str) -> ClaimResult:
     )
 
 
-@claim("policy_budget_runs_quadratic", source="oracle 19 budget-matched validation (quadratic)",
+@claim("policy_budget_runs_quadratic", source="docs/theory.md §5.19 budget-matched validation (quadratic)",
        tags=("policies", "guided", "ldsd", "comparative"), cost=6.0)
 def policy_budget_runs_quadratic(ctx: Context) -> ClaimResult:
     """Budget-matched ZO-SGD runs on an ill-conditioned quadratic: final error against forward passes for GV,
@@ -731,7 +731,7 @@ def policy_budget_runs_quadratic(ctx: Context) -> ClaimResult:
     return budget_runs(ctx, "quadratic")
 
 
-@claim("policy_budget_runs_nonconvex", source="oracle 19 budget-matched validation (nonconvex)",
+@claim("policy_budget_runs_nonconvex", source="docs/theory.md §5.19 budget-matched validation (nonconvex)",
        tags=("policies", "guided", "ldsd", "comparative"), cost=6.0)
 def policy_budget_runs_nonconvex(ctx: Context) -> ClaimResult:
     """The same budget-matched comparison on the nonconvex sine problem (outside the quadratic model)."""

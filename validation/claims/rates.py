@@ -1,4 +1,4 @@
-"""Convergence-rate claims for ZO-SGD, RSGF, ZO-SignSGD and zeroth-order Frank–Wolfe (oracles 22-26).
+"""Convergence-rate claims for ZO-SGD, RSGF, ZO-SignSGD and zeroth-order Frank–Wolfe (§5.22-5.26).
 
 Every run uses the library optimizers (:mod:`zotheory.optim`) on problems of :mod:`problems` with known
 ``L`` and ``f*``, in float64. Rates are read off log–log plots with Theil–Sen slopes (99% intervals)
@@ -81,8 +81,8 @@ def fit_text(fit: dict[str, Any]) -> str:
     return f"{fmt(fit['slope'], 3)} [{fmt(fit['interval'][0], 3)}, {fmt(fit['interval'][1], 3)}]"
 
 
-# ---------------------------------------------------------------------- oracle 23
-@claim("zo_sgd_deterministic_rate", source="oracle 23 [Q]/[D]; Nesterov-Spokoiny 2017; Ghadimi-Lan 2013", tags=("rates", "zo_sgd"), cost=5.0)
+# ---------------------------------------------------------------------- §5.23
+@claim("zo_sgd_deterministic_rate", source="docs/theory.md §5.23 [Q]/[D]; Nesterov-Spokoiny 2017; Ghadimi-Lan 2013", tags=("rates", "zo_sgd"), cost=5.0)
 def zo_sgd_deterministic_rate(ctx: Context) -> ClaimResult:
     """Deterministic ZO-SGD with gamma = 1/(4(d+4)L): min_k E||grad f(x_k)||^2 = O((d+4) L (f(x_1) - f*)/N) -- log-log
     slope -1 in N for the trajectory average (the quantity the proof bounds) and at least -1 for the minimum -- and the
@@ -162,13 +162,13 @@ def zo_sgd_deterministic_rate(ctx: Context) -> ClaimResult:
     )
 
 
-# ---------------------------------------------------------------------- oracle 24
+# ---------------------------------------------------------------------- §5.24
 def _g3_step(L: float, d: int, Df: float, sigma: float, n: int) -> float:
     """Ghadimi-Lan Cor. 3.3 step gamma = min{1/(4L sqrt(d+4)), Df/(sigma sqrt N)} / sqrt(d+4) (D~ = D_f)."""
     return min(1.0 / (4 * L * math.sqrt(d + 4)), Df / (sigma * math.sqrt(n))) / math.sqrt(d + 4)
 
 
-@claim("zo_sgd_stochastic_rate", source="oracle 24 [Q, secondary] (Ghadimi-Lan 2013, Cor. 3.3)", tags=("rates", "zo_sgd", "stochastic"), cost=6.0)
+@claim("zo_sgd_stochastic_rate", source="docs/theory.md §5.24 [Q, secondary] (Ghadimi-Lan 2013, Cor. 3.3)", tags=("rates", "zo_sgd", "stochastic"), cost=6.0)
 def zo_sgd_stochastic_rate(ctx: Context) -> ClaimResult:
     """Stochastic ZO-SGD with the Cor. 3.3 step: E||grad f(x_R)||^2 decays like N^(-1/2) and grows like sqrt(d+4)
     (sigma > 0, large N), below the G3 bound 12(d+4)L^2 D_f^2/N + 8 L sqrt(d+4) D_f sigma/sqrt(N)."""
@@ -226,14 +226,14 @@ def zo_sgd_stochastic_rate(ctx: Context) -> ClaimResult:
                             {"x": [d + 4 for d in dims], "y": [math.exp(fit_d["intercept"]) * (d + 4) ** 0.5 for d in dims],
                              "style": "dashed", "label": "sqrt(d+4)"}],
                     xscale="log", yscale="log")],
-        notes="G3 was read from secondary notes (theory_oracles.md 3.2); it is used here as a sanity bound only. With the "
+        notes="G3 was read from secondary notes (docs/theory.md §3.2); it is used here as a sanity bound only. With the "
               "N-dependent step both the optimisation term Delta/(gamma N) and the noise floor gamma L (d+2) sigma^2 scale "
               "like sqrt((d+4)/N), which is why the exponents are tight at these sizes.",
     )
 
 
-# ---------------------------------------------------------------------- oracle 22
-@claim("rsgf_bound", source="oracle 22 [Q] (Ghadimi-Lan 2013, Thm 3.2, Eqs. 3.15-3.16)", tags=("rates", "zo_sgd", "bounds"), cost=4.0)
+# ---------------------------------------------------------------------- §5.22
+@claim("rsgf_bound", source="docs/theory.md §5.22 [Q] (Ghadimi-Lan 2013, Thm 3.2, Eqs. 3.15-3.16)", tags=("rates", "zo_sgd", "bounds"), cost=4.0)
 def rsgf_bound(ctx: Context) -> ClaimResult:
     """RSGF (forward Gaussian oracle, gamma_k < 1/(2(d+4)L), output index R drawn with P_R(k) ~ gamma_k - 2L(d+4)gamma_k^2)
     on a nonconvex L-smooth problem: (1/L) E||grad f(x_R)||^2 never exceeds the G2 right-hand side."""
@@ -285,8 +285,8 @@ def rsgf_bound(ctx: Context) -> ClaimResult:
     )
 
 
-# ---------------------------------------------------------------------- oracle 25
-@claim("zo_signsgd_rate", source="oracle 25 [Q] (Liu, Chen, Chen, Hong, ICLR 2019)", tags=("rates", "sign"), cost=5.0)
+# ---------------------------------------------------------------------- §5.25
+@claim("zo_signsgd_rate", source="docs/theory.md §5.25 [Q] (Liu, Chen, Chen, Hong, ICLR 2019)", tags=("rates", "sign"), cost=5.0)
 def zo_signsgd_rate(ctx: Context) -> ClaimResult:
     """ZO-SignSGD with step 1/sqrt(dT): E||grad f(x_R)||_2 = O(sqrt(d/T)) -- slope -1/2 in T and at most +1/2 in d."""
     seeds = ctx.pick(2, 3)
@@ -330,8 +330,8 @@ def zo_signsgd_rate(ctx: Context) -> ClaimResult:
     )
 
 
-# ---------------------------------------------------------------------- oracle 26
-@claim("zo_frank_wolfe_rate", source="oracle 26 [Q] (Sahu, Zaheer, Kar, AISTATS 2019); exact FW bound [U-standard] (Jaggi 2013)", tags=("rates", "frank_wolfe", "lmo"), cost=4.0)
+# ---------------------------------------------------------------------- §5.26
+@claim("zo_frank_wolfe_rate", source="docs/theory.md §5.26 [Q] (Sahu, Zaheer, Kar, AISTATS 2019); exact FW bound [U-standard] (Jaggi 2013)", tags=("rates", "frank_wolfe", "lmo"), cost=4.0)
 def zo_frank_wolfe_rate(ctx: Context) -> ClaimResult:
     """Zeroth-order Frank–Wolfe over an l1 ball (one Gaussian directional derivative per step, gradient averaging
     rho_k = 4/(d^(1/3)(k+8)^(2/3)), step 2/(k+8)): primal gap O(d^(1/3) T^(-1/3)); exact-gradient FW with step 2/(k+2)

@@ -2,7 +2,7 @@ r"""ZO-Adam / ZO-AdaMM: Adam moments on a zeroth-order estimate (Chen et al., Ne
 
 ZO-AdaMM (Chen, Liu, Xu, Li, Lin, Hong, Cox, "ZO-AdaMM: Zeroth-Order Adaptive Momentum Method for Black-Box
 Optimization", NeurIPS 2019, Alg. 1) runs AMSGrad on the two-point estimate; ZO-Bench's "ZO-Adam" is
-torch's ``Adam`` (bias-corrected, no max) fed with ``g_hat`` (``zo_llm_anchors.md`` 2.1).
+torch's ``Adam`` (bias-corrected, no max) fed with ``g_hat`` (``docs/theory.md`` §6.5).
 """
 
 from __future__ import annotations

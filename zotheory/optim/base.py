@@ -48,7 +48,7 @@ NO_DECAY_NAME_PARTS: tuple[str, ...] = ("bias", "layer_norm", "layernorm", "ln_"
 
 
 def is_no_decay_name(name: str) -> bool:
-    """MeZO's rule: no weight decay for biases and LayerNorm weights (``zo_llm_anchors.md`` 5.3.7)."""
+    """MeZO's rule: no weight decay for biases and LayerNorm weights (``docs/theory.md`` §6.1)."""
     lowered = name.lower()
     return any(part in lowered for part in NO_DECAY_NAME_PARTS)
 

@@ -11,7 +11,7 @@ coordinate and refreshes only the coordinates sampled at step ``t``:
 Alg. 2); vectors, embeddings and the LM head are routed explicitly through parameter groups
 (``update`` key, see :mod:`zotheory.optim.muon`). The memory ``m`` is full-size (one number per parameter,
 fp32 for half-precision parameters) and declared in :meth:`~zotheory.optim.base.ZOOptimizer.state_bytes`:
-the paper's "2d + 1" accounting (``zo_llm_anchors.md`` 1.2).
+the paper's "2d + 1" accounting (``docs/theory.md`` §6.3).
 
 Two estimators, named for what they compute (both 2 closure calls per step):
 
@@ -19,7 +19,7 @@ Two estimators, named for what they compute (both 2 closure calls per step):
   tensors (:class:`~zotheory.directions.Coordinate`), ``hat g_{i_t} = (f(x + tau e_i) - f(x - tau e_i)) / (2 tau)``.
   With several matrices this is Alg. 2 applied to the concatenated parameter vector: one entry of one matrix
   per step.
-* ``estimator="block"`` (the public code's sampling, ``zo_llm_anchors.md`` 1.5/1.6): in every tensor a random
+* ``estimator="block"`` (the public code's sampling, ``docs/theory.md`` §6.4): in every tensor a random
   block of ``ceil(f rows) x ceil(f cols)`` entries (``ceil(f n)`` for vectors; ``f = block_fraction``, 0.1 in
   the code), all perturbed at once by ``tau s`` with signs ``s`` (:class:`JaguarBlock`). With
   ``delta = (f(x + tau s) - f(x - tau s)) / (2 tau) ~ sum_{k in B} s_k d_k f``, every sampled coordinate
@@ -27,7 +27,7 @@ Two estimators, named for what they compute (both 2 closure calls per step):
   cross terms ``s_i s_k d_k f`` have mean zero, variance ``sum_{k in B, k != i} (d_k f)^2``).
   ``block_signs="ones"`` reproduces the public code's *block sum*: all signs +1, so
   ``hat g_i = sum_{k in B} d_k f`` for every ``i`` of the block, biased by the other partial
-  derivatives of the block (``theory_oracles.md`` 1.5) — offered to reproduce the code, not recommended.
+  derivatives of the block (``docs/theory.md`` §1.5) — offered to reproduce the code, not recommended.
 """
 
 from __future__ import annotations

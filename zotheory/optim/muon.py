@@ -1,7 +1,7 @@
 r"""ZO-Muon: Newton–Schulz orthogonalisation of a zeroth-order estimate, and its matrix-efficient variant.
 
-Two methods from the JAGUAR paper's appendix (Petrov et al., arXiv 2506.04430; the text is
-``shared/reference/jaguar_paper.txt``, Appendix A):
+Two methods from the JAGUAR paper's appendix (Petrov et al., arXiv 2506.04430; the early PDF in
+``intsystems/ZO-LLM-FineTuning`` @ 0da8dd2, Appendix A; ``docs/theory.md`` §3.9):
 
 * :class:`ZOMuon` (App. A.1, Alg. 3): a two-point estimate ``G = (f(W + r E) - f(W - r E)) / (2r) E`` with
   Gaussian ``E``, then ``W <- W - lr NS(G)`` per matrix. We add an optional EMA momentum
@@ -14,10 +14,10 @@ Two methods from the JAGUAR paper's appendix (Petrov et al., arXiv 2506.04430; t
 Which tensors are orthogonalised is explicit: every parameter group carries an ``update`` rule
 (:data:`UPDATE_RULES`), and :func:`muon_param_groups` builds the usual split (hidden matrices -> ``"muon"``;
 embeddings, the LM head, biases and LayerNorm -> ``"sign"``). The JAGUAR-Muon failure on full fine-tuning
-(72.5% on SST-2) was blamed by its authors on the non-matrix parameters (``zo_llm_anchors.md`` 1.4, 5.3.6).
+(72.5% on SST-2) was blamed by its authors on the non-matrix parameters (``docs/theory.md`` §6.3, §6.6).
 
-Update rules (a direction ``D`` with ``x <- x - lr D``; each is minus a unit-ball LMO of ``lmo.py``, section 4
-of ``theory_oracles.md``):
+Update rules (a direction ``D`` with ``x <- x - lr D``; each is minus a unit-ball LMO of ``lmo.py``, §4
+of ``docs/theory.md``):
 
 =========  ==========================================================  ==========================
 rule        ``D`` for the (momentum of the) estimate ``M``              LMO
@@ -89,7 +89,7 @@ def update_direction(
     """The direction ``D`` of ``x <- x - lr D`` for an update rule (module table).
 
     ``muon``: ``newton_schulz(M, coefficients, steps)``, times ``max(1, rows/cols)^(1/2)`` when
-    ``shape_scale`` (Muon's post-scaling, oracle 33; JAGUAR's code does not use it). ``sign``:
+    ``shape_scale`` (Muon's post-scaling, §5.33; JAGUAR's code does not use it). ``sign``:
     ``sign(M) = -lmo_inf(M)``. ``l2``: ``M/||M|| = -lmo_2(M)``. ``sgd``: ``M``.
     """
     if rule == "muon":
@@ -291,7 +291,7 @@ class SemiOrthogonal(DirectionFamily):
     In both cases ``E`` is invariant in law under ``E -> P E Q`` for orthogonal ``P, Q``, which forces
     ``E[vec(E) vec(E)^T] = (E||E||_F^2 / (m n)) I = I``: the scale is 1, as for Gaussian directions
     (``directions.py`` convention). Tensors with fewer than 2 dims get Gaussian directions.
-    :meth:`polar` returns the polar factor ``U V^T`` (the Muon/spectral-LMO direction of ``E``, oracle 29)
+    :meth:`polar` returns the polar factor ``U V^T`` (the Muon/spectral-LMO direction of ``E``, §5.29)
     without any Newton–Schulz or SVD. Factors are computed in float32 (float64 for float64 tensors) and
     cast, so a half-precision direction is the rounding of the float32 one.
     """

@@ -10,7 +10,7 @@ checks that AdaNAGED in the matching configuration follows the same trajectory.
   ``r_eps = reps_rel (1 + ||x_0||_2)``, ``x_{t+1} = x_t - eta_t g_t``; fixed smoothing radius.
 * :class:`ZOPOEM` — POEM (Ren & Luo, ICML 2025, arXiv 2502.05600) without the projection (unconstrained):
   sphere two-point estimator ``g_t = d (f(x + mu v) - f(x - mu v)) / (2 mu) v``, ``v ~ U(S^{d-1})``, the same
-  DoG step. **POEM's exact smoothing rule mu_t could not be obtained** (``adanaged_status.md``); we use
+  DoG step. **POEM's exact smoothing rule mu_t could not be obtained** (``docs/theory.md`` §7); we use
   AdaNAGED's step-tied rule ``mu_{t+1} = clip(||x_{t+1} - x_t||_2 / 2, floor, mu_0)`` (derivation in
   ``docs/adanaged.md``), so this class is "POEM-style", not POEM.
 * :class:`ZOALIASSign` — ALIAS parameter-free Sign-SGD (Medyakov et al., arXiv 2506.03725) on Gaussian

@@ -29,7 +29,7 @@ __all__ = ["REFERENCES", "ReferenceOptimizer", "literal_lmo", "literal_newton_sc
 
 # ---------------------------------------------------------------------------------------------- formulas
 def literal_newton_schulz(g: Tensor, coefficients: Sequence[float], steps: int, eps: float = NS_EPS) -> Tensor:
-    """``X_0 = G / (||G||_F + eps)``, ``X <- sum_k c_k (X X^T)^k X`` (oracle 32), on the ``(rows, -1)`` view."""
+    """``X_0 = G / (||G||_F + eps)``, ``X <- sum_k c_k (X X^T)^k X`` (§5.32), on the ``(rows, -1)`` view."""
     x = g.reshape(g.shape[0], -1)
     x = x / (torch.linalg.matrix_norm(x) + eps)
     for _ in range(steps):
@@ -67,8 +67,8 @@ def literal_rule(rule: str, m: Tensor, group: dict[str, Any]) -> Tensor:
 
 
 def literal_lmo(norm: str | Norm, m: Tensor) -> Tensor:
-    """``argmin_{||s|| <= 1} <m, s>`` written out for the common norms (section 4 table of
-    ``theory_oracles.md``); other norms fall back to :mod:`zotheory.lmo`."""
+    """``argmin_{||s|| <= 1} <m, s>`` written out for the common norms (§4.1 table of
+    ``docs/theory.md``); other norms fall back to :mod:`zotheory.lmo`."""
     name = norm if isinstance(norm, str) else norm.name
     if name == "l2" or name == "frobenius":
         n = torch.linalg.vector_norm(m)

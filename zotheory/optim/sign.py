@@ -1,7 +1,7 @@
-r"""The two zeroth-order "sign SGD" methods, each named for what it computes (``zo_llm_anchors.md`` 5.3.5).
+r"""The two zeroth-order "sign SGD" methods, each named for what it computes (``docs/theory.md`` §6.5).
 
 * :class:`ZOSignSGD` — the coordinate-wise sign of the estimate, ``x <- x - lr sign(g_hat)``
-  (ZO-signSGD, Liu, Chen, Chen & Hong, ICLR 2019; ``theory_oracles.md`` 3.8, rate ``O(sqrt(d/T))``).
+  (ZO-signSGD, Liu, Chen, Chen & Hong, ICLR 2019; ``docs/theory.md`` §3.8, rate ``O(sqrt(d/T))``).
 * :class:`ZOSGDSign` — the sign of the *scalar* projected gradient times the direction,
   ``x <- x - lr sign((f(x + r z) - f(x - r z)) / (2r)) z`` (ZO-Bench's "ZO-SGD-Sign", Zhang et al. ICML 2024,
   ``zo-bench/trainer.py`` ``zo_sign_opt``: ``p.grad = sign(projected_grad) * z``).
@@ -87,7 +87,7 @@ class ZOSGDSign(ZOOptimizer):
     Applied in place like MeZO: each ``z_j`` is regenerated once and the pending restore of the last
     perturbation is folded into the update (``x <- x - r z + (r - eta sign(delta)/q) z``); no state, one
     tensor-sized scratch. ZO-Bench's runs used HF's AdamW as the inner step by accident
-    (``zo_llm_anchors.md`` 2.2); this is the plain SGD form its paper describes.
+    (``docs/theory.md`` §6.5); this is the plain SGD form its paper describes.
     """
 
     def __init__(

@@ -5,7 +5,7 @@ r"""ZO-LMO: zeroth-order momentum plus any linear minimisation oracle, chosen pe
     \mathrm{lmo}_1(m) = \arg\min_{\|s\|\le1}\langle m, s\rangle
 
 applied per tensor (the ball is the product of the tensors' unit balls: the layer-wise LMO of Scion/Gluon,
-oracle 30; ``theory_oracles.md`` 3.9 for the Scion/Gluon updates ``x <- x + gamma rho lmo(d)``). Special
+§5.30; ``docs/theory.md`` §3.9 for the Scion/Gluon updates ``x <- x + gamma rho lmo(d)``). Special
 cases: ``norm="linf"`` with ``beta = 0`` is ZO-signSGD; ``"l2"`` normalised ZO-SGD; ``"spectral"`` a
 ZO-Muon with the exact polar factor; ``"spectral_ns"`` ZO-Muon with the quintic Newton–Schulz.
 """

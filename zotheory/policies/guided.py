@@ -2,7 +2,7 @@
 
 Jin, Cen & Tan, "Prior-Informed Zeroth-Order Optimization with Adaptive Direction
 Alignment" (arXiv 2601.04710; v2 "Steering the Noise", methods MeZO-GV and MeZO-Greedy),
-``theory_oracles.md`` section 2. Every policy here first evaluates candidate directions
+``docs/theory.md`` §2. Every policy here first evaluates candidate directions
 ``z_1 .. z_M ~ N(0, I)`` one-sidedly, ``F_i = f(x + r z_i)``, then returns the central
 two-point estimate along a direction ``v`` built from them,
 
@@ -11,18 +11,18 @@ two-point estimate along a direction ``v`` built from them,
 (no rescaling of ``v``: the estimator of the paper and of the public code).
 
 * :class:`GuidedVectorPolicy` (``M``, ``alpha``): ``v = mean(top) - mean(bottom)`` with the
-  ``floor(alpha M)`` lowest-loss candidates on top (MeZO-GV, ``theory_oracles.md`` 2.1);
+  ``floor(alpha M)`` lowest-loss candidates on top (MeZO-GV, ``docs/theory.md`` §2.1);
   ``M + 2`` evaluations.
 * :class:`GreedyPolicy` (``M``): ``v = z_{i*}``, ``i* = argmin_i F_i`` (MeZO-Greedy); ``M + 2``.
 * :class:`CarriedBestPolicy`: the variant the public code runs (``trainer.py``,
-  ``theory_oracles.md`` 2.2): one new candidate plus the previous step's best seed,
+  ``docs/theory.md`` §2.2): one new candidate plus the previous step's best seed,
   re-evaluated at the current ``x`` (two fresh seeds at the first step); ``v = z_best -
   z_worst``; the best seed is carried to the next step. 4 evaluations every step.
 
-Linear-regime facts (``theory_oracles.md`` 2.4, oracles 19-21): with ``M = 2`` fresh i.i.d.
+Linear-regime facts (``docs/theory.md`` §2.4, §5.19-5.21): with ``M = 2`` fresh i.i.d.
 candidates neither GV nor greedy changes the law of ``cos^2(v, g)`` (``E cos^2 = 1/d``);
 the alignment gain ``G = E[a^2] / c`` grows with ``M`` (``zotheory.theory.guided_vector_alignment_gain``,
-``greedy_alignment_gain``); for linear ``f`` and ``M = 2``, ``<g, v> <= 0`` always (oracle 21).
+``greedy_alignment_gain``); for linear ``f`` and ``M = 2``, ``<g, v> <= 0`` always (§5.21).
 
 This module also holds the pieces shared with :mod:`zotheory.policies.ldsd`:
 :class:`PinnedCombinations` (a family whose directions are fixed linear combinations of
@@ -192,14 +192,14 @@ def _check_normalize(normalize: str) -> str:
 
 
 def guided_weights(order: Sequence[int], top: int, normalize: str) -> list[float]:
-    """Weights ``w_j`` of ``v = sum_j w_j z_j`` for the guiding vector (``theory_oracles.md`` 2.1).
+    """Weights ``w_j`` of ``v = sum_j w_j z_j`` for the guiding vector (``docs/theory.md`` §2.1).
 
     ``order`` lists candidate indices from lowest to highest loss; the first ``top`` get
     ``+1/top``, the others ``-1/(M - top)``: ``v = mean(top) - mean(bottom)``.
 
     ``normalize="none"``: exactly that (the paper's formula and the public code: for
     ``M = 2`` it is ``z_best - z_worst``, ``E||v||^2 = 2d`` exactly, effective radius
-    ``sqrt(2) r``, oracle 20). ``"unit_variance"``: all weights divided by
+    ``sqrt(2) r``, §5.20). ``"unit_variance"``: all weights divided by
     ``sqrt(c)``, ``c = 1/top + 1/(M - top) = sum_j w_j^2``, so that every coordinate of ``v``
     orthogonal to the gradient has unit variance, as for one ``N(0, I)`` direction
     (``||v||^2 = d`` exactly in law for ``M = 2``; ``E||v||^2 = d - 1 + G`` in the linear
@@ -266,10 +266,10 @@ class _CandidatePolicy(DirectionPolicy):
 class GuidedVectorPolicy(_CandidatePolicy):
     """MeZO-GV: two-point estimate along ``v = mean(top) - mean(bottom)`` of ``M`` candidates.
 
-    ``top = floor(alpha * M)`` lowest-loss candidates (``theory_oracles.md`` 2.1); ``M + 2``
+    ``top = floor(alpha * M)`` lowest-loss candidates (``docs/theory.md`` §2.1); ``M + 2``
     closure calls per step (central). ``normalize`` is explained in :func:`guided_weights`.
     Linear-regime alignment gain: ``zotheory.theory.guided_vector_alignment_gain(M, top)``
-    (oracle 19; 1.00 / 2.10 / 4.56 / 9.60 for ``M`` = 2 / 4 / 8 / 16, top half).
+    (§5.19; 1.00 / 2.10 / 4.56 / 9.60 for ``M`` = 2 / 4 / 8 / 16, top half).
 
     Args:
         M: candidates per step (``>= 2``); alpha: top fraction in ``(0, 1)`` with
@@ -306,7 +306,7 @@ class GreedyPolicy(_CandidatePolicy):
 
     ``M + 2`` closure calls per step (central); ties go to the lower index. Linear-regime
     alignment gain ``E[X_(1)^2]`` (``zotheory.theory.greedy_alignment_gain``; 1.00 for
-    ``M = 2``, 1.28 / 1.81 / 2.71 / 3.41 for ``M`` = 3 / 5 / 10 / 16, oracle 19).
+    ``M = 2``, 1.28 / 1.81 / 2.71 / 3.41 for ``M`` = 3 / 5 / 10 / 16, §5.19).
     """
 
     name = "greedy"
@@ -331,11 +331,11 @@ class CarriedBestPolicy(DirectionPolicy):
     at the first step, a second fresh direction ``(step_seed, 1)``), then the two-point
     estimate along ``v = z_best - z_worst`` (``normalize="none"``, as the code; or divided
     by ``sqrt(2)`` with ``"unit_variance"``), and carries the winner's seed to the next
-    step. ``theory_oracles.md`` 2.2: 2 + 2 = 4 closure calls at every step, the first
+    step. ``docs/theory.md`` §2.2: 2 + 2 = 4 closure calls at every step, the first
     included. Ties go to the new candidate.
 
     Not i.i.d.: the carried seed can win repeatedly and act as a persistent prior direction,
-    so the ``M = 2`` "no gain" law of oracle 19 does not apply (measured separately).
+    so the ``M = 2`` "no gain" law of §5.19 does not apply (measured separately).
     State: the carried ``(seed, j)`` (two integers), saved in :meth:`state_dict` and only
     updated after the step's estimate succeeded.
     """

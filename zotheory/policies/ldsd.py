@@ -2,7 +2,7 @@ r"""Learnable direction sampling (LDSD): a learned mean for the perturbation law
 
 Parfenov, Evseev, Veprikov, Bushkov, Moiseev, Beznosikov, "Zero-Order Optimization for LLM
 Fine-Tuning via Learnable Direction Sampling" (arXiv 2602.13659); the algorithm as the
-public code runs it (``zo_rl_sgd.py``), ``theory_oracles.md`` 1.2:
+public code runs it (``zo_rl_sgd.py``), ``docs/theory.md`` §1.2:
 
 1. ``z_i = mu + sigma u_i``, ``u_i ~ N(0, I)``, ``i = 1..k``; one-sided losses
    ``F_i = f(x + r z_i)`` (``k`` closure calls);
@@ -18,12 +18,12 @@ public code runs it (``zo_rl_sgd.py``), ``theory_oracles.md`` 1.2:
        \mu \leftarrow \mu - \eta_\mu \hat g_\mu
 
    (``c_i = 0`` for ``k = 1``: no update). On a quadratic ``E hat g_mu = r grad f(x + r mu)``
-   exactly (oracle 16; in general ``r grad f_{r sigma}(x + r mu)``, the Gaussian smoothing).
+   exactly (§5.16; in general ``r grad f_{r sigma}(x + r mu)``, the Gaussian smoothing).
 
 The ``u_i`` are the :class:`~zotheory.directions.Gaussian` family's directions
 ``(step_seed, i)`` (drawn in ``mu``'s dtype), so the update regenerates exactly the
 candidates whose losses were measured (the public ``zo_rl_sgd.py`` re-seeded once and drew
-different ones, ``theory_oracles.md`` 1.5). With ``mu = 0``, ``sigma = 1`` the candidates are
+different ones, ``docs/theory.md`` §1.5). With ``mu = 0``, ``sigma = 1`` the candidates are
 bit-identical to the Gaussian family's.
 
 **Order of the mu update (lazy).** The returned estimate's family regenerates
@@ -80,7 +80,7 @@ _GAUSSIAN = Gaussian()
 def rloo_coefficients(losses: torch.Tensor) -> torch.Tensor:
     """Leave-one-out advantages ``c_i = F_i - mean_{j != i} F_j = (k F_i - sum_j F_j) / (k - 1)``.
 
-    ``theory_oracles.md`` 1.2; all zeros for ``k = 1`` (no baseline, no update). Float64.
+    ``docs/theory.md`` §1.2; all zeros for ``k = 1`` (no baseline, no update). Float64.
     """
     F = losses.detach().to(torch.float64).reshape(-1)
     k = F.numel()
@@ -107,7 +107,7 @@ class ShiftedGaussian(DirectionFamily):
 
     ``mu`` is a list of tensors held by reference (LDSD's live mean); ``u`` is drawn in
     ``mu``'s dtype and ``z`` cast to the requested dtype. ``E[<g, z> z] = (sigma^2 I + mu mu^T) g``
-    (oracle 17), so ``scale`` is 1 and the estimator is biased unless ``mu`` is parallel to
+    (§5.17), so ``scale`` is 1 and the estimator is biased unless ``mu`` is parallel to
     ``g`` (the public code's estimator). When built by a policy (``owner``, ``version``),
     regenerating after the owner's ``mu`` changed raises ``RuntimeError``.
     """
@@ -150,7 +150,7 @@ class ShiftedGaussian(DirectionFamily):
 class LDSDPolicy(DirectionPolicy):
     """Learnable direction sampling: greedy best of ``k`` candidates from ``N(mu, sigma^2 I)``,
     the two-point estimate along it, and a REINFORCE/leave-one-out update of ``mu``
-    (module docstring; ``theory_oracles.md`` 1.2, oracles 16-18).
+    (module docstring; ``docs/theory.md`` §1.2, §5.16-5.18).
 
     Args:
         k: candidates per step (``>= 1``; ``k = 1``: no selection and no ``mu`` update).

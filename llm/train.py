@@ -118,27 +118,11 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_\s]", "", name.lower())
 
 
-#: Methods that exist in ``zotheory.optim`` but may not be registered yet: name -> (module, class).
-#: The registry entry wins as soon as there is one; until then the class is built with its own
-#: defaults, which is what ``make_optimizer`` does for a registered class.
-_UNREGISTERED: dict[str, tuple[str, str]] = {"adanaged": ("zotheory.optim.adanaged", "AdaNAGED")}
-
-
 def _zo_registry() -> dict[str, Any]:
-    """``zotheory.optim.registry.OPTIMIZERS``: name -> ``OptimizerSpec`` (with ``.factory``),
-    plus the importable classes of :data:`_UNREGISTERED` that the registry lacks."""
-    import importlib
-
+    """``zotheory.optim.registry.OPTIMIZERS``: name -> ``OptimizerSpec`` (with ``.factory``)."""
     from zotheory.optim.registry import OPTIMIZERS
 
-    out: dict[str, Any] = dict(OPTIMIZERS)
-    for name, (module, cls_name) in _UNREGISTERED.items():
-        if name not in out:
-            try:
-                out[name] = getattr(importlib.import_module(module), cls_name)
-            except (ImportError, AttributeError):
-                pass
-    return out
+    return dict(OPTIMIZERS)
 
 
 def available_methods() -> list[str]:

@@ -247,23 +247,6 @@ def fmt(value: float, digits: int = 4) -> str:
     return f"{float(value):.{digits}g}"
 
 
-def mean_matches_t(samples: np.ndarray, predicted: float, false_alarm: float = 1e-3) -> dict[str, Any]:
-    """Two-sided Student-t test of ``E[samples] == predicted`` (for few, roughly normal samples such as
-    batch means of a long run or per-seed averages); same keys as :func:`mean_matches`."""
-    from scipy.stats import t as t_dist
-
-    samples = np.asarray(samples, dtype=np.float64)
-    n = samples.size
-    if n < 2:
-        raise ValueError(f"a t-test needs at least 2 samples, got {n}")
-    out = mean_matches(samples, predicted, false_alarm)
-    crit = float(t_dist.isf(false_alarm / 2.0, n - 1))
-    se = out["standard_error"]
-    out.update(test="two-sided Student t-test on the mean", critical_z=crit, degrees_of_freedom=n - 1,
-               interval=[out["mean"] - crit * se, out["mean"] + crit * se], passed=bool(abs(out["z"]) <= crit))
-    return out
-
-
 def weighted_slope(x: np.ndarray, y: np.ndarray, y_se: np.ndarray, confidence: float = 0.99) -> dict[str, Any]:
     """Weighted least-squares slope of ``y`` on ``x`` when each ``y`` has a known standard error ``y_se``.
 

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from zotheory.estimators import ZOEstimate
-from zotheory.optim.adanaged import AdaNAGED, ALIASRule, DoGRule, radius_floor, reps_initial_distance
+from zotheory.optim.adanaged import radius_floor, reps_initial_distance
 from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_unit_interval
 from zotheory.optim.registry import OptimizerSpec, dense_reference, register_optimizer
 
@@ -197,10 +197,6 @@ class ZOALIASSign(ZOOptimizer):
 
 
 # ---------------------------------------------------------------------------------------------- registry
-def _pf_evals(config: Any) -> int:
-    return 2 * int(config.get("q", 1))
-
-
 for _spec in (
     OptimizerSpec(
         name="zo-dog",
@@ -231,6 +227,3 @@ for _spec in (
     ),
 ):
     register_optimizer(_spec)
-
-# keep the names used by the equivalence tests importable from here
-_ = (AdaNAGED, ALIASRule, DoGRule)

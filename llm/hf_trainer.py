@@ -59,6 +59,7 @@ import torch
 from torch import nn
 from transformers import Trainer
 
+from llm.objective import eval_closure
 from llm.step import ForwardCount, zo_step
 
 __all__ = ["ZOTrainer", "DeferredStepOptimizer"]
@@ -207,8 +208,6 @@ class ZOTrainer(Trainer):
             return torch.zeros((), device=self.args.device)
         micro, self._zo_micro_batches = self._zo_micro_batches, []
         net = self.accelerator.unwrap_model(model)
-        from llm.objective import eval_closure
-
         losses = [eval_closure(net, functools.partial(self._zo_micro_loss, net, batch)) for batch in micro]
         counts = [_num_examples(batch) for batch in micro]
         loss, count = zo_step(self.zo_optimizer, losses, counts, data_parallel=self._data_parallel(),

@@ -7,6 +7,8 @@ Submodules (imported lazily, so ``import llm`` does not pull in transformers):
 - `llm.models`    checkpoint loading, offline OPT presets, offline tokenizer, LoRA,
                   MiniLM / BERT classifiers
 - `llm.objective` loss modules and the closures the optimizers call
+- `llm.step`      one optimizer step: closure over micro-batches, forward-pass accounting
+- `llm.hf_trainer` `ZOTrainer`, a `transformers.Trainer` for every zotheory method
 
 Typical use (offline, tiny)::
 
@@ -62,6 +64,9 @@ _EXPORTS = {
     "SequenceClassificationObjective": "objective",
     "make_closure": "objective",
     "make_backward_closure": "objective",
+    "eval_closure": "objective",
+    # Hugging Face Trainer
+    "ZOTrainer": "hf_trainer",
 }
 
 __all__ = [*_SUBMODULES, *_EXPORTS]

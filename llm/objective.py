@@ -47,6 +47,7 @@ __all__ = [
     "eval_mode",
     "train_mode",
     "make_closure",
+    "eval_closure",
     "make_backward_closure",
 ]
 
@@ -217,10 +218,17 @@ def make_closure(
     values.  ``device``: move the batch there once, when the closure is made.
     """
     b = _move(batch, device)
+    return eval_closure(objective, lambda: objective(b))
+
+
+def eval_closure(module: nn.Module, loss: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """The zeroth-order closure of any loss: each call runs ``loss()`` with ``module`` in eval mode
+    (dropout off, so every evaluation of a step sees the same function; previous modes restored
+    afterwards) under `torch.inference_mode` (no autograd graph, no ``.grad``)."""
 
     def closure() -> torch.Tensor:
-        with eval_mode(objective), torch.inference_mode():
-            return objective(b)
+        with eval_mode(module), torch.inference_mode():
+            return loss()
 
     return closure
 

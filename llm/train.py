@@ -66,6 +66,7 @@ from llm.checkpoint import (
     restore_rng_state,
 )
 from llm.config import FinetuneConfig, coerce_options
+from llm.step import FO_FORWARD_EQUIVALENTS  # the step's closure and accounting live in llm.step (shared with llm.hf_trainer)
 
 __all__ = [
     "FIRST_ORDER_METHODS",
@@ -93,9 +94,6 @@ FIRST_ORDER_METHODS: dict[str, type[torch.optim.Optimizer]] = {
     "fo-sgd": torch.optim.SGD,
     "fo-adam": torch.optim.Adam,
 }
-
-#: Forward-pass equivalents of one first-order step: 1 forward + 1 backward (= 2 forwards).
-FO_FORWARD_EQUIVALENTS = 3
 
 #: Direction policies: CLI name -> class name in ``zotheory.policies``.
 POLICIES: dict[str, str] = {
@@ -471,18 +469,6 @@ class TrainerState:
         return cls(**d)
 
 
-class _CountingClosure:
-    """Wrap a closure and count its calls."""
-
-    def __init__(self, fn: Callable[[], torch.Tensor]) -> None:
-        self.fn = fn
-        self.calls = 0
-
-    def __call__(self) -> torch.Tensor:
-        self.calls += 1
-        return self.fn()
-
-
 def _float(x: Any) -> float:
     v = float(x.detach()) if isinstance(x, torch.Tensor) else float(x)
     return v
@@ -704,24 +690,17 @@ def train_loop(
 
 
 def _one_step(run: Run, batch: Any, state: TrainerState) -> torch.Tensor:
+    """One step through :mod:`llm.step` (closure, data-parallel loss, forward-pass accounting)."""
     from llm.objective import make_backward_closure, make_closure
+    from llm.step import fo_step, zo_step
 
     if run.spec.kind == "zo":
-        fn = make_closure(run.objective, batch)
-        if run.data_parallel is not None:
-            from llm.distributed import data_parallel_closure
-
-            fn = data_parallel_closure(fn, len(batch), log=run.data_parallel.log)
-        closure = _CountingClosure(fn)
-        loss = run.optimizer.step(closure)
-        state.forward_calls += closure.calls
-        state.forward_passes += closure.calls
+        dp = run.data_parallel
+        loss, count = zo_step(run.optimizer, [make_closure(run.objective, batch)], [len(batch)],
+                              data_parallel=dp is not None, log=dp.log if dp is not None else None)
     else:
-        closure = _CountingClosure(make_backward_closure(run.objective, batch))
-        loss = run.optimizer.step(closure)
-        state.forward_calls += closure.calls
-        state.backward_calls += closure.calls
-        state.forward_passes += FO_FORWARD_EQUIVALENTS * closure.calls
+        loss, count = fo_step(run.optimizer, make_backward_closure(run.objective, batch))
+    count.add_to(state)
     return loss
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from validation import load_claims
 from validation.__main__ import main
-from validation.core import REGISTRY, ClaimResult, Context, claim
+from validation.core import REGISTRY, ClaimResult, Context, classify, claim
 from validation.runner import run_suite, select_claims
 
 CHEAP = ["newton_schulz_band", "product_norm_duality"]
@@ -41,6 +41,30 @@ def temporary_claims(registry):
     REGISTRY.pop("_test_raises", None)
 
 
+@pytest.fixture
+def expected_refutations(registry):
+    """Claims recorded as expected refutations: one refuted, one confirmed (unexpectedly), one raising."""
+    reason = "a deliberately false statement"
+
+    @claim("_test_expected_refuted", source="test", tags=("_test_expect",), expected="refuted", reason=reason)
+    def refuted(ctx: Context) -> ClaimResult:
+        return ClaimResult(predicted="1", measured="2", passed=False, statistics={"value": 2.0}, verdict_rule="1 == 2",
+                           notes="the statement does not hold")
+
+    @claim("_test_expected_refuted_but_holds", source="test", tags=("_test_expect",), expected="refuted", reason=reason)
+    def holds(ctx: Context) -> ClaimResult:
+        return ClaimResult(predicted="1", measured="1", passed=True, statistics={"value": 1.0}, verdict_rule="1 == 1")
+
+    @claim("_test_expected_refuted_raises", source="test", tags=("_test_expect",), expected="refuted", reason=reason)
+    def raises(ctx: Context) -> ClaimResult:
+        raise RuntimeError("a crash is never an expected refutation")
+
+    names = ["_test_expected_refuted", "_test_expected_refuted_but_holds", "_test_expected_refuted_raises"]
+    yield names
+    for n in names:
+        REGISTRY.pop(n, None)
+
+
 def test_wrong_estimator_scale_makes_its_claim_fail(registry, monkeypatch):
     """A Gaussian family with a wrong unbiasing constant (1.3 instead of 1) fails its moment claim; the real one passes."""
     from zotheory.directions import Gaussian
@@ -56,12 +80,69 @@ def test_wrong_estimator_scale_makes_its_claim_fail(registry, monkeypatch):
         assert not stats["mean_along_gradient"]["passed"] and not stats["second_moment"]["passed"], q
 
 
+def test_broken_estimator_makes_the_command_exit_nonzero(registry, monkeypatch, tmp_path, capsys):
+    """`python -m validation` on a selection (quick size): a Gaussian estimator whose scale is wrong (1.3) and
+    whose sign is flipped refutes a claim expected to be confirmed, so the command exits 1 and names it."""
+    from zotheory.directions import Gaussian
+
+    monkeypatch.setattr(Gaussian, "scale", lambda self, dim: -1.3)
+    out = tmp_path / "broken"
+    code = main(["--claims", "estimator_moments_gaussian", "newton_schulz_band", "--size", "quick", "--workers", "1",
+                 "--out", str(out), "--no-progress"])
+    assert code == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2:] == ["UNEXPECTED (1):", "  estimator_moments_gaussian: refuted, expected confirmed"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["suite"]["unexpected"] == ["estimator_moments_gaussian"]
+    assert results["claims"]["estimator_moments_gaussian"]["outcome"] == "unexpectedly_refuted"
+    assert results["claims"]["newton_schulz_band"]["outcome"] == "confirmed"
+
+
+def test_expected_refutation_exits_zero_and_keeps_its_verdict(registry, expected_refutations, tmp_path, capsys):
+    refuted, holds, raises = expected_refutations
+    out = tmp_path / "expected"
+    assert main(["--claims", refuted, "newton_schulz_band", "--workers", "1", "--out", str(out), "--no-progress"]) == 0
+    stdout = capsys.readouterr().out
+    assert "1 confirmed, 1 refuted as expected, 0 unexpected" in stdout
+    results = json.loads((out / "results.json").read_text())
+    record = results["claims"][refuted]
+    assert record["verdict"] == "fail" and record["outcome"] == "refuted_as_expected"  # shown as measured
+    assert record["expected"] == "refuted" and record["expected_reason"] == "a deliberately false statement"
+    assert results["suite"]["refuted_as_expected"] == [refuted] and results["suite"]["unexpected"] == []
+    md = (out / "report.md").read_text()
+    assert "1 confirmed, 1 refuted as expected, 0 unexpected" in md and "refuted as expected (a deliberately" in md
+    # an expected refutation that holds, or that crashes, is unexpected
+    for name, outcome in ((holds, "unexpectedly_confirmed"), (raises, "crashed")):
+        assert main(["--claims", refuted, name, "--workers", "1", "--out", str(out), "--no-progress"]) == 1
+        assert json.loads((out / "results.json").read_text())["claims"][name]["outcome"] == outcome
+
+
+def test_classify_and_claim_expectations_are_checked(registry):
+    assert classify(True, "confirmed") == "confirmed"
+    assert classify(False, "confirmed") == "unexpectedly_refuted"
+    assert classify(False, "refuted") == "refuted_as_expected"
+    assert classify(True, "refuted") == "unexpectedly_confirmed"
+    assert classify(False, "refuted", crashed=True) == "crashed"
+    with pytest.raises(ValueError, match="'maybe'"):
+        classify(True, "maybe")
+    with pytest.raises(ValueError, match="'refutd'"):
+        claim("_test_bad_expectation", source="test", tags=("_test",), expected="refutd", reason="x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs its reason"):
+        claim("_test_no_reason", source="test", tags=("_test",), expected="refuted")
+    # the recorded expectations of the suite: only the LDSD paper's statement is expected to be refuted
+    refuted = {c.name for c in registry.values() if c.expected == "refuted"}
+    assert refuted == {"ldsd_alignment_over_iterations"}
+    assert "d = 10^2 to 10^4" in registry["ldsd_alignment_over_iterations"].expected_reason
+    assert all(registry[n].expected == "confirmed" for n in registry if n.startswith("adanaged_robust_"))
+
+
 def test_exit_code_failures_last_and_traceback_in_report(registry, temporary_claims, tmp_path, capsys):
     out = tmp_path / "report"
     code = main(["--claims", *temporary_claims, "newton_schulz_band", "--workers", "1", "--out", str(out), "--no-progress"])
     assert code == 1
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-3:] == ["FAILED (2):", "  _test_raises", "  _test_refuted"]
+    assert lines[-3:] == ["UNEXPECTED (2):", "  _test_raises: crashed (raised an exception or its process died)",
+                          "  _test_refuted: refuted, expected confirmed"]
     report = (out / "report.md").read_text()
     assert "deliberate failure inside a claim" in report and "Traceback" in report
     results = json.loads((out / "results.json").read_text())
@@ -120,7 +201,7 @@ def test_report_markdown_lists_summary_and_sections(tmp_path):
     out = tmp_path / "r"
     assert main(["--claims", "newton_schulz_band", "--workers", "1", "--out", str(out), "--no-progress"]) == 0
     md = (out / "report.md").read_text()
-    assert "| claim | source | predicted | measured | verdict |" in md
+    assert "| claim | source | predicted | measured | verdict | expected |" in md
     assert "### newton_schulz_band" in md and "Verdict rule" in md and "plots/newton_schulz_band_0.png" in md
     assert Path(out / "timing.json").exists()
 

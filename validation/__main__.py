@@ -8,8 +8,10 @@ Examples::
     python -m validation --claims ns_band --workers 1
     python -m validation --list
 
-Exit status: 0 when every selected claim passed, 1 when one failed (the failing claims are
-listed last on stdout), 2 on a usage error.
+Exit status: 0 when every selected claim's verdict equals its recorded expectation (confirmed,
+or refuted as expected: a paper's statement that our experiments refute is a result), 1 when a
+verdict differs from its expectation or a claim crashed (those claims are listed last on stdout),
+2 on a usage error. The report shows every verdict as measured.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         width = max(len(c.name) for c in claims)
         for c in claims:
-            print(f"{c.name:<{width}}  [{', '.join(c.tags)}]  {c.source}")
+            expect = "" if c.expected == "confirmed" else f"  (expected {c.expected})"
+            print(f"{c.name:<{width}}  [{', '.join(c.tags)}]  {c.source}{expect}")
         return 0
     if args.seed < 0:
         print(f"error: --seed must be >= 0, got {args.seed}", file=sys.stderr)
@@ -74,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                       progress=not args.no_progress)
     paths = write_report(suite, out, command)
     print(f"report: {paths['report']}  (numbers: {paths['results']}, wall times: {paths['timing']})")
-    print(console_summary(suite), flush=True)  # ends with the failing claims, if any
-    return 0 if suite.passed else 1
+    print(console_summary(suite), flush=True)  # ends with the unexpected outcomes, if any
+    return 0 if suite.as_expected else 1
 
 
 def _command(args: argparse.Namespace) -> str:

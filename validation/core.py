@@ -7,6 +7,12 @@ confidence interval, false-alarm probability) and the data for its plot. Claims 
 themselves with :func:`claim`; the runner (``python -m validation``) executes a selection
 and writes the report.
 
+Expected verdicts: every claim records what we expect of it, ``expected="confirmed"`` (the
+default: the statement holds for our code) or ``expected="refuted"`` with the reason (a paper's
+statement that our experiments refute is a result, not a defect). The report shows each verdict as
+measured; :func:`classify` compares it with the expectation, and the command fails only on an
+unexpected outcome or a claim that raised.
+
 Sizes: every claim receives a :class:`Context` with ``size`` ``"quick"`` (CI) or
 ``"full"`` and a master ``seed``; it must derive all randomness from ``ctx.seed`` (same
 seed, same report).
@@ -23,6 +29,27 @@ import numpy as np
 
 Size = Literal["quick", "full"]
 Verdict = Literal["pass", "fail"]
+Expectation = Literal["confirmed", "refuted"]
+Outcome = Literal["confirmed", "refuted_as_expected", "unexpectedly_refuted", "unexpectedly_confirmed", "crashed"]
+
+EXPECTATIONS: tuple[str, ...] = ("confirmed", "refuted")
+#: Outcomes that leave the command's exit status at 0.
+AS_EXPECTED: frozenset[str] = frozenset({"confirmed", "refuted_as_expected"})
+
+
+def classify(passed: bool, expected: str, crashed: bool = False) -> Outcome:
+    """The outcome of a claim: its verdict (``passed``) against its ``expected`` verdict.
+
+    A claim that raised (or whose process died) is ``"crashed"`` whatever it expected: a crash
+    is a defect of the code, never a result about the statement.
+    """
+    if expected not in EXPECTATIONS:
+        raise ValueError(f"expected verdict must be one of {EXPECTATIONS}, got {expected!r}")
+    if crashed:
+        return "crashed"
+    if expected == "confirmed":
+        return "confirmed" if passed else "unexpectedly_refuted"
+    return "unexpectedly_confirmed" if passed else "refuted_as_expected"
 
 
 @dataclass(frozen=True)
@@ -93,25 +120,39 @@ class Claim:
     run: Callable[[Context], ClaimResult]
     description: str = ""
     cost: float = 1.0  # relative run time at the full size; the runner schedules costly claims first
+    expected: Expectation = "confirmed"
+    expected_reason: str = ""  # why a claim is expected to be refuted (required then)
 
 
 REGISTRY: dict[str, Claim] = {}
 
 
 def claim(
-    name: str, *, source: str, tags: tuple[str, ...] | list[str], cost: float = 1.0
+    name: str,
+    *,
+    source: str,
+    tags: tuple[str, ...] | list[str],
+    cost: float = 1.0,
+    expected: Expectation = "confirmed",
+    reason: str = "",
 ) -> Callable[[Callable[[Context], ClaimResult]], Callable[[Context], ClaimResult]]:
     """Register ``fn(ctx) -> ClaimResult`` under a unique ``name`` with its ``source`` and ``tags``.
 
     ``cost`` (optional) is a rough relative run time; the runner starts costly claims first so
-    that the worker processes finish together.
+    that the worker processes finish together. ``expected`` is the verdict we expect
+    (``"confirmed"`` or ``"refuted"``); an expected refutation needs its ``reason``.
     """
+    if expected not in EXPECTATIONS:
+        raise ValueError(f"claim {name!r}: expected must be one of {EXPECTATIONS}, got {expected!r}")
+    if expected == "refuted" and not reason.strip():
+        raise ValueError(f"claim {name!r}: an expected refutation needs its reason (reason=...)")
 
     def register(fn: Callable[[Context], ClaimResult]) -> Callable[[Context], ClaimResult]:
         if name in REGISTRY:
             raise ValueError(f"claim {name!r} is registered twice")
         REGISTRY[name] = Claim(
-            name=name, source=source, tags=tuple(tags), run=fn, description=(fn.__doc__ or "").strip(), cost=float(cost)
+            name=name, source=source, tags=tuple(tags), run=fn, description=(fn.__doc__ or "").strip(), cost=float(cost),
+            expected=expected, expected_reason=reason.strip(),
         )
         return fn
 

@@ -4,8 +4,10 @@
 nothing that depends on the clock, so two runs with the same seed on the same machine
 write byte-identical files; wall times go to ``timing.json``. ``report.md`` is what a
 researcher pastes into an appendix: a summary table (claim, source, predicted, measured,
-verdict), the failing claims, then one section per claim with its plot(s), the rule that
-produced the verdict and the statistics behind it.
+verdict, expected verdict), the unexpected outcomes, the refuted claims, then one section per claim
+with its plot(s), the rule that produced the verdict and the statistics behind it. Verdicts are
+shown as measured; the counts of confirmed, refuted-as-expected and unexpected outcomes compare
+them with each claim's recorded expectation (:func:`validation.core.classify`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from typing import Any
 from validation.runner import SuiteResult, summarize_seconds
 
 PLOT_DIR = "plots"
+#: How an unexpected outcome reads in the report and on the console.
+_UNEXPECTED_TEXT = {
+    "unexpectedly_refuted": "refuted, expected confirmed",
+    "unexpectedly_confirmed": "confirmed, expected refuted",
+    "crashed": "crashed (raised an exception or its process died)",
+}
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22"]
 
 
@@ -188,6 +196,9 @@ def results_document(suite: SuiteResult, command: str) -> dict[str, Any]:
             "claims": len(suite.outcomes),
             "passed": len(suite.outcomes) - len(suite.failed),
             "failed": suite.failed,
+            "confirmed": len(suite.with_outcome("confirmed")),
+            "refuted_as_expected": suite.with_outcome("refuted_as_expected"),
+            "unexpected": suite.unexpected,
             "environment": _environment(),
         },
         "claims": {o.name: o.record for o in suite.outcomes},
@@ -211,6 +222,7 @@ def markdown(suite: SuiteResult, command: str) -> str:
     env = _environment()
     n = len(suite.outcomes)
     failed = suite.failed
+    unexpected = suite.unexpected
     lines = [
         "# zotheory validation report",
         "",
@@ -218,28 +230,40 @@ def markdown(suite: SuiteResult, command: str) -> str:
         f"**{n - len(failed)} of {n} claims passed**"
         + (f"; {len(failed)} failed: " + ", ".join(f"[`{f}`](#{_anchor(f)})" for f in failed) + "." if failed else "."),
         "",
+        f"Against the recorded expectations: **{len(suite.with_outcome('confirmed'))} confirmed, "
+        f"{len(suite.with_outcome('refuted_as_expected'))} refuted as expected, {len(unexpected)} unexpected**"
+        + (": " + ", ".join(f"[`{u}`](#{_anchor(u)})" for u in unexpected) if unexpected else "")
+        + ". The command exits non-zero only on an unexpected outcome or a crash.",
+        "",
         "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()) + ". Every number below is in "
         "`results.json`; wall times are in `timing.json`. Each claim states its statistical test, "
         "its false-alarm probability and the interval that decided its verdict.",
         "",
         "## Summary",
         "",
-        "| claim | source | predicted | measured | verdict |",
-        "|---|---|---|---|---|",
+        "| claim | source | predicted | measured | verdict | expected |",
+        "|---|---|---|---|---|---|",
     ]
     for o in suite.outcomes:
         r = o.record
         verdict = "**pass**" if o.passed else "**FAIL**"
         lines.append(
             f"| [`{o.name}`](#{_anchor(o.name)}) | {_cell(r['source'])} | {_cell(r['predicted'])} | "
-            f"{_cell(r['measured'])} | {verdict} |"
+            f"{_cell(r['measured'])} | {verdict} | {_expected_cell(o.outcome, r['expected'])} |"
         )
     lines.append("")
+    records = {o.name: o.record for o in suite.outcomes}
+    if unexpected:
+        lines += ["## Unexpected outcomes", ""]
+        lines += [f"- [`{u}`](#{_anchor(u)}): {_UNEXPECTED_TEXT[records[u]['outcome']]}" for u in unexpected]
+        lines.append("")
     if failed:
         lines += ["## Failed claims", ""]
         for f in failed:
-            rec = next(o.record for o in suite.outcomes if o.name == f)
+            rec = records[f]
             why = "raised an exception" if rec.get("error") else _cell(rec.get("notes") or rec.get("measured"))
+            if rec["outcome"] == "refuted_as_expected":
+                why = f"refuted as expected ({_cell(rec['expected_reason'])}). {why}"
             lines.append(f"- [`{f}`](#{_anchor(f)}): {why}")
         lines.append("")
     lines += ["## Claims", ""]
@@ -248,11 +272,19 @@ def markdown(suite: SuiteResult, command: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _expected_cell(outcome: str, expected: str) -> str:
+    if outcome == "crashed":
+        return f"{expected}; **crashed**"
+    return expected if outcome in ("confirmed", "refuted_as_expected") else f"{expected}; **unexpected**"
+
+
 def _claim_section(name: str, r: dict[str, Any], passed: bool) -> list[str]:
     out = [f"### {name}", ""]
-    out.append(f"**Verdict: {'pass' if passed else 'FAIL'}** · source: {r['source']} · tags: "
-               + ", ".join(f"`{t}`" for t in r.get("tags", [])))
+    out.append(f"**Verdict: {'pass' if passed else 'FAIL'}** · expected: {_expected_cell(r['outcome'], r['expected'])}"
+               f" · source: {r['source']} · tags: " + ", ".join(f"`{t}`" for t in r.get("tags", [])))
     out.append("")
+    if r.get("expected_reason"):
+        out += [f"*Expected {r['expected']}:* {r['expected_reason']}", ""]
     if r.get("description"):
         out += [" ".join(inspect.cleandoc(r["description"]).split()), ""]
     out += [f"- **Predicted:** {r.get('predicted', '')}", f"- **Measured:** {r.get('measured', '')}",
@@ -290,15 +322,21 @@ def write_report(suite: SuiteResult, out_dir: Path, command: str) -> dict[str, P
 
 
 def console_summary(suite: SuiteResult) -> str:
-    """Plain-text summary for stdout; the failing claims come last."""
+    """Plain-text summary for stdout; the unexpected outcomes come last."""
     width = max([len(o.name) for o in suite.outcomes] + [5])
+    tags = {"confirmed": "", "refuted_as_expected": "expected", "crashed": "CRASHED"}
     lines = []
     for o in suite.outcomes:
         mark = "pass" if o.passed else "FAIL"
-        lines.append(f"{mark:4}  {o.name:<{width}}  {o.record.get('measured', '')}"[:200])
+        tag = tags.get(o.outcome, "UNEXPECTED")
+        lines.append(f"{mark:4}  {tag:<10}  {o.name:<{width}}  {o.record.get('measured', '')}"[:200])
     n, nf = len(suite.outcomes), len(suite.failed)
+    unexpected = suite.unexpected
     lines.append(f"{n - nf}/{n} claims passed in {summarize_seconds(suite.seconds)} (size {suite.size}, seed {suite.seed})")
-    if nf:
-        lines.append(f"FAILED ({nf}):")
-        lines += [f"  {name}" for name in suite.failed]
+    lines.append(f"{len(suite.with_outcome('confirmed'))} confirmed, {len(suite.with_outcome('refuted_as_expected'))} "
+                 f"refuted as expected, {len(unexpected)} unexpected")
+    if unexpected:
+        records = {o.name: o.record for o in suite.outcomes}
+        lines.append(f"UNEXPECTED ({len(unexpected)}):")
+        lines += [f"  {name}: {_UNEXPECTED_TEXT[records[name]['outcome']]}" for name in unexpected]
     return "\n".join(lines)

@@ -7,7 +7,9 @@ in ``timing.json``). Workers are started with the ``spawn`` method and run torch
 thread each, which also keeps floating-point reductions identical from run to run.
 
 A claim that raises is a failed claim whose traceback goes into the report; a worker that
-dies takes only its claim down with it (the pool is rebuilt for the rest).
+dies takes only its claim down with it (the pool is rebuilt for the rest). Each record carries
+the claim's expected verdict and its outcome (:func:`validation.core.classify`); the suite is
+``as_expected`` when no outcome is unexpected and nothing crashed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from validation.core import Claim, ClaimResult, Context
+from validation.core import AS_EXPECTED, Claim, ClaimResult, Context, classify
 
 SIZES = ("quick", "full")
 
@@ -46,6 +48,10 @@ class ClaimOutcome:
     def passed(self) -> bool:
         return self.record["verdict"] == "pass"
 
+    @property
+    def outcome(self) -> str:
+        return self.record["outcome"]
+
 
 @dataclass
 class SuiteResult:
@@ -62,6 +68,20 @@ class SuiteResult:
     @property
     def passed(self) -> bool:
         return not self.failed
+
+    def with_outcome(self, *outcomes: str) -> list[str]:
+        """Names of the claims whose outcome is one of ``outcomes``."""
+        return [o.name for o in self.outcomes if o.outcome in outcomes]
+
+    @property
+    def unexpected(self) -> list[str]:
+        """Claims whose verdict differs from its expectation, or that crashed."""
+        return [o.name for o in self.outcomes if o.outcome not in AS_EXPECTED]
+
+    @property
+    def as_expected(self) -> bool:
+        """Every verdict as expected and no crash: what the command's exit status reports."""
+        return not self.unexpected
 
 
 # ---------------------------------------------------------------------- selection
@@ -132,6 +152,8 @@ def execute_claim(claim: Claim, size: str, seed: int, plot_dir: Path | None = No
         "source": claim.source,
         "tags": list(claim.tags),
         "description": claim.description,
+        "expected": claim.expected,
+        "expected_reason": claim.expected_reason,
     }
     try:
         result = claim.run(Context(size=size, seed=seed))  # type: ignore[arg-type]
@@ -154,6 +176,7 @@ def execute_claim(claim: Claim, size: str, seed: int, plot_dir: Path | None = No
         )
         record["verdict"] = "fail"
         record["error"] = traceback.format_exc()
+    record["outcome"] = classify(record["passed"], claim.expected, crashed=record["error"] is not None)
     record["plot_files"] = []
     if plot_dir is not None and record["plots"]:
         from validation.report import render_plots
@@ -180,6 +203,9 @@ def _crash_record(claim: Claim, message: str) -> dict[str, Any]:
         "source": claim.source,
         "tags": list(claim.tags),
         "description": claim.description,
+        "expected": claim.expected,
+        "expected_reason": claim.expected_reason,
+        "outcome": classify(False, claim.expected, crashed=True),
         "predicted": "",
         "measured": "worker process died",
         "passed": False,

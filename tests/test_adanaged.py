@@ -235,7 +235,7 @@ def _objective(x: torch.Tensor) -> torch.Tensor:
 def test_adanaged_l2_dog_equals_zo_dog() -> None:
     """AdaNAGED with the l2 norm, no momentum, the DoG rule and a constant radius is ZO-DoG step for step."""
     worst = _paired(lambda p: ZODoG(p, reps_rel=1e-3, eps=1e-3, seed=4),
-                    lambda p: AdaNAGED(p, norm="l2", beta=0.0, reps_rel=1e-3, eps=1e-3, radius_rule="constant", seed=4),
+                    lambda p: AdaNAGED(p, norm="l2", beta=0.0, step_rule="dog", reps_rel=1e-3, eps=1e-3, radius_rule="constant", seed=4),
                     _objective)
     assert worst <= 1e-10
 

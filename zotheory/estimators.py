@@ -119,7 +119,7 @@ def mean_abs(t: torch.Tensor, chunk: int = 1 << 20) -> float:
     return float(total) / flat.numel()
 
 
-def _as_loss(value: torch.Tensor | float) -> torch.Tensor:
+def as_loss(value: torch.Tensor | float) -> torch.Tensor:
     loss = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
     if loss.numel() != 1:
         raise ValueError(f"the closure must return a scalar loss, got a tensor of shape {tuple(loss.shape)}")
@@ -310,16 +310,16 @@ def estimate_gradient(
     try:
         with torch.no_grad():
             if scheme == "forward":
-                base = _as_loss(closure()) if f0 is None else _as_loss(f0)
+                base = as_loss(closure()) if f0 is None else as_loss(f0)
                 if f0 is None:
                     losses.append(base)
             for j in range(q):
                 perturb(j, radius)
-                f_plus = _as_loss(closure())
+                f_plus = as_loss(closure())
                 losses.append(f_plus)
                 if scheme == "central":
                     perturb(j, -2.0 * radius)
-                    f_minus = _as_loss(closure())
+                    f_minus = as_loss(closure())
                     losses.append(f_minus)
                     diffs.append((f_plus - f_minus) / (2.0 * radius))
                     if not (leave_pending and j == q - 1):
@@ -353,7 +353,7 @@ def estimate_gradient(
     d = torch.stack(diffs)
     loss = losses[0] if scheme == "forward" and f0 is None else stacked.mean()
     if scheme == "forward" and f0 is not None:
-        loss = _as_loss(f0)
+        loss = as_loss(f0)
     pending = None
     if offset is not None:
         # only the central scheme with leave_pending leaves an offset: x - r z_{q-1}

@@ -2,9 +2,8 @@ r"""AdaNAGED, reconstructed: parameter-free zeroth-order LMO steps with an adapt
 
 AdaNAGED (Bystrov, Medyakov, Bylinkin, Beznosikov, arXiv 2606.14970) "unifies gradient-free training,
 adaptive tuning, and non-Euclidean update geometry". Only the abstract and the first lines of the paper
-could be read (``adanaged_status.md``); the algorithm below is **our reconstruction** from its three named
-components, every rule derived in ``docs/adanaged.md`` (sources: DoG, ALIAS, POEM, JAGUAR, Scion/Gluon).
-It is not claimed to be the paper's algorithm.
+could be read (``docs/theory.md`` §7); the algorithm below is **our reconstruction** from its three named
+components, every rule derived in ``docs/adanaged.md``. It is not claimed to be the paper's algorithm.
 
 .. math::
     g_t &= \text{two-point ZO estimate at } x_t \text{ with radius } \tau_t
@@ -12,35 +11,44 @@ It is not claimed to be the paper's algorithm.
     m_t &= \beta m_{t-1} + (1-\beta) g_t\ (m_0 = g_0)
           \quad\text{or JAGUAR memory } m_{t,i_t} = \beta m_{t-1,i_t} + (1-\beta)\hat\partial_{i_t} f \\
     s_{t,l} &= \mathrm{lmo}_l(m_{t,l}),\ \|s_{t,l}\|_{(l)} = 1 \quad(\text{per parameter block } l) \\
-    \gamma_t &= \text{step-size rule (DoG by default, ALIAS, or any } \texttt{StepSizeRule}) \\
+    \gamma_t &= \text{step-size rule (function-value search by default, DoG, ALIAS, or any } \texttt{StepSizeRule}) \\
     x_{t+1,l} &= x_{t,l} + \mathrm{lr}\,\gamma_t\, s_{t,l} \\
     \tau_{t+1} &= \mathrm{clip}\big(\tfrac12\,\mathrm{rms}(x_{t+1}-x_t)/\mathrm{typ}(z),\ \tau^{\min}_{t+1},\ \tau_0\big)
 
 Geometry: the product norm ``||x|| = max_l ||x_l||_(l)`` over the parameter blocks (dual
-``||g||_* = sum_l ||g_l||_(l),*``; its LMO is the block-wise LMO, oracle 30 — the layer-wise LMO of
-Scion/Gluon). One step-size *unit* covers the whole product norm (``layerwise=False``, default) or each
-block has its own (``layerwise=True``, L-DoG style).
+``||g||_* = sum_l ||g_l||_(l),*``; its LMO is the block-wise LMO, ``docs/theory.md`` §5.30 — the layer-wise
+LMO of Scion/Gluon). One step-size *unit* covers the whole product norm (``layerwise=False``, default) or each
+block has its own (``layerwise=True``).
 
 Step-size rules (pluggable, :class:`StepSizeRule`):
 
-* :class:`DoGRule` (default): DoG (Ivgi, Hinder, Carmon 2023) measured in the primal norm and applied to
+* :class:`ParabolicSearchRule` (default, ``"search"``): the step size is driven by **function values**. Every
+  ``K`` steps (``K = 1, 2, 4, ..., 32``, adapted) a *probe* evaluates, on the batch of the current step (which
+  chose none of the probed steps), the loss at the anchor ``x_a`` (the point of the previous probe), at the
+  midpoint and at ``x_t``; the parabola through these three values along the displacement ``D = x_t - x_a``
+  gives the best multiple ``lambda*`` of ``D``. The iterate moves back to ``x_a + min(lambda*, 1) D`` when
+  ``lambda* < 1``, and ``gamma`` is multiplied by ``clip(lambda* c_K, 1/4, 4)``, where
+  ``c_K = Var(sum_{t<K} m_t) / (K sigma^2)`` (:func:`momentum_correction`) removes the bias that the
+  correlation of the momentum's consecutive steps gives a short displacement. 3 extra evaluations per probe;
+  derivation and evidence in ``docs/adanaged.md`` §3.3;
+* :class:`DoGRule`: DoG (Ivgi, Hinder, Carmon 2023) measured in the primal norm and applied to
   the sharp operator of the momentum, ``gamma_t = rbar_t ||m_t||_* / sqrt(sum_{i<=t} ||g_i||_*^2)``,
-  ``rbar_t = max(r_eps, max_{i<=t} ||x_i - x_0||)``;
+  ``rbar_t = max(r_eps, max_{i<=t} ||x_i - x_0||)`` (the previous default; its O(d) warm-up is documented);
 * :class:`ALIASRule`: ALIAS (Medyakov et al., arXiv 2506.03725) for an arbitrary norm;
 * :class:`ConstantRule`: a fixed radius (a tuned ZO-LMO method; baselines and tests).
 
 ``||m||_*`` is the *realised* dual value ``<m, -lmo(m)>``: the dual norm for exact LMOs, the value the
 step actually sees for Newton–Schulz.
 
-Only initial guesses are arguments: ``reps_rel`` (first step / initial distance ``r_eps = reps_rel (1 +
-||x_0||)``, DoG's convention) and ``tau0_rel`` (largest smoothing radius, ``tau_0 typ(z) = tau0_rel (1 +
-rms(x_0))``; or ``eps``, the same in absolute units). ``beta`` is a method constant (0.9 for the EMA, 0 —
-JAGUAR's replacement memory — for ``momentum="jaguar"``); ``lr`` multiplies ``gamma`` (leave it at 1).
+Only initial guesses are arguments: ``reps_rel`` (the first step ``r_eps = reps_rel (1 + ||x_0||)``, DoG's
+convention) and ``tau0_rel`` (largest smoothing radius, ``tau_0 typ(z) = tau0_rel (1 + rms(x_0))``; or ``eps``,
+the same in absolute units). ``beta`` is a method constant (0.9 for the EMA, 0 — JAGUAR's replacement memory —
+for ``momentum="jaguar"``); ``lr`` multiplies ``gamma`` (leave it at 1; schedulers scale it).
 
 Memory (declared in the registry and measured by :meth:`~zotheory.optim.base.ZOOptimizer.state_bytes`):
-the momentum ``m`` (one parameter-sized tensor) and, for rules that need ``||x_t - x_0||`` (DoG), an exact
-copy of ``x_0`` (one more; ``x0_dtype=torch.bfloat16`` halves it at the price of a distance floor
-``~ eps_bf16 ||x_0||``, which acts like a larger ``r_eps``).
+the momentum ``m`` (one parameter-sized tensor) and one more parameter-sized copy: the probe's anchor
+(``"search"``, in the parameters' dtype) or ``x_0`` (DoG; ``x0_dtype=torch.bfloat16`` halves it at the price
+of a distance floor ``~ eps_bf16 ||x_0||``).
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ import torch
 from torch import Tensor
 
 from zotheory.directions import Coordinate, DirectionFamily
-from zotheory.estimators import ZOEstimate, dtype_resolution, validate_radius
+from zotheory.estimators import NonFiniteLossError, ZOEstimate, as_loss, dtype_resolution, validate_radius
 from zotheory.lmo import NewtonSchulzSpectral, Norm, Nuclear, Spectral, get_norm
 from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_nonnegative, validate_unit_interval
 from zotheory.optim.jaguar import jaguar_coordinate_update_
@@ -69,6 +77,8 @@ __all__ = [
     "ConstantRule",
     "DoGRule",
     "MOMENTA",
+    "ParabolicSearchRule",
+    "ProbeOutcome",
     "RadiusRule",
     "RADIUS_RULES",
     "STEP_RULES",
@@ -78,6 +88,10 @@ __all__ = [
     "default_norm_name",
     "power_spectral_norm",
     "get_step_rule",
+    "ema_sum_variance",
+    "momentum_correction",
+    "parabolic_probe",
+    "probe_factor",
     "radius_floor",
     "realised_dual",
     "reps_initial_distance",
@@ -95,7 +109,7 @@ def reps_initial_distance(reps_rel: float, x0_norm: float | Tensor) -> Tensor:
 
 
 def realised_dual(m: Tensor, s: Tensor) -> Tensor:
-    """``<m, -s>`` in float64 for ``s = lmo(m, 1)``: ``||m||_*`` for an exact LMO (oracle 28)."""
+    """``<m, -s>`` in float64 for ``s = lmo(m, 1)``: ``||m||_*`` for an exact LMO (docs/theory.md §5.28)."""
     return -(m.double() * s.double()).sum()
 
 
@@ -139,7 +153,7 @@ def power_spectral_norm(x: Tensor, steps: int = POWER_STEPS) -> Tensor:
 def default_norm_name(p: Tensor) -> str:
     """Default routing: Newton–Schulz spectral LMO for 2-D matrices (both sides > 1), sign/l-inf otherwise.
 
-    This is Muon's shape rule (``design_anchors.md`` 1.2); pass a ``norm`` per parameter group to route
+    This is Muon's shape rule (``docs/theory.md`` §4.4); pass a ``norm`` per parameter group to route
     otherwise (e.g. embeddings to ``"linf"``).
     """
     return "spectral_ns" if p.dim() == 2 and min(p.shape) > 1 else "linf"
@@ -194,9 +208,9 @@ class DoGRule:
         \gamma_t = \frac{\bar r_t}{\sqrt{G_t}}\,\|m_t\|_*
 
     i.e. ``x_{t+1} = x_t - eta_t m_t^#`` with DoG's ``eta_t = rbar_t / sqrt(G_t)`` (Ivgi et al. 2023, Eq. 1)
-    and the sharp operator ``m^# = -||m||_* lmo(m)`` (``theory_oracles.md`` section 4) of the momentum in
+    and the sharp operator ``m^# = -||m||_* lmo(m)`` (``docs/theory.md`` §4.2) of the momentum in
     place of the gradient. ``G`` accumulates the dual norms of the *fresh estimates* ``g_i``
-    (``accumulate="estimate"``, default): their zeroth-order noise (the ``d + 2`` of oracle 3) is what DoG's
+    (``accumulate="estimate"``, default): their zeroth-order noise (the ``d + 2`` of ``docs/theory.md`` §5.3) is what DoG's
     denominator must see. Then ``||m||_* / ||g||_* ~ sqrt((1 - beta)/(1 + beta))`` cancels the momentum
     correlation of the random-walk part of the steps, which otherwise inflates ``rbar`` geometrically;
     ``accumulate="momentum"`` (``G = sum ||m_i||_*^2``) shows it: it diverges (``docs/adanaged.md`` 3.3).
@@ -237,7 +251,7 @@ class ALIASRule:
         d_t = \max\Big(d_{t-1},\ \sum_{i<t}\gamma_i\langle g_{i+1}, -\mathrm{lmo}(m_i)\rangle\Big),\quad
         \gamma_t = \lambda_t\sqrt{d_t}
 
-    With ``lmo = -sign`` (l-inf) and ``beta = 0`` this is ALIAS's rule verbatim (``adanaged_status.md``).
+    With ``lmo = -sign`` (l-inf) and ``beta = 0`` this is ALIAS's rule verbatim (``docs/theory.md`` §7).
     Initial values (not given in the sources we could read; ours): ``gamma_0 = r_eps`` and
     ``d_0 = gamma_0 ||m_0||_*``, the decrease the linear model predicts for the first step. While the
     curvature sum is still 0 (only at ``t = 0``, or if the momentum did not change) the previous step is
@@ -291,7 +305,139 @@ class ConstantRule:
         return state["gamma"].clone()
 
 
-STEP_RULES: dict[str, type] = {"dog": DoGRule, "alias": ALIASRule}
+# ------------------------------------------------------------------------------------- function-value search
+#: Bounds of the factor one probe applies to ``gamma`` (a probe at most quadruples or quarters the step).
+PROBE_FACTOR_MIN: float = 0.25
+PROBE_FACTOR_MAX: float = 4.0
+#: Longest interval between two probes, in steps (the interval starts at 1 and doubles while probes agree).
+PROBE_INTERVAL_MAX: int = 32
+#: Closure calls of one probe: the loss at the anchor, at the midpoint and at the current point.
+PROBE_EVALS: int = 3
+
+
+def ema_sum_variance(k: int, beta: float) -> float:
+    r"""``Var(sum_{t<k} m_t) / sigma^2`` for the EMA ``m_t = beta m_{t-1} + (1-beta) n_t`` of independent
+    zero-mean estimates ``n_t`` of variance ``sigma^2``, started from its stationary law
+    (``Var m = sigma^2 (1-beta)/(1+beta)``).
+
+    .. math::
+        \sum_{t<k} m_t = \frac{\beta(1-\beta^k)}{1-\beta} m_{-1} + \sum_{j=0}^{k-1}(1-\beta^{k-j}) n_j
+        \quad\Rightarrow\quad
+        \frac{\mathrm{Var}}{\sigma^2} = \Big(\frac{\beta(1-\beta^k)}{1-\beta}\Big)^2\frac{1-\beta}{1+\beta}
+        + \sum_{i=1}^{k}(1-\beta^i)^2
+
+    (derived in ``docs/adanaged.md`` §3.3). ``beta = 0`` gives ``k``; ``k = 1`` gives ``(1-beta)/(1+beta)``.
+    """
+    if not (isinstance(k, int) and k >= 1):
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    validate_unit_interval("beta", beta)
+    head = (beta * (1.0 - beta**k) / (1.0 - beta)) ** 2 * (1.0 - beta) / (1.0 + beta) if beta > 0 else 0.0
+    return head + sum((1.0 - beta**i) ** 2 for i in range(1, k + 1))
+
+
+def momentum_correction(k: int, beta: float) -> float:
+    r"""``c_k = Var(sum_{t<k} m_t) / (k sigma^2)`` (:func:`ema_sum_variance`): the factor that turns the best
+    multiple of a ``k``-step displacement into the best constant step.
+
+    In the noise-dominated regime of ZO (coherence ``~ 1/sqrt(d)``) the displacement ``D`` of ``k`` normalised
+    steps of length ``gamma`` has a coherent part ``k gamma g / sigma_m`` and a noise part of variance
+    ``gamma^2 Var(sum m_t) / sigma_m^2``, so the parabola's optimum along ``D`` is
+    ``lambda* gamma ∝ k / Var(sum m_t)``: ``1/c_k`` times its long-run (``k -> inf``) value, which is the optimum
+    of a constant step. ``c_k -> 1`` as ``k -> inf``; ``c_1 = (1-beta)/(1+beta)`` (1/19 at ``beta = 0.9``).
+    """
+    return ema_sum_variance(k, beta) / k
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """What three function values along ``D`` say (:func:`parabolic_probe`).
+
+    Attributes:
+        scale: best multiple ``lambda*`` of the displacement (``inf``: still descending with no upward curvature;
+            ``0``: no multiple in ``(0, 1]`` decreases the loss); ``nan`` for a tie.
+        move: where to put the iterate, as a multiple of ``D`` from the anchor, in ``[0, 1]``.
+        tie: the three values agree to within the loss's resolution: they carry no information.
+    """
+
+    scale: float
+    move: float
+    tie: bool
+
+
+def parabolic_probe(f0: float, fh: float, f1: float, tol: float) -> ProbeOutcome:
+    r"""The parabola through ``phi(0) = f0``, ``phi(1/2) = fh``, ``phi(1) = f1`` (``phi(lambda) = f(x_a +
+    lambda D)``; non-finite values count as ``+inf``):
+
+    .. math::
+        a = 4\,(f_1 - 2 f_h + f_0) = \phi'',\quad b = f_1 - f_0 - a/2 = \phi'(0),\quad \lambda^* = -b/a \ (a > 0)
+
+    (the 3-point second difference of HiZOO, arXiv 2402.15173, Eq. 4, along the actual displacement instead of a
+    random direction; the 1-D step of random pursuit, Stich, Müller, Gärtner, SIAM J. Optim. 23(2), 2013).
+    Without upward curvature the probe says "grow" (``inf``) if ``f1`` is the lowest value, else "shrink" (``0``)
+    and moves to the lowest point. The move is ``clip(lambda*, 0, 1)``: never beyond ``x_t``.
+    """
+    vals = [v if math.isfinite(v) else math.inf for v in (f0, fh, f1)]
+    f0, fh, f1 = vals
+    finite = all(math.isfinite(v) for v in vals)
+    if finite and max(abs(f1 - f0), abs(fh - f0)) <= tol:
+        return ProbeOutcome(math.nan, 1.0, True)
+    if finite:
+        a = 4.0 * (f1 - 2.0 * fh + f0)
+        b = f1 - f0 - a / 2.0
+        if a > 0:
+            lam = -b / a
+            return ProbeOutcome(max(lam, 0.0), min(max(lam, 0.0), 1.0), False)
+        if f1 < f0 and f1 <= fh:
+            return ProbeOutcome(math.inf, 1.0, False)
+    best = min((f0, 0.0), (fh, 0.5), (f1, 1.0))
+    return ProbeOutcome(0.0, best[1], False)
+
+
+def probe_factor(outcome: ProbeOutcome, k: int, beta: float, below_resolution: bool) -> tuple[float, bool]:
+    """``(factor, agreed)``: the multiplier of ``gamma`` after a probe of a ``k``-step displacement and whether it
+    lay strictly inside ``(PROBE_FACTOR_MIN, PROBE_FACTOR_MAX)`` (then the probe interval doubles, else it halves).
+
+    ``factor = clip(lambda* c_k, 1/4, 4)`` (:func:`momentum_correction`; ``beta = 0`` for memories whose steps are
+    not an EMA of independent estimates). A tie quadruples ``gamma`` while the displacement is below the
+    parameters' resolution (the loss cannot see it yet) and keeps it otherwise (a flat or saturated loss must not
+    make the step run away).
+    """
+    if outcome.tie:
+        return (PROBE_FACTOR_MAX, False) if below_resolution else (1.0, True)
+    corrected = outcome.scale * momentum_correction(k, beta) if outcome.scale > 0 else 0.0
+    factor = min(max(corrected, PROBE_FACTOR_MIN), PROBE_FACTOR_MAX)
+    return factor, PROBE_FACTOR_MIN < corrected < PROBE_FACTOR_MAX
+
+
+def next_probe_interval(k: int, agreed: bool) -> int:
+    """Double the probe interval after an agreeing probe (up to :data:`PROBE_INTERVAL_MAX`), halve it otherwise."""
+    return min(2 * k, PROBE_INTERVAL_MAX) if agreed else max(1, k // 2)
+
+
+class ParabolicSearchRule:
+    """Function-value step search (default rule of :class:`AdaNAGED`; module docstring, ``docs/adanaged.md`` §3.3).
+
+    ``gamma_0 = r_eps``; the step size changes only at probes, by :func:`probe_factor`. ``needs = {"probe"}``
+    makes the optimizer run the probes (3 extra closure calls every ``K`` steps) and keep the anchor. Invariant to
+    ``f -> c f + b`` (``c > 0``): the parabola's optimum and the tie test (relative) do not change.
+    """
+
+    name = "search"
+    needs = frozenset({"probe"})
+
+    def init(self, state: dict[str, Any], r_eps: Tensor) -> None:
+        state["gamma"] = r_eps.clone()
+
+    def update(self, state: dict[str, Any], stats: StepStats) -> Tensor:
+        return state["gamma"].clone()
+
+    def scale(self, state: dict[str, Any], factor: float, cap: Tensor) -> None:
+        """``gamma <- min(factor * gamma, cap)`` after a probe; ``cap = 1 + ||x_0||`` (the ``r_eps`` of ``reps_rel = 1``):
+        no single step may be longer than the initial point's own scale."""
+        state["gamma"] = torch.minimum(state["gamma"] * factor, cap)
+
+
+STEP_RULES: dict[str, type] = {"search": ParabolicSearchRule, "dog": DoGRule, "alias": ALIASRule}
 
 
 def get_step_rule(rule: str | StepSizeRule) -> StepSizeRule:
@@ -392,7 +538,8 @@ class AdaNAGED(ZOOptimizer):
             of :data:`zotheory.lmo.NORMS` or a :class:`~zotheory.lmo.Norm`), ``"beta"`` and ``"lr"``.
         norm: default norm of groups without one; ``None`` routes by shape (:func:`default_norm_name`:
             Newton–Schulz spectral for matrices, sign/l-inf otherwise).
-        step_rule: ``"dog"`` (default), ``"alias"``, or any :class:`StepSizeRule`.
+        step_rule: ``"search"`` (default, :class:`ParabolicSearchRule`), ``"dog"``, ``"alias"``, or any
+            :class:`StepSizeRule`.
         momentum: ``"ema"`` (Gaussian two-point estimates and an EMA) or ``"jaguar"`` (one coordinate per
             step and the JAGUAR memory of :mod:`zotheory.optim.jaguar`).
         beta: momentum constant in ``[0, 1)``; default 0.9 (EMA) / 0.0 (JAGUAR replacement memory).
@@ -416,7 +563,7 @@ class AdaNAGED(ZOOptimizer):
         params: Iterable[Any],
         *,
         norm: str | Norm | None = None,
-        step_rule: str | StepSizeRule = "dog",
+        step_rule: str | StepSizeRule = "search",
         momentum: str = "ema",
         beta: float | None = None,
         layerwise: bool = False,
@@ -453,6 +600,8 @@ class AdaNAGED(ZOOptimizer):
                 raise ValueError(f"momentum='jaguar' samples one coordinate per step (q=1), got q={q!r}")
             directions = Coordinate()
         self.rule = get_step_rule(step_rule)
+        if x0_dtype is not None and "dist" not in self.rule.needs:
+            raise ValueError(f"x0_dtype={x0_dtype} applies to rules that keep x_0 (dog), not to {self.rule.name!r}")
         self.radius_rule = _get_radius_rule(radius_rule)
         super().__init__(
             params,
@@ -483,7 +632,8 @@ class AdaNAGED(ZOOptimizer):
         else:
             self.tau0 = float(eps)
         self.eps = self.tau0
-        self.state["adanaged"] = {"tau": self.tau0, "units": None}
+        self.state["adanaged"] = {"tau": self.tau0, "units": None, "since": 0, "interval": 1, "probe_evals": 0,
+                                  "last_probe": None}
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -497,6 +647,15 @@ class AdaNAGED(ZOOptimizer):
     def needs_x0(self) -> bool:
         """Whether the rule needs ``||x_t - x_0||`` (then a copy of ``x_0`` is kept)."""
         return "dist" in self.rule.needs
+
+    @property
+    def probes(self) -> bool:
+        """Whether the rule runs function-value probes (then an anchor copy is kept)."""
+        return "probe" in self.rule.needs
+
+    def probe_evaluations(self) -> int:
+        """Closure calls spent on probes so far (beyond :attr:`evals_per_step` per step)."""
+        return int(self.state["adanaged"]["probe_evals"])
 
     def radius(self) -> float:
         return float(self.state["adanaged"]["tau"])
@@ -514,6 +673,8 @@ class AdaNAGED(ZOOptimizer):
             r_eps = reps_initial_distance(self.reps_rel, x0_norm).to(params[members[0]].device)
             state: dict[str, Any] = {}
             self.rule.init(state, r_eps)
+            if self.probes:
+                state["gamma_max"] = reps_initial_distance(1.0, x0_norm).to(r_eps.device)
             units.append(state)
         return units
 
@@ -537,6 +698,91 @@ class AdaNAGED(ZOOptimizer):
         return power_spectral_norm(diff)
 
     # ------------------------------------------------------------------ the step
+    def _zo_step(self, closure: Any) -> tuple[Tensor, int]:
+        """Estimate at ``x_t``; when a probe is due, probe on the same batch (which chose none of the probed steps)
+        before the update. A non-finite estimate therefore changes nothing, probe included."""
+        ad = self.state["adanaged"]
+        params = self.zo_params()
+        est = self.estimate(closure)
+        extra = 0
+        try:
+            if self.probes and ad["units"] is not None and ad["since"] >= ad["interval"]:
+                est.restore_(params)  # the probe needs x_t itself (one more sweep, every K steps)
+                extra = self._probe(closure)
+            self._update(est)
+        finally:
+            est.restore_(params)
+        if self.probes:
+            ad["since"] += 1
+        return est.loss, est.n_evals + extra
+
+    def _probe(self, closure: Any) -> int:
+        """Evaluate ``f`` at ``x_t``, at the anchor ``x_a`` and at the midpoint; move, rescale ``gamma``, re-anchor.
+
+        The anchor buffer and the parameters are swapped bit-exactly, so at every moment ``x_t`` is held by one of
+        them: an exception from the closure puts ``x_t`` back before it propagates (during the midpoint's
+        evaluation ``x_a`` is gone, and the anchor becomes ``x_t``). A non-finite value counts as ``+inf``; only if
+        all three are non-finite is :class:`NonFiniteLossError` raised (parameters at ``x_t``, anchor ``x_t``).
+        """
+        ad = self.state["adanaged"]
+        params = self.zo_params()
+        anchors = [self.state[p]["anchor"] for p in params]
+        dtypes: list[torch.dtype] = []
+
+        def value() -> float:
+            raw = closure()
+            dtypes.append(raw.dtype if isinstance(raw, Tensor) and raw.is_floating_point() else torch.float64)
+            return float(as_loss(raw))
+
+        swapped = False
+        try:
+            f1 = value()
+            for p, a in zip(params, anchors):  # exact both ways: the anchor only ever holds values of p's dtype
+                tmp = p.detach().clone()
+                p.copy_(a)
+                a.copy_(tmp)
+            swapped = True  # params = x_a, anchors = x_t
+            f0 = value()
+            for p, a in zip(params, anchors):
+                p.add_(a.to(p.dtype)).mul_(0.5)  # params = (x_a + x_t) / 2
+            fh = value()
+        except BaseException:
+            if swapped:
+                for p, a in zip(params, anchors):
+                    p.copy_(a)
+            raise
+        ad["probe_evals"] += PROBE_EVALS
+        if not any(math.isfinite(v) for v in (f0, fh, f1)):
+            for p, a in zip(params, anchors):
+                p.copy_(a)
+            raise NonFiniteLossError(f"AdaNAGED probe: the loss is non-finite at x_t, x_a and their midpoint ({f1}, {f0}, {fh})")
+        res = max(dtype_resolution(dt) for dt in dtypes)
+        tol = 4.0 * res * max(abs(v) for v in (f0, fh, f1))
+        outcome = parabolic_probe(f0, fh, f1, tol)
+        below = False
+        if outcome.tie:  # is the displacement D = 2 (x_t - mid) below the parameters' resolution?
+            sq_d = sum(float((a.double() - p.double()).pow(2).sum()) * 4.0 for p, a in zip(params, anchors))
+            sq_x = sum(float(a.double().pow(2).sum()) for a in anchors)
+            res_p = max(dtype_resolution(p.dtype) for p in params)
+            below = 0.0 < sq_d <= res_p * max(sq_x, 1e-300)  # D = 0 (lr = 0): nothing to learn
+        beta = 0.0 if self.momentum == "jaguar" else max(float(g["beta"]) for g in self.param_groups)
+        factor, agreed = probe_factor(outcome, ad["since"], beta, below)
+        lam = outcome.move
+        for p, a in zip(params, anchors):
+            # x_new = x_a + lam D = (2 lam - 1) x_t + (2 - 2 lam) mid; params hold mid, anchors hold x_t
+            if lam == 1.0:
+                p.copy_(a)
+            elif lam != 0.5:
+                p.mul_(2.0 - 2.0 * lam).add_(a.to(p.dtype), alpha=2.0 * lam - 1.0)
+            a.copy_(p)
+        for unit in ad["units"]:
+            self.rule.scale(unit, factor, unit["gamma_max"])  # type: ignore[attr-defined]
+        ad["last_probe"] = {"f_anchor": f0, "f_mid": fh, "f_current": f1, "scale": outcome.scale, "move": lam,
+                            "factor": factor, "steps": ad["since"], "tie": outcome.tie}
+        ad["interval"] = next_probe_interval(ad["interval"], agreed)
+        ad["since"] = 0
+        return PROBE_EVALS
+
     def _update(self, est: ZOEstimate) -> None:
         ad = self.state["adanaged"]
         params = self.zo_params()
@@ -545,6 +791,9 @@ class AdaNAGED(ZOOptimizer):
         if first:
             est.restore_(params)  # r_eps and the x_0 copy from x_0 itself, not from the perturbed point
             ad["units"] = self._init_units()
+            if self.probes:
+                for p in params:
+                    self.state[p]["anchor"] = p.detach().to(_state_dtype(p)).clone()
             if self.needs_x0:
                 for p in params:
                     self.state[p]["x0"] = p.detach().to(self.x0_dtype or _state_dtype(p)).clone()
@@ -584,7 +833,7 @@ class AdaNAGED(ZOOptimizer):
 
         sq_step = 0.0
         for unit, members in zip(ad["units"], self.units()):
-            # the unit's product norm: primal = max over its blocks, dual = sum (oracle 30)
+            # the unit's product norm: primal = max over its blocks, dual = sum (docs/theory.md §5.30)
             stats = StepStats(mom_dual=torch.stack([mom_dual[i] for i in members]).sum(), loss=est.loss)
             if "est" in needs:
                 stats.est_dual = torch.stack([est_dual[i] for i in members]).sum()
@@ -667,9 +916,9 @@ class AdaNAGED(ZOOptimizer):
 
 
 def _adanaged_state_multiple(config: Any) -> float:
-    """Declared state: the momentum / memory ``m`` plus the ``x_0`` copy when the rule needs distances."""
-    rule = get_step_rule(config.get("step_rule", "dog"))
-    x0 = 1.0 if "dist" in rule.needs else 0.0
+    """Declared state: the momentum / memory ``m`` plus the probe's anchor or the ``x_0`` copy (state dtype)."""
+    rule = get_step_rule(config.get("step_rule", "search"))
+    x0 = 1.0 if ("dist" in rule.needs or "probe" in rule.needs) else 0.0
     if "dist" in rule.needs and config.get("x0_dtype") is not None:
         x0 = 0.5 if config["x0_dtype"] in (torch.float16, torch.bfloat16) else x0
     return 1.0 + x0
@@ -683,8 +932,8 @@ register_optimizer(
         state_multiple=_adanaged_state_multiple,
         test_config={"lr": 1.0, "reps_rel": 1e-3, "eps": 1e-3},
         reference=dense_reference("adanaged"),
-        description="AdaNAGED (reconstruction): ZO momentum + block LMO + DoG-type parameter-free step, "
-        "step-tied smoothing (arXiv 2606.14970 components)",
+        description="AdaNAGED (reconstruction): ZO momentum + block LMO + function-value step search "
+        "(3-point parabola every K steps), step-tied smoothing (arXiv 2606.14970 components)",
     )
 )
 register_optimizer(

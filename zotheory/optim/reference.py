@@ -21,7 +21,7 @@ from torch import Tensor
 from zotheory.directions import Coordinate, mix_seed
 from zotheory.estimators import ZOEstimate, estimate_gradient
 from zotheory.lmo import CUBIC, MUON_QUINTIC, NS_EPS, NewtonSchulzSpectral, Norm, get_norm
-from zotheory.optim.adanaged import power_spectral_norm, radius_floor
+from zotheory.optim.adanaged import parabolic_probe, power_spectral_norm, probe_factor, radius_floor
 from zotheory.optim.base import ZOOptimizer, _state_dtype, is_no_decay_name
 
 __all__ = ["REFERENCES", "ReferenceOptimizer", "literal_lmo", "literal_newton_schulz", "literal_rule"]
@@ -341,7 +341,8 @@ class ReferenceALIASSign(ReferenceOptimizer):
 
 
 class ReferenceAdaNAGED(ReferenceOptimizer):
-    """AdaNAGED (EMA momentum) with every rule written out (``docs/adanaged.md``):
+    """AdaNAGED (EMA momentum) with every rule written out (``docs/adanaged.md``); the search rule's probe in
+    :meth:`step`;
     ``m = beta m + (1-beta) g``, ``s_l = lmo_l(m_l)``, ``||m||_* = sum_l <m_l, -s_l>``; DoG:
     ``rbar = max(rbar, max_l ||x_l - x0_l||)``, ``G += (sum_l ||g_l||_*)^2``, ``gamma = rbar ||m||_* / sqrt(G)``;
     ALIAS: ``L += ||m_t - m_{t-1}||_* / ||x_t - x_{t-1}||``, ``dsum += gamma <g_t, -s_{t-1}>``,
@@ -352,8 +353,8 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
 
     def __init__(self, optimizer: ZOOptimizer, params: Sequence[Tensor]) -> None:
         super().__init__(optimizer, params)
-        if optimizer.momentum != "ema" or optimizer.rule.name not in ("dog", "alias"):  # type: ignore[attr-defined]
-            raise ValueError("the AdaNAGED reference covers momentum='ema' with the 'dog' or 'alias' rule")
+        if optimizer.momentum != "ema" or optimizer.rule.name not in ("search", "dog", "alias"):  # type: ignore[attr-defined]
+            raise ValueError("the AdaNAGED reference covers momentum='ema' with the 'search', 'dog' or 'alias' rule")
         self.opt = optimizer
         self.norms: list[Norm] = list(optimizer.norms)  # type: ignore[attr-defined]
         self.units: list[list[int]] = optimizer.units()  # type: ignore[attr-defined]
@@ -362,6 +363,49 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         self.m: list[Tensor] | None = None
         self.x0: list[Tensor] = []
         self.unit_state: list[dict[str, float]] = []
+        self.anchor: list[Tensor] = []
+        self.since, self.interval = 0, 1
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any]) -> Tensor:
+        """Search rule: after the estimate, a probe every ``interval`` steps, written out on whole tensors:
+        ``f(x_t), f(x_a), f((x_a + x_t)/2)``, the parabola's ``lambda*``, ``x <- x_a + clip(lambda*, 0, 1)(x_t - x_a)``
+        (as ``(2 lam - 1) x_t + (2 - 2 lam) mid``), ``gamma <- gamma * clip(lambda* c_K, 1/4, 4)``; then the update."""
+        est = estimate_gradient(
+            self.params, closure, self.family, step_seed=self.step_seed(), q=self.q, radius=self.radius(),
+            scheme=self.scheme,
+        )
+        if self.opt.rule.name == "search" and self.m is not None and self.since >= self.interval:  # type: ignore[attr-defined]
+            self._probe(closure)
+        self.update(est)
+        self.t += 1
+        self.since += 1
+        return est.loss
+
+    def _probe(self, closure: Callable[[], Any]) -> None:
+        x_t = [p.clone() for p in self.params]
+        mid = [(a.to(p.dtype) + p) * 0.5 for a, p in zip(self.anchor, x_t)]
+        f1 = float(closure())
+        for i, a in enumerate(self.anchor):
+            self._set(i, a)
+        f0 = float(closure())
+        for i, m in enumerate(mid):
+            self._set(i, m)
+        fh = float(closure())
+        tol = 4.0 * torch.finfo(torch.float64).eps * max(abs(f0), abs(fh), abs(f1))
+        out = parabolic_probe(f0, fh, f1, tol)
+        sq_d = sum(float(((2 * (x - m)) ** 2).sum()) for x, m in zip(x_t, mid))
+        below = out.tie and 0.0 < sq_d <= torch.finfo(self.params[0].dtype).eps * sum(float((x**2).sum()) for x in x_t)
+        beta = max(float(g["beta"]) for g in self.groups)
+        factor, agreed = probe_factor(out, self.since, beta, below)
+        lam = out.move
+        for i, (x, m) in enumerate(zip(x_t, mid)):
+            self._set(i, x if lam == 1.0 else (m if lam == 0.5 else m * (2.0 - 2.0 * lam) + x * (2.0 * lam - 1.0)))
+        self.anchor = [p.clone() for p in self.params]
+        for st in self.unit_state:
+            st["gamma"] = min(st["gamma"] * factor, st["cap"])
+        self.interval = min(2 * self.interval, 32) if agreed else max(1, self.interval // 2)
+        self.since = 0
 
     def radius(self) -> float:
         return self.tau
@@ -384,9 +428,11 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         first = self.m is None
         if first:
             self.x0 = [p.clone() for p in self.params]
+            self.anchor = [p.clone() for p in self.params]
             for members in self.units:
                 r_eps = self.opt.reps_rel * (1.0 + max(float(self.norms[i].norm(self.x0[i])) for i in members))  # type: ignore[attr-defined]
-                self.unit_state.append({"rbar": r_eps, "G": 0.0, "gamma": r_eps, "L": 0.0, "dsum": 0.0, "d": 0.0})
+                cap = 1.0 + max(float(self.norms[i].norm(self.x0[i])) for i in members)
+                self.unit_state.append({"rbar": r_eps, "G": 0.0, "gamma": r_eps, "L": 0.0, "dsum": 0.0, "d": 0.0, "cap": cap})
             self.m = [g.clone() for g in grads]
             diff, decrease = [0.0] * n, [0.0] * n
         else:
@@ -399,7 +445,9 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         steps: list[Tensor] = [torch.zeros(())] * n
         for st, members in zip(self.unit_state, self.units):
             mom_dual = sum(float((self.m[i] * -directions[i]).sum()) for i in members)
-            if alias:
+            if self.opt.rule.name == "search":  # type: ignore[attr-defined]
+                gamma = st["gamma"]
+            elif alias:
                 if first:
                     st["d"] = st["gamma"] * mom_dual
                 else:

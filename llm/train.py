@@ -60,12 +60,12 @@ from llm.checkpoint import (
     FORMAT,
     VERSION,
     atomic_save,
-    atomic_write_text,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
 )
 from llm.config import FinetuneConfig, coerce_options
+from zotheory.atomicio import write_text as atomic_write_text
 
 __all__ = [
     "FIRST_ORDER_METHODS",
@@ -639,6 +639,7 @@ def train_loop(
                 "trainer": {"state": st, "config": cfg.to_dict(), "method": run.spec.name},
             },
             out_dir / "last.pt",
+            keep_previous=True,
         )
 
     def save_best() -> None:
@@ -849,7 +850,6 @@ def train(
         return train_loop(run, cfg.out, resume=resume, stop_at=stop_at)
     import torch.distributed as dist
 
-    from llm.checkpoint import atomic_write_text as _write
     from llm.distributed import CommunicationLog, init_process_group_from_env, replicas_identical
 
     if resume or stop_at is not None:
@@ -874,7 +874,7 @@ def train(
             "replicas_identical": replicas_identical([p for _, p in run.named_params]),
         }
         if rank == 0 and cfg.out is not None:
-            _write(Path(cfg.out) / "results.json", json.dumps(results, indent=2) + "\n")
+            atomic_write_text(Path(cfg.out) / "results.json", json.dumps(results, indent=2) + "\n")
         return results
     finally:
         dist.destroy_process_group()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from validation.runner import SuiteResult, summarize_seconds
+from zotheory import atomicio
 
 PLOT_DIR = "plots"
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22"]
@@ -106,8 +107,8 @@ def render_plot(plot: dict[str, Any], path: Path) -> None:
     try:
         draw_plot(plot, ax)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, metadata={"Software": None})
+        with atomicio.atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", metadata={"Software": None})
     finally:
         plt.close(fig)
 
@@ -283,9 +284,9 @@ def write_report(suite: SuiteResult, out_dir: Path, command: str) -> dict[str, P
         "results": out_dir / "results.json",
         "timing": out_dir / "timing.json",
     }
-    paths["results"].write_text(json.dumps(results_document(suite, command), indent=1, sort_keys=True) + "\n")
-    paths["timing"].write_text(json.dumps(timing_document(suite), indent=1, sort_keys=True) + "\n")
-    paths["report"].write_text(markdown(suite, command))
+    atomicio.write_text(paths["results"], json.dumps(results_document(suite, command), indent=1, sort_keys=True) + "\n")
+    atomicio.write_text(paths["timing"], json.dumps(timing_document(suite), indent=1, sort_keys=True) + "\n")
+    atomicio.write_text(paths["report"], markdown(suite, command))
     return paths
 
 

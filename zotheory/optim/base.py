@@ -198,6 +198,11 @@ class ZOOptimizer(torch.optim.Optimizer):
         """The smoothing radius of the coming step (parameter-free methods override it)."""
         return self.eps
 
+    def check_radius(self) -> None:
+        """Refuse now the radius of the coming step if it is below a tensor's resolution (what
+        :meth:`step` would refuse), so that a caller can validate before writing anything."""
+        self._check_radius(self.zo_params(), self.radius())
+
     def _check_radius(self, params: Sequence[torch.Tensor], radius: float) -> None:
         if self.check_resolution and radius != self._checked_radius:
             check_radius_resolution(params, radius, self.directions, names=self.zo_param_names())

@@ -331,9 +331,11 @@ class ZOOptimizer(torch.optim.Optimizer):
             raise ValueError("checkpoint and optimizer disagree on whether a direction policy is used")
         super().load_state_dict(state_dict)
         self._restore_state_dtypes(state_dict)
-        # torch stores non-parameter state entries by reference: give this optimizer its own counters
-        # (two optimizers loaded from one in-memory checkpoint must not share a step counter)
-        self.state["zo"] = dict(self.state["zo"])
+        # torch stores non-parameter state entries (the ``zo`` counters, a method's own scalars) by reference:
+        # give this optimizer its own copies (two optimizers loaded from one in-memory state_dict must not
+        # share them, or one's step moves the other)
+        for key in [k for k in self.state if not isinstance(k, torch.Tensor)]:
+            self.state[key] = copy.deepcopy(self.state[key])
         if self.policy is not None:
             self.policy.load_state_dict(policy_state)
 
@@ -348,7 +350,7 @@ class ZOOptimizer(torch.optim.Optimizer):
                 )
 
     def _restore_state_dtypes(self, state_dict: dict[str, Any]) -> None:
-        """Undo torch's cast of loaded floating state to the parameter dtype.
+        """Undo torch's cast of loaded floating state to the parameter dtype, and its aliasing of the given tensors.
 
         ``torch.optim.Optimizer.load_state_dict`` casts every floating state tensor to its parameter's
         dtype, which turns the float32 moments kept for float16/bfloat16 parameters (:func:`_state_dtype`)
@@ -364,6 +366,10 @@ class ZOOptimizer(torch.optim.Optimizer):
                 loaded = self.state[p].get(key)
                 if isinstance(value, torch.Tensor) and isinstance(loaded, torch.Tensor) and loaded.dtype != value.dtype:
                     self.state[p][key] = value.to(device=p.device, copy=True)
+                elif isinstance(value, torch.Tensor) and isinstance(loaded, torch.Tensor) and loaded.data_ptr() == value.data_ptr():
+                    # torch keeps the given tensor when dtype and device already match: an in-memory state_dict
+                    # would then be shared with (and updated in place by) the optimizer it came from
+                    self.state[p][key] = loaded.clone()
 
     # ------------------------------------------------------------------ parameter groups
     #: Group keys accepted besides ``defaults``: ``params``, torch's ``param_names`` (named parameters),

@@ -23,7 +23,7 @@ The update is checked too: after ``_update`` one ``isfinite`` reduction per para
 (one device synchronisation per group). A non-finite parameter after the update raises
 :class:`NonFiniteUpdateError`. With ``exact_restore=True`` the parameters are first put back
 bit-exactly from the pre-step copy the estimate already holds, and the optimizer state from a
-copy taken before the update (so ``exact_restore`` costs one copy of the parameters *and* of
+copy taken before the step (so ``exact_restore`` costs one copy of the parameters *and* of
 the state while a step runs); the error is then raised or, with ``on_nonfinite="skip"``,
 the step is skipped and counted like a non-finite loss. Without ``exact_restore`` an overflowed
 update cannot be undone (``x + u`` with ``u = -inf`` loses ``x``): the error is raised in both
@@ -257,8 +257,8 @@ class ZOOptimizer(torch.optim.Optimizer):
 
     def _zo_step(self, closure: Callable[[], Any]) -> tuple[torch.Tensor, int]:
         """Estimate, then update; returns ``(loss, closure calls)``. Override for other shapes."""
+        saved = _StateCopy(self) if self.exact_restore else None  # before estimate: some methods move state there
         est = self.estimate(closure)
-        saved = _StateCopy(self) if est.backup is not None else None
         try:
             self._update(est)
         finally:

@@ -80,19 +80,9 @@ def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = None) 
     """Yield an open file writing to a temporary beside ``path``; publish it atomically on success."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_file writes whole files: mode must be 'w' or 'wb', got {mode!r}")
-    target = Path(path)
-    fd, tmp = _temporary(target)
-    try:
-        enc = None if "b" in mode else (encoding or "utf-8")
-        with os.fdopen(fd, mode, encoding=enc) as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, encoding=None if "b" in mode else (encoding or "utf-8")) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        _publish(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -1,11 +1,18 @@
-"""Atomic, weights-only checkpoints of a training run.
+"""Atomic, weights-only, content-hashed checkpoints of a training run.
 
-Writing. Every file goes to a temporary file *in the same directory* (so that the rename
-stays on one file system), is flushed and ``fsync``-ed, then moved over the target with
-``os.replace`` (atomic on POSIX), and the directory entry is ``fsync``-ed. A crash or an
-exception at any point leaves the previous file intact and no temporary behind (the
-temporary is removed on an exception; a hard kill can leave one ``.<name>.*.tmp``, which
-is never read).
+Writing. Every file is written through :mod:`zotheory.atomicio` (a temporary in the same
+directory, ``fsync``, ``os.replace``): a crash or an exception at any point leaves the
+previous file intact. A hard kill can leave a ``.<name>.*.tmp`` behind (never read); the
+training loop deletes those at the next start of the same output folder. With
+``keep_previous=True`` the file being replaced is kept as ``<stem>.prev<suffix>`` (a hard
+link: no copy, but its disk space stays in use until the next save).
+
+Integrity. ``torch.load`` does not verify the zip CRCs, so a flipped bit inside a tensor
+loads silently. Every checkpoint therefore carries ``"sha256"``: the SHA-256 of a canonical
+serialisation of its content (:func:`content_digest`: keys, types, dtypes, shapes and the
+raw bytes of every tensor), recomputed and compared by :func:`load_checkpoint`. A mismatch
+is a :class:`CheckpointError` that names the file and offers the previous checkpoint when
+one exists and verifies.
 
 Reading. Checkpoints hold only tensors and primitive containers (dict, list, tuple, str,
 int, float, bool, None) and are read with ``torch.load(..., weights_only=True)``, which
@@ -14,7 +21,8 @@ so a non-loadable checkpoint is an error at save time, not at resume time.
 
 Layout of a resume checkpoint (``FORMAT``, ``VERSION``)::
 
-    {"format": "zotheory.llm.checkpoint", "version": 1, "kind": "resume" | "weights",
+    {"format": "zotheory.llm.checkpoint", "version": 2, "kind": "resume" | "weights",
+     "sha256": str,                        # content_digest of everything else
      "step": int,
      "trainable": {name: tensor},          # the trainable tensors only (FT: all, LoRA: adapters)
      "optimizer": optimizer.state_dict(),  # ZO: seed + step counter + declared state; FO: torch's
@@ -25,22 +33,23 @@ Layout of a resume checkpoint (``FORMAT``, ``VERSION``)::
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from zotheory import atomicio
+
 __all__ = [
     "FORMAT",
     "VERSION",
     "CheckpointError",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "atomic_save",
+    "content_digest",
+    "previous_path",
     "check_weights_only",
     "load_checkpoint",
     "capture_rng_state",
@@ -48,55 +57,13 @@ __all__ = [
 ]
 
 FORMAT = "zotheory.llm.checkpoint"
-VERSION = 1
+VERSION = 2
 
 _PRIMITIVES = (str, int, float, bool, type(None))
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be written or read (names the file and the problem)."""
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _atomic_file(path: str | Path, mode: str):  # type: ignore[no-untyped-def]
-    """Yield a file object writing to a temporary beside ``path``; publish it atomically on success."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(target.parent)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    with _atomic_file(path, "wb") as f:
-        f.write(data)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    with _atomic_file(path, "w") as f:
-        f.write(text)
 
 
 def check_weights_only(obj: Any, where: str = "checkpoint") -> None:
@@ -119,18 +86,57 @@ def check_weights_only(obj: Any, where: str = "checkpoint") -> None:
     )
 
 
-def atomic_save(obj: Mapping[str, Any], path: str | Path) -> None:
-    """``torch.save(obj)`` to ``path`` atomically (module docstring); checks the content first."""
-    check_weights_only(obj, str(path))
-    with _atomic_file(path, "wb") as f:
-        torch.save(dict(obj), f)
+def _feed(h: Any, obj: Any) -> None:
+    """Hash ``obj`` canonically: a type tag, then its content (dict keys in sorted order)."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, Mapping):
+        h.update(f"D{len(obj)}".encode())
+        for k in sorted(obj, key=lambda k: (type(k).__name__, str(k))):
+            _feed(h, k)
+            _feed(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__[0]}{len(obj)}".encode())
+        for v in obj:
+            _feed(h, v)
+    else:
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())
 
 
-def load_checkpoint(path: str | Path, *, kind: str | None = None, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`atomic_save` with ``weights_only=True`` and check its header."""
+def content_digest(obj: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a canonical serialisation of ``obj`` without its ``"sha256"`` key."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in obj.items() if k != "sha256"})
+    return h.hexdigest()
+
+
+def previous_path(path: str | Path) -> Path:
+    """Where ``atomic_save(..., keep_previous=True)`` keeps the file it replaced: ``last.pt`` -> ``last.prev.pt``."""
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    return p.with_name(f"{p.stem}.prev{p.suffix}")
+
+
+def atomic_save(obj: Mapping[str, Any], path: str | Path, *, keep_previous: bool = False) -> None:
+    """``torch.save(obj)`` to ``path`` atomically with its content hash (module docstring).
+
+    ``keep_previous``: the file replaced stays readable as :func:`previous_path`.
+    """
+    check_weights_only(obj, str(path))
+    payload = dict(obj)
+    payload["sha256"] = content_digest(payload)
+    target = Path(path)
+    with atomicio.atomic_file(target, "wb") as f:
+        torch.save(payload, f)
+        if keep_previous and target.exists():
+            with atomicio.atomic_path(previous_path(target)) as tmp:
+                tmp.unlink()
+                os.link(target, tmp)
+
+
+def _read(p: Path, map_location: str | torch.device) -> dict[str, Any]:
     try:
         obj = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
@@ -139,6 +145,32 @@ def load_checkpoint(path: str | Path, *, kind: str | None = None, map_location: 
         raise CheckpointError(f"{str(p)!r} is not a {FORMAT} checkpoint")
     if obj.get("version") != VERSION:
         raise CheckpointError(f"checkpoint {str(p)!r} has version {obj.get('version')!r}, this code reads {VERSION}")
+    if obj.get("sha256") != content_digest(obj):
+        raise CheckpointError(f"checkpoint {str(p)!r} is corrupt: its content hash does not match (sha256 {obj.get('sha256')!r:.20})")
+    return obj
+
+
+def _offer_previous(p: Path) -> str:
+    prev = previous_path(p)
+    if not prev.is_file():
+        return ""
+    try:
+        step = _read(prev, "cpu").get("step")
+    except CheckpointError:
+        return f"; the previous checkpoint {str(prev)!r} is damaged too"
+    return f"; the previous checkpoint {str(prev)!r} (step {step}) is intact: to resume from it, run `mv {prev} {p}`"
+
+
+def load_checkpoint(path: str | Path, *, kind: str | None = None, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`atomic_save` with ``weights_only=True``, check its
+    header and verify its content hash (a damaged file names the previous checkpoint, if intact)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    try:
+        obj = _read(p, map_location)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}{_offer_previous(p)}") from None
     if kind is not None and obj.get("kind") != kind:
         raise CheckpointError(f"checkpoint {str(p)!r} is a {obj.get('kind')!r} checkpoint, expected {kind!r}")
     return obj

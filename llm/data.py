@@ -54,6 +54,7 @@ have seen.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import string
@@ -515,7 +516,38 @@ def _read_jsonl(task: Task, path: Path, columns: Mapping[str, str] | None) -> li
     return out
 
 
-def _load_hf(task: Task, split: str, hf_dataset: Sequence[str] | None, columns: Mapping[str, str] | None) -> list[Example]:
+@contextlib.contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """Put ``datasets`` and ``huggingface_hub`` in offline mode (local cache only) for the block."""
+    import datasets
+
+    if not offline:
+        yield
+        return
+    targets: list[tuple[Any, str]] = [(datasets.config, "HF_HUB_OFFLINE"), (datasets.config, "HF_DATASETS_OFFLINE")]
+    try:
+        import huggingface_hub.constants as hub_constants
+
+        targets.append((hub_constants, "HF_HUB_OFFLINE"))
+    except ImportError:  # pragma: no cover - datasets depends on huggingface_hub
+        pass
+    saved = [(obj, name, getattr(obj, name)) for obj, name in targets if hasattr(obj, name)]
+    for obj, name, _ in saved:
+        setattr(obj, name, True)
+    try:
+        yield
+    finally:
+        for obj, name, value in saved:
+            setattr(obj, name, value)
+
+
+def _load_hf(
+    task: Task,
+    split: str,
+    hf_dataset: Sequence[str] | None,
+    columns: Mapping[str, str] | None,
+    allow_download: bool = False,
+) -> list[Example]:
     import datasets  # imported here so that monkeypatching datasets.load_dataset works
 
     canon = _canonical_split(split)
@@ -527,16 +559,20 @@ def _load_hf(task: Task, split: str, hf_dataset: Sequence[str] | None, columns: 
     used: tuple[str, ...] = ()
     for args in candidates:
         try:
-            ds = datasets.load_dataset(*args, split=canon)
+            with _hub_offline(not allow_download):
+                ds = datasets.load_dataset(*args, split=canon)
             used = tuple(args)
             break
         except Exception as e:  # noqa: BLE001 - report every attempt below
-            errors.append(f"load_dataset{tuple(args)!r}: {type(e).__name__}: {e}")
+            errors.append(f"load_dataset{tuple(args)!r}: {type(e).__name__}: {str(e)[:200]}")
     if ds is None:
-        raise RuntimeError(
-            f"could not load task {task.name!r} split {canon!r} through datasets "
-            f"(no network, or not cached?). Pass path= to a local file instead. Attempts: " + " | ".join(errors)
+        how = (
+            "offline: it is not in the local datasets cache. Pass --data-dir DIR (path=) with train.tsv and dev.tsv "
+            "(GLUE format: a header line, text<TAB>label), or --allow-download (allow_download=True) to let datasets fetch it"
+            if not allow_download
+            else "the download failed (no network?). Pass --data-dir DIR (path=) with train.tsv and dev.tsv instead"
         )
+        raise ValueError(f"could not load task {task.name!r} split {canon!r} through datasets, {how}. Attempts: " + " | ".join(errors))
     name = "/".join(used)
     col_names = list(getattr(ds, "column_names", None) or [])
     out: list[Example] = []
@@ -562,6 +598,7 @@ def load_examples(
     file_format: str | None = None,
     columns: Mapping[str, str] | None = None,
     hf_dataset: Sequence[str] | None = None,
+    allow_download: bool = False,
 ) -> list[Example]:
     """Load labelled examples of ``task``.
 
@@ -572,7 +609,8 @@ def load_examples(
         with a header and standard quoting; ``.jsonl``/``.json`` JSON Lines), or a
         directory holding ``<split>.<ext>`` (``dev`` and ``validation`` are the same
         split).  ``None``: load through ``datasets.load_dataset`` using the task's
-        ``hf_datasets`` (e.g. ``("nyu-mll/glue", "sst2")``), or ``hf_dataset``.
+        ``hf_datasets`` (e.g. ``("nyu-mll/glue", "sst2")``), or ``hf_dataset``, from the
+        local cache only unless ``allow_download`` (a ``ValueError`` says what to do).
     split:
         ``"train"``, ``"validation"``/``"dev"`` or ``"test"``; with a file path it is
         only used to pick a file from a directory.  The GLUE test splits carry label
@@ -592,7 +630,7 @@ def load_examples(
     task = get_task(task)
     _canonical_split(split)
     if path is None:
-        return _load_hf(task, split, hf_dataset, columns)
+        return _load_hf(task, split, hf_dataset, columns, allow_download)
     p = Path(path)
     if p.is_dir():
         p = _find_split_file(p, split)

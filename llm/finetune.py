@@ -17,8 +17,12 @@ Examples::
     python -m llm.finetune --config run.toml --resume
 
 ``--opt key=value`` may be repeated; values are typed against the optimizer's constructor
-(``python -m llm.finetune --method NAME --list-options`` prints them). Exit status 2 and a
-one-line message naming the bad value for bad input; nothing is written in that case.
+(``python -m llm.finetune --method NAME --list-options`` prints them).
+
+Exit status: 0 done (or stopped at ``--stop-at``); 2 bad input, with a one-line message naming
+the bad value, and nothing written; 3 the training diverged (a non-finite loss or update, or
+too many skipped steps): a one-line message with the step, the method, the advice and the
+last good checkpoint, from which ``--resume`` continues. Catalogue: ``docs/errors.md``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ from typing import Any
 
 from llm.config import FinetuneConfig, accepted_options, load_config_file, merge_config, parse_key_values
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = ["EXIT_DIVERGED", "build_parser", "config_from_args", "main"]
+
+#: Exit status of a run stopped by divergence (non-finite loss/update, too many skipped steps).
+EXIT_DIVERGED = 3
 
 
 def _int_or_none(text: str) -> int | None:
@@ -54,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", help="JSON or TOML file with config keys (the long flag names with '_')")
     g.add_argument("--model", help=f"HF name or local path, preset:NAME (random weights: tiny, opt-125m, opt-1.3b, ...), or minilm [default {d.model}]")
     g.add_argument("--task", help=f"task name [default {d.task}]")
-    g.add_argument("--data-dir", dest="data_dir", help="directory with train.tsv / dev.tsv (or .csv/.jsonl); omit to use `datasets`")
+    g.add_argument("--data-dir", dest="data_dir", help="directory with train.tsv / dev.tsv (or .csv/.jsonl); omit to use the local `datasets` cache")
+    g.add_argument("--allow-download", dest="allow_download", action="store_true", help="without --data-dir, let `datasets` download the task (default: offline)")
     g.add_argument("--eval-from", dest="eval_from", choices=("train", "dev"), help=f"draw eval examples from the training pool (MeZO) or the dev file [default {d.eval_from}]")
     g.add_argument("--num-train", dest="num_train", type=int, help=f"[default {d.num_train}]")
     g.add_argument("--num-dev", dest="num_dev", type=int, help=f"[default {d.num_dev}]")
@@ -88,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--distributed", action="store_true", help="data-parallel ZO under torchrun: scalar all-reduce of the loss (llm.distributed)")
     g.add_argument("--stop-at", dest="stop_at", type=int, help="save the resume state after this step and exit (time-sliced jobs)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar")
+    g.add_argument("--max-consecutive-skips", dest="max_consecutive_skips", type=int, help=f"stop after this many consecutive skipped steps (--opt on_nonfinite=skip) [default {d.max_consecutive_skips}]")
+    g.add_argument("--max-skips", dest="max_skips", type=_int_or_none, help="stop after more skipped steps than this in total [default: 10%% of --steps]")
     return p
 
 
@@ -122,7 +132,7 @@ def _describe_options(options: dict[str, inspect.Parameter], title: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
-    from llm.train import available_methods, method_options, resolve_method, resolve_policy, train
+    from llm.train import TrainingDiverged, available_methods, method_options, resolve_method, resolve_policy, train
 
     try:
         if getattr(ns, "list_methods", False):
@@ -139,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stop_at is not None and stop_at < 1:
             raise ValueError(f"--stop-at must be >= 1, got {stop_at}")
         results = train(cfg, resume=getattr(ns, "resume", False), stop_at=stop_at, distributed=getattr(ns, "distributed", False))
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -44,6 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from zotheory import atomicio
+
 __all__ = ["DEFAULT_METHODS", "DEFAULT_GRIDS", "main"]
 
 #: method label -> (registry / FO name, fixed options). The JAGUAR entry uses the public code's
@@ -120,7 +122,7 @@ def _launch(cfg: dict[str, Any], log_dir: Path) -> dict[str, Any]:
         return json.loads(results.read_text())
     log_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = log_dir / (out.name + ".json")
-    cfg_path.write_text(json.dumps(cfg, indent=2))
+    atomicio.write_text(cfg_path, json.dumps(cfg, indent=2))
     cmd = [sys.executable, "-m", "llm.finetune", "--config", str(cfg_path)]
     if (out / "last.pt").exists():
         cmd.append("--resume")
@@ -239,7 +241,8 @@ def _plot(out: Path, curves: dict[str, list[dict[str, Any]]], baselines: dict[st
     ax2.legend(fontsize=8)
     fig.suptitle("all-MiniLM-L6-v2 + new head, SST-2, full fine-tuning, equal forward-pass budgets")
     fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=110)
+    with atomicio.atomic_path(out / "curves.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
 
 
@@ -307,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             return json.loads(cache.read_text())
         res = _head_only(args)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(res, indent=2))
+        atomicio.write_text(cache, json.dumps(res, indent=2))
         return res
 
     side = ThreadPoolExecutor(max_workers=1)  # the probe runs beside the method runs
@@ -359,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         recs = _read_jsonl(Path(cfg["out"]) / "metrics.jsonl")
         curves[m] = recs
         final_dev = [r for r in recs if r["type"] == "eval" and r.get("split") == "dev"][-1]
-        (out / "runs" / f"{m}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+        atomicio.write_text(out / "runs" / f"{m}.jsonl", "".join(json.dumps(r) + "\n" for r in recs))
         rows.append({"label": m, "tuned_option": TUNED_OPTION[m], "value": chosen[m], "final_dev_accuracy": final_dev["accuracy"], **{k: res[k] for k in (
             "method", "steps", "forward_passes", "forward_calls", "backward_calls", "eval_forward_passes",
             "dev_accuracy_step0", "best_dev_accuracy", "best_step", "eval_accuracy", "eval_loss",
@@ -367,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             "optimizer_state_bytes", "options")}})
     _plot(out, curves, baselines, args.budget)
     table = _table(rows, baselines)
-    (out / "results.md").write_text(table)
+    atomicio.write_text(out / "results.md", table)
     import torch
 
     summary = {
@@ -403,8 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
         },
     }
-    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "README.md").write_text(_readme(summary, table))
+    atomicio.write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+    atomicio.write_text(out / "README.md", _readme(summary, table))
     print(table)
     print(f"total wall time {summary['total_wall_s']:.0f} s")
     return 0

@@ -53,7 +53,6 @@ import dataclasses
 import gc
 import json
 import math
-import os
 import platform
 import statistics
 import sys
@@ -64,6 +63,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from zotheory import atomicio
 
 __all__ = [
     "JAGUAR_SOURCE",
@@ -819,11 +820,8 @@ def merge_record(results: dict[str, Any], rec: dict[str, Any]) -> None:
 
 
 def write_results(out: Path, results: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "results.json")
-    (out / "tables.md").write_text(render_tables(results), encoding="utf-8")
+    atomicio.write_text(out / "results.json", json.dumps(results, indent=1, default=str) + "\n")
+    atomicio.write_text(out / "tables.md", render_tables(results))
 
 
 # --------------------------------------------------------------------------------------------- CLI

@@ -48,6 +48,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from zotheory import atomicio
+
 __all__ = [
     "Case",
     "DEFAULT_CPU_CASES",
@@ -528,7 +530,7 @@ def _worker(spec_json: str, result_path: str) -> int:
     res["device_type"] = torch.device(s["device"]).type
     res["seq_len"] = s["seq_len"] if spec["case"]["time"] else s.get("memory_seq_len", s["seq_len"])
     res["torch_threads"] = torch.get_num_threads()
-    Path(result_path).write_text(json.dumps(res))
+    atomicio.write_text(result_path, json.dumps(res))
     return 0
 
 
@@ -560,7 +562,6 @@ def main(argv: list[str] | None = None) -> int:
         "memory_steps": args.memory_steps,
         "threads": args.threads,
     }
-    from llm.checkpoint import atomic_write_text
 
     machine = _machine(args.device)
     t0 = time.perf_counter()
@@ -573,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         report["complete"] = complete
         report["command"] = "python -m llm.profile " + " ".join(sys.argv[1:] if argv is None else argv)
         report["cases_planned"] = [c.key for c in cases]
-        atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+        atomicio.write_text(out, json.dumps(report, indent=2) + "\n")
         return report
 
     records = run_cases(cases, settings, on_record=lambda recs: write(recs, False))

@@ -47,6 +47,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -60,13 +61,15 @@ from llm.checkpoint import (
     FORMAT,
     VERSION,
     atomic_save,
-    atomic_write_text,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
 )
 from llm.config import FinetuneConfig, coerce_options
 from llm.step import FO_FORWARD_EQUIVALENTS  # the step's closure and accounting live in llm.step (shared with llm.hf_trainer)
+from zotheory import atomicio
+from zotheory.estimators import NonFiniteLossError
+from zotheory.atomicio import write_text as atomic_write_text
 
 __all__ = [
     "FIRST_ORDER_METHODS",
@@ -87,7 +90,15 @@ __all__ = [
     "peak_memory",
     "read_metrics",
     "FO_FORWARD_EQUIVALENTS",
+    "TrainingDiverged",
+    "check_output_dir",
+    "parse_device",
 ]
+
+
+class TrainingDiverged(RuntimeError):
+    """The run stopped: a non-finite loss or update, or too many skipped steps. The message is one
+    line with the step, the method, the advice and the last good checkpoint (``--resume`` continues there)."""
 
 #: First-order baselines (backpropagation) reachable as methods.
 FIRST_ORDER_METHODS: dict[str, type[torch.optim.Optimizer]] = {
@@ -288,6 +299,47 @@ def _shard_collate(collate: Callable[[Sequence[Any]], Any], rank: int, world: in
     return shard
 
 
+def parse_device(name: str) -> torch.device:
+    """``torch.device(name)``, with a ``ValueError`` naming the device when it is unknown or absent."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} requested but MPS is not available")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {name!r} is not supported; use cpu, cuda, cuda:N or mps")
+    return device
+
+
+#: Files a finished or resumable run holds; a folder with none of them (a failed start) may be re-run.
+_RUN_FILES = ("last.pt", "results.json")
+#: Files of a failed start that a fresh run replaces.
+_START_FILES = ("best.pt", "metrics.jsonl", "last.prev.pt", "config.json")
+
+
+def check_output_dir(out: str | None, resume: bool) -> None:
+    """Refuse an ``out`` that is a file, a run to overwrite, or a resume without a checkpoint (writes nothing)."""
+    if out is None:
+        if resume:
+            raise ValueError("resume needs an output directory")
+        return
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"--out {out!r} is a file, not a directory")
+    if resume and not (p / "last.pt").is_file():
+        raise ValueError(f"cannot resume: {str(p / 'last.pt')!r} does not exist")
+    if not resume:
+        taken = [n for n in _RUN_FILES if (p / n).exists()]
+        if taken:
+            raise ValueError(f"output directory {out!r} already holds a run ({taken}); pass resume=True / --resume or choose another --out")
+
+
 def _load_model(cfg: FinetuneConfig, num_labels: int) -> tuple[nn.Module, Any, str]:
     """``(model, tokenizer, kind)`` with kind ``"causal"`` or ``"seqcls"``."""
     from llm import models
@@ -337,18 +389,20 @@ def build_run(cfg: FinetuneConfig, *, data_parallel: DataParallel | None = None)
             raise ValueError(f"batch_size {cfg.batch_size} is smaller than the {data_parallel.world} data-parallel ranks")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {cfg.device!r} requested but CUDA is not available")
+    device = parse_device(cfg.device)
 
     task = D.get_task(cfg.task)
-    train_pool = D.load_examples(task, "train", cfg.data_dir)
-    eval_pool = D.load_examples(task, "validation", cfg.data_dir) if cfg.eval_from == "dev" else None
+    train_pool = D.load_examples(task, "train", cfg.data_dir, allow_download=cfg.allow_download)
+    eval_pool = (
+        D.load_examples(task, "validation", cfg.data_dir, allow_download=cfg.allow_download) if cfg.eval_from == "dev" else None
+    )
     splits = D.sample_splits(
         train_pool, cfg.num_train, cfg.num_dev, cfg.num_eval, seed=cfg.data_seed, eval_examples=eval_pool
     )
     if not splits.train:
         raise ValueError("num_train=0: nothing to train on")
+    if cfg.batch_size > len(splits.train):
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(splits.train)} training examples; lower --batch-size")
 
     model, tokenizer, kind = _load_model(cfg, task.num_labels)
     lora = _lora_kwargs(cfg, kind) if cfg.mode == "lora" else {}
@@ -368,6 +422,8 @@ def build_run(cfg: FinetuneConfig, *, data_parallel: DataParallel | None = None)
     named = models.named_trainable_parameters(model)
     policy = policy_cls(**policy_opts) if policy_cls is not None else None
     optimizer = build_optimizer(spec, named, opts, seed=cfg.seed, policy=policy)
+    if hasattr(optimizer, "check_radius"):
+        optimizer.check_radius()  # a radius below the dtype's resolution fails now, before anything is written
     return Run(
         cfg=cfg,
         spec=spec,
@@ -460,6 +516,9 @@ class TrainerState:
     dev_accuracy_step0: float | None = None
     elapsed: float = 0.0  # wall seconds of earlier sessions of this run
     train_time: float = 0.0  # seconds inside optimizer steps
+    skipped: int = 0  # steps skipped by the optimizer (on_nonfinite="skip")
+    consecutive_skipped: int = 0
+    resumes: list[dict[str, Any]] = field(default_factory=list)  # {"step", "changed": {key: [old, new]}}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -528,7 +587,11 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 
 # Config fields that may differ between a run and its resumption.
-_RESUMABLE_CHANGES = frozenset({"steps", "progress", "threads", "out", "save_every", "device"})
+_RESUMABLE_CHANGES = frozenset(
+    {"steps", "progress", "threads", "out", "save_every", "device", "max_consecutive_skips", "max_skips", "allow_download"}
+)
+#: Of those, the ones that change what the run computes or reports, recorded in ``results.json["resumes"]``.
+_RECORDED_CHANGES = ("steps", "save_every", "device", "max_consecutive_skips", "max_skips")
 
 
 def _trainable_state(named: Sequence[tuple[str, nn.Parameter]]) -> dict[str, torch.Tensor]:
@@ -565,24 +628,29 @@ def train_loop(
     state = TrainerState()
     best_in_memory: dict[str, torch.Tensor] | None = None
 
+    check_output_dir(str(out_dir) if out_dir is not None else None, resume)
+    last_saved: int | None = None
     if out_dir is not None:
         last = out_dir / "last.pt"
         if resume:
             ckpt = load_checkpoint(last, kind="resume")
-            _check_resume_config(ckpt["trainer"]["config"], cfg, last)
+            changed = _check_resume_config(ckpt["trainer"]["config"], cfg, last, int(ckpt["step"]))
             _load_trainable(run.named_params, ckpt["trainable"], str(last))
             opt.load_state_dict(ckpt["optimizer"])
             run.stream.load_state_dict(ckpt["data"])
             restore_rng_state(ckpt["rng"])
             state = TrainerState.from_dict(ckpt["trainer"]["state"])
+            last_saved = state.step
+            if changed:
+                state.resumes.append({"step": state.step, "changed": changed})
         else:
-            taken = [n for n in ("last.pt", "best.pt", "metrics.jsonl", "results.json") if (out_dir / n).exists()]
-            if taken:
-                raise ValueError(f"output directory {str(out_dir)!r} already holds a run ({taken}); pass resume=True / --resume or choose another --out")
             out_dir.mkdir(parents=True, exist_ok=True)
+            for name in _START_FILES:  # left by a start that failed before its first checkpoint
+                (out_dir / name).unlink(missing_ok=True)
+        removed = atomicio.remove_stale_temporaries(out_dir)
+        if removed:
+            print(f"removed {len(removed)} temporary file(s) left by an interrupted save in {str(out_dir)!r}", file=sys.stderr)
         atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
-    elif resume:
-        raise ValueError("resume needs an output directory")
 
     log = _MetricsLog(out_dir / "metrics.jsonl" if out_dir is not None else None)
     log.open(state.step if resume else None)
@@ -592,6 +660,7 @@ def train_loop(
         return state.elapsed + (time.perf_counter() - session_start)
 
     def save_resume() -> None:
+        nonlocal last_saved
         if out_dir is None:
             return
         st = state.to_dict()
@@ -609,7 +678,9 @@ def train_loop(
                 "trainer": {"state": st, "config": cfg.to_dict(), "method": run.spec.name},
             },
             out_dir / "last.pt",
+            keep_previous=True,
         )
+        last_saved = state.step
 
     def save_best() -> None:
         nonlocal best_in_memory
@@ -650,29 +721,44 @@ def train_loop(
     from tqdm.auto import tqdm
 
     try:
-        if state.step == 0 and cfg.eval_at_start and not resume:
-            eval_dev()
+        if state.step == 0 and not resume:
+            if cfg.eval_at_start:
+                eval_dev()
+            save_resume()  # from here on the run is resumable, whatever fails
         bar = tqdm(total=cfg.steps, initial=state.step, disable=not cfg.progress, desc=run.spec.name, dynamic_ncols=True)
         try:
             while state.step < cfg.steps:
                 batch = next(run.stream).to(run.device)
                 t0 = time.perf_counter()
-                loss = _one_step(run, batch, state)
+                skipped_before = _skipped(opt)
+                try:
+                    loss = _one_step(run, batch, state)
+                except NonFiniteLossError as e:
+                    raise TrainingDiverged(
+                        f"step {state.step + 1} of {run.spec.name}: the {'update' if 'update' in str(e) else 'loss'} became "
+                        f"non-finite ({e}). Lower the learning rate (--lr) or the radius (--opt eps=...), or pass "
+                        f"--opt on_nonfinite=skip to skip such steps. {_last_good(out_dir, last_saved)}"
+                    ) from None
                 state.train_time += time.perf_counter() - t0
                 state.step += 1
+                skipped_now = _skipped(opt) > skipped_before
+                state.skipped += skipped_now
+                state.consecutive_skipped = state.consecutive_skipped + 1 if skipped_now else 0
                 loss_f = _float(loss)
                 log.write(
                     {
                         "type": "train",
                         "step": state.step,
                         "loss": loss_f if math.isfinite(loss_f) else None,
+                        "skipped": skipped_now,
                         "forward_passes": state.forward_passes,
                         "lr": _current_lr(opt),
                         "wall_time": wall(),
                     }
                 )
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_f:.4f}", fp=state.forward_passes, refresh=False)
+                bar.set_postfix(loss=f"{loss_f:.4f}", fp=state.forward_passes, skipped=state.skipped, refresh=False)
+                _check_skips(cfg, state, run.spec.name, out_dir, last_saved)
                 at_eval = (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps
                 if at_eval:
                     eval_dev()
@@ -682,8 +768,6 @@ def train_loop(
                     return {"stopped_at": state.step}
         finally:
             bar.close()
-        if cfg.steps == 0:
-            save_resume()
         return _finish(run, state, out_dir, best_in_memory, wall, log)
     finally:
         log.close()
@@ -704,12 +788,46 @@ def _one_step(run: Run, batch: Any, state: TrainerState) -> torch.Tensor:
     return loss
 
 
-def _check_resume_config(saved: dict[str, Any], cfg: FinetuneConfig, where: Path) -> None:
+def _check_resume_config(saved: dict[str, Any], cfg: FinetuneConfig, where: Path, step: int) -> dict[str, list[Any]]:
+    """Refuse a changed configuration, except the keys of :data:`_RESUMABLE_CHANGES`; returns the
+    recorded changes ``{key: [old, new]}`` (announced on stderr). Fewer ``steps`` than done is refused."""
     now = cfg.to_dict()
     diff = sorted(k for k in set(saved) | set(now) if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k))
     if diff:
         pairs = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
         raise ValueError(f"cannot resume from {str(where)!r}: the configuration changed ({pairs})")
+    if cfg.steps < step:
+        raise ValueError(f"cannot resume with steps={cfg.steps} from {str(where)!r}: the run is already at step {step}")
+    changed = {k: [saved.get(k), now[k]] for k in _RECORDED_CHANGES if k in saved and saved[k] != now[k]}
+    if changed:
+        told = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        print(f"resuming at step {step} with changed settings: {told} (recorded in results.json)", file=sys.stderr)
+    return changed
+
+
+def _skipped(opt: torch.optim.Optimizer) -> int:
+    zo = opt.state.get("zo") if isinstance(opt.state, dict) else None
+    return int(zo["skipped"]) if isinstance(zo, dict) and "skipped" in zo else 0
+
+
+def _last_good(out_dir: Path | None, last_saved: int | None) -> str:
+    if out_dir is None or last_saved is None:
+        return "No checkpoint was written (no --out)."
+    return f"Last good checkpoint: {out_dir / 'last.pt'} (step {last_saved}); --resume continues from it."
+
+
+def _check_skips(cfg: FinetuneConfig, state: TrainerState, method: str, out_dir: Path | None, last_saved: int | None) -> None:
+    """Stop the run (:class:`TrainingDiverged`) past the skip limits of ``cfg``."""
+    why = None
+    if state.consecutive_skipped >= cfg.max_consecutive_skips:
+        why = f"{state.consecutive_skipped} consecutive steps skipped (limit --max-consecutive-skips {cfg.max_consecutive_skips})"
+    elif state.skipped > cfg.skip_limit():
+        why = f"{state.skipped} steps skipped in total (limit --max-skips {cfg.skip_limit()})"
+    if why is not None:
+        raise TrainingDiverged(
+            f"step {state.step} of {method}: {why}: the loss or update keeps becoming non-finite. Lower the learning "
+            f"rate (--lr) or the radius (--opt eps=...), or raise the limit. {_last_good(out_dir, last_saved)}"
+        )
 
 
 def _finish(
@@ -766,6 +884,8 @@ def _finish(
             "Evaluation passes are in eval_forward_passes."
         ),
         "eval_forward_passes": state.eval_forward_passes,
+        "skipped_steps": state.skipped,
+        "resumes": state.resumes,
         "dev_accuracy_step0": state.dev_accuracy_step0,
         "best_dev_accuracy": state.best_dev_accuracy,
         "best_step": state.best_step,
@@ -807,12 +927,12 @@ def train(
     whether the replicas ended bit-identical) added to ``results.json``; ``device="cuda"`` means
     ``cuda:LOCAL_RANK``. Resume and ``stop_at`` are not supported there yet.
     """
+    check_output_dir(cfg.out, resume)
     if not distributed:
         run = build_run(cfg)
         return train_loop(run, cfg.out, resume=resume, stop_at=stop_at)
     import torch.distributed as dist
 
-    from llm.checkpoint import atomic_write_text as _write
     from llm.distributed import CommunicationLog, init_process_group_from_env, replicas_identical
 
     if resume or stop_at is not None:
@@ -837,7 +957,7 @@ def train(
             "replicas_identical": replicas_identical([p for _, p in run.named_params]),
         }
         if rank == 0 and cfg.out is not None:
-            _write(Path(cfg.out) / "results.json", json.dumps(results, indent=2) + "\n")
+            atomic_write_text(Path(cfg.out) / "results.json", json.dumps(results, indent=2) + "\n")
         return results
     finally:
         dist.destroy_process_group()

@@ -196,7 +196,7 @@ def test_load_dataset_real_dataset_object_and_errors(monkeypatch):
         raise ConnectionError("offline")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(RuntimeError, match="Pass path="):
+    with pytest.raises(ValueError, match=r"offline.*--data-dir DIR \(path=\)"):
         data.load_examples("sst2", "train")
 
 

@@ -237,11 +237,11 @@ def test_training_interrupted_while_saving_resumes_from_the_previous_checkpoint(
     real = ckpt.atomic_save
     calls = {"n": 0}
 
-    def failing(obj, path):
+    def failing(obj, path, **kw):
         if obj.get("kind") == "resume" and obj["step"] == 4:
             calls["n"] += 1
             raise KeyboardInterrupt("killed while writing step 4")
-        return real(obj, path)
+        return real(obj, path, **kw)
 
     import llm.train as T
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from validation.runner import SuiteResult, summarize_seconds
+from zotheory import atomicio
 
 PLOT_DIR = "plots"
 #: How an unexpected outcome reads in the report and on the console.
@@ -114,8 +115,8 @@ def render_plot(plot: dict[str, Any], path: Path) -> None:
     try:
         draw_plot(plot, ax)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, metadata={"Software": None})
+        with atomicio.atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", metadata={"Software": None})
     finally:
         plt.close(fig)
 
@@ -315,9 +316,9 @@ def write_report(suite: SuiteResult, out_dir: Path, command: str) -> dict[str, P
         "results": out_dir / "results.json",
         "timing": out_dir / "timing.json",
     }
-    paths["results"].write_text(json.dumps(results_document(suite, command), indent=1, sort_keys=True) + "\n")
-    paths["timing"].write_text(json.dumps(timing_document(suite), indent=1, sort_keys=True) + "\n")
-    paths["report"].write_text(markdown(suite, command))
+    atomicio.write_text(paths["results"], json.dumps(results_document(suite, command), indent=1, sort_keys=True) + "\n")
+    atomicio.write_text(paths["timing"], json.dumps(timing_document(suite), indent=1, sort_keys=True) + "\n")
+    atomicio.write_text(paths["report"], markdown(suite, command))
     return paths
 
 

@@ -15,7 +15,23 @@ restored (bit-exactly with ``exact_restore=True``, else to within the rounding o
 arithmetic restore ``x + r z - r z``), then either raises (``on_nonfinite="raise"``) or
 skips the step and counts it in ``state["zo"]["skipped"]`` (``on_nonfinite="skip"``). A
 smoothing radius below a tensor's floating-point resolution is refused
-(:func:`zotheory.estimators.check_radius_resolution`).
+(:func:`zotheory.estimators.check_radius_resolution`). The closure must return a real
+scalar (a Python ``int``/``float`` or a one-element real floating or integer tensor); ``None``,
+strings, booleans, complex or multi-element tensors are a ``TypeError`` naming the value.
+
+The update is checked too: after ``_update`` one ``isfinite`` reduction per parameter group
+(one device synchronisation per group). A non-finite parameter after the update raises
+:class:`NonFiniteUpdateError`. With ``exact_restore=True`` the parameters are first put back
+bit-exactly from the pre-step copy the estimate already holds, and the optimizer state from a
+copy taken before the step (so ``exact_restore`` costs one copy of the parameters *and* of
+the state while a step runs); the error is then raised or, with ``on_nonfinite="skip"``,
+the step is skipped and counted like a non-finite loss. Without ``exact_restore`` an overflowed
+update cannot be undone (``x + u`` with ``u = -inf`` loses ``x``): the error is raised in both
+modes and names the parameter, and the caller reloads its last checkpoint.
+
+Parameters must be real floating tensors, each given once (duplicates would be updated twice).
+``state_dict()`` records the class and the parameter shapes; ``load_state_dict`` refuses a
+state of another method or of other shapes, naming both.
 
 Memory. No ``.grad`` buffer is ever allocated; methods with state declare it
 (:meth:`ZOOptimizer.state_bytes`).
@@ -23,6 +39,7 @@ Memory. No ``.grad`` buffer is ever allocated; methods with state declare it
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Sequence
@@ -45,6 +62,15 @@ from zotheory.estimators import (
 
 OnNonFinite = Literal["raise", "skip"]
 NO_DECAY_NAME_PARTS: tuple[str, ...] = ("bias", "layer_norm", "layernorm", "ln_", "norm.weight")
+
+
+class NonFiniteUpdateError(NonFiniteLossError):
+    """The update made a parameter NaN/inf; ``restored`` tells whether the pre-step parameters
+    and state were put back (``exact_restore=True``) before it was raised."""
+
+    def __init__(self, message: str, *, restored: bool) -> None:
+        super().__init__(message)
+        self.restored = restored
 
 
 def is_no_decay_name(name: str) -> bool:
@@ -172,6 +198,11 @@ class ZOOptimizer(torch.optim.Optimizer):
         """The smoothing radius of the coming step (parameter-free methods override it)."""
         return self.eps
 
+    def check_radius(self) -> None:
+        """Refuse now the radius of the coming step if it is below a tensor's resolution (what
+        :meth:`step` would refuse), so that a caller can validate before writing anything."""
+        self._check_radius(self.zo_params(), self.radius())
+
     def _check_radius(self, params: Sequence[torch.Tensor], radius: float) -> None:
         if self.check_resolution and radius != self._checked_radius:
             check_radius_resolution(params, radius, self.directions, names=self.zo_param_names())
@@ -210,27 +241,59 @@ class ZOOptimizer(torch.optim.Optimizer):
         """One zeroth-order step; returns the loss estimate at the pre-step parameters."""
         if closure is None:
             raise ValueError(f"{type(self).__name__}.step needs a closure that returns the loss")
-        zo = self.state["zo"]
         try:
-            loss, n_evals = self._zo_step(closure)
-        except NonFiniteLossError:
-            if self.on_nonfinite == "raise":
+            loss, n_evals = self._zo_step(_RealScalarClosure(closure))
+        except NonFiniteLossError as e:
+            if self.on_nonfinite == "raise" or not getattr(e, "restored", True):
                 raise
+            zo = self.state["zo"]
             zo["skipped"] += 1
             zo["step"] += 1
             return torch.tensor(float("nan"), dtype=torch.float64)
+        zo = self.state["zo"]
         zo["step"] += 1
         zo["evals"] += n_evals
         return loss
 
     def _zo_step(self, closure: Callable[[], Any]) -> tuple[torch.Tensor, int]:
         """Estimate, then update; returns ``(loss, closure calls)``. Override for other shapes."""
+        saved = _StateCopy(self) if self.exact_restore else None  # before estimate: some methods move state there
         est = self.estimate(closure)
         try:
             self._update(est)
         finally:
             est.restore_(self.zo_params())
+        self._check_update(est, saved)
         return est.loss, est.n_evals
+
+    def _check_update(self, est: ZOEstimate, saved: _StateCopy | None) -> None:
+        """Raise :class:`NonFiniteUpdateError` if a parameter is NaN/inf after the update (module
+        docstring); with the pre-step copies (``exact_restore``) put parameters and state back first."""
+        params = self.zo_params()
+        i = 0
+        bad: int | None = None
+        for group in self.param_groups:
+            n = len(group["params"])
+            if n and not bool(torch.stack([torch.isfinite(p).all() for p in group["params"]]).all()):
+                bad = i + next(k for k, p in enumerate(group["params"]) if not bool(torch.isfinite(p).all()))
+                break
+            i += n
+        if bad is None:
+            return
+        name = self.zo_param_names()[bad]
+        count = int((~torch.isfinite(params[bad])).sum())
+        where = f"the update of step {self.step_count} made {count} entr{'y' if count == 1 else 'ies'} of {name!r} non-finite"
+        if saved is None or est.backup is None:
+            raise NonFiniteUpdateError(
+                f"{where}; the parameters cannot be restored without exact_restore=True: reload the last checkpoint "
+                "(and lower the learning rate, or use a wider dtype)",
+                restored=False,
+            )
+        with torch.no_grad():
+            for p, b in zip(params, est.backup):
+                p.copy_(b)
+        saved.restore(self)
+        raise NonFiniteUpdateError(f"{where}; parameters and state restored", restored=True)
 
     @abstractmethod
     def _update(self, est: ZOEstimate) -> None:
@@ -251,23 +314,43 @@ class ZOOptimizer(torch.optim.Optimizer):
         sd = super().state_dict()
         if self.policy is not None:
             sd["policy"] = self.policy.state_dict()
+        sd["zo_method"] = type(self).__name__
+        sd["zo_shapes"] = [list(p.shape) for p in self.zo_params()]
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
+        method = state_dict.pop("zo_method", None)
+        shapes = state_dict.pop("zo_shapes", None)
+        if method is not None and method != type(self).__name__:
+            raise ValueError(f"cannot load the state of a {method} optimizer into a {type(self).__name__}")
+        if shapes is not None:
+            self._check_loaded_shapes(shapes)
         policy_state = state_dict.pop("policy", None)
         if (policy_state is None) != (self.policy is None):
             raise ValueError("checkpoint and optimizer disagree on whether a direction policy is used")
         super().load_state_dict(state_dict)
         self._restore_state_dtypes(state_dict)
-        # torch stores non-parameter state entries by reference: give this optimizer its own counters
-        # (two optimizers loaded from one in-memory checkpoint must not share a step counter)
-        self.state["zo"] = dict(self.state["zo"])
+        # torch stores non-parameter state entries (the ``zo`` counters, a method's own scalars) by reference:
+        # give this optimizer its own copies (two optimizers loaded from one in-memory state_dict must not
+        # share them, or one's step moves the other)
+        for key in [k for k in self.state if not isinstance(k, torch.Tensor)]:
+            self.state[key] = copy.deepcopy(self.state[key])
         if self.policy is not None:
             self.policy.load_state_dict(policy_state)
 
+    def _check_loaded_shapes(self, shapes: Sequence[Sequence[int]]) -> None:
+        names, params = self.zo_param_names(), self.zo_params()
+        if len(shapes) != len(params):
+            raise ValueError(f"the state_dict is for {len(shapes)} parameters, this {type(self).__name__} has {len(params)}")
+        for name, p, shape in zip(names, params, shapes):
+            if tuple(shape) != tuple(p.shape):
+                raise ValueError(
+                    f"the state_dict's parameter {name!r} has shape {tuple(shape)}, this optimizer's has {tuple(p.shape)}"
+                )
+
     def _restore_state_dtypes(self, state_dict: dict[str, Any]) -> None:
-        """Undo torch's cast of loaded floating state to the parameter dtype.
+        """Undo torch's cast of loaded floating state to the parameter dtype, and its aliasing of the given tensors.
 
         ``torch.optim.Optimizer.load_state_dict`` casts every floating state tensor to its parameter's
         dtype, which turns the float32 moments kept for float16/bfloat16 parameters (:func:`_state_dtype`)
@@ -283,6 +366,10 @@ class ZOOptimizer(torch.optim.Optimizer):
                 loaded = self.state[p].get(key)
                 if isinstance(value, torch.Tensor) and isinstance(loaded, torch.Tensor) and loaded.dtype != value.dtype:
                     self.state[p][key] = value.to(device=p.device, copy=True)
+                elif isinstance(value, torch.Tensor) and isinstance(loaded, torch.Tensor) and loaded.data_ptr() == value.data_ptr():
+                    # torch keeps the given tensor when dtype and device already match: an in-memory state_dict
+                    # would then be shared with (and updated in place by) the optimizer it came from
+                    self.state[p][key] = loaded.clone()
 
     # ------------------------------------------------------------------ parameter groups
     #: Group keys accepted besides ``defaults``: ``params``, torch's ``param_names`` (named parameters),
@@ -299,8 +386,30 @@ class ZOOptimizer(torch.optim.Optimizer):
                     f"unknown parameter-group key(s) {unknown} for {type(self).__name__}; "
                     f"valid keys: {sorted(set(self.defaults) | self.extra_group_keys)}"
                 )
+        if isinstance(param_group, dict):
+            param_group = dict(param_group)
+            given = param_group["params"]
+            param_group["params"] = [given] if isinstance(given, torch.Tensor) else list(given)
+            self._check_new_params(param_group["params"])
         super().add_param_group(param_group)
         self._validate_group(self.param_groups[-1])
+
+    def _check_new_params(self, items: Sequence[Any]) -> None:
+        """Refuse non-real-floating parameters and a tensor given twice (torch only warns: it would be updated twice)."""
+        offset = sum(len(g["params"]) for g in self.param_groups)
+        seen: dict[int, str] = {id(p): n for p, n in zip(self.zo_params(), self.zo_param_names())}
+        for k, item in enumerate(items):
+            name, p = item if isinstance(item, tuple) else (f"param_{offset + k}", item)
+            if not isinstance(p, torch.Tensor):
+                continue  # torch names the bad type
+            if not p.is_floating_point():
+                raise ValueError(
+                    f"parameter {name!r} has dtype {str(p.dtype).removeprefix('torch.')}: zeroth-order optimizers "
+                    "need real floating parameters"
+                )
+            if id(p) in seen:
+                raise ValueError(f"parameter {name!r} is given more than once (also as {seen[id(p)]!r}); each tensor may appear once")
+            seen[id(p)] = name
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         """Check one parameter group's hyper-parameters (subclasses extend; raise ``ValueError``)."""
@@ -318,6 +427,50 @@ class ZOOptimizer(torch.optim.Optimizer):
         if self.policy is not None:
             total += self.policy.state_bytes()
         return total
+
+
+class _RealScalarClosure:
+    """Wrap a closure; refuse a return value that is not a real scalar (module docstring)."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+
+    def __call__(self) -> Any:
+        value = self.fn()
+        if isinstance(value, torch.Tensor):
+            if value.dtype == torch.bool or value.is_complex():
+                raise TypeError(f"the closure returned a tensor of dtype {value.dtype}; the loss must be a real scalar")
+            if value.numel() != 1:
+                raise TypeError(f"the closure returned a tensor of shape {tuple(value.shape)}; the loss must be a scalar")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            shown = "None" if value is None else f"a {type(value).__name__} ({value!r:.40})"
+            raise TypeError(f"the closure returned {shown}; the loss must be a real scalar (a float or a one-element tensor)")
+        return value
+
+
+class _StateCopy:
+    """A copy of an optimizer's state (per-parameter state, the ``zo`` counters, group values), to undo an update."""
+
+    def __init__(self, opt: ZOOptimizer) -> None:
+        self.state = {k: _copy_value(v) for k, v in opt.state.items()}
+        self.groups = [{k: _copy_value(v) for k, v in g.items() if k != "params"} for g in opt.param_groups]
+
+    def restore(self, opt: ZOOptimizer) -> None:
+        opt.state.clear()
+        opt.state.update(self.state)
+        for g, saved in zip(opt.param_groups, self.groups):
+            g.update(saved)
+
+
+def _copy_value(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.clone()
+    if isinstance(v, dict):
+        return {k: _copy_value(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_copy_value(x) for x in v]
+    return copy.copy(v)
 
 
 def _state_dtype(p: torch.Tensor) -> torch.dtype:

@@ -65,7 +65,7 @@ from torch import Tensor
 from zotheory.directions import Coordinate, DirectionFamily
 from zotheory.estimators import NonFiniteLossError, ZOEstimate, as_loss, dtype_resolution, validate_radius
 from zotheory.lmo import NewtonSchulzSpectral, Norm, Nuclear, Spectral, get_norm
-from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_nonnegative, validate_unit_interval
+from zotheory.optim.base import OnNonFinite, ZOOptimizer, _StateCopy, _state_dtype, validate_nonnegative, validate_unit_interval
 from zotheory.optim.jaguar import jaguar_coordinate_update_
 from zotheory.optim.registry import OptimizerSpec, dense_reference, register_optimizer
 from zotheory.policies.base import DirectionPolicy
@@ -703,6 +703,7 @@ class AdaNAGED(ZOOptimizer):
         before the update. A non-finite estimate therefore changes nothing, probe included."""
         ad = self.state["adanaged"]
         params = self.zo_params()
+        saved = _StateCopy(self) if self.exact_restore else None  # as the base class: a bad update undoes the probe too
         est = self.estimate(closure)
         extra = 0
         try:
@@ -712,6 +713,7 @@ class AdaNAGED(ZOOptimizer):
             self._update(est)
         finally:
             est.restore_(params)
+        self._check_update(est, saved)
         if self.probes:
             ad["since"] += 1
         return est.loss, est.n_evals + extra

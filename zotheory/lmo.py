@@ -309,6 +309,13 @@ def _check_steps(steps: int) -> int:
     return steps
 
 
+def _check_ns_settings(coefficients: Sequence[float], steps: int, eps: float) -> tuple[tuple[float, ...], int, float]:
+    eps = float(eps)
+    if not (math.isfinite(eps) and eps >= 0.0):
+        raise ValueError(f"eps must be finite and >= 0, got {eps!r}")
+    return _check_coefficients(coefficients), _check_steps(steps), eps
+
+
 def newton_schulz(
     G: Tensor,
     coefficients: Sequence[float] = MUON_QUINTIC,
@@ -339,11 +346,7 @@ def newton_schulz(
     pass ``torch.bfloat16`` to reproduce Muon's bf16 arithmetic.
     """
     G = _check_tensor(G, "G")
-    coeffs = _check_coefficients(coefficients)
-    steps = _check_steps(steps)
-    eps = float(eps)
-    if not (math.isfinite(eps) and eps >= 0.0):
-        raise ValueError(f"eps must be finite and >= 0, got {eps!r}")
+    coeffs, steps, eps = _check_ns_settings(coefficients, steps, eps)
     X = _as_matrix(G, "newton_schulz").to(compute_dtype or _work_dtype(G.dtype))
     return _newton_schulz_core(X, coeffs, steps, eps).reshape(G.shape).to(G.dtype)
 
@@ -365,11 +368,7 @@ def newton_schulz_batched(
     G = _check_tensor(G, "G")
     if G.dim() != 3:
         raise ValueError(f"newton_schulz_batched needs a (B, m, n) stack of matrices, got shape {tuple(G.shape)}")
-    coeffs = _check_coefficients(coefficients)
-    steps = _check_steps(steps)
-    eps = float(eps)
-    if not (math.isfinite(eps) and eps >= 0.0):
-        raise ValueError(f"eps must be finite and >= 0, got {eps!r}")
+    coeffs, steps, eps = _check_ns_settings(coefficients, steps, eps)
     X = G.to(compute_dtype or _work_dtype(G.dtype))
     return _newton_schulz_core(X, coeffs, steps, eps).to(G.dtype)
 

@@ -172,16 +172,45 @@ METHODS: dict[str, MethodEntry] = {
         MethodEntry(
             "zo-sgd+gv", "ZO-SGD + GV", "zo-sgd", {"lr": 1e-6, "eps": 1e-3}, {"lr": 1e-4, "eps": 1e-2}, policy="gv",
         ),
+        # the rest of the registry: measured by --measure-only (every method has a row), trained on request.
+        # Step sizes: the ZO-SGD defaults for the SGD-type methods, 1 (a multiplier) for the parameter-free ones.
+        MethodEntry("zo-sgd-mmt", "ZO-SGD-MMT", "zo-sgd-mmt", {"lr": 1e-6, "eps": 1e-3}, {"lr": 1e-4, "eps": 1e-2}, paper="ZO-SGD-MMT"),
+        MethodEntry("zo-signsgd", "ZO-SignSGD (coordinate-wise)", "zo-signsgd", {"lr": 1e-6, "eps": 1e-3}, {"lr": 1e-5, "eps": 1e-2}),
+        MethodEntry("zo-adam", "ZO-Adam", "zo-adam", {"lr": 1e-5, "eps": 1e-3}, {"lr": 1e-4, "eps": 1e-2}),
+        MethodEntry(
+            "jaguar-signsgd-block", "JAGUAR SignSGD (block)", "jaguar-signsgd-block", {"lr": 1e-6, "eps": 1e-3},
+            {"lr": 1e-3, "eps": 1e-3},
+        ),
+        MethodEntry(
+            "jaguar-muon-block", "JAGUAR Muon (block)", "jaguar-muon-block", {"lr": 1e-5, "eps": 1e-3}, {"lr": 1e-3, "eps": 1e-3}
+        ),
+        MethodEntry(
+            "zo-muon-orthogonal", "ZO-Muon (semi-orthogonal)", "zo-muon-orthogonal", {"lr": 1e-5, "eps": 1e-3},
+            {"lr": 1e-3, "eps": 1e-2},
+        ),
+        MethodEntry("zo-lmo", "ZO-LMO", "zo-lmo", {"lr": 1e-5, "eps": 1e-3}, {"lr": 1e-3, "eps": 1e-2}),
+        MethodEntry("adanaged-alias", "AdaNAGED (ALIAS rule)", "adanaged-alias", {}, {}),
+        MethodEntry("zo-dog", "ZO-DoG", "zo-dog", {}, {}),
+        MethodEntry("zo-poem", "ZO-POEM", "zo-poem", {}, {}),
+        MethodEntry("zo-alias-sign", "ZO-ALIAS-Sign", "zo-alias-sign", {}, {}),
     )
 }
 
-DEFAULT_METHODS: tuple[str, ...] = tuple(METHODS)
+#: The rows of the JAGUAR tables (trained by default); ``--methods all`` (the default of ``--measure-only``)
+#: adds every other registry method, so each registered method gets a memory/time row.
+DEFAULT_METHODS: tuple[str, ...] = (
+    "fo-sgd", "zo-sgd", "zo-sgd-sign", "zo-adamm", "jaguar-signsgd", "zo-muon", "jaguar-muon", "adanaged", "zo-sgd+ldsd",
+    "zo-sgd+gv",
+)
 
 
 def parse_methods(text: str) -> list[MethodEntry]:
-    """``"all"`` or a comma list of :data:`METHODS` keys (``zo-sgd,jaguar-signsgd,zo-sgd+gv``)."""
-    if text.strip().lower() in ("all", "default"):
+    """``"default"`` (:data:`DEFAULT_METHODS`), ``"all"`` (every :data:`METHODS` entry) or a comma list of
+    :data:`METHODS` keys (``zo-sgd,jaguar-signsgd,zo-sgd+gv``)."""
+    if text.strip().lower() == "default":
         return [METHODS[k] for k in DEFAULT_METHODS]
+    if text.strip().lower() == "all":
+        return list(METHODS.values())
     out: list[MethodEntry] = []
     for raw in text.split(","):
         key = raw.strip().lower()
@@ -832,7 +861,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default="preset:1.3b", help="local checkpoint folder or preset:NAME (random weights) [preset:1.3b]")
     p.add_argument("--data-dir", default=None, help="folder with SST-2 train.tsv/dev.tsv (omit: the `datasets` library)")
-    p.add_argument("--methods", default="all", help=f"comma list of {', '.join(METHODS)}, or all")
+    p.add_argument("--methods", default=None,
+                   help=f"comma list of {', '.join(METHODS)}; or default (the JAGUAR table rows, the default for "
+                        "training) or all (every registry method, the default of --measure-only)")
     p.add_argument("--modes", default="ft,lora", help="comma list of ft, lora [ft,lora]")
     p.add_argument("--steps", type=int, default=20000, help="training steps per run [20000]")
     p.add_argument("--eval-every", type=int, default=1000, help="dev evaluation interval [1000]")
@@ -860,7 +891,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        entries = parse_methods(args.methods)
+        entries = parse_methods(args.methods or ("all" if args.measure_only else "default"))
         modes = parse_modes(args.modes)
         if args.measure_only and args.no_measure:
             raise ValueError("--measure-only and --no-measure exclude each other")

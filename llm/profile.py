@@ -87,23 +87,51 @@ class Case:
     def key(self) -> str:
         return f"{self.preset}:{self.mode}:{self.method}"
 
+    @property
+    def method_name(self) -> str:
+        """The registry name (``method`` may carry options: ``zo-sgd@directions=rademacher``)."""
+        return self.method.split("@", 1)[0]
+
+    @property
+    def method_options(self) -> dict[str, Any]:
+        """Options after ``@``: ``key=value`` pairs separated by ``;`` (values parsed as JSON, else strings)."""
+        if "@" not in self.method:
+            return {}
+        out: dict[str, Any] = {}
+        for item in self.method.split("@", 1)[1].split(";"):
+            k, sep, v = item.partition("=")
+            if not sep or not k:
+                raise ValueError(f"case {self.key!r}: method options must be key=value, got {item!r}")
+            try:
+                out[k] = json.loads(v)
+            except json.JSONDecodeError:
+                out[k] = v
+        return out
+
 
 def _cases(presets_modes: list[tuple[str, str]], methods: list[str], time_: bool) -> list[Case]:
     return [Case(p, m, meth, time_) for p, m in presets_modes for meth in ["inference", *methods]]
 
 
-#: CPU: OPT-125m shape for time and memory (every family, FO included); OPT-1.3B for memory only
-#: (inference, ZO-SGD, JAGUAR; FO at 1.3B in fp32 needs 2-4x the weights' 5.3 GB and a backward
-#: that takes minutes on 2 cores -- the 125m rows show the FO ratios).
+def _registry_methods() -> list[str]:
+    from zotheory.optim import OPTIMIZERS
+
+    return list(OPTIMIZERS)
+
+
+#: ZO-SGD with the cheap direction option (packed Rademacher signs), next to the Gaussian default.
+RADEMACHER_ZO_SGD = "zo-sgd@directions=rademacher"
+
+#: CPU: OPT-125m shape for time and memory, every registered method (plus ZO-SGD with Rademacher directions
+#: and the FO baselines); OPT-1.3B for memory only (inference, ZO-SGD, JAGUAR; FO at 1.3B in fp32 needs 2-4x
+#: the weights' 5.3 GB and a backward that takes minutes on 2 cores -- the 125m rows show the FO ratios).
 DEFAULT_CPU_CASES: list[Case] = _cases(
-    [("opt-125m", "ft")], ["zo-sgd", "jaguar-signsgd", "zo-adam", "adanaged", "fo-sgd", "fo-adam"], True
+    [("opt-125m", "ft")], [*_registry_methods(), RADEMACHER_ZO_SGD, "fo-sgd", "fo-adam"], True
 ) + _cases([("opt-1.3b", "ft")], ["zo-sgd", "jaguar-signsgd"], False)
 
-#: GPU: OPT-1.3B, FT and LoRA (the JAGUAR Table 3 setting), every family.
+#: GPU: OPT-1.3B, FT and LoRA (the JAGUAR Table 3 setting), every registered method and the FO baselines.
 DEFAULT_GPU_CASES: list[Case] = _cases(
-    [("opt-1.3b", "ft"), ("opt-1.3b", "lora")],
-    ["zo-sgd", "zo-sgd-mmt", "zo-sgd-sign", "zo-adam", "jaguar-signsgd", "jaguar-muon", "zo-muon", "adanaged", "fo-sgd", "fo-adam"],
-    True,
+    [("opt-1.3b", "ft"), ("opt-1.3b", "lora")], [*_registry_methods(), RADEMACHER_ZO_SGD, "fo-sgd", "fo-adam"], True
 )
 
 
@@ -222,6 +250,7 @@ def measure_case(
     repeats: int = 3,
     memory_steps: int = 1,
     options: dict[str, Any] | None = None,
+    breakdown_steps: int = 1,
 ) -> dict[str, Any]:
     """Build the case's model, batch and optimizer; measure memory, then (if ``case.time``) time."""
     import torch
@@ -251,9 +280,10 @@ def measure_case(
     kind = "inference"
     opts: dict[str, Any] = {}
     if case.method != "inference":
-        spec = resolve_method(case.method)
+        spec = resolve_method(case.method_name)
         kind = spec.kind
         opts = dict(PROFILE_OPTIONS.get(spec.name, ZO_DEFAULT_OPTIONS if spec.kind == "zo" else {}))
+        opts.update(case.method_options)
         opts.update(options or {})
         optimizer = build_optimizer(spec, named, opts, seed=0)
     step_closure = make_backward_closure(objective, batch) if kind == "fo" else forward
@@ -320,7 +350,105 @@ def measure_case(
         if step_t:
             result["step_s"] = step_t
             result["step_median_s"] = statistics.median(step_t)
+        if kind == "zo" and breakdown_steps > 0:
+            result["breakdown_s"] = measure_breakdown(optimizer, step_closure, breakdown_steps, sync)
     return result
+
+
+class StepBreakdown:
+    """Where a step's time goes: wall time inside the closure (``forward``), the in-place perturbation /
+    restore / update sweeps of the direction family (``sweeps``, their draws included), the random draws
+    alone (``draws``, inside sweeps and dense-estimate regeneration), and the update rules / LMOs
+    (``lmo``: Newton–Schulz, sign, l2 and every :class:`zotheory.lmo.Norm` LMO). ``other`` is the step
+    minus forward, sweeps and lmo (dense estimates, momentum and state arithmetic, Python overhead).
+
+    The instrumentation wraps methods for the duration of a ``with`` block only, synchronising the GPU
+    around every timed call, so these steps are slower than the uninstrumented ones the ratio uses.
+    """
+
+    CATEGORIES = ("forward", "sweeps", "draws", "lmo")
+
+    def __init__(self, sync: Any) -> None:
+        self.sync = sync
+        self.totals = dict.fromkeys(self.CATEGORIES, 0.0)
+        self._depth = dict.fromkeys(self.CATEGORIES, 0)
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def _timer(self, func: Any, category: str) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self._depth[category]:  # a nested call of the same category is counted once
+                return func(*args, **kwargs)
+            self._depth[category] += 1
+            self.sync()
+            t0 = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self.sync()
+                self.totals[category] += time.perf_counter() - t0
+                self._depth[category] -= 1
+
+        return timed
+
+    def _wrap(self, owner: Any, name: str, category: str) -> None:
+        original = owner.__dict__.get(name)
+        if original is None:
+            return
+        if isinstance(original, staticmethod):
+            setattr(owner, name, staticmethod(self._timer(original.__func__, category)))
+        else:
+            setattr(owner, name, self._timer(original, category))
+        self._undo.append((owner, name, original))
+
+    def closure(self, fn: Any) -> Any:
+        """``fn`` with its calls counted as ``forward``."""
+        return self._timer(fn, "forward")
+
+    def __enter__(self) -> StepBreakdown:
+        from zotheory import directions, lmo
+        from zotheory.optim import jaguar, muon
+
+        for cls in _subclasses(directions.DirectionFamily):
+            self._wrap(cls, "add_", "sweeps")
+            for draw in ("_chunk", "_bytes", "_block", "block", "factors", "location"):
+                self._wrap(cls, draw, "draws")
+            if cls in (directions.LowRank, directions.Coordinate, directions.Sphere, directions.Orthonormal):
+                self._wrap(cls, "tensor_direction", "draws")
+        for cls in _subclasses(lmo.Norm) + _subclasses(lmo.BlockNorm):
+            self._wrap(cls, "lmo", "lmo")
+        for module in (muon, jaguar):
+            for fn in ("update_direction", "apply_update_rules_"):
+                self._wrap(module, fn, "lmo")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+        self._undo.clear()
+
+
+def _subclasses(cls: type) -> list[type]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out.extend(_subclasses(sub))
+    return out
+
+
+def measure_breakdown(optimizer: Any, closure: Any, steps: int, sync: Any) -> dict[str, float]:
+    """Median seconds per category over ``steps`` instrumented steps (:class:`StepBreakdown`)."""
+    rows: list[dict[str, float]] = []
+    for _ in range(steps):
+        with StepBreakdown(sync) as bd:
+            timed_closure = bd.closure(closure)
+            sync()
+            t0 = time.perf_counter()
+            optimizer.step(timed_closure)
+            sync()
+            total = time.perf_counter() - t0
+        row = dict(bd.totals, step=total)
+        row["other"] = total - row["forward"] - row["sweeps"] - row["lmo"]
+        rows.append(row)
+    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
 
 
 def _state_bytes(optimizer: Any) -> int | None:
@@ -417,6 +545,10 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row["time_ratio"] = r["step_median_s"] / (n * r["forward_median_s"])
         elif "forward_median_s" in r:
             row["forward_median_s"] = r["forward_median_s"]
+        if "breakdown_s" in r:
+            bd = r["breakdown_s"]
+            row["breakdown_s"] = bd
+            row["breakdown_share"] = {k: v / bd["step"] for k, v in bd.items() if k != "step" and bd["step"] > 0}
         target = TARGETS.get(r["method"])
         if target is not None:
             checks = {}
@@ -431,18 +563,25 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = "| case | peak GiB | peak-baseline GiB | mem ratio | mem ratio (net) | state GiB | evals/step | step s | fwd s | step/(evals x fwd) |"
-    lines = [head, "|" + "---|" * 10]
+    head = (
+        "| case | peak GiB | peak-baseline GiB | mem ratio | mem ratio (net) | state GiB | evals/step | step s | fwd s "
+        "| step/(evals x fwd) | forward / sweeps / draws / lmo / other (% of an instrumented step) |"
+    )
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['case']} | error: {r['error'][:80]} |" + " |" * 8)
+            lines.append(f"| {r['case']} | error: {r['error'][:80]} |" + " |" * 9)
             continue
 
         def f(v: Any, fmt: str) -> str:
             return "-" if v is None else format(v, fmt)
 
+        share = r.get("breakdown_share")
+        split = "-" if not share else " / ".join(
+            f"{100 * share[k]:.0f}" for k in ("forward", "sweeps", "draws", "lmo", "other")
+        )
         lines.append(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
                 r["case"],
                 f(r["peak_bytes"] / 2**30, ".3f"),
                 f(r["peak_over_baseline_bytes"] / 2**30, ".3f"),
@@ -453,6 +592,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                 f(r.get("step_median_s"), ".3f"),
                 f(r.get("forward_median_s"), ".3f"),
                 f(r.get("time_ratio"), ".3f"),
+                split,
             )
         )
     return "\n".join(lines)
@@ -504,6 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-seq-len", type=int, default=None, help="sequence length of memory-only cases (default: --seq-len)")
     p.add_argument("--repeats", type=int, default=3, help="timed (forward, step) pairs per case")
     p.add_argument("--memory-steps", type=int, default=1, help="calls in the memory phase")
+    p.add_argument("--breakdown-steps", type=int, default=1,
+                   help="instrumented ZO steps after the timing: forward / sweeps / draws / lmo / other (0: none)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch default)")
     p.add_argument("--out", default=None, help="JSON path (default llm/results/profile_<cpu|gpu>.json)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -526,6 +668,7 @@ def _worker(spec_json: str, result_path: str) -> int:
         seq_len=s["seq_len"] if spec["case"]["time"] else s.get("memory_seq_len", s["seq_len"]),
         repeats=s["repeats"],
         memory_steps=s["memory_steps"],
+        breakdown_steps=s.get("breakdown_steps", 1),
     )
     res["device_type"] = torch.device(s["device"]).type
     res["seq_len"] = s["seq_len"] if spec["case"]["time"] else s.get("memory_seq_len", s["seq_len"])
@@ -550,8 +693,8 @@ def main(argv: list[str] | None = None) -> int:
     from llm.train import available_methods
 
     known = set(available_methods()) | {"inference"}
-    skipped = sorted({c.method for c in cases} - known)
-    cases = [c for c in cases if c.method in known]
+    skipped = sorted({c.method for c in cases if c.method_name not in known})
+    cases = [c for c in cases if c.method_name in known]
     settings = {
         "device": args.device,
         "dtype": dtype,
@@ -560,6 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory_seq_len": args.memory_seq_len or args.seq_len,
         "repeats": args.repeats,
         "memory_steps": args.memory_steps,
+        "breakdown_steps": args.breakdown_steps,
         "threads": args.threads,
     }
 
@@ -600,6 +744,9 @@ def _report(
             "CPU memory: process peak RSS (VmHWM reset via /proc/self/clear_refs); baseline = RSS before the model was built",
             "GPU memory: torch.cuda.max_memory_allocated after reset_peak_memory_stats",
             "time ratio = median(step) / (evals_per_step * median(forward)), measured interleaved in one process",
+            "breakdown_s: median of instrumented steps (synchronised around every timed call): forward = closure calls, "
+            "sweeps = in-place perturb/restore/update passes (draws included), draws = random generation alone, "
+            "lmo = update rules and LMOs (Newton-Schulz, sign, l2, norms), other = step - forward - sweeps - lmo",
             "synthetic batch of random token ids, no padding; OPT presets with random weights",
         ]
         + ([f"skipped (not in the registry): {skipped}"] if skipped else []),

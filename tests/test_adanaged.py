@@ -156,6 +156,13 @@ def test_default_routing_by_shape() -> None:
     assert default_norm_name(torch.zeros(3)) == "linf"
     assert default_norm_name(torch.zeros(1, 5)) == "linf"
     assert default_norm_name(torch.zeros(2, 3, 4)) == "linf"
+    # embeddings and the LM head are matrices but go to l-inf by default (Muon's name rule); a group overrides it
+    assert default_norm_name(torch.zeros(3, 4), "model.decoder.embed_tokens.weight") == "linf"
+    assert default_norm_name(torch.zeros(3, 4), "lm_head.weight") == "linf"
+    assert default_norm_name(torch.zeros(3, 4), "model.decoder.layers.0.fc1.weight") == "spectral_ns"
+    emb = nn.Parameter(torch.zeros(3, 4, dtype=F64), requires_grad=False)
+    assert [n.name for n in AdaNAGED([("embed_tokens.weight", emb)]).norms] == ["linf"]
+    assert [n.name for n in AdaNAGED([{"params": [emb], "norm": "spectral_ns"}]).norms] == ["spectral_ns"]
 
 
 def test_lmo_routing_per_group() -> None:

@@ -225,3 +225,58 @@ def test_chunked_draws_of_large_tensors_agree_with_the_dense_direction(monkeypat
     for t, z in zip(tensors, dense):
         assert torch.equal(t, 0.5 * z)
     assert not torch.equal(dense[0].reshape(-1)[:16], dense[0].reshape(-1)[16:32])  # chunks are not repeats
+
+
+# ---------------------------------------------------------------------------------------------- fast sweeps
+@pytest.mark.parametrize("name", ["gaussian", "rademacher"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_fast_sweep_equals_the_dense_axpy(monkeypatch, name: str, dtype: torch.dtype) -> None:
+    """``add_`` (packed-sign table for Rademacher, foreach groups, chunks) gives exactly
+    the dense axpy ``torch.add(x, z, alpha=a)`` for Python factors and ``round(x + a z)`` formed in fp32
+    or wider for 0-d tensor factors, alone and per tensor; on a CPU with grouping switched on (as on a
+    GPU) as well."""
+    import zotheory.directions as directions
+
+    family = get_directions(name)
+    gen = torch.Generator().manual_seed(3)
+    base = [torch.randn(s, generator=gen).to(dtype) for s in ([9, 7], [130], [5], [3, 3, 3])]
+    factors: list = [0.25, torch.tensor(-0.125, dtype=torch.float64), [0.5, 0, -1.5, torch.tensor(2.0)]]
+    for grouped in (False, True):
+        if grouped:
+            monkeypatch.setattr(directions, "FOREACH_BUDGETS", {"cpu": 100})
+            monkeypatch.setattr(directions, "RADEMACHER_CPU_CHUNK", 40)
+        for alpha in factors:
+            xs = [b.clone() for b in base]
+            family.add_(xs, 17, 1, alpha)
+            zs = family.materialize(base, 17, 1)
+            alphas = alpha if isinstance(alpha, list) else [alpha] * len(base)
+            for x, b, z, a in zip(xs, base, zs, alphas):
+                wide = torch.promote_types(dtype, torch.float32)
+                if isinstance(a, torch.Tensor):  # multiplied in first, then added
+                    expected = (b.to(wide) + a.to(wide) * z.to(wide)).to(dtype)
+                else:  # the dense axpy in the tensor's dtype (the factors are exact in fp16)
+                    expected = torch.add(b, z, alpha=float(a))
+                assert torch.equal(x, expected), (name, dtype, grouped, alpha)
+
+
+def test_rademacher_signs_are_fair_and_replayed() -> None:
+    """Packed-byte signs: every entry is +-1, replay is bit-identical, and the fraction of +1 among
+    n = 2^18 entries lies within 5 standard errors of 1/2 (false alarm ~6e-7)."""
+    family = Rademacher()
+    z = family.materialize([torch.zeros(1 << 18)], 99, 0)[0]
+    assert bool(((z == 1) | (z == -1)).all())
+    assert torch.equal(z, family.materialize([torch.zeros(1 << 18)], 99, 0)[0])
+    frac = float((z > 0).double().mean())
+    assert abs(frac - 0.5) <= 5 * 0.5 / math.sqrt(z.numel())
+    # neighbouring bits of one byte are independent: the lag-1 sign correlation is ~N(0, 1/n)
+    corr = float((z[1:] * z[:-1]).double().mean())
+    assert abs(corr) <= 5 / math.sqrt(z.numel())
+
+
+def test_draw_chunk_is_per_device() -> None:
+    from zotheory.directions import DEVICE_DRAW_CHUNKS, DRAW_CHUNK, draw_chunk
+
+    assert draw_chunk("cpu") == DRAW_CHUNK
+    assert draw_chunk("cuda") == DEVICE_DRAW_CHUNKS["cuda"] > DRAW_CHUNK
+    assert Rademacher().chunk_size(torch.device("cpu")) < DRAW_CHUNK
+    assert Rademacher().chunk_size(torch.device("cuda")) == DEVICE_DRAW_CHUNKS["cuda"]

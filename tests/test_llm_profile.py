@@ -104,3 +104,29 @@ def test_profile_command_writes_json_with_ratios(tmp_path: Path) -> None:
     assert rows["zo-sgd"]["time_ratio"] == pytest.approx(z["step_median_s"] / (2 * z["forward_median_s"]))
     assert set(rows["zo-sgd"]["targets"]) == {"memory", "time"}
     assert "target tiny:ft:zo-sgd memory" in p.stdout and "| case |" in p.stdout
+
+
+def test_every_registered_method_has_a_default_profile_row() -> None:
+    from llm.profile import DEFAULT_CPU_CASES, DEFAULT_GPU_CASES
+    from zotheory.optim import OPTIMIZERS
+
+    for cases in (DEFAULT_CPU_CASES, DEFAULT_GPU_CASES):
+        assert set(OPTIMIZERS) <= {c.method_name for c in cases if c.time}
+
+
+def test_case_method_options_and_the_step_breakdown() -> None:
+    """``method@key=value`` reaches the optimizer; the instrumented step splits into forward, sweeps, lmo and
+    other that add up to the step, with the draws inside the sweeps (Rademacher ZO-SGD: 3 sweeps, 2 forwards)."""
+    case = parse_cases("tiny:ft:zo-sgd@directions=rademacher;q=1")[0]
+    assert case.method_name == "zo-sgd" and case.method_options == {"directions": "rademacher", "q": 1}
+    r = measure_case(case, batch_size=2, seq_len=8, repeats=1, breakdown_steps=2)
+    assert r["options"]["directions"] == "rademacher"
+    bd = r["breakdown_s"]
+    assert set(bd) == {"forward", "sweeps", "draws", "lmo", "other", "step"}
+    assert bd["forward"] > 0 and bd["sweeps"] > 0 and 0 < bd["draws"] <= bd["sweeps"]
+    assert bd["lmo"] == 0  # ZO-SGD has no LMO
+    assert bd["forward"] + bd["sweeps"] <= bd["step"]  # the categories do not overlap
+    muon = measure_case(Case("tiny", "ft", "jaguar-muon"), batch_size=2, seq_len=8, repeats=1, breakdown_steps=1)
+    assert muon["breakdown_s"]["lmo"] > 0
+    with pytest.raises(ValueError, match="key=value"):
+        _ = parse_cases("tiny:ft:zo-sgd@rademacher")[0].method_options

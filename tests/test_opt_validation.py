@@ -216,7 +216,11 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "results.json").exists()
     with pytest.raises(ValueError, match="nope"):
         ov.parse_methods("nope")
-    assert [e.key for e in ov.parse_methods("all")] == list(ov.DEFAULT_METHODS)
+    assert [e.key for e in ov.parse_methods("default")] == list(ov.DEFAULT_METHODS)
+    # --measure-only's default: every registered method has a row
+    from zotheory.optim import OPTIMIZERS
+
+    assert set(OPTIMIZERS) <= {e.method for e in ov.parse_methods("all")}
 
 
 def test_merge_record_replaces_same_kind_key_mode() -> None:

@@ -641,3 +641,33 @@ def test_zosgd_weight_decay_follows_the_reference_and_skips_biases() -> None:
         ref.step(sum_sq(slow))
     assert all(torch.allclose(a, b, rtol=0, atol=1e-10) for a, b in zip(fast, slow))
     assert opt.weight_decay_factors() == [0.1, 0.0]
+
+
+def test_newton_schulz_stacks_and_dtypes() -> None:
+    """Equal-shape matrices share one batched Newton–Schulz chain: ZO-Muon's step on three 6x5 matrices equals
+    the per-matrix ``newton_schulz`` of each dense estimate (float64), ``ns_dtype="bf16"`` (the GPU default, run
+    here on the CPU) gives the bf16 per-matrix result, and a bad ``ns_dtype`` is named."""
+    import types
+
+    from zotheory.lmo import MUON_QUINTIC, newton_schulz
+    from zotheory.optim.muon import ZOMuon, ns_compute_dtype
+
+    for ns_dtype, compute, atol in (("auto", None, 1e-12), ("bf16", torch.bfloat16, 1e-3)):
+        params = [nn.Parameter(torch.randn(6, 5, generator=torch.Generator().manual_seed(k), dtype=torch.float64)) for k in range(3)]
+        before = snapshot(params)
+        opt = ZOMuon(params, lr=0.1, ns_dtype=ns_dtype, seed=3)
+        closure = sum_sq(params)
+        est_seed = opt.step_seed()
+        opt.step(closure)
+        # replay the estimate from the seed, then the per-matrix Newton–Schulz
+        probe = [b.clone() for b in before]
+        est = ZOMuon(probe, lr=0.1, seed=3).estimate(sum_sq(probe), leave_pending=False)
+        assert est.step_seed == est_seed
+        for p, b, g in zip(params, before, est.materialize(probe)):
+            expected = b - 0.1 * newton_schulz(g, MUON_QUINTIC, 5, compute_dtype=compute)
+            assert torch.allclose(p.detach(), expected, rtol=0, atol=atol), ns_dtype
+    cuda_like = types.SimpleNamespace(device=torch.device("cuda"), dtype=torch.float16)
+    assert ns_compute_dtype("auto", cuda_like) == torch.bfloat16
+    assert ns_compute_dtype("auto", torch.zeros(2, dtype=torch.float64)) == torch.float64
+    with pytest.raises(ValueError, match="'fp8'"):
+        ZOMuon(two_blocks()[:1], ns_dtype="fp8")

@@ -62,6 +62,7 @@ __all__ = [
     "lp_norm",
     "muon_shape_scale",
     "newton_schulz",
+    "newton_schulz_batched",
     "nuclear_lmo",
     "nuclear_norm",
     "spectral_lmo",
@@ -308,6 +309,13 @@ def _check_steps(steps: int) -> int:
     return steps
 
 
+def _check_ns_settings(coefficients: Sequence[float], steps: int, eps: float) -> tuple[tuple[float, ...], int, float]:
+    eps = float(eps)
+    if not (math.isfinite(eps) and eps >= 0.0):
+        raise ValueError(f"eps must be finite and >= 0, got {eps!r}")
+    return _check_coefficients(coefficients), _check_steps(steps), eps
+
+
 def newton_schulz(
     G: Tensor,
     coefficients: Sequence[float] = MUON_QUINTIC,
@@ -338,16 +346,40 @@ def newton_schulz(
     pass ``torch.bfloat16`` to reproduce Muon's bf16 arithmetic.
     """
     G = _check_tensor(G, "G")
-    coeffs = _check_coefficients(coefficients)
-    steps = _check_steps(steps)
-    eps = float(eps)
-    if not (math.isfinite(eps) and eps >= 0.0):
-        raise ValueError(f"eps must be finite and >= 0, got {eps!r}")
+    coeffs, steps, eps = _check_ns_settings(coefficients, steps, eps)
     X = _as_matrix(G, "newton_schulz").to(compute_dtype or _work_dtype(G.dtype))
-    transposed = X.shape[0] > X.shape[1]
+    return _newton_schulz_core(X, coeffs, steps, eps).reshape(G.shape).to(G.dtype)
+
+
+def newton_schulz_batched(
+    G: Tensor,
+    coefficients: Sequence[float] = MUON_QUINTIC,
+    steps: int = 5,
+    *,
+    eps: float = NS_EPS,
+    compute_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """:func:`newton_schulz` of every matrix ``G[b]`` of a ``(B, m, n)`` stack, as one chain of batched
+    matrix products (``bmm``): the same polynomial, each matrix normalised by its own Frobenius norm, so
+    ``newton_schulz_batched(G)[b]`` equals ``newton_schulz(G[b])`` up to the rounding of the batched kernels.
+    One launch per product for all ``B`` matrices instead of ``B`` (Muon stacks its matrices the same way).
+    Pass ``compute_dtype=torch.bfloat16`` for Muon's bf16 arithmetic on a GPU.
+    """
+    G = _check_tensor(G, "G")
+    if G.dim() != 3:
+        raise ValueError(f"newton_schulz_batched needs a (B, m, n) stack of matrices, got shape {tuple(G.shape)}")
+    coeffs, steps, eps = _check_ns_settings(coefficients, steps, eps)
+    X = G.to(compute_dtype or _work_dtype(G.dtype))
+    return _newton_schulz_core(X, coeffs, steps, eps).to(G.dtype)
+
+
+def _newton_schulz_core(X: Tensor, coeffs: tuple[float, ...], steps: int, eps: float) -> Tensor:
+    """The iteration of :func:`newton_schulz` on ``(..., m, n)``: normalise each matrix, transpose tall
+    matrices so the Gram matrix is the small one, then ``steps`` odd-polynomial steps (Horner form)."""
+    transposed = X.shape[-2] > X.shape[-1]
     if transposed:
         X = X.mT
-    X = X / (torch.linalg.matrix_norm(X) + eps)
+    X = X / (torch.linalg.matrix_norm(X, keepdim=True) + eps)
     c0, rest = coeffs[0], coeffs[1:]
     for _ in range(steps):
         if not rest:
@@ -358,9 +390,7 @@ def newton_schulz(
         for c in reversed(rest[:-1]):  # Horner: B = c_1 A + c_2 A^2 + ... + c_k A^k
             B = c * A + B @ A
         X = c0 * X + B @ X
-    if transposed:
-        X = X.mT
-    return X.reshape(G.shape).to(G.dtype)
+    return X.mT if transposed else X
 
 
 def muon_shape_scale(shape: Sequence[int]) -> float:

@@ -67,6 +67,7 @@ from zotheory.estimators import NonFiniteLossError, ZOEstimate, as_loss, dtype_r
 from zotheory.lmo import NewtonSchulzSpectral, Norm, Nuclear, Spectral, get_norm
 from zotheory.optim.base import OnNonFinite, ZOOptimizer, _StateCopy, _state_dtype, validate_nonnegative, validate_unit_interval
 from zotheory.optim.jaguar import jaguar_coordinate_update_
+from zotheory.optim.muon import is_hidden_matrix
 from zotheory.optim.registry import OptimizerSpec, dense_reference, register_optimizer
 from zotheory.policies.base import DirectionPolicy
 
@@ -150,13 +151,15 @@ def power_spectral_norm(x: Tensor, steps: int = POWER_STEPS) -> Tensor:
     return torch.linalg.vector_norm(mat @ v).double()
 
 
-def default_norm_name(p: Tensor) -> str:
-    """Default routing: Newton–Schulz spectral LMO for 2-D matrices (both sides > 1), sign/l-inf otherwise.
+def default_norm_name(p: Tensor, name: str = "") -> str:
+    """Default routing: Newton–Schulz spectral LMO for hidden 2-D matrices (both sides > 1), sign/l-inf otherwise.
 
-    This is Muon's shape rule (``docs/theory.md`` §4.4); pass a ``norm`` per parameter group to route
-    otherwise (e.g. embeddings to ``"linf"``).
+    This is Muon's shape rule (``docs/theory.md`` §4.4) plus Muon's name rule: embeddings and the LM head
+    (:data:`zotheory.optim.muon.EMBEDDING_NAME_PARTS` in ``name``) go to l-inf, as in Muon and JAGUAR's code
+    (a Newton–Schulz of the 50272 x 768 OPT embedding costs more than the forward passes of a step). Pass a
+    ``norm`` per parameter group to route otherwise.
     """
-    return "spectral_ns" if p.dim() == 2 and min(p.shape) > 1 else "linf"
+    return "spectral_ns" if p.dim() == 2 and min(p.shape) > 1 and is_hidden_matrix(name, p) else "linf"
 
 
 # ------------------------------------------------------------------------------------------- step-size rules
@@ -515,7 +518,7 @@ def _check_positive(name: str, value: Any) -> float:
 def _resolve_norm(spec: Any, p: Tensor, name: str) -> Norm:
     """The block norm of ``p``: ``spec`` (a name or a :class:`Norm`), or the shape rule when ``None``."""
     if spec is None:
-        spec = default_norm_name(p)
+        spec = default_norm_name(p, name)
     if isinstance(spec, Norm):
         norm = spec
     elif isinstance(spec, str):

@@ -43,7 +43,7 @@ from zotheory.directions import Coordinate, DirectionFamily, block_selection, dr
 from zotheory.estimators import ZOEstimate
 from zotheory.lmo import CUBIC
 from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_unit_interval
-from zotheory.optim.muon import update_direction, validate_ns, validate_update_group
+from zotheory.optim.muon import apply_update_rules_, validate_ns, validate_ns_dtype, validate_update_group
 from zotheory.policies.base import DirectionPolicy
 
 __all__ = [
@@ -202,6 +202,8 @@ class _Jaguar(ZOOptimizer):
             validate_update_group(group, self.rules)
         if "ns_steps" in group:
             group["ns_coefficients"], group["ns_steps"] = validate_ns(group["ns_coefficients"], group["ns_steps"])
+        if "ns_dtype" in group:
+            validate_ns_dtype(group["ns_dtype"])
 
     def memories(self) -> list[Tensor]:
         """The memory ``m`` of every parameter (allocated as zeros, fp32 for half-precision parameters)."""
@@ -239,16 +241,13 @@ class _Jaguar(ZOOptimizer):
 
     @staticmethod
     def _apply_update(params: list[Tensor], memories: list[Tensor], groups: list[dict[str, Any]]) -> None:
-        """``x <- x - lr rule(m)`` with each group's rule (sign / Newton–Schulz / l2)."""
-        for p, m, group in zip(params, memories, groups):
-            d = update_direction(
-                group.get("update", "sign"),
-                m,
-                ns_coefficients=group.get("ns_coefficients", CUBIC),
-                ns_steps=group.get("ns_steps", 10),
-                shape_scale=group.get("shape_scale", False),
-            )
-            p.add_(d.to(p.dtype), alpha=-group["lr"])
+        """``x <- x - lr rule(m)`` with each group's rule (sign / Newton–Schulz / l2); Newton–Schulz runs
+        on stacks of equal-shape memories (:func:`zotheory.optim.muon.apply_update_rules_`)."""
+        apply_update_rules_(zip(params, groups, memories), _RULE_DEFAULTS)
+
+
+#: The update settings of a group that does not name them (JAGUAR SignSGD groups: sign; Alg. 2's cubic, K = 10).
+_RULE_DEFAULTS: dict[str, Any] = {"update": "sign", "ns_coefficients": CUBIC, "ns_steps": 10, "shape_scale": False, "ns_dtype": "auto"}
 
 
 class JaguarSignSGD(_Jaguar):
@@ -315,7 +314,8 @@ class JaguarMuon(_Jaguar):
     Routing (``update`` group key, required to be explicit for non-matrices): ``"muon"`` (default; matrices
     only), ``"sign"`` (JAGUAR SignSGD on that group: the code's choice for 1-D tensors), ``"l2"``. Build
     the groups with :func:`zotheory.optim.muon.muon_param_groups`. ``shape_scale`` adds Muon's
-    ``max(1, rows/cols)^(1/2)`` (not used by JAGUAR). Memory: one parameter-sized buffer.
+    ``max(1, rows/cols)^(1/2)`` (not used by JAGUAR). ``ns_dtype``: the Newton–Schulz arithmetic
+    (:data:`zotheory.optim.muon.NS_DTYPES`; ``"auto"`` = bf16 on a GPU). Memory: one parameter-sized buffer.
     """
 
     rules = ("muon", "sign", "l2")
@@ -330,6 +330,7 @@ class JaguarMuon(_Jaguar):
         ns_coefficients: Sequence[float] = CUBIC,
         ns_steps: int = 10,
         shape_scale: bool = False,
+        ns_dtype: str = "auto",
         estimator: str = "coordinate",
         block_fraction: float = 0.1,
         block_signs: str = "rademacher",
@@ -343,7 +344,10 @@ class JaguarMuon(_Jaguar):
         coeffs, steps = validate_ns(ns_coefficients, ns_steps)
         super().__init__(
             params,
-            dict(lr=lr, beta=beta, update=update, ns_coefficients=coeffs, ns_steps=steps, shape_scale=shape_scale),
+            dict(
+                lr=lr, beta=beta, update=update, ns_coefficients=coeffs, ns_steps=steps, shape_scale=shape_scale,
+                ns_dtype=ns_dtype,
+            ),
             estimator=estimator,
             block_fraction=block_fraction,
             block_signs=block_signs,

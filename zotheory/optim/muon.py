@@ -40,12 +40,16 @@ from torch import Tensor, nn
 
 from zotheory.directions import DirectionFamily, draw_generator, mix_seed
 from zotheory.estimators import ZOEstimate
-from zotheory.lmo import MUON_QUINTIC, l2_lmo, linf_lmo, muon_shape_scale, newton_schulz
+from zotheory.lmo import MUON_QUINTIC, l2_lmo, linf_lmo, muon_shape_scale, newton_schulz, newton_schulz_batched
 from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_unit_interval
 from zotheory.policies.base import DirectionPolicy
 
 __all__ = [
     "EMBEDDING_NAME_PARTS",
+    "NS_BATCH_BUDGET",
+    "NS_DTYPES",
+    "apply_update_rules_",
+    "ns_compute_dtype",
     "UPDATE_RULES",
     "MatrixEfficientZOMuon",
     "SemiOrthogonal",
@@ -55,6 +59,7 @@ __all__ = [
     "muon_param_groups",
     "update_direction",
     "validate_ns",
+    "validate_ns_dtype",
     "validate_update_group",
 ]
 
@@ -102,6 +107,73 @@ def update_direction(
     if rule == "sgd":
         return m
     raise ValueError(f"unknown update rule {rule!r}; choose one of {list(UPDATE_RULES)}")
+
+
+#: Newton–Schulz arithmetic (group key ``ns_dtype``): ``"auto"`` is bf16 on a GPU (Muon's choice: the
+#: quintic only needs to land in its invariant band, which bf16 products do) and the work dtype elsewhere
+#: (fp64 for fp64 parameters, fp32 otherwise, so CPU results match the dense references to rounding).
+NS_DTYPES: dict[str, torch.dtype | None] = {"auto": None, "bf16": torch.bfloat16, "fp32": torch.float32, "fp64": torch.float64}
+
+#: Entries of one stack of equal-shape matrices orthogonalised together (64 MiB of fp32 per shape at most:
+#: the estimates of a stack are held until it is full, so this bounds the extra memory of a step).
+NS_BATCH_BUDGET = 1 << 24
+
+
+def ns_compute_dtype(ns_dtype: str, m: Tensor) -> torch.dtype:
+    """The dtype Newton–Schulz runs in for a group's ``ns_dtype`` (:data:`NS_DTYPES`) and a tensor ``m``."""
+    chosen = NS_DTYPES[ns_dtype]
+    if chosen is not None:
+        return chosen
+    if m.device.type == "cuda":
+        return torch.bfloat16
+    return torch.float64 if m.dtype == torch.float64 else torch.float32
+
+
+def apply_update_rules_(items: Iterable[tuple[Tensor, Mapping[str, Any], Tensor]], defaults: Mapping[str, Any]) -> None:
+    """``p <- p - lr D(m)`` for every ``(p, group, m)``, ``D`` the group's ``update`` rule (:func:`update_direction`).
+
+    ``muon`` tensors of equal shape (and equal Newton–Schulz settings, device and dtype) are stacked, up to
+    :data:`NS_BATCH_BUDGET` entries, and orthogonalised by one :func:`zotheory.lmo.newton_schulz_batched`
+    chain; the others are updated one by one as they come (``items`` may be a generator, so only the open
+    stacks are held in memory). ``defaults`` fills the keys a group lacks (``update``,
+    ``ns_coefficients``, ``ns_steps``, ``shape_scale``, ``ns_dtype``).
+    """
+
+    def opt(group: Mapping[str, Any], key: str) -> Any:
+        return group.get(key, defaults.get(key))
+
+    batches: dict[tuple[Any, ...], list[tuple[Tensor, Mapping[str, Any], Tensor]]] = {}
+    for p, group, m in items:
+        rule = opt(group, "update")
+        if rule != "muon":
+            d = update_direction(rule, m)
+            p.add_(d.to(p.dtype), alpha=-group["lr"])
+            continue
+        matrix = m.reshape(m.shape[0], -1) if m.dim() >= 2 else m
+        key = (tuple(matrix.shape), tuple(opt(group, "ns_coefficients")), opt(group, "ns_steps"),
+               ns_compute_dtype(opt(group, "ns_dtype") or "auto", m), m.dtype, m.device)
+        batch = batches.setdefault(key, [])
+        batch.append((p, group, m))
+        if len(batch) * matrix.numel() >= NS_BATCH_BUDGET:
+            _orthogonalise_batch_(batches.pop(key), key, opt)
+    for key, batch in batches.items():
+        _orthogonalise_batch_(batch, key, opt)
+
+
+def _orthogonalise_batch_(batch: list[tuple[Tensor, Mapping[str, Any], Tensor]], key: tuple[Any, ...], opt: Any) -> None:
+    shape, coeffs, steps, compute_dtype = key[:4]
+    stack = torch.stack([m.reshape(shape) for _, _, m in batch])
+    d = newton_schulz_batched(stack, coeffs, steps, compute_dtype=compute_dtype)
+    for (p, group, m), d_i in zip(batch, d):
+        if opt(group, "shape_scale"):
+            d_i = d_i * muon_shape_scale(m.shape)
+        p.add_(d_i.reshape(p.shape).to(p.dtype), alpha=-group["lr"])
+
+
+def validate_ns_dtype(ns_dtype: str) -> str:
+    if ns_dtype not in NS_DTYPES:
+        raise ValueError(f"unknown ns_dtype {ns_dtype!r}; choose one of {list(NS_DTYPES)}")
+    return ns_dtype
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -200,8 +272,10 @@ class ZOMuon(ZOOptimizer):
     used 10, the paper prints the cubic with ``K = 10``, :data:`zotheory.lmo.CUBIC`). Since NS is invariant to
     the scale of its input, with ``q = 1`` and no momentum ``NS(G) = sign(c) NS(E)``.
 
-    Memory: one dense estimate per tensor at a time (scratch) plus, with ``momentum > 0``, one buffer of
-    parameter size (fp32 for half-precision parameters).
+    Matrices of equal shape are orthogonalised together, one batched Newton–Schulz chain per stack
+    (:func:`apply_update_rules_`), in bf16 on a GPU by default (``ns_dtype``, :data:`NS_DTYPES`).
+    Memory: the dense estimates of the open stacks (at most :data:`NS_BATCH_BUDGET` entries per shape) plus,
+    with ``momentum > 0``, one buffer of parameter size (fp32 for half-precision parameters).
     """
 
     def __init__(
@@ -214,6 +288,7 @@ class ZOMuon(ZOOptimizer):
         ns_coefficients: Sequence[float] = MUON_QUINTIC,
         ns_steps: int = 5,
         shape_scale: bool = False,
+        ns_dtype: str = "auto",
         eps: float = 1e-3,
         q: int = 1,
         directions: str | DirectionFamily = "gaussian",
@@ -226,7 +301,8 @@ class ZOMuon(ZOOptimizer):
     ) -> None:
         coeffs, steps = validate_ns(ns_coefficients, ns_steps)
         defaults = dict(
-            lr=lr, momentum=momentum, update=update, ns_coefficients=coeffs, ns_steps=steps, shape_scale=shape_scale
+            lr=lr, momentum=momentum, update=update, ns_coefficients=coeffs, ns_steps=steps, shape_scale=shape_scale,
+            ns_dtype=validate_ns_dtype(ns_dtype),
         )
         super().__init__(
             params,
@@ -247,18 +323,14 @@ class ZOMuon(ZOOptimizer):
         validate_unit_interval("momentum", group["momentum"])
         group["ns_coefficients"], group["ns_steps"] = validate_ns(group["ns_coefficients"], group["ns_steps"])
         validate_update_group(group)
+        validate_ns_dtype(group["ns_dtype"])
 
     def _update(self, est: ZOEstimate) -> None:
-        for _, p, group, g in self.dense_estimates(est):
-            m = ema_(self.state[p], "momentum_buffer", g, group["momentum"])
-            d = update_direction(
-                group["update"],
-                m,
-                ns_coefficients=group["ns_coefficients"],
-                ns_steps=group["ns_steps"],
-                shape_scale=group["shape_scale"],
-            )
-            p.add_(d.to(p.dtype), alpha=-group["lr"])
+        items = (
+            (p, group, ema_(self.state[p], "momentum_buffer", g, group["momentum"]))
+            for _, p, group, g in self.dense_estimates(est)
+        )
+        apply_update_rules_(items, self.defaults)
 
 
 # ---------------------------------------------------------------------------------------------- directions

@@ -300,11 +300,30 @@ def _diff(summary: dict[str, Any], a: str, b: str) -> tuple[float, float, str] |
     return d, se, conf
 
 
-def carry_over(summary: dict[str, Any], sweeps: dict[str, Any]) -> list[dict[str, str]]:
-    """The synthetic claims with an LLM analogue, and what the MiniLM summary says about each."""
-    rows = []
+#: What the synthetic validation suite says (validation/results/report/report.md, size full, seed 0).
+SYNTHETIC = {
+    "jaguar": "no head-to-head claim in the suite (jaguar_signsgd_rate, jaguar_memory_* pass); JAGUAR's OPT-1.3B SST-2 "
+    "table (arXiv 2506.04430, Table 2) has JAGUAR SignSGD above ZO-SGD (FT 94.0 vs 90.8, LoRA 92.5 vs 90.1)",
+    "sign": "geometry_sign_vs_l2 passes: sign beats l2 only where the curvature criterion rho > 1 (heavy-tailed "
+    "curvature), l2 wins elsewhere; the MiniLM comparison says which regime the task is in",
+    "spectral": "geometry_spectral_vs_l2 passes: spectral beats l2 only with a few dominant curvature directions "
+    "(rho > 1); the MiniLM comparison says which regime the task is in",
+    "gv": "policy_budget_runs_quadratic / _nonconvex pass: budget-matched, GV (M = 8) loses to plain SPSA with the same "
+    "forward passes",
+    "adanaged": "adanaged_robust_* FAIL at the committed default (worst 13x-47x of the tuned baselines over reps_rel "
+    "1e-9..1e-3); a new default step rule is being built",
+}
 
-    def pair(claim: str, synthetic: str, a: str, b: str, agree_if_positive: bool | None) -> None:
+
+def carry_over(summary: dict[str, Any], sweeps: dict[str, Any]) -> list[dict[str, str]]:
+    """The synthetic claims with an LLM analogue, and what the MiniLM summary says about each.
+
+    Pairwise rows compare two summary entries on the held-out accuracy; ``expect`` is ``"a>b"``
+    (the synthetic side predicts ``a`` above ``b``), ``"a<=b"`` or ``"regime"`` (no prediction: the
+    winner says which curvature regime the task is in). Confidence comes from `_diff`."""
+    rows: list[dict[str, str]] = []
+
+    def pair(claim: str, synthetic: str, a: str, b: str, expect: str) -> None:
         res = _diff(summary, a, b)
         if res is None:
             missing = [k for k in (a, b) if k not in summary]
@@ -313,33 +332,35 @@ def carry_over(summary: dict[str, Any], sweeps: dict[str, Any]) -> list[dict[str
         d, se, conf = res
         se_txt = "" if math.isnan(se) else f" +/- {se:.2f}"
         text = f"{a} {summary[a]['eval_acc_mean']:.1f}% vs {b} {summary[b]['eval_acc_mean']:.1f}% (diff {d:+.1f}{se_txt} points)"
-        if agree_if_positive is None:
-            agrees = "yes" if abs(d) <= 1.0 else "no"
+        if expect == "regime":
+            agrees = f"n/a: {a.split('/')[0] if d > 0 else b.split('/')[0]} wins"
         else:
-            agrees = "yes" if (d > 0) == agree_if_positive else "no"
+            agrees = "yes" if (d > 0) == (expect == "a>b") else "no"
         rows.append({"claim": claim, "synthetic": synthetic, "minilm": text, "agrees": agrees, "confidence": conf})
 
     for mode in ("ft", "lora"):
-        pair(f"JAGUAR SignSGD vs ZO-SGD ({mode})", "JAGUAR (momentum + sign) beats ZO-SGD at equal evaluations", f"jaguar-signsgd/{mode}", f"zo-sgd/{mode}", True)
+        pair(f"JAGUAR SignSGD vs ZO-SGD ({mode})", SYNTHETIC["jaguar"], f"jaguar-signsgd/{mode}", f"zo-sgd/{mode}", "a>b")
     for mode in ("ft", "lora"):
-        for geo in ("jaguar-signsgd", "jaguar-muon", "zo-muon"):
-            if geo == "jaguar-signsgd" and mode == "ft":
-                continue  # already the JAGUAR row
-            if f"{geo}/{mode}" in summary or geo != "jaguar-signsgd":
-                pair(f"sign/spectral vs l2: {geo} vs ZO-SGD ({mode})", "non-Euclidean (sign, spectral) LMO steps beat l2 steps", f"{geo}/{mode}", f"zo-sgd/{mode}", True)
+        pair(f"sign vs l2 ({mode}; the JAGUAR runs)", SYNTHETIC["sign"], f"jaguar-signsgd/{mode}", f"zo-sgd/{mode}", "regime")
+    for geo in ("zo-muon", "jaguar-muon"):
+        pair(f"spectral vs l2 (lora; {geo})", SYNTHETIC["spectral"], f"{geo}/lora", "zo-sgd/lora", "regime")
     for mode in ("ft", "lora"):
-        pair(f"guiding vector, budget-matched ({mode})", "the guiding-vector policy's gain disappears once its extra evaluations are charged", f"zo-sgd-gv/{mode}", f"zo-sgd/{mode}", None)
+        pair(f"guiding vector, budget-matched ({mode})", SYNTHETIC["gv"], f"zo-sgd-gv/{mode}", f"zo-sgd/{mode}", "a<=b")
     for mode in ("ft", "lora"):
         sweep = [g for g in sweeps.get(f"adanaged/{mode}", []) if not g["extra_options"]]
         values = sorted({g["reps_rel"] for g in sweep})
         claim = f"AdaNAGED insensitive to reps_rel ({mode})"
-        synth = "final accuracy within noise over reps_rel spanning >= 4 decades"
         if len(values) < 3 or values[-1] / values[0] < 1e4:
-            rows.append({"claim": claim, "synthetic": synth, "minilm": f"pending: reps_rel values run {values or 'none'} (need >= 3 over 4 decades)", "agrees": "pending", "confidence": "-"})
+            rows.append({"claim": claim, "synthetic": SYNTHETIC["adanaged"], "minilm": f"pending: reps_rel values run {values or 'none'} (need >= 3 over 4 decades)", "agrees": "pending", "confidence": "-"})
         else:
             accs = [g["eval_acc_mean"] for g in sweep]
             spread = max(accs) - min(accs)
-            rows.append({"claim": claim, "synthetic": synth, "minilm": f"eval accuracy spread {spread:.1f} points over reps_rel {values}", "agrees": "yes" if spread <= 2.0 else "no", "confidence": "low (single seed per value)" if all(len(g["seeds"]) == 1 for g in sweep) else "moderate"})
+            rows.append({
+                "claim": claim, "synthetic": SYNTHETIC["adanaged"],
+                "minilm": f"eval accuracy spread {spread:.1f} points over reps_rel {values} (insensitive: spread <= 2 points)",
+                "agrees": "insensitive" if spread <= 2.0 else "sensitive",
+                "confidence": "low (single seed per value)" if all(len(g["seeds"]) == 1 for g in sweep) else "moderate",
+            })
     return rows
 
 

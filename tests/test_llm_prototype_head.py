@@ -192,14 +192,21 @@ def test_summary_selects_tuned_values_on_dev_and_keeps_adanaged_untuned():
     assert carry["JAGUAR SignSGD vs ZO-SGD (ft)"]["agrees"] == "pending"
     assert "reps_rel" in carry["AdaNAGED insensitive to reps_rel (ft)"]["minilm"]
     assert carry["AdaNAGED insensitive to reps_rel (ft)"]["agrees"] == "pending"  # 2 values over 2 decades
+    assert carry["guiding vector, budget-matched (ft)"]["agrees"] == "pending"
 
 
 def test_carry_over_verdict_and_confidence_from_seed_spread():
     runs = [_fake_run("zo-sgd", "lora", 2e-4, s, 0.8, 0.70 + 0.002 * s) for s in range(3)]
     runs += [_fake_run("jaguar-signsgd", "lora", 1e-5, s, 0.8, 0.80 + 0.002 * s) for s in range(3)]
     summary, sweeps = R.summarise(runs)
-    row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}["JAGUAR SignSGD vs ZO-SGD (lora)"]
+    rows = {c["claim"]: c for c in R.carry_over(summary, sweeps)}
+    row = rows["JAGUAR SignSGD vs ZO-SGD (lora)"]
     assert row["agrees"] == "yes" and row["confidence"].startswith("high")
+    assert rows["sign vs l2 (lora; the JAGUAR runs)"]["agrees"] == "n/a: jaguar-signsgd wins"
+    gv = [_fake_run("zo-sgd-gv", "lora", 2e-4, 0, 0.8, 0.72)]
+    summary, sweeps = R.summarise(runs + gv)
+    row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}["guiding vector, budget-matched (lora)"]
+    assert row["agrees"] == "no" and row["confidence"].startswith("low (single seed")  # GV above ZO-SGD: disagrees
     runs[3:] = [_fake_run("jaguar-signsgd", "lora", 1e-5, s, 0.8, 0.60 + 0.3 * s) for s in range(3)]
     summary, sweeps = R.summarise(runs)
     row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}["JAGUAR SignSGD vs ZO-SGD (lora)"]

@@ -49,6 +49,7 @@ __all__ = [
     "pool",
     "cosine_logits",
     "default_label_sentences",
+    "embed_sentences",
     "PrototypeClassifier",
     "load_minilm_prototype_classifier",
     "prepare_prototype_model",
@@ -182,16 +183,11 @@ def prepare_prototype_model(model: PrototypeClassifier, mode: str = "ft", *, see
     """Select what trains: ``ft`` every parameter; ``lora`` LoRA adapters on the encoder's
     ``query``/``value`` projections (`llm.models.apply_lora`, PEFT feature-extraction wrapper)
     plus the prototypes. Returns ``model`` (its ``encoder`` replaced by the PEFT wrapper for LoRA)."""
-    from llm.models import apply_lora
+    from llm.models import prepare_model
 
-    if mode == "ft":
-        if lora_kwargs:
-            raise ValueError(f"mode='ft' takes no LoRA options, got {sorted(lora_kwargs)}")
-        model.requires_grad_(True)
-        return model
     if mode == "lora":
         kw = {"target_modules": ("query", "value"), **lora_kwargs}
-        model.encoder = apply_lora(model.encoder, seed=seed, task_type="FEATURE_EXTRACTION", **kw)
+        model.encoder = prepare_model(model.encoder, "lora", seed=seed, task_type="FEATURE_EXTRACTION", **kw)
         model.prototypes.requires_grad_(True)
         return model
-    raise ValueError(f"mode must be 'ft' or 'lora', got {mode!r}")
+    return prepare_model(model, mode, seed=seed, **lora_kwargs)  # ft: everything trains; else the error

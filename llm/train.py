@@ -341,7 +341,8 @@ def check_output_dir(out: str | None, resume: bool) -> None:
 
 
 def _load_model(cfg: FinetuneConfig, num_labels: int) -> tuple[nn.Module, Any, str]:
-    """``(model, tokenizer, kind)`` with kind ``"causal"`` or ``"seqcls"``."""
+    """``(model, tokenizer, kind)`` with kind ``"causal"``, ``"seqcls"`` or ``"prototype"``
+    (an encoder with the cosine-prototype head of :mod:`llm.prototype_head`; scored like ``seqcls``)."""
     from llm import models
 
     if cfg.model.startswith("preset:"):
@@ -351,6 +352,16 @@ def _load_model(cfg: FinetuneConfig, num_labels: int) -> tuple[nn.Module, Any, s
         tokenizer = models.offline_tokenizer(vocab_size=min(preset.vocab_size, 4096))
         return model, tokenizer, "causal"
     if cfg.model.lower() in ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"):
+        from llm.prototype_head import default_label_sentences, load_minilm_prototype_classifier
+
+        sentences = cfg.label_sentences if cfg.label_sentences is not None else default_label_sentences(cfg.task)
+        if len(sentences) != num_labels:
+            raise ValueError(f"label_sentences has {len(sentences)} entries, task {cfg.task!r} has {num_labels} classes")
+        model, tokenizer = load_minilm_prototype_classifier(
+            sentences, pooling=cfg.pooling, scale=cfg.head_scale, dtype=cfg.dtype, device=cfg.device
+        )
+        return model, tokenizer, "prototype"
+    if cfg.model.lower() == "minilm-linear":
         model, tokenizer = models.load_minilm_classifier(num_labels, dtype=cfg.dtype, device=cfg.device, seed=cfg.seed)
         return model, tokenizer, "seqcls"
     model, tokenizer = models.load_causal_lm(cfg.model, dtype=cfg.dtype, device=cfg.device)
@@ -359,7 +370,7 @@ def _load_model(cfg: FinetuneConfig, num_labels: int) -> tuple[nn.Module, Any, s
 
 def _lora_kwargs(cfg: FinetuneConfig, kind: str) -> dict[str, Any]:
     kw: dict[str, Any] = {"r": cfg.lora_r, "alpha": cfg.lora_alpha}
-    if kind == "seqcls":
+    if kind in ("seqcls", "prototype"):
         kw["target_modules"] = ("query", "value")
     return kw
 
@@ -406,7 +417,12 @@ def build_run(cfg: FinetuneConfig, *, data_parallel: DataParallel | None = None)
 
     model, tokenizer, kind = _load_model(cfg, task.num_labels)
     lora = _lora_kwargs(cfg, kind) if cfg.mode == "lora" else {}
-    model = models.prepare_model(model, cfg.mode, seed=cfg.seed, **lora)
+    if kind == "prototype":
+        from llm.prototype_head import prepare_prototype_model
+
+        model = prepare_prototype_model(model, cfg.mode, seed=cfg.seed, **lora)
+    else:
+        model = models.prepare_model(model, cfg.mode, seed=cfg.seed, **lora)
     model.to(device)
     if kind == "causal":
         objective: nn.Module = CausalLMClassificationObjective(model)

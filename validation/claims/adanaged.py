@@ -86,7 +86,8 @@ def _settings(ctx: Context) -> dict[str, Setting]:
             "l2", steps(100), reps),
         "logistic": Setting(
             "minibatch logistic regression (d=100, n=1000, batch 4)",
-            lambda s: LogisticRegression(1000, 100, batch_size=4, l2_reg=1e-3, init_scale=3.0, seed=s, dtype=torch.float64),
+            lambda s: LogisticRegression(1000, 100, batch_size=4, l2_reg=1e-2, signal=3.0, init_scale=10.0, seed=s,
+                                         dtype=torch.float64),
             "l2", steps(100), reps),
         "noisy_quadratic": Setting(
             "l2 quadratic + additive-noise oracle (d=100, sigma=1)",

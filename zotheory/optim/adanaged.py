@@ -26,8 +26,8 @@ Step-size rules (pluggable, :class:`StepSizeRule`):
   ``K`` steps (``K = 1, 2, 4, ..., 32``, adapted) a *probe* evaluates, on the batch of the current step (which
   chose none of the probed steps), the loss at the anchor ``x_a`` (the point of the previous probe), at the
   midpoint and at ``x_t``; the parabola through these three values along the displacement ``D = x_t - x_a``
-  gives the best multiple ``lambda*`` of ``D``. The iterate moves back to ``x_a + min(lambda*, 1) D`` when
-  ``lambda* < 1``, and ``gamma`` is multiplied by ``clip(lambda* c_K, 1/4, 4)``, where
+  gives the best multiple ``lambda*`` of ``D``. The iterate moves back to ``x_a + lambda* D`` when
+  ``1/4 <= lambda* < 1`` (to ``x_a`` when ``lambda* < 1/4``), and ``gamma`` is multiplied by ``clip(lambda* c_K, 1/4, 4)``, where
   ``c_K = Var(sum_{t<K} m_t) / (K sigma^2)`` (:func:`momentum_correction`) removes the bias that the
   correlation of the momentum's consecutive steps gives a short displacement. 3 extra evaluations per probe;
   derivation and evidence in ``docs/adanaged.md`` §3.3;
@@ -91,6 +91,8 @@ __all__ = [
     "get_step_rule",
     "ema_sum_variance",
     "momentum_correction",
+    "averaged_factor",
+    "normalised_slope_curvature",
     "parabolic_probe",
     "probe_factor",
     "radius_floor",
@@ -312,6 +314,11 @@ class ConstantRule:
 #: Bounds of the factor one probe applies to ``gamma`` (a probe at most quadruples or quarters the step).
 PROBE_FACTOR_MIN: float = 0.25
 PROBE_FACTOR_MAX: float = 4.0
+#: Smallest factor when the parabola locates its optimum (``lambda* > 0``): an overshoot is cut at once, while a
+#: probe that finds no descent at all (``lambda* = 0``, which noise can cause) divides by 4 only.
+PROBE_SHRINK_MIN: float = 1.0 / 64.0
+#: Weight of a new probe in the running averages of the normalised slope and curvature (a memory of ~3 probes).
+PROBE_AVERAGE_WEIGHT: float = 0.3
 #: Longest interval between two probes, in steps (the interval starts at 1 and doubles while probes agree).
 PROBE_INTERVAL_MAX: int = 32
 #: Closure calls of one probe: the loss at the anchor, at the midpoint and at the current point.
@@ -377,7 +384,9 @@ def parabolic_probe(f0: float, fh: float, f1: float, tol: float) -> ProbeOutcome
     (the 3-point second difference of HiZOO, arXiv 2402.15173, Eq. 4, along the actual displacement instead of a
     random direction; the 1-D step of random pursuit, Stich, Müller, Gärtner, SIAM J. Optim. 23(2), 2013).
     Without upward curvature the probe says "grow" (``inf``) if ``f1`` is the lowest value, else "shrink" (``0``)
-    and moves to the lowest point. The move is ``clip(lambda*, 0, 1)``: never beyond ``x_t``.
+    and goes back to the anchor (also when a value is non-finite). The move is ``clip(lambda*, 0, 1)``: never beyond ``x_t``; when
+    ``lambda* < 1/4`` it is ``0`` (the anchor): on a minibatch the slope's noise ``<grad F - grad f, D>`` grows with
+    ``||D||``, and after a step far too long it would otherwise pick a point in a random direction along ``D``.
     """
     vals = [v if math.isfinite(v) else math.inf for v in (f0, fh, f1)]
     f0, fh, f1 = vals
@@ -388,17 +397,18 @@ def parabolic_probe(f0: float, fh: float, f1: float, tol: float) -> ProbeOutcome
         a = 4.0 * (f1 - 2.0 * fh + f0)
         b = f1 - f0 - a / 2.0
         if a > 0:
-            lam = -b / a
-            return ProbeOutcome(max(lam, 0.0), min(max(lam, 0.0), 1.0), False)
+            lam = max(-b / a, 0.0)
+            # a step far too long (lambda* < 1/4): back to the anchor, not to a point that a noisy slope chose
+            return ProbeOutcome(lam, 0.0 if lam < PROBE_FACTOR_MIN else min(lam, 1.0), False)
         if f1 < f0 and f1 <= fh:
             return ProbeOutcome(math.inf, 1.0, False)
-    best = min((f0, 0.0), (fh, 0.5), (f1, 1.0))
-    return ProbeOutcome(0.0, best[1], False)
+    return ProbeOutcome(0.0, 0.0, False)
 
 
-def probe_factor(outcome: ProbeOutcome, k: int, beta: float, below_resolution: bool) -> tuple[float, bool]:
-    """``(factor, agreed)``: the multiplier of ``gamma`` after a probe of a ``k``-step displacement and whether it
-    lay strictly inside ``(PROBE_FACTOR_MIN, PROBE_FACTOR_MAX)`` (then the probe interval doubles, else it halves).
+def probe_factor(outcome: ProbeOutcome, k: int, beta: float, below_resolution: bool) -> tuple[float, int]:
+    """``(factor, verdict)``: the multiplier of ``gamma`` after a probe of a ``k``-step displacement, and the verdict
+    ``+1`` (clipped at :data:`PROBE_FACTOR_MAX`: grow), ``-1`` (clipped at :data:`PROBE_FACTOR_MIN`: shrink) or ``0``
+    (strictly inside: the step is about right).
 
     ``factor = clip(lambda* c_k, 1/4, 4)`` (:func:`momentum_correction`; ``beta = 0`` for memories whose steps are
     not an EMA of independent estimates). A tie quadruples ``gamma`` while the displacement is below the
@@ -406,15 +416,55 @@ def probe_factor(outcome: ProbeOutcome, k: int, beta: float, below_resolution: b
     make the step run away).
     """
     if outcome.tie:
-        return (PROBE_FACTOR_MAX, False) if below_resolution else (1.0, True)
+        return (PROBE_FACTOR_MAX, 1) if below_resolution else (1.0, 0)
     corrected = outcome.scale * momentum_correction(k, beta) if outcome.scale > 0 else 0.0
-    factor = min(max(corrected, PROBE_FACTOR_MIN), PROBE_FACTOR_MAX)
-    return factor, PROBE_FACTOR_MIN < corrected < PROBE_FACTOR_MAX
+    lowest = PROBE_SHRINK_MIN if outcome.scale > 0 else PROBE_FACTOR_MIN
+    factor = min(max(corrected, lowest), PROBE_FACTOR_MAX)
+    verdict = 1 if corrected >= PROBE_FACTOR_MAX else (-1 if corrected <= PROBE_FACTOR_MIN else 0)
+    return factor, verdict
 
 
-def next_probe_interval(k: int, agreed: bool) -> int:
-    """Double the probe interval after an agreeing probe (up to :data:`PROBE_INTERVAL_MAX`), halve it otherwise."""
-    return min(2 * k, PROBE_INTERVAL_MAX) if agreed else max(1, k // 2)
+def normalised_slope_curvature(values: tuple[float, float, float], k: int, beta: float, gamma: float) -> tuple[float, float]:
+    """The parabola's slope and curvature per unit of what they scale with (``docs/adanaged.md`` §3.0):
+    ``b / (k gamma)`` (the coherent part of ``D`` grows like ``k gamma``) and ``a / (V(k) gamma^2)`` (its noise part
+    has variance ``∝ V(k) gamma^2``, :func:`ema_sum_variance`); then ``-b_n / a_n`` is the constant step that the
+    probe recommends, ``lambda* c_k gamma``."""
+    f0, fh, f1 = values
+    a = 4.0 * (f1 - 2.0 * fh + f0)
+    b = f1 - f0 - a / 2.0
+    return b / (k * gamma), a / (ema_sum_variance(k, beta) * gamma**2)
+
+
+def averaged_factor(state: dict[str, Any], values: tuple[float, float, float], k: int, beta: float, gamma: float,
+                    single: float, previous: int) -> float:
+    """The factor of an in-band probe from running averages (weight :data:`PROBE_AVERAGE_WEIGHT`) of the normalised
+    slope and curvature over consecutive in-band probes: ``clip(-mean(b_n) / mean(a_n) / gamma, 1/4, 4)``. A ratio of
+    averages, not an average of ratios: on a minibatch one probe's slope is noisy, and its ratio with the curvature
+    is heavy-tailed. The averages restart (and ``single``, the one-probe factor, is used) after a clipped probe,
+    since the scale changed, or if they do not describe a descent (``mean(b_n) >= 0`` or ``mean(a_n) <= 0``).
+    ``state["avg"]`` holds ``(mean b_n, mean a_n)``."""
+    b_n, a_n = normalised_slope_curvature(values, k, beta, gamma)
+    avg = state.get("avg")
+    if avg is None or previous != 0:
+        state["avg"] = (b_n, a_n)
+        return single
+    w = PROBE_AVERAGE_WEIGHT
+    b_bar, a_bar = (1.0 - w) * avg[0] + w * b_n, (1.0 - w) * avg[1] + w * a_n
+    state["avg"] = (b_bar, a_bar)
+    if not (a_bar > 0 and b_bar < 0):
+        return single
+    return min(max(-b_bar / a_bar / gamma, PROBE_FACTOR_MIN), PROBE_FACTOR_MAX)
+
+
+def next_probe_interval(k: int, verdict: int, previous: int) -> int:
+    """The next probe interval: doubled (up to :data:`PROBE_INTERVAL_MAX`) after a probe inside the band, or after a
+    clipped probe that contradicts the previous clipped one (grow after shrink or the reverse: noise, which a longer
+    displacement averages, since its coherent part grows like ``k`` and its noise like ``sqrt(k)``); halved (down
+    to 1) after a clipped probe that repeats the previous verdict or follows one inside the band (a real
+    search: the warm-up, or the retreat after a step far too long)."""
+    if verdict == 0 or (previous != 0 and previous != verdict):
+        return min(2 * k, PROBE_INTERVAL_MAX)
+    return max(1, k // 2)
 
 
 class ParabolicSearchRule:
@@ -636,7 +686,7 @@ class AdaNAGED(ZOOptimizer):
             self.tau0 = float(eps)
         self.eps = self.tau0
         self.state["adanaged"] = {"tau": self.tau0, "units": None, "since": 0, "interval": 1, "probe_evals": 0,
-                                  "last_probe": None}
+                                  "last_probe": None, "last_verdict": 0, "avg": None}
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -771,8 +821,13 @@ class AdaNAGED(ZOOptimizer):
             res_p = max(dtype_resolution(p.dtype) for p in params)
             below = 0.0 < sq_d <= res_p * max(sq_x, 1e-300)  # D = 0 (lr = 0): nothing to learn
         beta = 0.0 if self.momentum == "jaguar" else max(float(g["beta"]) for g in self.param_groups)
-        factor, agreed = probe_factor(outcome, ad["since"], beta, below)
-        lam = outcome.move
+        factor, verdict = probe_factor(outcome, ad["since"], beta, below)
+        if verdict == 0 and not outcome.tie:
+            factor = averaged_factor(ad, (f0, fh, f1), ad["since"], beta, float(ad["units"][0]["gamma"]), factor,
+                                     ad["last_verdict"])
+        else:
+            ad["avg"] = None
+        lam = 0.0 if verdict == -1 else outcome.move  # a step judged far too long: back to the anchor
         for p, a in zip(params, anchors):
             # x_new = x_a + lam D = (2 lam - 1) x_t + (2 - 2 lam) mid; params hold mid, anchors hold x_t
             if lam == 1.0:
@@ -784,7 +839,8 @@ class AdaNAGED(ZOOptimizer):
             self.rule.scale(unit, factor, unit["gamma_max"])  # type: ignore[attr-defined]
         ad["last_probe"] = {"f_anchor": f0, "f_mid": fh, "f_current": f1, "scale": outcome.scale, "move": lam,
                             "factor": factor, "steps": ad["since"], "tie": outcome.tie}
-        ad["interval"] = next_probe_interval(ad["interval"], agreed)
+        ad["interval"] = next_probe_interval(ad["interval"], verdict, ad["last_verdict"])
+        ad["last_verdict"] = verdict
         ad["since"] = 0
         return PROBE_EVALS
 

@@ -21,7 +21,7 @@ from torch import Tensor
 from zotheory.directions import Coordinate, mix_seed
 from zotheory.estimators import ZOEstimate, estimate_gradient
 from zotheory.lmo import CUBIC, MUON_QUINTIC, NS_EPS, NewtonSchulzSpectral, Norm, get_norm
-from zotheory.optim.adanaged import parabolic_probe, power_spectral_norm, probe_factor, radius_floor
+from zotheory.optim.adanaged import averaged_factor, parabolic_probe, power_spectral_norm, probe_factor, radius_floor
 from zotheory.optim.base import ZOOptimizer, _state_dtype, is_no_decay_name
 
 __all__ = ["REFERENCES", "ReferenceOptimizer", "literal_lmo", "literal_newton_schulz", "literal_rule"]
@@ -364,7 +364,8 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         self.x0: list[Tensor] = []
         self.unit_state: list[dict[str, float]] = []
         self.anchor: list[Tensor] = []
-        self.since, self.interval = 0, 1
+        self.since, self.interval, self.verdict = 0, 1, 0
+        self.avg: dict[str, Any] = {"avg": None}
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any]) -> Tensor:
@@ -397,14 +398,21 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         sq_d = sum(float(((2 * (x - m)) ** 2).sum()) for x, m in zip(x_t, mid))
         below = out.tie and 0.0 < sq_d <= torch.finfo(self.params[0].dtype).eps * sum(float((x**2).sum()) for x in x_t)
         beta = max(float(g["beta"]) for g in self.groups)
-        factor, agreed = probe_factor(out, self.since, beta, below)
-        lam = out.move
+        factor, verdict = probe_factor(out, self.since, beta, below)
+        if verdict == 0 and not out.tie:
+            factor = averaged_factor(self.avg, (f0, fh, f1), self.since, beta, self.unit_state[0]["gamma"], factor,
+                                     self.verdict)
+        else:
+            self.avg["avg"] = None
+        lam = 0.0 if verdict == -1 else out.move
         for i, (x, m) in enumerate(zip(x_t, mid)):
             self._set(i, x if lam == 1.0 else (m if lam == 0.5 else m * (2.0 - 2.0 * lam) + x * (2.0 * lam - 1.0)))
         self.anchor = [p.clone() for p in self.params]
         for st in self.unit_state:
             st["gamma"] = min(st["gamma"] * factor, st["cap"])
-        self.interval = min(2 * self.interval, 32) if agreed else max(1, self.interval // 2)
+        flip = self.verdict != 0 and self.verdict != verdict
+        self.interval = min(2 * self.interval, 32) if (verdict == 0 or flip) else max(1, self.interval // 2)
+        self.verdict = verdict
         self.since = 0
 
     def radius(self) -> float:

@@ -364,3 +364,164 @@ def test_parameter_free_baselines_validate_arguments() -> None:
             cls([x], eps=float("nan"))
     with pytest.raises(ValueError, match="momentum"):
         ZOALIASSign([x], momentum=1.0)
+
+
+# ---------------------------------------------------------------------------------------------- function-value search
+from zotheory.optim.adanaged import (  # noqa: E402  (grouped with the tests that use them)
+    PROBE_EVALS,
+    PROBE_FACTOR_MAX,
+    PROBE_FACTOR_MIN,
+    PROBE_INTERVAL_MAX,
+    ema_sum_variance,
+    momentum_correction,
+    next_probe_interval,
+    parabolic_probe,
+    probe_factor,
+)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_ema_sum_variance_matches_monte_carlo(beta: float, k: int) -> None:
+    """Var(sum_{t<k} m_t) of a stationary EMA of iid N(0, 1) against 40,000 simulated paths. The sample variance of
+    n Gaussian sums has relative standard error sqrt(2/(n-1)) = 0.0071; 5 standard errors (false-alarm
+    probability ~6e-7 per case) is the tolerance."""
+    gen = torch.Generator().manual_seed(11)
+    n = 40_000
+    m = torch.randn(n, generator=gen, dtype=F64) * math.sqrt((1 - beta) / (1 + beta))  # stationary start
+    total = torch.zeros(n, dtype=F64)
+    for _ in range(k):
+        m = beta * m + (1 - beta) * torch.randn(n, generator=gen, dtype=F64)
+        total += m
+    predicted = ema_sum_variance(k, beta)
+    rel_se = math.sqrt(2 / (n - 1))
+    assert float(total.var()) == pytest.approx(predicted, rel=5 * rel_se)
+
+
+def test_momentum_correction_limits() -> None:
+    assert ema_sum_variance(7, 0.0) == pytest.approx(7.0)
+    assert momentum_correction(1, 0.9) == pytest.approx(0.1 / 1.9)
+    assert momentum_correction(2000, 0.9) == pytest.approx(1.0, abs=0.01)
+    assert all(momentum_correction(k, 0.9) < momentum_correction(2 * k, 0.9) for k in (1, 2, 4, 8, 16))
+    with pytest.raises(ValueError, match="k must"):
+        ema_sum_variance(0, 0.5)
+
+
+@pytest.mark.parametrize("lam", [0.3, 0.8, 1.7, 3.0])
+def test_parabolic_probe_recovers_the_minimiser_of_a_parabola(lam: float) -> None:
+    """phi(x) = (x - lam)^2 + 5 sampled at 0, 1/2, 1: lambda* = lam exactly; the move is clip(lam, 0, 1)."""
+    phi = lambda x: (x - lam) ** 2 + 5.0  # noqa: E731
+    out = parabolic_probe(phi(0.0), phi(0.5), phi(1.0), tol=1e-12)
+    assert out.scale == pytest.approx(lam, rel=1e-12) and not out.tie
+    assert out.move == pytest.approx(min(lam, 1.0))
+
+
+def test_parabolic_probe_edge_cases() -> None:
+    far = parabolic_probe(0.0, 1.0, 10.0, tol=1e-12)  # uphill and curved: a step far too long
+    assert far.move == 0.0 and far.scale < PROBE_FACTOR_MIN
+    down = parabolic_probe(3.0, 2.0, 1.0, tol=1e-12)  # linear descent: grow
+    assert down.scale == math.inf and down.move == 1.0
+    bump = parabolic_probe(1.0, 3.0, 2.0, tol=1e-12)  # concave, x_t not the best: back to the anchor
+    assert bump.scale == 0.0 and bump.move == 0.0
+    tie = parabolic_probe(1.0, 1.0 + 1e-17, 1.0, tol=1e-15)
+    assert tie.tie and math.isnan(tie.scale) and tie.move == 1.0
+    nan = parabolic_probe(1.0, float("nan"), float("inf"), tol=1e-12)
+    assert nan.scale == 0.0 and nan.move == 0.0
+
+
+def test_probe_factor_clips_corrects_and_guards_ties() -> None:
+    grow = parabolic_probe(3.0, 2.0, 1.0, tol=0.0)
+    assert probe_factor(grow, 4, 0.9, False) == (PROBE_FACTOR_MAX, 1)
+    inside = parabolic_probe(*(((x - 2.0) ** 2) for x in (0.0, 0.5, 1.0)), tol=0.0)  # lambda* = 2
+    factor, verdict = probe_factor(inside, 32, 0.9, False)
+    assert verdict == 0 and factor == pytest.approx(2.0 * momentum_correction(32, 0.9))
+    tie = parabolic_probe(1.0, 1.0, 1.0, tol=1e-12)
+    assert probe_factor(tie, 4, 0.9, True) == (PROBE_FACTOR_MAX, 1)  # below resolution: grow
+    assert probe_factor(tie, 4, 0.9, False) == (1.0, 0)  # flat loss: hold, never run away
+    none = parabolic_probe(1.0, 3.0, 2.0, tol=0.0)
+    assert probe_factor(none, 4, 0.9, False) == (PROBE_FACTOR_MIN, -1)
+
+
+def test_probe_interval_schedule() -> None:
+    assert next_probe_interval(4, 0, 0) == 8 and next_probe_interval(PROBE_INTERVAL_MAX, 0, 0) == PROBE_INTERVAL_MAX
+    assert next_probe_interval(8, 1, 1) == 4 and next_probe_interval(8, -1, 0) == 4  # a search: probe more often
+    assert next_probe_interval(8, 1, -1) == 16 and next_probe_interval(1, -1, 1) == 2  # contradictions: noise
+
+
+def _recording_closure(x: nn.Parameter, seen: list[torch.Tensor]):
+    def closure() -> torch.Tensor:
+        seen.append(x.detach().clone())
+        return 0.5 * (torch.arange(1, x.numel() + 1, dtype=x.dtype) * x * x).sum()
+    return closure
+
+
+def test_probe_evaluates_current_anchor_and_midpoint_after_the_estimate() -> None:
+    """A probing step calls the closure 2 (estimate at x_t +- tau z) + 3 times: at x_t, at the anchor (the point
+    after the previous probe) and at their midpoint, in that order, all within the one step (one batch). x_t is
+    back from the estimate's arithmetic restore (rounding only)."""
+    x = nn.Parameter(torch.linspace(-1.0, 1.0, 12, dtype=F64), requires_grad=False)
+    opt = AdaNAGED([x], norm="l2", reps_rel=1e-3, seed=3)
+    seen: list[torch.Tensor] = []
+    closure = _recording_closure(x, seen)
+    anchor = x.detach().clone()
+    opt.step(closure)  # step 0: no probe (it sets the anchor x_0)
+    assert len(seen) == 2
+    for _ in range(6):
+        x_t = x.detach().clone()
+        seen.clear()
+        opt.step(closure)
+        assert len(seen) in (2, 2 + PROBE_EVALS)
+        if len(seen) == 2 + PROBE_EVALS:
+            assert torch.allclose(seen[2], x_t, rtol=0, atol=1e-13)  # the restores round
+            assert torch.allclose(seen[3], anchor, rtol=0, atol=1e-13)
+            assert torch.allclose(seen[4], (x_t + anchor) / 2, rtol=0, atol=1e-15)
+            anchor = opt.state[x]["anchor"].clone()
+    assert opt.probe_evaluations() > 0
+    assert opt.state["zo"]["evals"] == 2 * 7 + opt.probe_evaluations()
+
+
+@pytest.mark.parametrize("fail_at", [2, 3, 4])
+def test_exception_inside_a_probe_leaves_x_t_exactly(fail_at: int) -> None:
+    """The closure raises at the probe's first, second or third evaluation: the parameters are x_t bit for bit."""
+    x = nn.Parameter(torch.linspace(-1.0, 1.0, 12, dtype=torch.float32), requires_grad=False)
+    opt = AdaNAGED([x], norm="l2", reps_rel=1e-3, seed=3, exact_restore=True)
+    f = _recording_closure(x, [])
+    opt.step(f)  # the next step probes (interval 1)
+    before = x.detach().clone()
+    calls = {"n": 0}
+
+    def closure() -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == fail_at + 1:
+            raise RuntimeError("boom")
+        return f()
+
+    with pytest.raises(RuntimeError, match="boom"):
+        opt.step(closure)
+    assert torch.equal(x.detach(), before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_flat_loss_in_half_precision_does_not_make_the_step_run_away(dtype: torch.dtype) -> None:
+    """A loss that never changes (ties at every probe; the estimates are 0, and only the restores' rounding moves x):
+    gamma grows from 1e-10 (1 + ||x_0||) but never past sqrt(eps) (1 + ||x_0||), the tie cap."""
+    x = nn.Parameter(torch.linspace(0.5, 1.5, 64, dtype=dtype), requires_grad=False)
+    opt = AdaNAGED([x], norm="l2", reps_rel=1e-10, seed=1, eps=0.05)
+    for _ in range(200):
+        opt.step(lambda: torch.tensor(1.0, dtype=dtype))
+    gamma = opt.step_sizes()[0]
+    cap = 1.0 + float(torch.linspace(0.5, 1.5, 64, dtype=dtype).double().norm())
+    assert 1e-9 * cap < gamma <= math.sqrt(dtype_resolution(dtype)) * cap * (1 + 1e-2)  # cap: x_0's norm in dtype
+    assert bool(torch.isfinite(x).all())
+
+
+@pytest.mark.parametrize("reps", [1e-10, 1e0])
+def test_search_rule_halves_f_on_a_quadratic_from_any_guess(reps: float) -> None:
+    """Defaults, 1500 evaluations (probes counted), d = 50 ill-conditioned quadratic: f - f* drops below f0 / 20
+    from a first step of 1e-10 (1 + ||x_0||) and from one of 1 + ||x_0|| (far beyond the distance to x*)."""
+    problem = problems.Quadratic(50, L=1.0, mu=1e-2, seed=5, dtype=F64)
+    opt = AdaNAGED(problem.parameters(), norm="l2", reps_rel=reps, seed=2)
+    f0 = problem.suboptimality()
+    while opt.state["zo"]["evals"] < 1500:
+        opt.step(problem)
+    assert problem.suboptimality() < f0 / 20

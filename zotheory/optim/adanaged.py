@@ -815,11 +815,15 @@ class AdaNAGED(ZOOptimizer):
         tol = 4.0 * res * max(abs(v) for v in (f0, fh, f1))
         outcome = parabolic_probe(f0, fh, f1, tol)
         below = False
+        res_p = max(dtype_resolution(p.dtype) for p in params)
         if outcome.tie:  # is the displacement D = 2 (x_t - mid) below the parameters' resolution?
             sq_d = sum(float((a.double() - p.double()).pow(2).sum()) * 4.0 for p, a in zip(params, anchors))
             sq_x = sum(float(a.double().pow(2).sum()) for a in anchors)
-            res_p = max(dtype_resolution(p.dtype) for p in params)
-            below = 0.0 < sq_d <= res_p * max(sq_x, 1e-300)  # D = 0 (lr = 0): nothing to learn
+            # D = 0 (lr = 0): nothing to learn; and ties never grow gamma past sqrt(eps) of the initial scale, since
+            # a displacement below resolution can also be the rounding of the restores (e.g. m = 0 on a flat loss)
+            unit0 = ad["units"][0]
+            below = 0.0 < sq_d <= res_p * max(sq_x, 1e-300) and float(unit0["gamma"]) < math.sqrt(res_p) * float(
+                unit0["gamma_max"])
         beta = 0.0 if self.momentum == "jaguar" else max(float(g["beta"]) for g in self.param_groups)
         factor, verdict = probe_factor(outcome, ad["since"], beta, below)
         if verdict == 0 and not outcome.tie:
@@ -836,7 +840,8 @@ class AdaNAGED(ZOOptimizer):
                 p.mul_(2.0 - 2.0 * lam).add_(a.to(p.dtype), alpha=2.0 * lam - 1.0)
             a.copy_(p)
         for unit in ad["units"]:
-            self.rule.scale(unit, factor, unit["gamma_max"])  # type: ignore[attr-defined]
+            cap = unit["gamma_max"] * (math.sqrt(res_p) if below else 1.0)  # tie growth stops at sqrt(eps) of the scale
+            self.rule.scale(unit, factor, cap)  # type: ignore[attr-defined]
         ad["last_probe"] = {"f_anchor": f0, "f_mid": fh, "f_current": f1, "scale": outcome.scale, "move": lam,
                             "factor": factor, "steps": ad["since"], "tie": outcome.tie}
         ad["interval"] = next_probe_interval(ad["interval"], verdict, ad["last_verdict"])

@@ -396,7 +396,9 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         tol = 4.0 * torch.finfo(torch.float64).eps * max(abs(f0), abs(fh), abs(f1))
         out = parabolic_probe(f0, fh, f1, tol)
         sq_d = sum(float(((2 * (x - m)) ** 2).sum()) for x, m in zip(x_t, mid))
-        below = out.tie and 0.0 < sq_d <= torch.finfo(self.params[0].dtype).eps * sum(float((x**2).sum()) for x in x_t)
+        res = torch.finfo(self.params[0].dtype).eps
+        below = (out.tie and 0.0 < sq_d <= res * sum(float((x**2).sum()) for x in x_t)
+                 and self.unit_state[0]["gamma"] < res**0.5 * self.unit_state[0]["cap"])
         beta = max(float(g["beta"]) for g in self.groups)
         factor, verdict = probe_factor(out, self.since, beta, below)
         if verdict == 0 and not out.tie:
@@ -409,7 +411,7 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
             self._set(i, x if lam == 1.0 else (m if lam == 0.5 else m * (2.0 - 2.0 * lam) + x * (2.0 * lam - 1.0)))
         self.anchor = [p.clone() for p in self.params]
         for st in self.unit_state:
-            st["gamma"] = min(st["gamma"] * factor, st["cap"])
+            st["gamma"] = min(st["gamma"] * factor, st["cap"] * (res**0.5 if below else 1.0))
         flip = self.verdict != 0 and self.verdict != verdict
         self.interval = min(2 * self.interval, 32) if (verdict == 0 or flip) else max(1, self.interval // 2)
         self.verdict = verdict

@@ -481,8 +481,8 @@ def report(work: str | Path, out: str | Path) -> dict[str, Any]:
             for r in runs
         ],
     }
-    (tmp / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (tmp / "results.md").write_text(_markdown(summary, sweeps, carry))
+    atomicio.write_text(tmp / "results.json", json.dumps(doc, indent=1) + "\n")
+    atomicio.write_text(tmp / "results.md", _markdown(summary, sweeps, carry))
     _plot(tmp, runs, summary, sweeps)
     out.mkdir(parents=True, exist_ok=True)
     for f in tmp.iterdir():  # README.md (hand-written) and other files stay

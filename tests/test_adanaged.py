@@ -372,6 +372,7 @@ from zotheory.optim.adanaged import (  # noqa: E402  (grouped with the tests tha
     PROBE_FACTOR_MAX,
     PROBE_FACTOR_MIN,
     PROBE_INTERVAL_MAX,
+    PROBE_SETTLED_GROWTH,
     ema_sum_variance,
     momentum_correction,
     next_probe_interval,
@@ -431,7 +432,16 @@ def test_parabolic_probe_edge_cases() -> None:
 
 def test_probe_factor_clips_corrects_and_guards_ties() -> None:
     grow = parabolic_probe(3.0, 2.0, 1.0, tol=0.0)
-    assert probe_factor(grow, 4, 0.9, False) == (PROBE_FACTOR_MAX, 1)
+    assert probe_factor(grow, 4, 0.9, False, warm_up=True) == (PROBE_FACTOR_MAX, 1)
+    assert probe_factor(grow, 4, 0.9, False) == (PROBE_SETTLED_GROWTH, 1)  # after the warm-up: slower growth
+    uphill = parabolic_probe(0.0, -0.5 + 1e-3, -1.0 + 4e-3, tol=0.0)  # tiny curvature, lambda* >> 1
+    assert uphill.magnitude > 100
+    backwards = parabolic_probe(0.0, 0.5 + 1e-3, 1.0 + 4e-3, tol=0.0)  # uphill with tiny curvature: lambda* = 0
+    assert backwards.scale == 0.0 and backwards.move == 0.0
+    assert probe_factor(backwards, 1, 0.9, False, warm_up=True)[1] == 1  # warm-up: the step is short, grow
+    assert probe_factor(backwards, 1, 0.9, False)[1] == -1  # settled: the sign counts
+    flat_up = parabolic_probe(0.0, 0.5, 1.0, tol=1e-9)  # no curvature at all: a symmetric answer once settled
+    assert probe_factor(flat_up, 4, 0.9, False) == (1.0 / PROBE_SETTLED_GROWTH, -1)
     inside = parabolic_probe(*(((x - 2.0) ** 2) for x in (0.0, 0.5, 1.0)), tol=0.0)  # lambda* = 2
     factor, verdict = probe_factor(inside, 32, 0.9, False)
     assert verdict == 0 and factor == pytest.approx(2.0 * momentum_correction(32, 0.9))
@@ -439,7 +449,8 @@ def test_probe_factor_clips_corrects_and_guards_ties() -> None:
     assert probe_factor(tie, 4, 0.9, True) == (PROBE_FACTOR_MAX, 1)  # below resolution: grow
     assert probe_factor(tie, 4, 0.9, False) == (1.0, 0)  # flat loss: hold, never run away
     none = parabolic_probe(1.0, 3.0, 2.0, tol=0.0)
-    assert probe_factor(none, 4, 0.9, False) == (PROBE_FACTOR_MIN, -1)
+    assert probe_factor(none, 4, 0.9, False, warm_up=True) == (PROBE_FACTOR_MAX, 1)  # no curvature: short step
+    assert probe_factor(none, 4, 0.9, False) == (1.0 / PROBE_SETTLED_GROWTH, -1)
 
 
 def test_probe_interval_schedule() -> None:

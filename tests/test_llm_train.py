@@ -97,8 +97,10 @@ def _steps(run, n: int) -> TrainerState:
 # --------------------------------------------------------------------------------------
 
 #: Settings that descend on the synthetic task within the step budget (full-batch training
-#: loss of the 64 training examples, measured before and after). AdaNAGED is parameter-free:
-#: only its initial-distance guess is raised from DoG's 1e-6 so that 60 steps suffice.
+#: loss of the 64 training examples, measured before and after). AdaNAGED's initial-step guess is
+#: raised to 1e-3: on this tiny random-weight model with batches of 8, the probes' loss differences are
+#: mostly batch noise, and from the default guess 50 steps do not find the step size (docs/adanaged.md §7).
+#: Its probes' evaluations are counted on top of evals_per_step.
 ZO_CASES = {
     "zo-sgd": ({"lr": 1e-3, "eps": 1e-3}, 50),
     "jaguar-signsgd-block": ({"lr": 1e-3, "beta": 0.5, "eps": 1e-3}, 50),
@@ -116,7 +118,8 @@ def test_zo_training_loss_falls(data_dir: Path, method: str) -> None:
     after = _train_loss(run)
     assert after < before - 0.005, (method, before, after)
     # exact forward-pass accounting: every closure call is one forward pass
-    assert st.forward_calls == st.forward_passes == steps * run.optimizer.evals_per_step
+    probes = run.optimizer.probe_evaluations() if hasattr(run.optimizer, "probe_evaluations") else 0  # AdaNAGED's
+    assert st.forward_calls == st.forward_passes == steps * run.optimizer.evals_per_step + probes
     assert st.backward_calls == 0
 
 

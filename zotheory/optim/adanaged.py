@@ -314,6 +314,9 @@ class ConstantRule:
 #: Bounds of the factor one probe applies to ``gamma`` (a probe at most quadruples or quarters the step).
 PROBE_FACTOR_MIN: float = 0.25
 PROBE_FACTOR_MAX: float = 4.0
+#: Largest growth per probe once the warm-up is over: growth verdicts at the noise floor are mostly the batch's
+#: noise, so after the warm-up the step grows at most 2x per probe (and still shrinks at once).
+PROBE_SETTLED_GROWTH: float = 2.0
 #: Smallest factor when the parabola locates its optimum (``lambda* > 0``): an overshoot is cut at once, while a
 #: probe that finds no descent at all (``lambda* = 0``, which noise can cause) divides by 4 only.
 PROBE_SHRINK_MIN: float = 1.0 / 64.0
@@ -367,11 +370,14 @@ class ProbeOutcome:
             ``0``: no multiple in ``(0, 1]`` decreases the loss); ``nan`` for a tie.
         move: where to put the iterate, as a multiple of ``D`` from the anchor, in ``[0, 1]``.
         tie: the three values agree to within the loss's resolution: they carry no information.
+        magnitude: ``|b / a|``, the length scale of the curvature along ``D`` whichever way ``D`` pointed (``inf``
+            without upward curvature); used until the first in-band probe (:func:`probe_factor`).
     """
 
     scale: float
     move: float
     tie: bool
+    magnitude: float = math.nan
 
 
 def parabolic_probe(f0: float, fh: float, f1: float, tol: float) -> ProbeOutcome:
@@ -383,7 +389,8 @@ def parabolic_probe(f0: float, fh: float, f1: float, tol: float) -> ProbeOutcome
 
     (the 3-point second difference of HiZOO, arXiv 2402.15173, Eq. 4, along the actual displacement instead of a
     random direction; the 1-D step of random pursuit, Stich, Müller, Gärtner, SIAM J. Optim. 23(2), 2013).
-    Without upward curvature the probe says "grow" (``inf``) if ``f1`` is the lowest value, else "shrink" (``0``)
+    Without upward curvature, or with a second difference below ``tol`` (the loss's resolution), the probe says
+    "grow" (``inf``) if ``f1`` is the lowest value (``f1 < f0`` for an unresolved curvature), else "shrink" (``0``)
     and goes back to the anchor (also when a value is non-finite). The move is ``clip(lambda*, 0, 1)``: never beyond ``x_t``; when
     ``lambda* < 1/4`` it is ``0`` (the anchor): on a minibatch the slope's noise ``<grad F - grad f, D>`` grows with
     ``||D||``, and after a step far too long it would otherwise pick a point in a random direction along ``D``.
@@ -396,16 +403,19 @@ def parabolic_probe(f0: float, fh: float, f1: float, tol: float) -> ProbeOutcome
     if finite:
         a = 4.0 * (f1 - 2.0 * fh + f0)
         b = f1 - f0 - a / 2.0
+        if abs(f1 - 2.0 * fh + f0) <= tol:  # the curvature is below the loss's resolution: the step is short
+            return ProbeOutcome(math.inf, 1.0, False, math.inf) if f1 < f0 else ProbeOutcome(0.0, 0.0, False, math.inf)
         if a > 0:
             lam = max(-b / a, 0.0)
             # a step far too long (lambda* < 1/4): back to the anchor, not to a point that a noisy slope chose
-            return ProbeOutcome(lam, 0.0 if lam < PROBE_FACTOR_MIN else min(lam, 1.0), False)
+            return ProbeOutcome(lam, 0.0 if lam < PROBE_FACTOR_MIN else min(lam, 1.0), False, abs(b / a))
         if f1 < f0 and f1 <= fh:
-            return ProbeOutcome(math.inf, 1.0, False)
-    return ProbeOutcome(0.0, 0.0, False)
+            return ProbeOutcome(math.inf, 1.0, False, math.inf)
+        return ProbeOutcome(0.0, 0.0, False, math.inf)
+    return ProbeOutcome(0.0, 0.0, False, 0.0)
 
 
-def probe_factor(outcome: ProbeOutcome, k: int, beta: float, below_resolution: bool) -> tuple[float, int]:
+def probe_factor(outcome: ProbeOutcome, k: int, beta: float, below_resolution: bool, warm_up: bool = False) -> tuple[float, int]:
     """``(factor, verdict)``: the multiplier of ``gamma`` after a probe of a ``k``-step displacement, and the verdict
     ``+1`` (clipped at :data:`PROBE_FACTOR_MAX`: grow), ``-1`` (clipped at :data:`PROBE_FACTOR_MIN`: shrink) or ``0``
     (strictly inside: the step is about right).
@@ -414,12 +424,25 @@ def probe_factor(outcome: ProbeOutcome, k: int, beta: float, below_resolution: b
     not an EMA of independent estimates). A tie quadruples ``gamma`` while the displacement is below the
     parameters' resolution (the loss cannot see it yet) and keeps it otherwise (a flat or saturated loss must not
     make the step run away).
+
+    After the warm-up a growth verdict multiplies by at most :data:`PROBE_SETTLED_GROWTH`.
+    During the warm-up (``warm_up``: no probe has yet landed inside the band) the scale is ``outcome.magnitude``
+    instead of ``lambda*``: far below the curvature scale the slope on a minibatch is mostly noise, and its sign (which
+    decides between ``lambda* = 0`` and a large ``lambda*``) says nothing about the step's size, while ``|b / a|``
+    does. Afterwards the signed ``lambda*`` is used: at the noise floor a longer step raises ``f`` even where the
+    curvature is small, and only the sign of the (averaged) slope shows it.
     """
+    if warm_up and not outcome.tie and outcome.magnitude > 0:
+        outcome = ProbeOutcome(outcome.magnitude, outcome.move, False, outcome.magnitude)
+    if not warm_up and not outcome.tie and outcome.magnitude == math.inf:
+        # no curvature seen: only the slope's sign is left, a coin where the batch noise dominates, so the answer
+        # is symmetric (x2 / /2: no drift of log gamma under pure noise)
+        return (PROBE_SETTLED_GROWTH, 1) if outcome.scale == math.inf else (1.0 / PROBE_SETTLED_GROWTH, -1)
     if outcome.tie:
         return (PROBE_FACTOR_MAX, 1) if below_resolution else (1.0, 0)
     corrected = outcome.scale * momentum_correction(k, beta) if outcome.scale > 0 else 0.0
     lowest = PROBE_SHRINK_MIN if outcome.scale > 0 else PROBE_FACTOR_MIN
-    factor = min(max(corrected, lowest), PROBE_FACTOR_MAX)
+    factor = min(max(corrected, lowest), PROBE_FACTOR_MAX if warm_up else PROBE_SETTLED_GROWTH)
     verdict = 1 if corrected >= PROBE_FACTOR_MAX else (-1 if corrected <= PROBE_FACTOR_MIN else 0)
     return factor, verdict
 
@@ -686,7 +709,8 @@ class AdaNAGED(ZOOptimizer):
             self.tau0 = float(eps)
         self.eps = self.tau0
         self.state["adanaged"] = {"tau": self.tau0, "units": None, "since": 0, "interval": 1, "probe_evals": 0,
-                                  "last_probe": None, "last_verdict": 0, "avg": None}
+                                  "last_probe": None, "last_verdict": 0, "avg": None,
+                                  "settled": False}
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -825,7 +849,8 @@ class AdaNAGED(ZOOptimizer):
             below = 0.0 < sq_d <= res_p * max(sq_x, 1e-300) and float(unit0["gamma"]) < math.sqrt(res_p) * float(
                 unit0["gamma_max"])
         beta = 0.0 if self.momentum == "jaguar" else max(float(g["beta"]) for g in self.param_groups)
-        factor, verdict = probe_factor(outcome, ad["since"], beta, below)
+        factor, verdict = probe_factor(outcome, ad["since"], beta, below, warm_up=not ad["settled"])
+        ad["settled"] = ad["settled"] or verdict == 0 or (verdict == -1 and ad["last_verdict"] == 1)  # in band, or passed
         if verdict == 0 and not outcome.tie:
             factor = averaged_factor(ad, (f0, fh, f1), ad["since"], beta, float(ad["units"][0]["gamma"]), factor,
                                      ad["last_verdict"])

@@ -364,7 +364,7 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         self.x0: list[Tensor] = []
         self.unit_state: list[dict[str, float]] = []
         self.anchor: list[Tensor] = []
-        self.since, self.interval, self.verdict = 0, 1, 0
+        self.since, self.interval, self.verdict, self.settled = 0, 1, 0, False
         self.avg: dict[str, Any] = {"avg": None}
 
     @torch.no_grad()
@@ -400,7 +400,8 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         below = (out.tie and 0.0 < sq_d <= res * sum(float((x**2).sum()) for x in x_t)
                  and self.unit_state[0]["gamma"] < res**0.5 * self.unit_state[0]["cap"])
         beta = max(float(g["beta"]) for g in self.groups)
-        factor, verdict = probe_factor(out, self.since, beta, below)
+        factor, verdict = probe_factor(out, self.since, beta, below, warm_up=not self.settled)
+        self.settled = self.settled or verdict == 0 or (verdict == -1 and self.verdict == 1)
         if verdict == 0 and not out.tie:
             factor = averaged_factor(self.avg, (f0, fh, f1), self.since, beta, self.unit_state[0]["gamma"], factor,
                                      self.verdict)

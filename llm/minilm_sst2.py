@@ -237,7 +237,7 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any
         key = (r["label"], r["mode"], r["budget"], r["value"], json.dumps(r.get("extra", {}), sort_keys=True))
         groups.setdefault(key, []).append(r)
     sweeps: dict[str, list[dict[str, Any]]] = {}
-    for (label, mode, budget, value, extra), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    for (label, mode, budget, value, extra), rs in sorted(groups.items()):
         dev, _ = _mean_sd([100 * r["results"]["best_dev_accuracy"] for r in rs])
         ev, ev_sd = _mean_sd([100 * r["results"]["eval_accuracy"] for r in rs])
         sweeps.setdefault(f"{label}/{mode}", []).append(

@@ -236,3 +236,15 @@ def test_report_writes_the_results_tree_from_run_folders(tmp_path):
     assert "Carry-over" in (out / "results.md").read_text()
     assert (out / "README.md").read_text() == "hand-written"
     assert not (tmp_path / "results.tmp").exists()
+
+
+def test_cli_head_options_reach_the_config_and_a_wrong_count_is_refused(tiny_sst2):
+    from llm.finetune import build_parser, config_from_args
+    from llm.train import build_run
+
+    argv = ["--model", "minilm", "--label-sentence", "Bad.", "--label-sentence", "Good.", "--pooling", "cls", "--head-scale", "10"]
+    cfg = config_from_args(build_parser().parse_args(argv))
+    assert (cfg.label_sentences, cfg.pooling, cfg.head_scale) == (["Bad.", "Good."], "cls", 10.0)
+    three = cfg.replace(label_sentences=["a.", "b.", "c."], data_dir=str(tiny_sst2), num_train=4, num_dev=2, num_eval=2)
+    with pytest.raises(ValueError, match="3 entries"):
+        build_run(three)

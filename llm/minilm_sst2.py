@@ -263,6 +263,11 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any
         if entry.tuned:
             g = max(cands, key=lambda g: (g["best_dev_acc_mean"], len(g["seeds"])))
             how = f"best mean dev accuracy among {len(cands)} value(s) of {entry.option}"
+            screens = sorted({(h["budget"], h[entry.option]) for h in gs if h["budget"] < top})
+            if screens:
+                how += "; screened at " + ", ".join(
+                    f"{b} forward passes over {[v for bb, v in screens if bb == b]}" for b in sorted({b for b, _ in screens})
+                )
         else:
             default = entry.defaults[key.split("/")[1]][0]
             at_default = [g for g in cands if g[entry.option] == default]

@@ -190,6 +190,9 @@ def test_summary_selects_tuned_values_on_dev_and_keeps_adanaged_untuned():
     a = summary["adanaged/ft"]
     assert a["reps_rel"] == 1e-6 and a["eval_acc_mean"] == pytest.approx(66.0) and a["eval_acc_sd"] is None
     assert len(sweeps["adanaged/ft"]) == 2
+    screened, _ = R.summarise(runs + [_fake_run("zo-sgd", "ft", 5e-5, 0, 0.99, 0.99, budget=1000)])
+    assert screened["zo-sgd/ft"]["lr"] == 1e-5  # the larger budget wins over a better short screen
+    assert "screened at 1000 forward passes over [5e-05]" in screened["zo-sgd/ft"]["selection"]
     carry = {c["claim"]: c for c in R.carry_over(summary, sweeps)}
     assert carry["JAGUAR SignSGD vs ZO-SGD (ft)"]["agrees"] == "pending"
     assert "reps_rel" in carry["AdaNAGED insensitive to reps_rel (ft)"]["minilm"]

@@ -334,6 +334,10 @@ def carry_over(summary: dict[str, Any], sweeps: dict[str, Any]) -> list[dict[str
             missing = [k for k in (a, b) if k not in summary]
             rows.append({"claim": claim, "synthetic": synthetic, "minilm": f"pending: no run yet for {', '.join(missing)}", "agrees": "pending", "confidence": "-"})
             return
+        if summary[a]["forward_passes"] != summary[b]["forward_passes"]:
+            text = f"not comparable: budgets differ ({a}: {summary[a]['forward_passes']}, {b}: {summary[b]['forward_passes']} forward passes)"
+            rows.append({"claim": claim, "synthetic": synthetic, "minilm": text, "agrees": "pending", "confidence": "-"})
+            return
         d, se, conf = res
         se_txt = "" if math.isnan(se) else f" +/- {se:.2f}"
         text = f"{a} {summary[a]['eval_acc_mean']:.1f}% vs {b} {summary[b]['eval_acc_mean']:.1f}% (diff {d:+.1f}{se_txt} points)"

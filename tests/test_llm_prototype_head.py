@@ -212,6 +212,10 @@ def test_carry_over_verdict_and_confidence_from_seed_spread():
     summary, sweeps = R.summarise(runs + gv)
     row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}["guiding vector, budget-matched (lora)"]
     assert row["agrees"] == "no" and row["confidence"].startswith("low (single seed")  # GV above ZO-SGD: disagrees
+    short = [_fake_run("zo-sgd-gv", "lora", 2e-4, 0, 0.8, 0.72, budget=2000)]
+    summary, sweeps = R.summarise(runs + short)
+    row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}["guiding vector, budget-matched (lora)"]
+    assert row["agrees"] == "pending" and "budgets differ" in row["minilm"]
     runs[3:] = [_fake_run("jaguar-signsgd", "lora", 1e-5, s, 0.8, 0.60 + 0.3 * s) for s in range(3)]
     summary, sweeps = R.summarise(runs)
     row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}["JAGUAR SignSGD vs ZO-SGD (lora)"]

@@ -238,7 +238,7 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any
         key = (r["label"], r["mode"], r["budget"], r["value"], json.dumps(r.get("extra", {}), sort_keys=True))
         groups.setdefault(key, []).append(r)
     sweeps: dict[str, list[dict[str, Any]]] = {}
-    for (label, mode, budget, value, extra), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    for (label, mode, budget, value, extra), rs in sorted(groups.items()):
         dev, _ = _mean_sd([100 * r["results"]["best_dev_accuracy"] for r in rs])
         ev, ev_sd = _mean_sd([100 * r["results"]["eval_accuracy"] for r in rs])
         sweeps.setdefault(f"{label}/{mode}", []).append(
@@ -264,6 +264,11 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any
         if entry.tuned:
             g = max(cands, key=lambda g: (g["best_dev_acc_mean"], len(g["seeds"])))
             how = f"best mean dev accuracy among {len(cands)} value(s) of {entry.option}"
+            screens = sorted({(h["budget"], h[entry.option]) for h in gs if h["budget"] < top})
+            if screens:
+                how += "; screened at " + ", ".join(
+                    f"{b} forward passes over {[v for bb, v in screens if bb == b]}" for b in sorted({b for b, _ in screens})
+                )
         else:
             default = entry.defaults[key.split("/")[1]][0]
             at_default = [g for g in cands if g[entry.option] == default]
@@ -329,6 +334,10 @@ def carry_over(summary: dict[str, Any], sweeps: dict[str, Any]) -> list[dict[str
         if res is None:
             missing = [k for k in (a, b) if k not in summary]
             rows.append({"claim": claim, "synthetic": synthetic, "minilm": f"pending: no run yet for {', '.join(missing)}", "agrees": "pending", "confidence": "-"})
+            return
+        if summary[a]["forward_passes"] != summary[b]["forward_passes"]:
+            text = f"not comparable: budgets differ ({a}: {summary[a]['forward_passes']}, {b}: {summary[b]['forward_passes']} forward passes)"
+            rows.append({"claim": claim, "synthetic": synthetic, "minilm": text, "agrees": "pending", "confidence": "-"})
             return
         d, se, conf = res
         se_txt = "" if math.isnan(se) else f" +/- {se:.2f}"

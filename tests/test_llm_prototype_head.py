@@ -190,6 +190,9 @@ def test_summary_selects_tuned_values_on_dev_and_keeps_adanaged_untuned():
     a = summary["adanaged/ft"]
     assert a["reps_rel"] == 1e-6 and a["eval_acc_mean"] == pytest.approx(66.0) and a["eval_acc_sd"] is None
     assert len(sweeps["adanaged/ft"]) == 2
+    screened, _ = R.summarise(runs + [_fake_run("zo-sgd", "ft", 5e-5, 0, 0.99, 0.99, budget=1000)])
+    assert screened["zo-sgd/ft"]["lr"] == 1e-5  # the larger budget wins over a better short screen
+    assert "screened at 1000 forward passes over [5e-05]" in screened["zo-sgd/ft"]["selection"]
     carry = {c["claim"]: c for c in R.carry_over(summary, sweeps)}
     assert carry["JAGUAR SignSGD vs ZO-SGD (ft)"]["agrees"] == "pending"
     assert "reps_rel" in carry["AdaNAGED insensitive to reps_rel (ft)"]["minilm"]
@@ -209,6 +212,10 @@ def test_carry_over_verdict_and_confidence_from_seed_spread():
     summary, sweeps = R.summarise(runs + gv)
     row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}["guiding vector, budget-matched (lora)"]
     assert row["agrees"] == "no" and row["confidence"].startswith("low (single seed")  # GV above ZO-SGD: disagrees
+    short = [_fake_run("zo-sgd-gv", "lora", 2e-4, 0, 0.8, 0.72, budget=2000)]
+    summary, sweeps = R.summarise(runs + short)
+    row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}["guiding vector, budget-matched (lora)"]
+    assert row["agrees"] == "pending" and "budgets differ" in row["minilm"]
     runs[3:] = [_fake_run("jaguar-signsgd", "lora", 1e-5, s, 0.8, 0.60 + 0.3 * s) for s in range(3)]
     summary, sweeps = R.summarise(runs)
     row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}["JAGUAR SignSGD vs ZO-SGD (lora)"]
@@ -236,3 +243,15 @@ def test_report_writes_the_results_tree_from_run_folders(tmp_path):
     assert "Carry-over" in (out / "results.md").read_text()
     assert (out / "README.md").read_text() == "hand-written"
     assert not (tmp_path / "results.tmp").exists()
+
+
+def test_cli_head_options_reach_the_config_and_a_wrong_count_is_refused(tiny_sst2):
+    from llm.finetune import build_parser, config_from_args
+    from llm.train import build_run
+
+    argv = ["--model", "minilm", "--label-sentence", "Bad.", "--label-sentence", "Good.", "--pooling", "cls", "--head-scale", "10"]
+    cfg = config_from_args(build_parser().parse_args(argv))
+    assert (cfg.label_sentences, cfg.pooling, cfg.head_scale) == (["Bad.", "Good."], "cls", 10.0)
+    three = cfg.replace(label_sentences=["a.", "b.", "c."], data_dir=str(tiny_sst2), num_train=4, num_dev=2, num_eval=2)
+    with pytest.raises(ValueError, match="3 entries"):
+        build_run(three)

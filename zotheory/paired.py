@@ -119,20 +119,24 @@ class PairedPerturbation:
             )
         self._saved: list[tuple[nn.Module, Any]] = []
 
-    def _pair(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(p + r z, p - r z)`` for tensor ``i``, ``z`` regenerated in the parameter's dtype."""
+    def _pair(self, i: int) -> torch.Tensor:
+        """``[p + r z, p - r z]`` stacked (shape ``(2, *p.shape)``) for tensor ``i``, ``z`` regenerated in the
+        parameter's dtype; written straight into one buffer (no further copy)."""
         p = self.params[i].detach()
         z = self.family.tensor_direction(self._shapes, i, self.step_seed, self.j, p.dtype, p.device)
-        return p + self.radius * z, p - self.radius * z
+        out = torch.empty((2, *p.shape), dtype=p.dtype, device=p.device)
+        torch.add(p, z, alpha=self.radius, out=out[0])
+        torch.sub(p, z, alpha=self.radius, out=out[1])
+        return out
 
     def _forward_for(self, module: nn.Module, mine: dict[str, int], original: Callable[..., Any]) -> Callable[..., Any]:
         if type(module).forward is nn.Linear.forward and set(mine) <= {"weight", "bias"}:
 
             def linear_forward(x: torch.Tensor) -> torch.Tensor:
-                w = torch.stack(self._pair(mine["weight"])) if "weight" in mine else module.weight.expand(2, *module.weight.shape)
+                w = self._pair(mine["weight"]) if "weight" in mine else module.weight.expand(2, *module.weight.shape)
                 b = module.bias
                 if b is not None:
-                    b = torch.stack(self._pair(mine["bias"])) if "bias" in mine else b.expand(2, *b.shape)
+                    b = self._pair(mine["bias"]) if "bias" in mine else b.expand(2, *b.shape)
                 return _paired_linear(x, w, b)
 
             return linear_forward

@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from llm.data import CausalLMBatch, SequenceClassificationBatch
+from zotheory.paired import PairedClosure
 
 __all__ = [
     "CausalLMClassificationObjective",
@@ -47,6 +48,8 @@ __all__ = [
     "eval_mode",
     "train_mode",
     "make_closure",
+    "make_paired_closure",
+    "doubled_batch",
     "eval_closure",
     "make_backward_closure",
 ]
@@ -95,6 +98,13 @@ class _ClassificationObjective(nn.Module):
         """Mean cross-entropy over the batch, a 0-d float32 tensor."""
         s = self.scores(batch)
         return F.cross_entropy(s, batch.labels.to(s.device))
+
+    def pair_losses(self, doubled) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        """``(2,)`` float64: the mean cross-entropy of the first and of the second half of a
+        :func:`doubled_batch` (the ``+`` and ``-`` copies of a paired evaluation, :mod:`zotheory.paired`)."""
+        s = self.scores(doubled)
+        per_example = F.cross_entropy(s, doubled.labels.to(s.device), reduction="none").to(torch.float64)
+        return per_example.view(2, -1).mean(dim=1)
 
     @torch.inference_mode()
     def predict(self, batch) -> torch.Tensor:  # type: ignore[no-untyped-def]
@@ -219,6 +229,29 @@ def make_closure(
     """
     b = _move(batch, device)
     return eval_closure(objective, lambda: objective(b))
+
+
+def doubled_batch(batch):  # type: ignore[no-untyped-def]
+    """The batch twice, one copy after the other (every tensor concatenated with itself along dim 0): the input of a
+    paired evaluation, whose first half runs at ``x + r z`` and second half at ``x - r z``."""
+    changes = {
+        f.name: torch.cat([getattr(batch, f.name)] * 2) for f in fields(batch) if isinstance(getattr(batch, f.name), torch.Tensor)
+    }
+    return replace(batch, **changes)
+
+
+def make_paired_closure(
+    objective: nn.Module, batch, device: torch.device | str | None = None  # type: ignore[no-untyped-def]
+) -> PairedClosure:
+    """The closure of :func:`make_closure` that can also run the ``+`` and ``-`` evaluations of a central difference
+    as one forward over :func:`doubled_batch` (:class:`zotheory.paired.PairedClosure`; the optimizer uses it for
+    central estimates, ``objective.pair_losses`` gives the two losses). The doubled batch is built once, here."""
+    b = _move(batch, device)
+    b2 = doubled_batch(b)
+    rows = int(b2.model_inputs()["input_ids"].shape[0])
+    return PairedClosure(
+        objective, eval_closure(objective, lambda: objective(b)), eval_closure(objective, lambda: objective.pair_losses(b2)), rows
+    )
 
 
 def eval_closure(module: nn.Module, loss: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:

@@ -34,7 +34,17 @@ from typing import Any
 
 import torch
 
-__all__ = ["FO_FORWARD_EQUIVALENTS", "CountingClosure", "ForwardCount", "step_closure", "zo_step", "fo_step"]
+from zotheory.paired import PairedClosure
+
+__all__ = [
+    "FO_FORWARD_EQUIVALENTS",
+    "CountingClosure",
+    "ForwardCount",
+    "step_closure",
+    "paired_step_closure",
+    "zo_step",
+    "fo_step",
+]
 
 LossFn = Callable[[], torch.Tensor]
 
@@ -89,6 +99,23 @@ def step_closure(
     return fn
 
 
+def paired_step_closure(micro: Sequence[PairedClosure], counts: Sequence[int]) -> PairedClosure:
+    """The paired closure of one step over paired micro-batch closures: plain and paired losses are both the
+    example-weighted means of :func:`step_closure` (the model is that of the first micro-batch closure)."""
+    if len(micro) != len(counts) or not micro:
+        raise ValueError(f"need one example count per micro-batch, got {len(micro)} closures and {len(counts)} counts")
+    models = {id(c.model) for c in micro}
+    if len(models) != 1:
+        raise ValueError(f"paired micro-batch closures must share one model, got {len(models)}")
+    rows = {c.rows for c in micro}  # micro-batches of several sizes: None (refused by a model with outputs shared by the batch)
+    return PairedClosure(
+        micro[0].model,
+        step_closure([c.loss for c in micro], counts),
+        step_closure([c.pair_loss for c in micro], counts),
+        rows.pop() if len(rows) == 1 else None,
+    )
+
+
 def zo_step(
     optimizer: torch.optim.Optimizer,
     micro_losses: Sequence[LossFn],
@@ -98,7 +125,19 @@ def zo_step(
     log: Any = None,
 ) -> tuple[torch.Tensor, ForwardCount]:
     """One zeroth-order ``optimizer.step`` on the closure of :func:`step_closure`; returns the
-    optimizer's loss and the passes it cost."""
+    optimizer's loss and the passes it cost.
+
+    Paired evaluation (opt-in): when every micro-batch closure is a :class:`zotheory.paired.PairedClosure`
+    (:func:`llm.objective.make_paired_closure`), the step's closure is their example-weighted mean as a
+    paired closure, so a central estimate runs each ``+``/``-`` pair as one batched forward per micro-batch
+    without writing the parameters; each pair counts as two forward passes and one forward call per micro-batch."""
+    if micro_losses and all(isinstance(fn, PairedClosure) for fn in micro_losses):
+        if data_parallel:
+            raise ValueError("paired evaluation is not implemented with data parallelism; use plain closures")
+        paired = paired_step_closure(micro_losses, counts)  # type: ignore[arg-type]
+        loss = optimizer.step(paired)
+        calls = paired.calls + paired.pair_calls
+        return loss, ForwardCount(forward_passes=paired.calls + 2 * paired.pair_calls, forward_calls=calls * len(micro_losses))
     closure = CountingClosure(step_closure(micro_losses, counts, data_parallel=data_parallel, log=log))
     loss = optimizer.step(closure)
     return loss, ForwardCount(forward_passes=closure.calls, forward_calls=closure.calls * len(micro_losses))

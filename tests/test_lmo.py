@@ -496,3 +496,19 @@ def test_batched_newton_schulz_names_a_bad_shape() -> None:
 
     with pytest.raises(ValueError, match=r"\(B, m, n\).*\(4, 4\)"):
         newton_schulz_batched(torch.ones(4, 4))
+
+
+def test_block_lmos_batch_newton_schulz_blocks_as_the_per_block_lmos():
+    from zotheory.lmo import L2, LInf, NewtonSchulzSpectral, block_lmos
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(6, 4), (6, 4), (4, 6), (6, 2, 2), (5,), (6, 4)]
+    tensors = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
+    ns = NewtonSchulzSpectral()
+    norms = [ns, ns, ns, ns, L2(), LInf()]
+    got = block_lmos(norms, tensors, 0.5, budget=2 * 24)  # budget: stacks of at most 2 matrices of 24 entries
+    for norm, t, s in zip(norms, tensors, got):
+        assert s.shape == t.shape and s.dtype == t.dtype
+        torch.testing.assert_close(s, norm.lmo(t, 0.5), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="one norm per tensor"):
+        block_lmos(norms[:2], tensors, 1.0)

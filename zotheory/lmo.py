@@ -29,6 +29,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -48,6 +49,7 @@ __all__ = [
     "Norm",
     "Nuclear",
     "ProductNorm",
+    "block_lmos",
     "Spectral",
     "SumNorm",
     "check_radius",
@@ -608,6 +610,37 @@ class NewtonSchulzSpectral(Norm):
         g = _check_tensor(g)
         x = newton_schulz(g, self.coefficients, self.steps, eps=self.eps, compute_dtype=self.compute_dtype)
         return (-r * _up(x)).to(g.dtype)
+
+
+def block_lmos(norms: Sequence[Norm], tensors: Sequence[Tensor], radius: float = 1.0, *, budget: int = 1 << 24) -> list[Tensor]:
+    """``[norms[i].lmo(tensors[i], radius)]`` with the :class:`NewtonSchulzSpectral` blocks of equal matrix shape
+    (and equal iteration settings, dtype and device) stacked, up to ``budget`` entries per stack, and orthogonalised
+    by one :func:`newton_schulz_batched` chain per stack: equal to the per-block LMOs up to the rounding of the
+    batched kernels (every matrix keeps its own Frobenius normalisation). Other norms are called block by block."""
+    if len(norms) != len(tensors):
+        raise ValueError(f"block_lmos needs one norm per tensor, got {len(norms)} norms and {len(tensors)} tensors")
+    r = check_radius(radius)
+    out: list[Tensor | None] = [None] * len(tensors)
+    stacks: dict[tuple[Any, ...], list[int]] = {}
+    for i, (norm, g) in enumerate(zip(norms, tensors)):
+        if not isinstance(norm, NewtonSchulzSpectral):
+            out[i] = norm.lmo(g, r)
+            continue
+        g = _check_tensor(g)
+        matrix = _as_matrix(g, "the Newton-Schulz LMO's input")
+        key = (tuple(matrix.shape), norm.coefficients, norm.steps, norm.eps, norm.compute_dtype, g.dtype, g.device)
+        stacks.setdefault(key, []).append(i)
+    for key, members in stacks.items():
+        shape, coeffs, steps, eps, compute_dtype = key[:5]
+        per = max(1, budget // math.prod(shape))
+        for start in range(0, len(members), per):
+            chunk = members[start : start + per]
+            x = newton_schulz_batched(
+                torch.stack([tensors[i].reshape(shape) for i in chunk]), coeffs, steps, eps=eps, compute_dtype=compute_dtype
+            )
+            for i, x_i in zip(chunk, x):
+                out[i] = (-r * _up(x_i)).to(tensors[i].dtype).reshape(tensors[i].shape)
+    return out  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------------------------------------------

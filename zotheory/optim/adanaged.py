@@ -64,10 +64,10 @@ from torch import Tensor
 
 from zotheory.directions import Coordinate, DirectionFamily
 from zotheory.estimators import NonFiniteLossError, ZOEstimate, as_loss, dtype_resolution, validate_radius
-from zotheory.lmo import NewtonSchulzSpectral, Norm, Nuclear, Spectral, get_norm
+from zotheory.lmo import NewtonSchulzSpectral, Norm, Nuclear, Spectral, block_lmos, get_norm
 from zotheory.optim.base import OnNonFinite, ZOOptimizer, _StateCopy, _state_dtype, validate_nonnegative, validate_unit_interval
 from zotheory.optim.jaguar import jaguar_coordinate_update_
-from zotheory.optim.muon import is_hidden_matrix
+from zotheory.optim.muon import NS_BATCH_BUDGET, is_hidden_matrix
 from zotheory.optim.registry import OptimizerSpec, dense_reference, register_optimizer
 from zotheory.policies.base import DirectionPolicy
 
@@ -893,11 +893,9 @@ class AdaNAGED(ZOOptimizer):
         want_dec = "decrease" in needs and not first
         n = len(params)
         zero = torch.zeros((), dtype=torch.float64, device=params[0].device)
-        mom_dual: list[Tensor] = [zero] * n
         est_dual: list[Tensor] = [zero] * n
         diff_dual: list[Tensor] = [zero] * n
         decrease: list[Tensor] = [zero] * n
-        directions: list[Tensor | None] = [None] * n
 
         if self.momentum == "ema":
             for i, p, group, g in self.dense_estimates(est):
@@ -913,14 +911,15 @@ class AdaNAGED(ZOOptimizer):
                     if want_diff:
                         diff_dual[i] = self.norms[i].dual_norm((g - m).mul_(1.0 - group["beta"])).double()
                     m.mul_(group["beta"]).add_(g, alpha=1.0 - group["beta"])
-                directions[i] = self.norms[i].lmo(m, 1.0)
-                mom_dual[i] = realised_dual(m, directions[i])
         else:
             est.restore_(params)  # a single entry: cheap
             self._jaguar_memory(est, params, groups, needs, want_diff, want_dec, est_dual, diff_dual, decrease)
-            for i, p in enumerate(params):
-                directions[i] = self.norms[i].lmo(self.state[p]["m"], 1.0)
-                mom_dual[i] = realised_dual(self.state[p]["m"], directions[i])
+        # lmo(m) of every block, the Newton-Schulz ones of equal shape stacked into one batched chain
+        moms = [self.state[p]["m"] for p in params]
+        lmos = block_lmos(self.norms, moms, 1.0, budget=NS_BATCH_BUDGET)
+        mom_dual = [realised_dual(m, s) for m, s in zip(moms, lmos)]
+        directions: list[Tensor | None] = list(lmos)
+        del lmos, moms
 
         sq_step = 0.0
         for unit, members in zip(ad["units"], self.units()):

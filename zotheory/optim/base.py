@@ -49,6 +49,7 @@ import torch
 
 from zotheory.directions import DirectionFamily, get_directions, mix_seed
 from zotheory.policies.base import DirectionPolicy
+from zotheory.paired import PairedClosure, paired_estimate
 from zotheory.estimators import (
     NonFiniteLossError,
     ZOEstimate,
@@ -209,10 +210,20 @@ class ZOOptimizer(torch.optim.Optimizer):
             self._checked_radius = radius
 
     def estimate(self, closure: Callable[[], Any], *, leave_pending: bool = True) -> ZOEstimate:
-        """One estimate at the current parameters with this optimizer's settings."""
+        """One estimate at the current parameters with this optimizer's settings.
+
+        A :class:`~zotheory.paired.PairedClosure` with the central scheme and no policy is evaluated by
+        :func:`~zotheory.paired.paired_estimate` (both perturbed forwards as one batched call, no parameter
+        written, nothing pending); any other closure, scheme or a policy takes the in-place path."""
         params = self.zo_params()
         radius = self.radius()
         self._check_radius(params, radius)
+        paired = closure.fn if isinstance(closure, _RealScalarClosure) else closure
+        if isinstance(paired, PairedClosure) and self.policy is None and self.scheme == "central":
+            est = paired_estimate(params, paired, self.directions, step_seed=self.step_seed(), q=self.q, radius=radius)
+            if self.exact_restore:  # the copy _check_update restores from after a non-finite update
+                est.backup = [p.detach().clone() for p in params]
+            return est
         if self.policy is not None:
             return self.policy.estimate(
                 params,

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from llm.distributed import RankFailure, data_parallel_closure, parameters_digest, replicas_identical, shard_bounds
+from llm.distributed import data_parallel_closure, parameters_digest, replicas_identical, shard_bounds
 from zotheory.estimators import NonFiniteLossError
 from zotheory.optim import ZOSGD
 
@@ -74,10 +74,10 @@ def _restore_bound(opt: ZOSGD, params: list[torch.Tensor]) -> list[torch.Tensor]
     return [1.01 * UNIT_ROUNDOFF_F64 * (3 * p.detach().abs() + 6 * r * z.abs()) for p, z in zip(params, zs)]
 
 
-def _optimizer_worker(rank: int, world: int, port: int, out_dir: str, on_nonfinite: str, exact_restore: bool) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=30))
+SCENARIOS = {"skip-exact": ("skip", True), "skip-arith": ("skip", False), "raise-arith": ("raise", False)}
+
+
+def _optimizer_scenario(rank: int, world: int, on_nonfinite: str, exact_restore: bool) -> dict:
     gen = torch.Generator().manual_seed(11)
     x = torch.randn(N_EXAMPLES, DIM, generator=gen, dtype=torch.float64)
     y = x.sum(dim=1, keepdim=True)
@@ -118,16 +118,31 @@ def _optimizer_worker(rank: int, world: int, port: int, out_dir: str, on_nonfini
             if outcome == "raised":
                 break
     record.update(zo_step=int(opt.state["zo"]["step"]), skipped=int(opt.state["zo"]["skipped"]), digest=parameters_digest(params).hex())
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(record))
+    return record
+
+
+def _optimizer_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=30))
+    for name, (on_nonfinite, exact_restore) in SCENARIOS.items():
+        record = _optimizer_scenario(rank, world, on_nonfinite, exact_restore)
+        Path(out_dir, f"{name}-rank{rank}.json").write_text(json.dumps(record))
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize(
-    "on_nonfinite, exact_restore", [("skip", True), ("skip", False), ("raise", False)], ids=["skip-exact", "skip-arith", "raise-arith"]
-)
-def test_a_nan_on_one_rank_is_handled_identically_on_every_rank(tmp_path: Path, on_nonfinite: str, exact_restore: bool) -> None:
-    _run_ranks(_optimizer_worker, (str(tmp_path), on_nonfinite, exact_restore))
-    recs = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
+@pytest.fixture(scope="module")
+def optimizer_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The three scenarios of :data:`SCENARIOS`, one after the other in one set of 3 processes."""
+    out = tmp_path_factory.mktemp("optimizer")
+    _run_ranks(_optimizer_worker, (str(out),))
+    return out
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_a_nan_on_one_rank_is_handled_identically_on_every_rank(optimizer_runs: Path, scenario: str) -> None:
+    on_nonfinite, exact_restore = SCENARIOS[scenario]
+    recs = [json.loads((optimizer_runs / f"{scenario}-rank{r}.json").read_text()) for r in range(WORLD)]
     expected = "skipped" if on_nonfinite == "skip" else "raised"
     for r, rec in enumerate(recs):
         assert rec["outcome"] == expected, f"rank {r}"
@@ -163,19 +178,20 @@ def _argv(data: str, out: str, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _inject(rank: int, bad_rank: int, what: str) -> None:
-    """Make ``bad_rank``'s closure misbehave at step BAD_STEP of the loop: ``nan`` (a non-finite
-    loss), ``raise`` (an exception in the forward pass) or ``hang`` (it stops answering)."""
+def _inject(real_make_closure, rank: int, bad_rank: int, what: str) -> None:  # type: ignore[no-untyped-def]
+    """Make ``bad_rank``'s closure misbehave at step BAD_STEP of the next run: ``nan`` (a non-finite
+    loss), ``raise`` (an exception in the forward pass) or ``hang`` (it stops answering); the other
+    ranks get ``real_make_closure`` back."""
     import llm.objective
 
+    llm.objective.make_closure = real_make_closure
     if rank != bad_rank:
         return
-    real = llm.objective.make_closure
     steps = {"n": 0}
 
     def make_closure(objective, batch, device=None):  # type: ignore[no-untyped-def]
         steps["n"] += 1
-        inner = real(objective, batch, device)
+        inner = real_make_closure(objective, batch, device)
         if steps["n"] != BAD_STEP:
             return inner
 
@@ -192,33 +208,53 @@ def _inject(rank: int, bad_rank: int, what: str) -> None:
     llm.objective.make_closure = make_closure
 
 
-def _loop_worker(rank: int, world: int, port: int, data: str, out: str, bad_rank: int, what: str, extra: tuple) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+#: The loop's scenarios, run one after the other by the same 3 processes: (misbehaving rank, what, extra flags).
+LOOP_SCENARIOS = {
+    "nan": (WORLD - 1, "nan", ("--opt", "on_nonfinite=skip")),
+    "raise": (1, "raise", ()),
+    "hang": (WORLD - 1, "hang", ("--dist-timeout", "3")),  # last: the hung rank never comes back
+}
+
+
+def _loop_worker(rank: int, world: int, port: int, root: str, more_ports: list[int]) -> None:
+    import llm.objective
     from llm.finetune import main
 
-    _inject(rank, bad_rank, what)
-    err = io.StringIO()
-    record: dict = {}
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()) as stdout:
-        try:
-            record["exit"] = main(_argv(data, out, *extra))
-        except Exception as e:  # noqa: BLE001 - the record says what it was
-            record.update(exit=None, exception=type(e).__name__, message=str(e))
-    record["stderr"] = err.getvalue()
-    if record["exit"] == 0:
-        record["summary"] = json.loads(stdout.getvalue())
-    Path(data).parent.joinpath(f"rank{rank}.json").write_text(json.dumps(record))
+    real_make_closure = llm.objective.make_closure
+    data = str(_data(Path(root, f"data{rank}")))
+    for (name, (bad_rank, what, extra)), scenario_port in zip(LOOP_SCENARIOS.items(), [port, *more_ports]):
+        os.environ.update(
+            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(scenario_port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+        )
+        _inject(real_make_closure, rank, bad_rank, what)
+        err, out = io.StringIO(), io.StringIO()
+        record: dict = {}
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            try:
+                record["exit"] = main(_argv(data, str(Path(root, name)), *extra))
+            except Exception as e:  # noqa: BLE001 - the record says what it was
+                record.update(exit=None, exception=type(e).__name__, message=str(e))
+        record["stderr"] = err.getvalue()
+        if record["exit"] == 0:
+            record["summary"] = json.loads(out.getvalue())
+        Path(root, f"{name}-rank{rank}.json").write_text(json.dumps(record))
 
 
-def _records(tmp_path: Path, ranks) -> dict[int, dict]:  # type: ignore[no-untyped-def]
-    return {r: json.loads((tmp_path / f"rank{r}.json").read_text()) for r in ranks}
+@pytest.fixture(scope="module")
+def loop_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The runs of :data:`LOOP_SCENARIOS` (``--out`` is ``<root>/<scenario>``), in one set of 3 processes."""
+    root = tmp_path_factory.mktemp("loop")
+    _run_ranks(_loop_worker, (str(root), [_free_port() for _ in range(len(LOOP_SCENARIOS) - 1)]), hung=WORLD - 1)
+    return root
 
 
-def test_loop_skips_a_nan_on_one_of_three_ranks_on_every_rank(tmp_path: Path) -> None:
-    data, out = _data(tmp_path / "data"), tmp_path / "run"
-    _run_ranks(_loop_worker, (str(data), str(out), WORLD - 1, "nan", ("--opt", "on_nonfinite=skip")))
-    recs = _records(tmp_path, range(WORLD))
-    for r, rec in recs.items():
+def _records(root: Path, scenario: str, ranks) -> dict[int, dict]:  # type: ignore[no-untyped-def]
+    return {r: json.loads((root / f"{scenario}-rank{r}.json").read_text()) for r in ranks}
+
+
+def test_loop_skips_a_nan_on_one_of_three_ranks_on_every_rank(loop_runs: Path) -> None:
+    out = loop_runs / "nan"
+    for r, rec in _records(loop_runs, "nan", range(WORLD)).items():
         assert rec["exit"] == 0, f"rank {r}: {rec}"
         assert rec["summary"]["data_parallel"]["world_size"] == WORLD
         assert rec["summary"]["data_parallel"]["replicas_identical"], f"rank {r}"
@@ -228,10 +264,9 @@ def test_loop_skips_a_nan_on_one_of_three_ranks_on_every_rank(tmp_path: Path) ->
     assert [row["skipped"] for row in train_rows] == [s == BAD_STEP for s in range(1, 5)]
 
 
-def test_loop_exception_on_one_rank_stops_every_rank_with_a_clear_error(tmp_path: Path) -> None:
-    data, out = _data(tmp_path / "data"), tmp_path / "run"
-    _run_ranks(_loop_worker, (str(data), str(out), 1, "raise", ()))
-    recs = _records(tmp_path, range(WORLD))
+def test_loop_exception_on_one_rank_stops_every_rank_with_a_clear_error(loop_runs: Path) -> None:
+    out = loop_runs / "raise"
+    recs = _records(loop_runs, "raise", range(WORLD))
     assert recs[1]["exception"] == "RuntimeError" and "injected failure" in recs[1]["message"]
     for r in (0, 2):
         assert recs[r]["exit"] == 4, f"rank {r}: {recs[r]}"  # llm.finetune.EXIT_RANK_FAILURE
@@ -243,12 +278,9 @@ def test_loop_exception_on_one_rank_stops_every_rank_with_a_clear_error(tmp_path
     assert not list(out.glob("*.tmp*")) and not (out / "results.json").exists()
 
 
-def test_a_hung_rank_times_out_with_a_clear_error_on_every_surviving_rank(tmp_path: Path) -> None:
-    data, out = _data(tmp_path / "data"), tmp_path / "run"
-    _run_ranks(_loop_worker, (str(data), str(out), WORLD - 1, "hang", ("--dist-timeout", "3")), hung=WORLD - 1)
-    recs = _records(tmp_path, range(WORLD - 1))
-    assert not (tmp_path / f"rank{WORLD - 1}.json").exists()  # the hung rank never got past its step
-    for r, rec in recs.items():
+def test_a_hung_rank_times_out_with_a_clear_error_on_every_surviving_rank(loop_runs: Path) -> None:
+    assert not (loop_runs / f"hang-rank{WORLD - 1}.json").exists()  # the hung rank never got past its step
+    for r, rec in _records(loop_runs, "hang", range(WORLD - 1)).items():
         assert rec["exit"] == 4, f"rank {r}: {rec}"
         line = rec["stderr"].strip()
         assert "\n" not in line and "Traceback" not in line, line

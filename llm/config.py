@@ -99,6 +99,11 @@ class FinetuneConfig:
             (``--opt on_nonfinite=skip``); default 5.
         max_skips: stop when more steps than this were skipped in total; ``None``: 10% of
             ``steps`` (rounded up).
+    Data parallelism (``--distributed``)
+        dist_timeout: seconds a rank waits in a collective (the loss all-reduce) for the other
+            ranks before it stops with :class:`llm.distributed.RankFailure`, naming the step and
+            itself; default 1800 (30 min, torch's own default), generous enough for a slow step
+            of a large model, short enough that a hung rank does not hold the others for ever.
     """
 
     model: str = "preset:tiny"
@@ -136,6 +141,7 @@ class FinetuneConfig:
     progress: bool = True
     max_consecutive_skips: int = 5
     max_skips: int | None = None
+    dist_timeout: float = 1800.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -155,6 +161,8 @@ class FinetuneConfig:
         _check_min("max_consecutive_skips", self.max_consecutive_skips, 1)
         if self.max_skips is not None:
             _check_min("max_skips", self.max_skips, 0)
+        if not math.isfinite(self.dist_timeout) or self.dist_timeout <= 0:
+            raise ValueError(f"dist_timeout must be a positive finite number of seconds, got {self.dist_timeout!r}")
         if self.num_eval is not None:
             _check_min("num_eval", self.num_eval, 0)
         if self.dtype not in DTYPES:
@@ -247,6 +255,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "progress": (bool,),
     "max_consecutive_skips": (int,),
     "max_skips": (int, type(None)),
+    "dist_timeout": (float,),
 }
 
 

@@ -18,9 +18,12 @@ MeZO users make, ``docs/theory.md`` §6.1).
 Failure behaviour.
 * A non-finite loss on one rank makes the all-reduced loss non-finite on every rank, so
   every rank's optimizer restores its parameters and raises (or skips) identically.
-* A rank that dies makes the collective raise on the others (gloo: connection closed or
-  timeout); the estimator's exception path restores the parameters before re-raising,
-  so no replica is left perturbed. The error is re-raised as :class:`RankFailure`.
+* A rank that dies or raises makes the collective raise on the others (gloo: connection
+  closed); a rank that stops answering makes it time out after the process group's
+  ``timeout`` (:func:`init_process_group_from_env`, ``--dist-timeout``). Either way the
+  estimator's exception path restores the parameters before re-raising, so no replica is
+  left perturbed, and the error is re-raised as :class:`RankFailure` naming this rank
+  (the training loop adds the step).
 
 Model parallelism for models that do not fit one device: load with
 ``device_map="auto"`` (``llm.models.load_causal_lm(..., device_map="auto")`` passes it to
@@ -36,9 +39,11 @@ Launch with ``torchrun --nproc-per-node N python -m llm.finetune ... --distribut
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -65,16 +70,22 @@ class CommunicationLog:
         self.per_call.append(n)
 
 
-def init_process_group_from_env(backend: str | None = None) -> tuple[int, int]:
+def init_process_group_from_env(backend: str | None = None, timeout: float | None = None) -> tuple[int, int]:
     """Initialise ``torch.distributed`` from torchrun's environment; returns ``(rank, world)``.
 
-    ``backend`` defaults to NCCL when CUDA is available and gloo otherwise.
+    ``backend`` defaults to NCCL when CUDA is available and gloo otherwise. ``timeout``: seconds
+    a collective waits for the other ranks before it raises (``None``: torch's default, 30 min).
     """
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a positive finite number of seconds, got {timeout!r}")
     if not dist.is_initialized():
         for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
             if key not in os.environ:
                 raise RuntimeError(f"environment variable {key} is not set; launch with torchrun")
-        dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+        dist.init_process_group(
+            backend or ("nccl" if torch.cuda.is_available() else "gloo"),
+            timeout=None if timeout is None else timedelta(seconds=timeout),
+        )
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -112,7 +123,10 @@ def data_parallel_closure(
         try:
             dist.all_reduce(payload, op=dist.ReduceOp.SUM, group=group)
         except Exception as exc:  # noqa: BLE001 - any collective failure means a broken world
-            raise RankFailure(f"all-reduce of the loss failed on rank {dist.get_rank()}: {exc}") from exc
+            raise RankFailure(
+                f"rank {dist.get_rank(group)} of {dist.get_world_size(group)}: the all-reduce of the loss failed, another "
+                f"rank died, raised or stopped answering ({exc}); this rank's parameters were restored"
+            ) from exc
         if log is not None:
             log.record(payload)
         return (payload[0] / payload[1]).to(loss.device)

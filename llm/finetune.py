@@ -36,10 +36,12 @@ from typing import Any
 
 from llm.config import FinetuneConfig, accepted_options, load_config_file, merge_config, parse_key_values
 
-__all__ = ["EXIT_DIVERGED", "build_parser", "config_from_args", "main"]
+__all__ = ["EXIT_DIVERGED", "EXIT_RANK_FAILURE", "build_parser", "config_from_args", "main"]
 
 #: Exit status of a run stopped by divergence (non-finite loss/update, too many skipped steps).
 EXIT_DIVERGED = 3
+#: Exit status of a ``--distributed`` run whose loss all-reduce failed: another rank died, raised or hung.
+EXIT_RANK_FAILURE = 4
 
 
 def _int_or_none(text: str) -> int | None:
@@ -97,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="output directory (config.json, metrics.jsonl, last.pt, best.pt, results.json)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     g.add_argument("--distributed", action="store_true", help="data-parallel ZO under torchrun: scalar all-reduce of the loss (llm.distributed)")
+    g.add_argument("--dist-timeout", dest="dist_timeout", type=float, help=f"--distributed: seconds a rank waits for the others in the loss all-reduce before it stops with an error naming the step and the rank [default {d.dist_timeout:g}]")
     g.add_argument("--stop-at", dest="stop_at", type=int, help="save the resume state after this step and exit (time-sliced jobs)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar")
     g.add_argument("--max-consecutive-skips", dest="max_consecutive_skips", type=int, help=f"stop after this many consecutive skipped steps (--opt on_nonfinite=skip) [default {d.max_consecutive_skips}]")
@@ -135,6 +138,7 @@ def _describe_options(options: dict[str, inspect.Parameter], title: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
+    from llm.distributed import RankFailure
     from llm.train import TrainingDiverged, available_methods, method_options, resolve_method, resolve_policy, train
 
     try:
@@ -155,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DIVERGED
+    except RankFailure as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_RANK_FAILURE
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

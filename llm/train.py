@@ -66,6 +66,7 @@ from llm.checkpoint import (
     restore_rng_state,
 )
 from llm.config import FinetuneConfig, coerce_options
+from llm.distributed import RankFailure
 from llm.step import FO_FORWARD_EQUIVALENTS  # the step's closure and accounting live in llm.step (shared with llm.hf_trainer)
 from zotheory import atomicio
 from zotheory.estimators import NonFiniteLossError
@@ -604,7 +605,8 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 # Config fields that may differ between a run and its resumption.
 _RESUMABLE_CHANGES = frozenset(
-    {"steps", "progress", "threads", "out", "save_every", "device", "max_consecutive_skips", "max_skips", "allow_download"}
+    {"steps", "progress", "threads", "out", "save_every", "device", "max_consecutive_skips", "max_skips", "allow_download",
+     "dist_timeout"}
 )
 #: Of those, the ones that change what the run computes or reports, recorded in ``results.json["resumes"]``.
 _RECORDED_CHANGES = ("steps", "save_every", "device", "max_consecutive_skips", "max_skips")
@@ -749,6 +751,11 @@ def train_loop(
                 skipped_before = _skipped(opt)
                 try:
                     loss = _one_step(run, batch, state)
+                except RankFailure as e:
+                    raise RankFailure(
+                        f"step {state.step + 1} of {run.spec.name}: {e}. A rank that stops answering is given up on "
+                        f"after --dist-timeout {cfg.dist_timeout:g} s. {_last_good(out_dir, last_saved)}"
+                    ) from e.__cause__
                 except NonFiniteLossError as e:
                     raise TrainingDiverged(
                         f"step {state.step + 1} of {run.spec.name}: the {'update' if 'update' in str(e) else 'loss'} became "
@@ -953,7 +960,7 @@ def train(
 
     if resume or stop_at is not None:
         raise ValueError("--distributed does not support --resume or --stop-at yet")
-    rank, world = init_process_group_from_env()
+    rank, world = init_process_group_from_env(timeout=cfg.dist_timeout)
     try:
         if cfg.device == "cuda":
             local = int(os.environ.get("LOCAL_RANK", rank))

@@ -28,7 +28,6 @@ the script that produced them (:func:`protocol`).
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -182,7 +181,6 @@ def protocol(key: str, *, steps: int, reps: tuple[float, ...], seed: int = 0) ->
 
 
 def _robustness(ctx: Context, key: str, setting: Setting | None = None) -> ClaimResult:
-    t0 = time.perf_counter()
     setting = setting or _settings(ctx)[key]
     seeds = [int(mix_seed(ctx.seed, _SALT, k) % (2**31)) for k in range(1 if ctx.size == "quick" else 3)]
     eps_grid = (1e-3,) if ctx.size == "quick" else EPS_GRID
@@ -235,7 +233,6 @@ def _robustness(ctx: Context, key: str, setting: Setting | None = None) -> Claim
             "worst_ratio": worst_ratio, "baselines": tuning, "reference_spread_over_lr": spread,
             "adanaged_runs_at_or_above_f0": above_f0, "f0_per_seed": f0_by_seed,
             "norm": setting.norm or "default routing (spectral_ns matrices, linf vectors)",
-            "wall_seconds": time.perf_counter() - t0,
         },
         verdict_rule=f"pass iff median-over-{len(seeds)}-seed(s) AdaNAGED f(x_T)-f* <= {RATIO:g} x the best tuned baseline's median for "
                      f"every swept reps_rel, no AdaNAGED run ends at or above its f0, and the best baseline's final error "

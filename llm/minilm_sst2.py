@@ -316,8 +316,8 @@ SYNTHETIC = {
     "(rho > 1); the MiniLM comparison says which regime the task is in",
     "gv": "policy_budget_runs_quadratic / _nonconvex pass: budget-matched, GV (M = 8) loses to plain SPSA with the same "
     "forward passes",
-    "adanaged": "adanaged_robust_* FAIL at the committed default (worst 13x-47x of the tuned baselines over reps_rel "
-    "1e-9..1e-3); a new default step rule is being built",
+    "adanaged": "adanaged_robust_* pass with the function-value step search (default): within 1.02x-1.80x of the tuned "
+    "baselines for every reps_rel in 1e-10..1, on 4 deterministic and 2 stochastic problems",
 }
 
 

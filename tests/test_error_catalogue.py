@@ -138,6 +138,7 @@ CASES: list[tuple[str, str, str, type[BaseException], str, Any]] = [
     ("cli-opt-unknown", "cli", "--opt momentm=0.9", ValueError, r"unknown option 'momentm' for method 'zo-sgd'", ["--opt", "momentm=0.9"]),
     ("cli-opt-seed", "cli", "--opt seed=3", ValueError, r"option 'seed' of method 'zo-sgd' is set by the training loop", ["--opt", "seed=3"]),
     ("cli-policy", "cli", "--policy nope", ValueError, r"unknown direction policy 'nope'", ["--policy", "nope"]),
+    ("cli-dist-timeout", "cli", "--dist-timeout 0", ValueError, r"dist_timeout must be a positive finite number of seconds, got 0\.0", ["--dist-timeout", "0"]),
     ("cli-policy-fo", "cli", "--method fo-adam --policy gv", ValueError, r"needs a zeroth-order method", ["--method", "fo-adam", "--policy", "gv"]),
     ("cli-device", "cli", "--device foo", ValueError, r"unknown device 'foo'", ["--device", "foo"]),
     ("cli-device-cuda", "cli", "--device cuda:7 (on a machine without that GPU)", ValueError, r"device 'cuda:7' requested but", ["--device", "cuda:7"]),

@@ -90,8 +90,9 @@ def closures(x: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
     return {"quadratic": quadratic, "mlp_forward": mlp}
 
 
-def application(params: list[torch.Tensor], closure: Callable[[], torch.Tensor], family: DirectionFamily, q: int,
-                repeats: int) -> dict[str, float]:
+def application(
+    params: list[torch.Tensor], closure: Callable[[], torch.Tensor], family: DirectionFamily, q: int, repeats: int
+) -> dict[str, float]:
     """In-place ``apply_`` against materialise-and-add, for a nonzero step (a zero one is skipped)."""
     est = estimate_gradient(params, closure, family, step_seed=99, q=q, radius=1e-3)
     t_apply = median_time(lambda: est.apply_(params, 1e-12), repeats)
@@ -143,8 +144,11 @@ def run(side: int, repeats: int) -> dict[str, object]:
                     print(
                         f"{cname:12s} {row['family']:42s} q={q}  eval {t_eval * 1e3:8.2f} ms  "
                         f"estimate {t_est * 1e3:9.2f} ms  ratio {row['ratio']:6.2f}"
-                        + (f"  apply {row['apply_s'] * 1e3:8.2f} ms  materialise+add {row['materialize_add_s'] * 1e3:8.2f} ms"
-                           if "apply_s" in row else ""),
+                        + (
+                            f"  apply {row['apply_s'] * 1e3:8.2f} ms  materialise+add {row['materialize_add_s'] * 1e3:8.2f} ms"
+                            if "apply_s" in row
+                            else ""
+                        ),
                         flush=True,
                     )
     return {
@@ -154,8 +158,14 @@ def run(side: int, repeats: int) -> dict[str, object]:
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": sorted(os.sched_getaffinity(0)),
-        "cpu_model": next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                           if ln.startswith("model name")), platform.processor()),
+        "cpu_model": next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")
+            ),
+            platform.processor(),
+        ),
         "load_average_at_end": os.getloadavg(),
         "platform": platform.platform(),
         "rows": rows,
@@ -167,8 +177,9 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=1000, help="the tensor is side x side (d = side^2)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS / "estimator_overhead.json")
-    parser.add_argument("--apply-only", action="store_true",
-                        help="rerun only the apply/materialise comparison and update --out")
+    parser.add_argument(
+        "--apply-only", action="store_true", help="rerun only the apply/materialise comparison and update --out"
+    )
     args = parser.parse_args()
     if args.apply_only:
         result = json.loads(args.out.read_text())
@@ -180,8 +191,11 @@ def main() -> None:
                     continue
                 family = next(f for f in families(row["q"]) if repr(f) == row["family"])
                 row.update(application([x], closure, family, row["q"], args.repeats))
-                print(f"{row['family']:42s} q={row['q']}  apply {row['apply_s'] * 1e3:8.2f} ms  "
-                      f"materialise+add {row['materialize_add_s'] * 1e3:8.2f} ms", flush=True)
+                print(
+                    f"{row['family']:42s} q={row['q']}  apply {row['apply_s'] * 1e3:8.2f} ms  "
+                    f"materialise+add {row['materialize_add_s'] * 1e3:8.2f} ms",
+                    flush=True,
+                )
         result["apply_command"] = " ".join(["python benchmarks/estimator_overhead.py", *sys.argv[1:]])
     else:
         result = run(args.side, args.repeats)

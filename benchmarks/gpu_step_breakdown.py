@@ -64,7 +64,10 @@ def main() -> None:
             with torch.no_grad():
                 t_pass = _timed(lambda: fam.add_(params, 1, 0, 0.0 + 1e-3), args.repeats, device)
             t_rng = _timed(
-                lambda: [fam.tensor_direction(tuple(p.shape for p in params), i, 1, 0, p.dtype, device) for i, p in enumerate(params)],
+                lambda: [
+                    fam.tensor_direction(tuple(p.shape for p in params), i, 1, 0, p.dtype, device)
+                    for i, p in enumerate(params)
+                ],
                 args.repeats,
                 device,
             )
@@ -79,8 +82,14 @@ def main() -> None:
             }
             rows.append(row)
             print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-    env = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu", "torch": torch.__version__,
-           "preset": args.preset, "dtype": str(resolve_dtype(args.dtype)), "batch": args.batch, "tensors": len(params)}
+    env = {
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "preset": args.preset,
+        "dtype": str(resolve_dtype(args.dtype)),
+        "batch": args.batch,
+        "tensors": len(params),
+    }
     with open(args.out, "w") as fh:
         json.dump({"environment": env, "rows": rows}, fh, indent=2)
 

@@ -59,8 +59,12 @@ def newton_schulz_bench(device: torch.device, repeats: int) -> dict:
     for ns_dtype in ("fp32", "bf16"):
         g = dict(group, ns_dtype=ns_dtype)
         batched[ns_dtype] = timed(lambda: apply_update_rules_(zip(params, [g] * len(ms), ms), g))
-    return {"matrices": len(ms), "per_matrix_fp32_s": per_matrix, "batched_fp32_s": batched["fp32"],
-            "batched_bf16_s": batched["bf16"]}
+    return {
+        "matrices": len(ms),
+        "per_matrix_fp32_s": per_matrix,
+        "batched_fp32_s": batched["fp32"],
+        "batched_bf16_s": batched["bf16"],
+    }
 
 
 def main() -> int:
@@ -79,10 +83,24 @@ def main() -> int:
     print(json.dumps(ns, indent=2), flush=True)
     from llm import profile
 
-    return profile.main([
-        "--device", "cuda", "--dtype", "fp16", "--cases", ",".join(CASES), "--batch-size", "16",
-        "--seq-len", str(args.seq_len), "--repeats", str(args.repeats), "--out", f"llm/results/profile_gpu_{slug}.json",
-    ])
+    return profile.main(
+        [
+            "--device",
+            "cuda",
+            "--dtype",
+            "fp16",
+            "--cases",
+            ",".join(CASES),
+            "--batch-size",
+            "16",
+            "--seq-len",
+            str(args.seq_len),
+            "--repeats",
+            str(args.repeats),
+            "--out",
+            f"llm/results/profile_gpu_{slug}.json",
+        ]
+    )
 
 
 if __name__ == "__main__":

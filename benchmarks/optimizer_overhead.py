@@ -233,11 +233,26 @@ def main() -> None:
     rows = {r["name"]: r for r in previous.get("rows", [])}
     drifts = {(r["name"], r["dtype"]): r for r in previous.get("half_precision_drift", [])}
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    print(f"{'optimizer':22s} {'closure s':>9s} {'step s':>8s} {'ratio':>6s} {'ovh s':>6s} {'B@10%':>7s} "
-          f"{'extra MB':>9s} {'state MB':>9s} {'declared':>9s} {'scratch MB':>10s}", flush=True)
+    print(
+        f"{'optimizer':22s} {'closure s':>9s} {'step s':>8s} {'ratio':>6s} {'ovh s':>6s} {'B@10%':>7s} "
+        f"{'extra MB':>9s} {'state MB':>9s} {'declared':>9s} {'scratch MB':>10s}",
+        flush=True,
+    )
     for name in [] if args.drift_only else names:
-        cmd = [sys.executable, __file__, "--worker", name, "--blocks", str(args.blocks), "--batch", str(args.batch),
-               "--steps", str(args.steps), "--slow-steps", str(args.slow_steps)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            name,
+            "--blocks",
+            str(args.blocks),
+            "--batch",
+            str(args.batch),
+            "--steps",
+            str(args.steps),
+            "--slow-steps",
+            str(args.slow_steps),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if proc.returncode != 0:
             print(f"{name}: worker failed\n{proc.stderr[-2000:]}", flush=True)
@@ -245,19 +260,27 @@ def main() -> None:
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         rows[name] = row
         mb = 2.0**20
-        print(f"{name:22s} {row['closure_s']:9.3f} {row['step_s']:8.3f} {row['ratio']:6.2f} {row['overhead_s']:6.2f} "
-              f"{row['batch_for_10pct']:7d} {row['extra_peak_bytes'] / mb:9.1f} {row['state_bytes'] / mb:9.1f} "
-              f"{row['declared_state_bytes'] / mb:9.1f} {row['transient_bytes'] / mb:10.1f}", flush=True)
+        print(
+            f"{name:22s} {row['closure_s']:9.3f} {row['step_s']:8.3f} {row['ratio']:6.2f} {row['overhead_s']:6.2f} "
+            f"{row['batch_for_10pct']:7d} {row['extra_peak_bytes'] / mb:9.1f} {row['state_bytes'] / mb:9.1f} "
+            f"{row['declared_state_bytes'] / mb:9.1f} {row['transient_bytes'] / mb:10.1f}",
+            flush=True,
+        )
     if not args.skip_drift:
-        print(f"\nlr = 0 drift over {args.drift_steps} steps (radius 1e-3), max |x_T - x_0| and in spacings at max(|x_0|, r)")
+        print(
+            f"\nlr = 0 drift over {args.drift_steps} steps (radius 1e-3), max |x_T - x_0| and in spacings at max(|x_0|, r)"
+        )
         for name in names:
             for dtype in (torch.float16, torch.bfloat16):
                 r = drift(name, dtype, args.drift_steps)
                 drifts[(name, r["dtype"])] = r
                 a, e = r["arithmetic_restore"], r["exact_restore"]
-                print(f"{name:22s} {r['dtype']:9s} max {a['max_abs_drift']:.3g} ({a['max_drift_in_spacings']:.1f} "
-                      f"spacings, {100 * a['changed_fraction']:.1f}% entries changed); exact_restore max "
-                      f"{e['max_abs_drift']:.3g}", flush=True)
+                print(
+                    f"{name:22s} {r['dtype']:9s} max {a['max_abs_drift']:.3g} ({a['max_drift_in_spacings']:.1f} "
+                    f"spacings, {100 * a['changed_fraction']:.1f}% entries changed); exact_restore max "
+                    f"{e['max_abs_drift']:.3g}",
+                    flush=True,
+                )
     result = {
         **{k: v for k, v in previous.items() if k not in ("rows", "half_precision_drift")},
         "benchmark": "optimizer_overhead",
@@ -278,8 +301,11 @@ def main() -> None:
             "platform": platform.platform(),
         }
     if not args.skip_drift:
-        result["drift_run"] = {"command": " ".join(["python benchmarks/optimizer_overhead.py", *sys.argv[1:]]),
-                               "torch": torch.__version__, "threads": torch.get_num_threads()}
+        result["drift_run"] = {
+            "command": " ".join(["python benchmarks/optimizer_overhead.py", *sys.argv[1:]]),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -22,8 +22,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -72,14 +73,18 @@ def main(argv: list[str] | None = None) -> int:
 
         preset = models.get_opt_preset(args.workload)
         model = models.build_opt_from_preset(preset, dtype="fp32", seed=0)
-        batches = [synthetic_batch(preset.vocab_size, args.batch_size, args.seq_len, seed=k) for k in range(args.repeats)]
+        batches = [
+            synthetic_batch(preset.vocab_size, args.batch_size, args.seq_len, seed=k) for k in range(args.repeats)
+        ]
         objective = CausalLMClassificationObjective(model)
     params = [p for _, p in named_trainable_parameters(model)]
     family = get_directions(args.directions)
     plain_opt = ZOSGD(params, lr=1e-7, eps=1e-3, directions=family, seed=0)
     paired_opt = ZOSGD(params, lr=1e-7, eps=1e-3, directions=family, seed=0)
 
-    rows: dict[str, list[float]] = {k: [] for k in ("two_forwards", "in_place_pair", "paired", "zo_sgd_step", "zo_sgd_step_paired")}
+    rows: dict[str, list[float]] = {
+        k: [] for k in ("two_forwards", "in_place_pair", "paired", "zo_sgd_step", "zo_sgd_step_paired")
+    }
     for k in range(args.repeats + 1):  # repeat 0 warms up and is dropped
         batch = batches[k % len(batches)]
         plain, paired = make_closure(objective, batch), make_paired_closure(objective, batch)
@@ -98,13 +103,22 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "what": "seconds per two-point evaluation / step, and their ratio to two plain forwards on the same batch",
         "workload": args.workload,
-        "command": "python benchmarks/paired_forward.py " + " ".join(
-            "DIR" if a == args.data_dir else a for a in (sys.argv[1:] if argv is None else argv)
-        ),
-        "settings": {"batch_size": args.batch_size, "seq_len": args.seq_len if args.workload != "minilm-sst2" else "real",
-                     "repeats": args.repeats, "threads": torch.get_num_threads(), "dtype": "fp32", "directions": args.directions},
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                    "loadavg": os.getloadavg()},
+        "command": "python benchmarks/paired_forward.py "
+        + " ".join("DIR" if a == args.data_dir else a for a in (sys.argv[1:] if argv is None else argv)),
+        "settings": {
+            "batch_size": args.batch_size,
+            "seq_len": args.seq_len if args.workload != "minilm-sst2" else "real",
+            "repeats": args.repeats,
+            "threads": torch.get_num_threads(),
+            "dtype": "fp32",
+            "directions": args.directions,
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "cpu_count": os.cpu_count(),
+            "loadavg": os.getloadavg(),
+        },
         "median_s": {n: statistics.median(v) for n, v in rows.items()},
         "ratio_to_two_forwards_median": {n: statistics.median(v) for n, v in ratios.items()},
         "seconds": rows,

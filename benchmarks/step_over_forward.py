@@ -66,7 +66,9 @@ def _minilm(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--workload", choices=("opt-125m", "minilm-sst2"), default="opt-125m")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -74,12 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", default=None, help="comma list of labels (default: all)")
-    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/step_over_forward_<workload>.json)")
+    ap.add_argument(
+        "--out", default=None, help="JSON path (default benchmarks/results/step_over_forward_<workload>.json)"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from llm.objective import make_closure
     from llm.models import named_trainable_parameters
+    from llm.objective import make_closure
     from llm.train import build_optimizer, resolve_method
 
     model, batches, objective = (_opt125m if args.workload == "opt-125m" else _minilm)(args)
@@ -103,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             s = time.perf_counter() - t0
             steps[label].append(s)
             ratios[label].append(s / (opt.evals_per_step * f))
-        print(f"[{k + 1}/{args.repeats}] forward {f:.3f} s " + " ".join(f"{lb} {ratios[lb][-1]:.3f}" for lb in ratios), flush=True)
+        print(
+            f"[{k + 1}/{args.repeats}] forward {f:.3f} s " + " ".join(f"{lb} {ratios[lb][-1]:.3f}" for lb in ratios),
+            flush=True,
+        )
     rows = [
         {
             "method": label,
@@ -119,13 +126,22 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "what": "step time / (evals_per_step x forward time), per repeat on the same batch, median over repeats",
         "workload": args.workload,
-        "command": "python benchmarks/step_over_forward.py " + " ".join(
-            "DIR" if a == args.data_dir else a for a in (sys.argv[1:] if argv is None else argv)
-        ),
-        "settings": {"batch_size": args.batch_size, "seq_len": args.seq_len if lengths is None else "real (padded per batch)",
-                     "padded_lengths": lengths, "repeats": args.repeats, "threads": torch.get_num_threads(), "dtype": "fp32"},
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                    "loadavg": os.getloadavg()},
+        "command": "python benchmarks/step_over_forward.py "
+        + " ".join("DIR" if a == args.data_dir else a for a in (sys.argv[1:] if argv is None else argv)),
+        "settings": {
+            "batch_size": args.batch_size,
+            "seq_len": args.seq_len if lengths is None else "real (padded per batch)",
+            "padded_lengths": lengths,
+            "repeats": args.repeats,
+            "threads": torch.get_num_threads(),
+            "dtype": "fp32",
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "cpu_count": os.cpu_count(),
+            "loadavg": os.getloadavg(),
+        },
         "forward_median_s": statistics.median(fwd),
         "forward_s": fwd,
         "rows": rows,

@@ -29,9 +29,13 @@ from typing import Any
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="preset:tiny-bert", help="HF name or path of an encoder, or preset:tiny-bert (offline)")
+    p.add_argument(
+        "--model", default="preset:tiny-bert", help="HF name or path of an encoder, or preset:tiny-bert (offline)"
+    )
     p.add_argument("--data-dir", help="folder with train.tsv and dev.tsv (GLUE format); omit to use `datasets`")
-    p.add_argument("--method", default="zo-sgd", help="a zotheory registry name (zo-sgd, jaguar-signsgd, adanaged, ...)")
+    p.add_argument(
+        "--method", default="zo-sgd", help="a zotheory registry name (zo-sgd, jaguar-signsgd, adanaged, ...)"
+    )
     p.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option, repeatable (eps=1e-3)")
     p.add_argument("--policy", help="direction policy: ldsd, gv, greedy, carried-best")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (query, value) instead of every weight")
@@ -64,8 +68,12 @@ class _Encoded:
 
 def _encode(tokenizer: Any, examples: Sequence[Any], max_length: int) -> _Encoded:
     enc = tokenizer([e.texts[0] for e in examples], truncation=True, max_length=max_length)
-    return _Encoded([{"input_ids": ids, "attention_mask": mask, "labels": e.label}
-                     for ids, mask, e in zip(enc["input_ids"], enc["attention_mask"], examples)])
+    return _Encoded(
+        [
+            {"input_ids": ids, "attention_mask": mask, "labels": e.label}
+            for ids, mask, e in zip(enc["input_ids"], enc["attention_mask"], examples)
+        ]
+    )
 
 
 def _model_and_tokenizer(name: str, seed: int) -> tuple[Any, Any]:
@@ -96,20 +104,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.lora:
             model = models.apply_lora(model, target_modules=("query", "value"), seed=args.seed)
         training_args = TrainingArguments(
-            output_dir=args.out, max_steps=args.steps, per_device_train_batch_size=args.batch_size,
-            gradient_accumulation_steps=args.grad_accum, per_device_eval_batch_size=64, learning_rate=args.lr,
-            lr_scheduler_type="constant", eval_strategy="steps", eval_steps=args.eval_steps,
-            save_strategy="steps", save_steps=args.save_steps, logging_steps=max(1, min(50, args.steps // 10)),
-            seed=args.seed, report_to="none", disable_tqdm=True, use_cpu=not _cuda(),
+            output_dir=args.out,
+            max_steps=args.steps,
+            per_device_train_batch_size=args.batch_size,
+            gradient_accumulation_steps=args.grad_accum,
+            per_device_eval_batch_size=64,
+            learning_rate=args.lr,
+            lr_scheduler_type="constant",
+            eval_strategy="steps",
+            eval_steps=args.eval_steps,
+            save_strategy="steps",
+            save_steps=args.save_steps,
+            logging_steps=max(1, min(50, args.steps // 10)),
+            seed=args.seed,
+            report_to="none",
+            disable_tqdm=True,
+            use_cpu=not _cuda(),
         )
 
         def accuracy(pred: Any) -> dict[str, float]:
             return {"accuracy": float((np.argmax(pred.predictions, axis=-1) == pred.label_ids).mean())}
 
         trainer = ZOTrainer(
-            model=model, args=training_args, train_dataset=_encode(tokenizer, train, args.max_length),
-            eval_dataset=_encode(tokenizer, dev, args.max_length), data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=accuracy, zo_method=args.method, zo_options=options, zo_policy=args.policy,
+            model=model,
+            args=training_args,
+            train_dataset=_encode(tokenizer, train, args.max_length),
+            eval_dataset=_encode(tokenizer, dev, args.max_length),
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=accuracy,
+            zo_method=args.method,
+            zo_options=options,
+            zo_policy=args.policy,
         )
         resume = get_last_checkpoint(args.out) if args.resume else None
         if args.resume and resume is None:
@@ -120,9 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     metrics = trainer.evaluate()
     count = trainer.zo_forward_count
-    results = {"method": args.method, "steps": trainer.state.global_step, "dev_accuracy": metrics["eval_accuracy"],
-               "dev_loss": metrics["eval_loss"], "forward_passes": count.forward_passes,
-               "forward_calls": count.forward_calls, "num_train": len(train), "num_dev": len(dev)}
+    results = {
+        "method": args.method,
+        "steps": trainer.state.global_step,
+        "dev_accuracy": metrics["eval_accuracy"],
+        "dev_loss": metrics["eval_loss"],
+        "forward_passes": count.forward_passes,
+        "forward_calls": count.forward_calls,
+        "num_train": len(train),
+        "num_dev": len(dev),
+    }
     if trainer.is_world_process_zero():
         Path(args.out, "results.json").write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps(results, indent=2))

@@ -146,7 +146,9 @@ def _read(p: Path, map_location: str | torch.device) -> dict[str, Any]:
     if obj.get("version") != VERSION:
         raise CheckpointError(f"checkpoint {str(p)!r} has version {obj.get('version')!r}, this code reads {VERSION}")
     if obj.get("sha256") != content_digest(obj):
-        raise CheckpointError(f"checkpoint {str(p)!r} is corrupt: its content hash does not match (sha256 {obj.get('sha256')!r:.20})")
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} is corrupt: its content hash does not match (sha256 {obj.get('sha256')!r:.20})"
+        )
     return obj
 
 
@@ -161,7 +163,9 @@ def _offer_previous(p: Path) -> str:
     return f"; the previous checkpoint {str(prev)!r} (step {step}) is intact: to resume from it, run `mv {prev} {p}`"
 
 
-def load_checkpoint(path: str | Path, *, kind: str | None = None, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, *, kind: str | None = None, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Read a checkpoint written by :func:`atomic_save` with ``weights_only=True``, check its
     header and verify its content hash (a damaged file names the previous checkpoint, if intact)."""
     p = Path(path)

@@ -176,7 +176,9 @@ class FinetuneConfig:
         if self.label_sentences is not None and (
             len(self.label_sentences) < 2 or not all(isinstance(t, str) and t.strip() for t in self.label_sentences)
         ):
-            raise ValueError(f"label_sentences must be >= 2 non-empty strings (one per class), got {self.label_sentences!r}")
+            raise ValueError(
+                f"label_sentences must be >= 2 non-empty strings (one per class), got {self.label_sentences!r}"
+            )
         if self.eval_from not in ("train", "dev"):
             raise ValueError(f"eval_from must be 'train' or 'dev', got {self.eval_from!r}")
         if self.lr is not None and (not math.isfinite(self.lr) or self.lr < 0):

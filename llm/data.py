@@ -112,8 +112,7 @@ def _canonical_split(split: str) -> str:
         if split.lower() in names:
             return canon
     raise ValueError(
-        f"unknown split {split!r}; expected one of "
-        f"{sorted(n for names in _SPLIT_ALIASES.values() for n in names)}"
+        f"unknown split {split!r}; expected one of {sorted(n for names in _SPLIT_ALIASES.values() for n in names)}"
     )
 
 
@@ -153,7 +152,7 @@ def _template_fields(template: str) -> list[str]:
 class Task:
     """A classification task framed as language modelling.
 
-    Attributes
+    Attributes:
     ----------
     name:
         Short name (``"sst2"``).
@@ -205,9 +204,7 @@ class Task:
             )
         unused = [c for c in self.text_columns if c not in used]
         if unused:
-            raise ValueError(
-                f"task {self.name!r}: text columns {unused!r} do not appear in template {self.template!r}"
-            )
+            raise ValueError(f"task {self.name!r}: text columns {unused!r} do not appear in template {self.template!r}")
         if len(self.label_words) < 2:
             raise ValueError(f"task {self.name!r}: need at least 2 label words, got {self.label_words!r}")
         if any(not isinstance(w, str) or w.strip() == "" for w in self.label_words):
@@ -572,7 +569,10 @@ def _load_hf(
             if not allow_download
             else "the download failed (no network?). Pass --data-dir DIR (path=) with train.tsv and dev.tsv instead"
         )
-        raise ValueError(f"could not load task {task.name!r} split {canon!r} through datasets, {how}. Attempts: " + " | ".join(errors))
+        raise ValueError(
+            f"could not load task {task.name!r} split {canon!r} through datasets, {how}. Attempts: "
+            + " | ".join(errors)
+        )
     name = "/".join(used)
     col_names = list(getattr(ds, "column_names", None) or [])
     out: list[Example] = []
@@ -620,7 +620,7 @@ def load_examples(
     columns:
         Override of column names: ``{canonical_column: name_in_file}``.
 
-    Raises
+    Raises:
     ------
     ValueError
         For a malformed file, naming the file and the 1-based line number: wrong
@@ -998,9 +998,7 @@ def _left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
     return ids, mask, pos
 
 
-def collate_causal_lm(
-    encoded: Sequence[EncodedLMExample], pad_token_id: int, layout: str = "auto"
-) -> CausalLMBatch:
+def collate_causal_lm(encoded: Sequence[EncodedLMExample], pad_token_id: int, layout: str = "auto") -> CausalLMBatch:
     """Collate encoded examples into a `CausalLMBatch`.
 
     ``layout="auto"`` picks ``"shared"`` when every label word of every example in
@@ -1252,9 +1250,7 @@ class BatchStream:
         self.sampler.load_state_dict(state)
 
 
-def iter_batches(
-    data: Sequence[Any], collate: Callable[[Sequence[Any]], Any], batch_size: int
-) -> Iterator[Any]:
+def iter_batches(data: Sequence[Any], collate: Callable[[Sequence[Any]], Any], batch_size: int) -> Iterator[Any]:
     """Sequential, unshuffled batches covering ``data`` once (for evaluation)."""
     batch_size = _check_int("batch_size", batch_size, 1)
     for start in range(0, len(data), batch_size):

@@ -118,7 +118,10 @@ def data_parallel_closure(
         loss = local_loss() if local_count > 0 else torch.zeros(())
         device = torch.device("cuda", torch.cuda.current_device()) if _backend(group) == "nccl" else torch.device("cpu")
         payload = torch.stack(
-            [loss.detach().to(torch.float64).reshape(()) * local_count, torch.tensor(float(local_count), dtype=torch.float64)]
+            [
+                loss.detach().to(torch.float64).reshape(()) * local_count,
+                torch.tensor(float(local_count), dtype=torch.float64),
+            ]
         ).to(device)
         try:
             dist.all_reduce(payload, op=dist.ReduceOp.SUM, group=group)
@@ -141,7 +144,9 @@ def accumulating_closure(micro_losses: Sequence[LossFn], counts: Sequence[int]) 
     returns its micro-batch's mean loss; memory is that of one micro-batch.
     """
     if len(micro_losses) != len(counts) or not micro_losses:
-        raise ValueError(f"need one count per micro-batch closure, got {len(micro_losses)} closures and {len(counts)} counts")
+        raise ValueError(
+            f"need one count per micro-batch closure, got {len(micro_losses)} closures and {len(counts)} counts"
+        )
     total = float(sum(counts))
     if total <= 0:
         raise ValueError(f"micro-batch counts must sum to a positive number, got {list(counts)}")

@@ -149,20 +149,27 @@ class ZOTrainer(Trainer):
 
         optimizers = kwargs.get("optimizers", (None, None))
         if optimizers[0] is not None or kwargs.get("optimizer_cls_and_kwargs") is not None:
-            raise ValueError(f"ZOTrainer builds the optimizer of zo_method={zo_method!r}; do not pass optimizers= "
-                             "or optimizer_cls_and_kwargs=")
-        cfg = FinetuneConfig(method=zo_method, opt=dict(zo_options or {}), policy=zo_policy,
-                             policy_opt=dict(zo_policy_options or {}))
+            raise ValueError(
+                f"ZOTrainer builds the optimizer of zo_method={zo_method!r}; do not pass optimizers= "
+                "or optimizer_cls_and_kwargs="
+            )
+        cfg = FinetuneConfig(
+            method=zo_method, opt=dict(zo_options or {}), policy=zo_policy, policy_opt=dict(zo_policy_options or {})
+        )
         self.zo_spec, self.zo_options, self._zo_policy_cls, self._zo_policy_options = check_method_options(cfg)
         if self.zo_spec.kind != "zo":
             raise ValueError(f"zo_method {zo_method!r} is a first-order method; use transformers.Trainer for it")
         super().__init__(*args, **kwargs)
         if self.args.fp16:
-            raise ValueError("ZOTrainer does not support fp16=True: its gradient scaler has no gradient to unscale in "
-                             "zeroth-order training; load the model in float16 (dtype=torch.float16) or use bf16=True")
+            raise ValueError(
+                "ZOTrainer does not support fp16=True: its gradient scaler has no gradient to unscale in "
+                "zeroth-order training; load the model in float16 (dtype=torch.float16) or use bf16=True"
+            )
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
-            raise ValueError("ZOTrainer does not support DeepSpeed or FSDP: zeroth-order data parallelism exchanges "
-                             "scalar losses only (docs/scale.md); launch plain torchrun / accelerate processes")
+            raise ValueError(
+                "ZOTrainer does not support DeepSpeed or FSDP: zeroth-order data parallelism exchanges "
+                "scalar losses only (docs/scale.md); launch plain torchrun / accelerate processes"
+            )
         self.zo_optimizer: torch.optim.Optimizer | None = None
         self._zo_micro_batches: list[Any] = []
         self._zo_comm: Any = None
@@ -178,8 +185,9 @@ class ZOTrainer(Trainer):
             options = dict(self.zo_options)
             options.setdefault("lr", float(self.args.learning_rate))
             policy = self._zo_policy_cls(**self._zo_policy_options) if self._zo_policy_cls is not None else None
-            self.zo_optimizer = build_optimizer(self.zo_spec, named_trainable_parameters(net), options,
-                                                seed=int(self.args.seed), policy=policy)
+            self.zo_optimizer = build_optimizer(
+                self.zo_spec, named_trainable_parameters(net), options, seed=int(self.args.seed), policy=policy
+            )
             self.optimizer = DeferredStepOptimizer(self.zo_optimizer)
         return self.optimizer
 
@@ -210,8 +218,7 @@ class ZOTrainer(Trainer):
         net = self.accelerator.unwrap_model(model)
         losses = [eval_closure(net, functools.partial(self._zo_micro_loss, net, batch)) for batch in micro]
         counts = [_num_examples(batch) for batch in micro]
-        loss, count = zo_step(self.zo_optimizer, losses, counts, data_parallel=self._data_parallel(),
-                              log=self._zo_comm)
+        loss, count = zo_step(self.zo_optimizer, losses, counts, data_parallel=self._data_parallel(), log=self._zo_comm)
         count.add_to(self._deferred().count)
         return torch.tensor(float(loss), dtype=torch.float32, device=self.args.device)
 

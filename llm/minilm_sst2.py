@@ -33,7 +33,6 @@ the *default* value, untuned, whatever the sweep found).
 
 from __future__ import annotations
 
-from zotheory import atomicio
 import argparse
 import hashlib
 import json
@@ -46,6 +45,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from zotheory import atomicio
 
 __all__ = ["METHODS", "MethodEntry", "run_config", "run_name", "collect_runs", "summarise", "carry_over", "main"]
 
@@ -75,7 +76,9 @@ METHODS: dict[str, MethodEntry] = {
     "fo-adam": MethodEntry("fo-adam", {}, "lr", {"ft": (2e-5,), "lora": (5e-4,)}),
     "zo-sgd": MethodEntry("zo-sgd", {"eps": 1e-3}, "lr", {"ft": (2e-5, 1e-5, 5e-5), "lora": (2e-4, 5e-5, 1e-3)}),
     "zo-sgd-gv": MethodEntry("zo-sgd", {"eps": 1e-3}, "lr", {"ft": (2e-5,), "lora": (2e-4,)}, policy="gv"),
-    "jaguar-signsgd": MethodEntry("jaguar-signsgd", {"eps": 1e-3}, "lr", {"ft": (1e-6, 3e-7, 3e-6), "lora": (1e-5, 3e-6, 3e-5)}),
+    "jaguar-signsgd": MethodEntry(
+        "jaguar-signsgd", {"eps": 1e-3}, "lr", {"ft": (1e-6, 3e-7, 3e-6), "lora": (1e-5, 3e-6, 3e-5)}
+    ),
     "jaguar-muon": MethodEntry("jaguar-muon", {"eps": 1e-3}, "lr", {"ft": (1e-4,), "lora": (1e-3, 3e-4, 3e-3)}),
     "zo-muon": MethodEntry("zo-muon", {"eps": 1e-3}, "lr", {"ft": (1e-4,), "lora": (1e-3, 3e-4, 3e-3)}),
     "adanaged": MethodEntry("adanaged", {}, "reps_rel", {"ft": (1e-6,), "lora": (1e-6,)}, tuned=False),
@@ -185,7 +188,12 @@ def launch(cfg: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "llm.finetune", "--config", str(cfg_path)]
     if (out / "last.pt").exists():
         cmd.append("--resume")
-    env = dict(os.environ, OMP_NUM_THREADS=str(cfg["threads"]), MKL_NUM_THREADS=str(cfg["threads"]), TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(cfg["threads"]),
+        MKL_NUM_THREADS=str(cfg["threads"]),
+        TOKENIZERS_PARALLELISM="false",
+    )
     with open(out.parent / "configs" / (out.name + ".log"), "a") as logf:
         proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, check=False)
     if proc.returncode != 0 or not results.exists():
@@ -260,14 +268,17 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any
         label = key.split("/")[0]
         entry = METHODS[label]
         top = max(g["budget"] for g in gs)
-        cands = [g for g in gs if g["budget"] == top and not g["extra_options"]] or [g for g in gs if g["budget"] == top]
+        cands = [g for g in gs if g["budget"] == top and not g["extra_options"]] or [
+            g for g in gs if g["budget"] == top
+        ]
         if entry.tuned:
             g = max(cands, key=lambda g: (g["best_dev_acc_mean"], len(g["seeds"])))
             how = f"best mean dev accuracy among {len(cands)} value(s) of {entry.option}"
             screens = sorted({(h["budget"], h[entry.option]) for h in gs if h["budget"] < top})
             if screens:
                 how += "; screened at " + ", ".join(
-                    f"{b} forward passes over {[v for bb, v in screens if bb == b]}" for b in sorted({b for b, _ in screens})
+                    f"{b} forward passes over {[v for bb, v in screens if bb == b]}"
+                    for b in sorted({b for b, _ in screens})
                 )
         else:
             default = entry.defaults[key.split("/")[1]][0]
@@ -333,11 +344,21 @@ def carry_over(summary: dict[str, Any], sweeps: dict[str, Any]) -> list[dict[str
         res = _diff(summary, a, b)
         if res is None:
             missing = [k for k in (a, b) if k not in summary]
-            rows.append({"claim": claim, "synthetic": synthetic, "minilm": f"pending: no run yet for {', '.join(missing)}", "agrees": "pending", "confidence": "-"})
+            rows.append(
+                {
+                    "claim": claim,
+                    "synthetic": synthetic,
+                    "minilm": f"pending: no run yet for {', '.join(missing)}",
+                    "agrees": "pending",
+                    "confidence": "-",
+                }
+            )
             return
         if summary[a]["forward_passes"] != summary[b]["forward_passes"]:
             text = f"not comparable: budgets differ ({a}: {summary[a]['forward_passes']}, {b}: {summary[b]['forward_passes']} forward passes)"
-            rows.append({"claim": claim, "synthetic": synthetic, "minilm": text, "agrees": "pending", "confidence": "-"})
+            rows.append(
+                {"claim": claim, "synthetic": synthetic, "minilm": text, "agrees": "pending", "confidence": "-"}
+            )
             return
         d, se, conf = res
         se_txt = "" if math.isnan(se) else f" +/- {se:.2f}"
@@ -349,9 +370,17 @@ def carry_over(summary: dict[str, Any], sweeps: dict[str, Any]) -> list[dict[str
         rows.append({"claim": claim, "synthetic": synthetic, "minilm": text, "agrees": agrees, "confidence": conf})
 
     for mode in ("ft", "lora"):
-        pair(f"JAGUAR SignSGD vs ZO-SGD ({mode})", SYNTHETIC["jaguar"], f"jaguar-signsgd/{mode}", f"zo-sgd/{mode}", "a>b")
+        pair(
+            f"JAGUAR SignSGD vs ZO-SGD ({mode})", SYNTHETIC["jaguar"], f"jaguar-signsgd/{mode}", f"zo-sgd/{mode}", "a>b"
+        )
     for mode in ("ft", "lora"):
-        pair(f"sign vs l2 ({mode}; the JAGUAR runs)", SYNTHETIC["sign"], f"jaguar-signsgd/{mode}", f"zo-sgd/{mode}", "regime")
+        pair(
+            f"sign vs l2 ({mode}; the JAGUAR runs)",
+            SYNTHETIC["sign"],
+            f"jaguar-signsgd/{mode}",
+            f"zo-sgd/{mode}",
+            "regime",
+        )
     for geo in ("zo-muon", "jaguar-muon"):
         pair(f"spectral vs l2 (lora; {geo})", SYNTHETIC["spectral"], f"{geo}/lora", "zo-sgd/lora", "regime")
     for mode in ("ft", "lora"):
@@ -361,16 +390,29 @@ def carry_over(summary: dict[str, Any], sweeps: dict[str, Any]) -> list[dict[str
         values = sorted({g["reps_rel"] for g in sweep})
         claim = f"AdaNAGED insensitive to reps_rel ({mode})"
         if len(values) < 3 or values[-1] / values[0] < 1e4:
-            rows.append({"claim": claim, "synthetic": SYNTHETIC["adanaged"], "minilm": f"pending: reps_rel values run {values or 'none'} (need >= 3 over 4 decades)", "agrees": "pending", "confidence": "-"})
+            rows.append(
+                {
+                    "claim": claim,
+                    "synthetic": SYNTHETIC["adanaged"],
+                    "minilm": f"pending: reps_rel values run {values or 'none'} (need >= 3 over 4 decades)",
+                    "agrees": "pending",
+                    "confidence": "-",
+                }
+            )
         else:
             accs = [g["eval_acc_mean"] for g in sweep]
             spread = max(accs) - min(accs)
-            rows.append({
-                "claim": claim, "synthetic": SYNTHETIC["adanaged"],
-                "minilm": f"eval accuracy spread {spread:.1f} points over reps_rel {values} (insensitive: spread <= 2 points)",
-                "agrees": "insensitive" if spread <= 2.0 else "sensitive",
-                "confidence": "low (single seed per value)" if all(len(g["seeds"]) == 1 for g in sweep) else "moderate",
-            })
+            rows.append(
+                {
+                    "claim": claim,
+                    "synthetic": SYNTHETIC["adanaged"],
+                    "minilm": f"eval accuracy spread {spread:.1f} points over reps_rel {values} (insensitive: spread <= 2 points)",
+                    "agrees": "insensitive" if spread <= 2.0 else "sensitive",
+                    "confidence": "low (single seed per value)"
+                    if all(len(g["seeds"]) == 1 for g in sweep)
+                    else "moderate",
+                }
+            )
     return rows
 
 
@@ -389,13 +431,19 @@ def _plot(out: Path, runs: list[dict[str, Any]], summary: dict[str, Any], sweeps
             if not key.endswith("/" + mode):
                 continue
             label = key.split("/")[0]
-            group = next(g for g in sweeps[key] if g[METHODS[label].option] == s[METHODS[label].option] and g["forward_passes"] == s["forward_passes"])
+            group = next(
+                g
+                for g in sweeps[key]
+                if g[METHODS[label].option] == s[METHODS[label].option] and g["forward_passes"] == s["forward_passes"]
+            )
             recs = by_name[group["runs"][0]]["metrics"]
             if label == "zero-shot":
                 ax1.axhline(100 * recs[0]["accuracy"], color="gray", ls=":", label="zero-shot")
                 continue
             ev = [r for r in recs if r["type"] == "eval" and r.get("split") == "dev"]
-            ax1.plot([r["forward_passes"] for r in ev], [100 * r["accuracy"] for r in ev], marker="o", ms=3, label=label)
+            ax1.plot(
+                [r["forward_passes"] for r in ev], [100 * r["accuracy"] for r in ev], marker="o", ms=3, label=label
+            )
             tr = [r for r in recs if r["type"] == "train" and r["loss"] is not None]
             k = max(1, len(tr) // 50)
             xs = [tr[i + k - 1]["forward_passes"] for i in range(0, len(tr) - k + 1, k)]
@@ -426,13 +474,29 @@ def _markdown(summary: dict[str, Any], sweeps: dict[str, Any], carry: list[dict[
     for key, s in sorted(summary.items()):
         opt = METHODS[key.split("/")[0]].option
         sd = "" if s["eval_acc_sd"] is None else f" +/- {s['eval_acc_sd']:.1f}"
-        lines.append(f"| {key} | {s['eval_acc_mean']:.1f}{sd} | {len(s['seeds'])} | {s['steps']} | {s['forward_passes']} | {opt}={s[opt]:g} | {s['best_dev_acc_mean']:.1f} | {s['selection']} |")
-    lines += ["", "## Every group of runs (sweeps)", "", "| method/mode | value | extra options | seeds | forward passes | best dev (%) | eval (%) |", "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {key} | {s['eval_acc_mean']:.1f}{sd} | {len(s['seeds'])} | {s['steps']} | {s['forward_passes']} | {opt}={s[opt]:g} | {s['best_dev_acc_mean']:.1f} | {s['selection']} |"
+        )
+    lines += [
+        "",
+        "## Every group of runs (sweeps)",
+        "",
+        "| method/mode | value | extra options | seeds | forward passes | best dev (%) | eval (%) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for key, gs in sorted(sweeps.items()):
         opt = METHODS[key.split("/")[0]].option
         for g in gs:
-            lines.append(f"| {key} | {opt}={g[opt]:g} | {g['extra_options'] or '-'} | {g['seeds']} | {g['forward_passes']} | {g['best_dev_acc_mean']:.1f} | {g['eval_acc_mean']:.1f} |")
-    lines += ["", "## Carry-over: synthetic claims against MiniLM", "", "| claim | synthetic result | MiniLM | agrees | confidence |", "|---|---|---|---|---|"]
+            lines.append(
+                f"| {key} | {opt}={g[opt]:g} | {g['extra_options'] or '-'} | {g['seeds']} | {g['forward_passes']} | {g['best_dev_acc_mean']:.1f} | {g['eval_acc_mean']:.1f} |"
+            )
+    lines += [
+        "",
+        "## Carry-over: synthetic claims against MiniLM",
+        "",
+        "| claim | synthetic result | MiniLM | agrees | confidence |",
+        "|---|---|---|---|---|",
+    ]
     for c in carry:
         lines.append(f"| {c['claim']} | {c['synthetic']} | {c['minilm']} | {c['agrees']} | {c['confidence']} |")
     return "\n".join(lines) + "\n"
@@ -480,7 +544,22 @@ def report(work: str | Path, out: str | Path) -> dict[str, Any]:
                 "extra_options": r.get("extra", {}),
                 "command": r.get("command"),
                 "config": r["config"],
-                **{k: r["results"].get(k) for k in ("steps", "forward_passes", "dev_accuracy_step0", "best_dev_accuracy", "best_step", "eval_accuracy", "eval_loss", "wall_time_s", "train_time_s", "peak_memory_bytes", "num_trainable_parameters")},
+                **{
+                    k: r["results"].get(k)
+                    for k in (
+                        "steps",
+                        "forward_passes",
+                        "dev_accuracy_step0",
+                        "best_dev_accuracy",
+                        "best_step",
+                        "eval_accuracy",
+                        "eval_loss",
+                        "wall_time_s",
+                        "train_time_s",
+                        "peak_memory_bytes",
+                        "num_trainable_parameters",
+                    )
+                },
                 "curve": [
                     {k: m.get(k) for k in ("type", "split", "step", "forward_passes", "accuracy", "loss")}
                     for m in r["metrics"]
@@ -510,11 +589,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEFAULT_OUT, help="results tree written by --report")
     p.add_argument("--method", choices=list(METHODS), help="method label to run")
     p.add_argument("--mode", choices=("ft", "lora"), default="ft")
-    p.add_argument("--values", help="comma list of the swept option's values (lr; reps_rel for adanaged) [default: the first per-mode default]")
+    p.add_argument(
+        "--values",
+        help="comma list of the swept option's values (lr; reps_rel for adanaged) [default: the first per-mode default]",
+    )
     p.add_argument("--seeds", default="0", help="comma list of seeds")
     p.add_argument("--budget", type=int, default=6000, help="training forward passes per run (FO step = 3)")
     p.add_argument("--evals", type=int, default=10, help="dev evaluations per run (plus step 0)")
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="extra optimizer option for these runs (e.g. reps_rel=1e-4 for adanaged), repeatable")
+    p.add_argument(
+        "--opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra optimizer option for these runs (e.g. reps_rel=1e-4 for adanaged), repeatable",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--report", action="store_true", help="(re)write the results tree from every finished run in --work")
     return p
@@ -542,11 +630,33 @@ def main(argv: list[str] | None = None) -> int:
             command = "python -m llm.minilm_sst2 " + " ".join(sys.argv[1:] if argv is None else argv)
             for value in values:
                 for seed in seeds:
-                    cfg = run_config(args.method, args.mode, value, seed=seed, budget=args.budget, data_dir=args.data_dir, work=args.work, extra=extra, evals=args.evals, threads=args.threads)
-                    meta = {"label": args.method, "mode": args.mode, "value": value, "seed": seed, "budget": args.budget if cfg["steps"] else 0, "extra": extra, "command": command}
+                    cfg = run_config(
+                        args.method,
+                        args.mode,
+                        value,
+                        seed=seed,
+                        budget=args.budget,
+                        data_dir=args.data_dir,
+                        work=args.work,
+                        extra=extra,
+                        evals=args.evals,
+                        threads=args.threads,
+                    )
+                    meta = {
+                        "label": args.method,
+                        "mode": args.mode,
+                        "value": value,
+                        "seed": seed,
+                        "budget": args.budget if cfg["steps"] else 0,
+                        "extra": extra,
+                        "command": command,
+                    }
                     t0 = time.perf_counter()
                     res = launch(cfg, meta)
-                    print(f"{Path(cfg['out']).name}: eval {100 * res['eval_accuracy']:.1f}% best dev {100 * res['best_dev_accuracy']:.1f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
+                    print(
+                        f"{Path(cfg['out']).name}: eval {100 * res['eval_accuracy']:.1f}% best dev {100 * res['best_dev_accuracy']:.1f}% ({time.perf_counter() - t0:.0f} s)",
+                        flush=True,
+                    )
         if args.report:
             doc = report(args.work, args.out)
             print(json.dumps(doc["summary"], indent=1))

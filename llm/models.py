@@ -107,9 +107,7 @@ def _model_devices(model: nn.Module) -> set[torch.device]:
 
 
 @torch.no_grad()
-def init_weights_(
-    model: nn.Module, seed: int, std: float = 0.02, modules: Iterable[str] | None = None
-) -> nn.Module:
+def init_weights_(model: nn.Module, seed: int, std: float = 0.02, modules: Iterable[str] | None = None) -> nn.Module:
     """Initialise parameters in place from a private generator; returns ``model``.
 
     Rules (the usual transformer initialisation, e.g. OPT's ``init_std`` / BERT's
@@ -233,7 +231,9 @@ def load_causal_lm(
         model.to(torch.device(device))
     model.eval()
     tok_src = tokenizer_name_or_path if tokenizer_name_or_path is not None else name_or_path
-    tokenizer = AutoTokenizer.from_pretrained(tok_src, trust_remote_code=False, local_files_only=_local_only(tok_src, local_files_only))
+    tokenizer = AutoTokenizer.from_pretrained(
+        tok_src, trust_remote_code=False, local_files_only=_local_only(tok_src, local_files_only)
+    )
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -363,7 +363,14 @@ def opt_parameter_count(preset: str | OptPreset) -> int:
     1,315,758,080.)
     """
     p = get_opt_preset(preset)
-    V, E, H, F, N, P = p.vocab_size, p.embed_dim, p.hidden_size, p.ffn_dim, p.num_hidden_layers, p.max_position_embeddings
+    V, E, H, F, N, P = (
+        p.vocab_size,
+        p.embed_dim,
+        p.hidden_size,
+        p.ffn_dim,
+        p.num_hidden_layers,
+        p.max_position_embeddings,
+    )
     layer = 4 * (H * H + H) + (H * F + F) + (F * H + H) + 4 * H
     total = V * E + (P + 2) * H + N * layer
     if E != H:
@@ -710,7 +717,9 @@ def load_minilm_classifier(
     random, drawn from ``seed`` -- it must be trained (with LoRA,
     `apply_lora` keeps it trainable).  Returns ``(model, tokenizer)`` (uncased WordPiece).
     """
-    return load_sequence_classifier(minilm_model_path(), num_labels, dtype=dtype, device=device, seed=seed, local_files_only=True)
+    return load_sequence_classifier(
+        minilm_model_path(), num_labels, dtype=dtype, device=device, seed=seed, local_files_only=True
+    )
 
 
 #: A tiny random BERT for tests (vocabulary fits `offline_tokenizer()`, pad id 1).

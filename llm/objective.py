@@ -114,7 +114,9 @@ class _ClassificationObjective(nn.Module):
 
     @torch.inference_mode()
     def evaluate(
-        self, batches: Iterable, device: torch.device | str | None = None  # type: ignore[type-arg]
+        self,
+        batches: Iterable,
+        device: torch.device | str | None = None,  # type: ignore[type-arg]
     ) -> EvalResult:
         """Example-weighted mean loss and accuracy over ``batches`` (eval mode, no autograd).
 
@@ -218,7 +220,9 @@ def _move(batch, device):  # type: ignore[no-untyped-def]
 
 
 def make_closure(
-    objective: nn.Module, batch, device: torch.device | str | None = None  # type: ignore[no-untyped-def]
+    objective: nn.Module,
+    batch,
+    device: torch.device | str | None = None,  # type: ignore[no-untyped-def]
 ) -> Callable[[], torch.Tensor]:
     """Zero-argument closure: the loss of ``objective`` on the fixed ``batch``.
 
@@ -235,13 +239,17 @@ def doubled_batch(batch):  # type: ignore[no-untyped-def]
     """The batch twice, one copy after the other (every tensor concatenated with itself along dim 0): the input of a
     paired evaluation, whose first half runs at ``x + r z`` and second half at ``x - r z``."""
     changes = {
-        f.name: torch.cat([getattr(batch, f.name)] * 2) for f in fields(batch) if isinstance(getattr(batch, f.name), torch.Tensor)
+        f.name: torch.cat([getattr(batch, f.name)] * 2)
+        for f in fields(batch)
+        if isinstance(getattr(batch, f.name), torch.Tensor)
     }
     return replace(batch, **changes)
 
 
 def make_paired_closure(
-    objective: nn.Module, batch, device: torch.device | str | None = None  # type: ignore[no-untyped-def]
+    objective: nn.Module,
+    batch,
+    device: torch.device | str | None = None,  # type: ignore[no-untyped-def]
 ) -> PairedClosure:
     """The closure of :func:`make_closure` that can also run the ``+`` and ``-`` evaluations of a central difference
     as one forward over :func:`doubled_batch` (:class:`zotheory.paired.PairedClosure`; the optimizer uses it for
@@ -250,7 +258,10 @@ def make_paired_closure(
     b2 = doubled_batch(b)
     rows = int(b2.model_inputs()["input_ids"].shape[0])
     return PairedClosure(
-        objective, eval_closure(objective, lambda: objective(b)), eval_closure(objective, lambda: objective.pair_losses(b2)), rows
+        objective,
+        eval_closure(objective, lambda: objective(b)),
+        eval_closure(objective, lambda: objective.pair_losses(b2)),
+        rows,
     )
 
 

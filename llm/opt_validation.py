@@ -151,41 +151,92 @@ METHODS: dict[str, MethodEntry] = {
         MethodEntry("zo-sgd", "ZO-SGD", "zo-sgd", {"lr": 1e-6, "eps": 1e-3}, {"lr": 1e-4, "eps": 1e-2}, paper="ZO-SGD"),
         # ZO-Bench ZO-SGD-Sign (sign of the scalar times z): FT {1e-4,1e-6,1e-8} x eps {1e-3,1e-5}
         MethodEntry(
-            "zo-sgd-sign", "ZO-SGD-Sign", "zo-sgd-sign", {"lr": 1e-6, "eps": 1e-3}, {"lr": 1e-5, "eps": 1e-2}, paper="ZO-SignSGD"
+            "zo-sgd-sign",
+            "ZO-SGD-Sign",
+            "zo-sgd-sign",
+            {"lr": 1e-6, "eps": 1e-3},
+            {"lr": 1e-5, "eps": 1e-2},
+            paper="ZO-SignSGD",
         ),
         # ZO-Bench ZO-Adam FT {1e-4..1e-8}, LoRA {1e-4,1e-5,1e-6}; AMSGrad variant = ZO-AdaMM
-        MethodEntry("zo-adamm", "ZO-AdaMM", "zo-adamm", {"lr": 1e-5, "eps": 1e-3}, {"lr": 1e-4, "eps": 1e-2}, paper="ZO-AdaMM"),
+        MethodEntry(
+            "zo-adamm", "ZO-AdaMM", "zo-adamm", {"lr": 1e-5, "eps": 1e-3}, {"lr": 1e-4, "eps": 1e-2}, paper="ZO-AdaMM"
+        ),
         # JAGUAR: tau 1e-3, lr 1e-3 for JAGUAR SignSGD in LoRA (the paper's one stated value)
         MethodEntry(
-            "jaguar-signsgd", "JAGUAR SignSGD", "jaguar-signsgd", {"lr": 1e-6, "eps": 1e-3}, {"lr": 1e-3, "eps": 1e-3},
+            "jaguar-signsgd",
+            "JAGUAR SignSGD",
+            "jaguar-signsgd",
+            {"lr": 1e-6, "eps": 1e-3},
+            {"lr": 1e-3, "eps": 1e-3},
             paper="JAGUAR SignSGD",
         ),
-        MethodEntry("zo-muon", "ZO-Muon", "zo-muon", {"lr": 1e-5, "eps": 1e-3}, {"lr": 1e-3, "eps": 1e-2}, paper="ZO-Muon"),
         MethodEntry(
-            "jaguar-muon", "JAGUAR Muon", "jaguar-muon", {"lr": 1e-5, "eps": 1e-3}, {"lr": 1e-3, "eps": 1e-3}, paper="JAGUAR Muon"
+            "zo-muon", "ZO-Muon", "zo-muon", {"lr": 1e-5, "eps": 1e-3}, {"lr": 1e-3, "eps": 1e-2}, paper="ZO-Muon"
+        ),
+        MethodEntry(
+            "jaguar-muon",
+            "JAGUAR Muon",
+            "jaguar-muon",
+            {"lr": 1e-5, "eps": 1e-3},
+            {"lr": 1e-3, "eps": 1e-3},
+            paper="JAGUAR Muon",
         ),
         # parameter-free: its own step sizes (lr is a multiplier, left at 1)
         MethodEntry("adanaged", "AdaNAGED", "adanaged", {}, {}),
         MethodEntry(
-            "zo-sgd+ldsd", "ZO-SGD + LDSD", "zo-sgd", {"lr": 1e-6, "eps": 1e-3}, {"lr": 1e-4, "eps": 1e-2}, policy="ldsd",
+            "zo-sgd+ldsd",
+            "ZO-SGD + LDSD",
+            "zo-sgd",
+            {"lr": 1e-6, "eps": 1e-3},
+            {"lr": 1e-4, "eps": 1e-2},
+            policy="ldsd",
         ),
         MethodEntry(
-            "zo-sgd+gv", "ZO-SGD + GV", "zo-sgd", {"lr": 1e-6, "eps": 1e-3}, {"lr": 1e-4, "eps": 1e-2}, policy="gv",
+            "zo-sgd+gv",
+            "ZO-SGD + GV",
+            "zo-sgd",
+            {"lr": 1e-6, "eps": 1e-3},
+            {"lr": 1e-4, "eps": 1e-2},
+            policy="gv",
         ),
         # the rest of the registry: measured by --measure-only (every method has a row), trained on request.
         # Step sizes: the ZO-SGD defaults for the SGD-type methods, 1 (a multiplier) for the parameter-free ones.
-        MethodEntry("zo-sgd-mmt", "ZO-SGD-MMT", "zo-sgd-mmt", {"lr": 1e-6, "eps": 1e-3}, {"lr": 1e-4, "eps": 1e-2}, paper="ZO-SGD-MMT"),
-        MethodEntry("zo-signsgd", "ZO-SignSGD (coordinate-wise)", "zo-signsgd", {"lr": 1e-6, "eps": 1e-3}, {"lr": 1e-5, "eps": 1e-2}),
+        MethodEntry(
+            "zo-sgd-mmt",
+            "ZO-SGD-MMT",
+            "zo-sgd-mmt",
+            {"lr": 1e-6, "eps": 1e-3},
+            {"lr": 1e-4, "eps": 1e-2},
+            paper="ZO-SGD-MMT",
+        ),
+        MethodEntry(
+            "zo-signsgd",
+            "ZO-SignSGD (coordinate-wise)",
+            "zo-signsgd",
+            {"lr": 1e-6, "eps": 1e-3},
+            {"lr": 1e-5, "eps": 1e-2},
+        ),
         MethodEntry("zo-adam", "ZO-Adam", "zo-adam", {"lr": 1e-5, "eps": 1e-3}, {"lr": 1e-4, "eps": 1e-2}),
         MethodEntry(
-            "jaguar-signsgd-block", "JAGUAR SignSGD (block)", "jaguar-signsgd-block", {"lr": 1e-6, "eps": 1e-3},
+            "jaguar-signsgd-block",
+            "JAGUAR SignSGD (block)",
+            "jaguar-signsgd-block",
+            {"lr": 1e-6, "eps": 1e-3},
             {"lr": 1e-3, "eps": 1e-3},
         ),
         MethodEntry(
-            "jaguar-muon-block", "JAGUAR Muon (block)", "jaguar-muon-block", {"lr": 1e-5, "eps": 1e-3}, {"lr": 1e-3, "eps": 1e-3}
+            "jaguar-muon-block",
+            "JAGUAR Muon (block)",
+            "jaguar-muon-block",
+            {"lr": 1e-5, "eps": 1e-3},
+            {"lr": 1e-3, "eps": 1e-3},
         ),
         MethodEntry(
-            "zo-muon-orthogonal", "ZO-Muon (semi-orthogonal)", "zo-muon-orthogonal", {"lr": 1e-5, "eps": 1e-3},
+            "zo-muon-orthogonal",
+            "ZO-Muon (semi-orthogonal)",
+            "zo-muon-orthogonal",
+            {"lr": 1e-5, "eps": 1e-3},
             {"lr": 1e-3, "eps": 1e-2},
         ),
         MethodEntry("zo-lmo", "ZO-LMO", "zo-lmo", {"lr": 1e-5, "eps": 1e-3}, {"lr": 1e-3, "eps": 1e-2}),
@@ -199,7 +250,15 @@ METHODS: dict[str, MethodEntry] = {
 #: The rows of the JAGUAR tables (trained by default); ``--methods all`` (the default of ``--measure-only``)
 #: adds every other registry method, so each registered method gets a memory/time row.
 DEFAULT_METHODS: tuple[str, ...] = (
-    "fo-sgd", "zo-sgd", "zo-sgd-sign", "zo-adamm", "jaguar-signsgd", "zo-muon", "jaguar-muon", "adanaged", "zo-sgd+ldsd",
+    "fo-sgd",
+    "zo-sgd",
+    "zo-sgd-sign",
+    "zo-adamm",
+    "jaguar-signsgd",
+    "zo-muon",
+    "jaguar-muon",
+    "adanaged",
+    "zo-sgd+ldsd",
     "zo-sgd+gv",
 )
 
@@ -269,7 +328,11 @@ class DeviceMeter:
         return _status_kb("VmHWM")
 
     def describe(self) -> dict[str, Any]:
-        return {"device": "cpu", "processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+        return {
+            "device": "cpu",
+            "processor": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+        }
 
 
 CpuMeter = DeviceMeter
@@ -381,8 +444,15 @@ class Protocol:
     measure_tokenizer: str = "loop"
 
 
-def make_config(protocol: Protocol, entry: MethodEntry, mode: str, *, out: str | None = None, steps: int | None = None,
-                extra_opt: dict[str, Any] | None = None) -> Any:
+def make_config(
+    protocol: Protocol,
+    entry: MethodEntry,
+    mode: str,
+    *,
+    out: str | None = None,
+    steps: int | None = None,
+    extra_opt: dict[str, Any] | None = None,
+) -> Any:
     """The :class:`llm.config.FinetuneConfig` of one (method, mode)."""
     from llm.config import FinetuneConfig
 
@@ -467,7 +537,9 @@ def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
     total = 0
     for st in optimizer.state.values():
         if isinstance(st, dict):
-            total += sum(v.numel() * v.element_size() for v in st.values() if isinstance(v, torch.Tensor) and v.dim() > 0)
+            total += sum(
+                v.numel() * v.element_size() for v in st.values() if isinstance(v, torch.Tensor) and v.dim() > 0
+            )
     return total
 
 
@@ -475,8 +547,9 @@ def _median(xs: Sequence[float]) -> float | None:
     return float(statistics.median(xs)) if xs else None
 
 
-def measure_run(run: Any, batch: Any, meter: DeviceMeter, *, forwards: int = 5, steps: int = 5,
-                time_cap: float = 120.0) -> dict[str, Any]:
+def measure_run(
+    run: Any, batch: Any, meter: DeviceMeter, *, forwards: int = 5, steps: int = 5, time_cap: float = 120.0
+) -> dict[str, Any]:
     """Memory and time of one method on a fixed ``batch`` (module docstring).
 
     ``time_cap``: seconds for the timed steps; fewer than ``steps`` are taken when they would
@@ -553,9 +626,17 @@ def measure_run(run: Any, batch: Any, meter: DeviceMeter, *, forwards: int = 5, 
     }
 
 
-def measure_mode(protocol: Protocol, entries: Sequence[MethodEntry], mode: str, meter: DeviceMeter, *,
-                 forwards: int = 5, steps: int = 5, time_cap: float = 120.0,
-                 on_record: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+def measure_mode(
+    protocol: Protocol,
+    entries: Sequence[MethodEntry],
+    mode: str,
+    meter: DeviceMeter,
+    *,
+    forwards: int = 5,
+    steps: int = 5,
+    time_cap: float = 120.0,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Measure every entry in ``mode`` on one shared model (built once by :func:`llm.train.build_run`).
 
     A method that fails (not registered, out of memory, an error) gets a record with ``error`` and
@@ -567,8 +648,15 @@ def measure_mode(protocol: Protocol, entries: Sequence[MethodEntry], mode: str, 
     run = None
     batch = None
     for entry in entries:
-        rec: dict[str, Any] = {"kind": "measure", "key": entry.key, "label": entry.label, "mode": mode,
-                               "method": entry.method, "policy": entry.policy, "options": entry.options(mode)}
+        rec: dict[str, Any] = {
+            "kind": "measure",
+            "key": entry.key,
+            "label": entry.label,
+            "mode": mode,
+            "method": entry.method,
+            "policy": entry.policy,
+            "options": entry.options(mode),
+        }
         t0 = time.perf_counter()
         try:
             cfg = make_config(protocol, entry, mode)
@@ -609,12 +697,15 @@ def _loss_curve(records: Iterable[dict[str, Any]], bins: int = 20) -> list[dict[
     out = []
     for i in range(0, len(train), width):
         chunk = train[i : i + width]
-        out.append({"steps": [chunk[0]["step"], chunk[-1]["step"]], "mean_loss": sum(r["loss"] for r in chunk) / len(chunk)})
+        out.append(
+            {"steps": [chunk[0]["step"], chunk[-1]["step"]], "mean_loss": sum(r["loss"] for r in chunk) / len(chunk)}
+        )
     return out
 
 
-def train_method(protocol: Protocol, entry: MethodEntry, mode: str, run_dir: Path, *, steps: int,
-                 keep_checkpoints: bool = False) -> dict[str, Any]:
+def train_method(
+    protocol: Protocol, entry: MethodEntry, mode: str, run_dir: Path, *, steps: int, keep_checkpoints: bool = False
+) -> dict[str, Any]:
     """Train one (method, mode) with :func:`llm.train.train`; returns a JSON-ready summary.
 
     ``run_dir`` receives the loop's files (config.json, metrics.jsonl, best.pt, last.pt,
@@ -652,7 +743,9 @@ def train_method(protocol: Protocol, entry: MethodEntry, mode: str, run_dir: Pat
         "loss_first": next((r["loss"] for r in metrics if r.get("type") == "train"), None),
         "loss_curve": _loss_curve(metrics),
         "dev_curve": [
-            {"step": r["step"], "accuracy": r["accuracy"]} for r in metrics if r.get("type") == "eval" and r.get("split") == "dev"
+            {"step": r["step"], "accuracy": r["accuracy"]}
+            for r in metrics
+            if r.get("type") == "eval" and r.get("split") == "dev"
         ],
         "run_dir": str(run_dir),
     }
@@ -692,7 +785,9 @@ def _paper_key(key: str) -> str | None:
 
 
 def _memory_kind(results: dict[str, Any]) -> str | None:
-    kinds = [r.get("memory_kind") for r in results.get("records", []) if r.get("kind") == "measure" and r.get("memory_kind")]
+    kinds = [
+        r.get("memory_kind") for r in results.get("records", []) if r.get("kind") == "measure" and r.get("memory_kind")
+    ]
     return results.get("meta", {}).get("memory_kind") or (kinds[0] if kinds else None)
 
 
@@ -705,7 +800,7 @@ def render_tables(results: dict[str, Any]) -> str:
     lines: list[str] = []
     lines.append(f"# OPT validation: {meta.get('model', '?')} on SST-2 ({dtype}, {env.get('device', '?')})")
     lines.append("")
-    lines.append(f"Reference columns: {JAGUAR_SOURCE}. \"—\": no number (not run, or not in the paper).")
+    lines.append(f'Reference columns: {JAGUAR_SOURCE}. "—": no number (not run, or not in the paper).')
     if str(meta.get("model", "")).startswith("preset:"):
         lines.append(
             "Model weights are **random** (offline architecture preset): accuracies are chance level "
@@ -732,12 +827,18 @@ def render_tables(results: dict[str, Any]) -> str:
             elif r.get("error"):
                 ours = "error"
             else:
-                ours = f"{100 * r['eval_accuracy']:.1f} ({r['steps']} steps)" if r.get("eval_accuracy") is not None else "—"
+                ours = (
+                    f"{100 * r['eval_accuracy']:.1f} ({r['steps']} steps)"
+                    if r.get("eval_accuracy") is not None
+                    else "—"
+                )
             cells += [ours, paper[i]]
         lines.append(f"| {_label(key, records)} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Ours: eval-split accuracy of the best-dev checkpoint after the steps shown (one seed); JAGUAR: 20,000 "
-                 "steps, mean ± std over 3 seeds for their methods, baselines copied from ZO-Bench.")
+    lines.append(
+        "Ours: eval-split accuracy of the best-dev checkpoint after the steps shown (one seed); JAGUAR: 20,000 "
+        "steps, mean ± std over 3 seeds for their methods, baselines copied from ZO-Bench."
+    )
     lines.append("")
 
     # Table 3 format
@@ -761,19 +862,21 @@ def render_tables(results: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         "Ours: `torch.cuda.max_memory_allocated` over one warm-up step and the timed steps after "
-        "`reset_peak_memory_stats` (state allocated lazily counts). JAGUAR: \"standard PyTorch utilities\", unit "
+        '`reset_peak_memory_stats` (state allocated lazily counts). JAGUAR: "standard PyTorch utilities", unit '
         "not stated (GB or GiB; the GiB value of ours is in the throughput table); their FO-SGD is mixed precision "
         "(fp32 master weights), ours is pure fp16."
-        if _memory_kind(results) == CudaMeter.memory_kind else
-        "Ours: process peak resident set (CPU run; not comparable with GPU numbers)."
+        if _memory_kind(results) == CudaMeter.memory_kind
+        else "Ours: process peak resident set (CPU run; not comparable with GPU numbers)."
     )
     lines.append("")
 
     # throughput
     lines.append("## Memory and throughput per step")
     lines.append("")
-    lines.append("| Method | mode | trainable | fwd/step | forward ms | step ms | step/forward | steps/s | fwd passes/s "
-                 "| inference peak GB | first-step peak GB | steady peak GB | step peak GiB | state GB | batch (N×T) |")
+    lines.append(
+        "| Method | mode | trainable | fwd/step | forward ms | step ms | step/forward | steps/s | fwd passes/s "
+        "| inference peak GB | first-step peak GB | steady peak GB | step peak GiB | state GB | batch (N×T) |"
+    )
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for key in keys:
         for mode in MODES:
@@ -781,8 +884,10 @@ def render_tables(results: dict[str, Any]) -> str:
             if r is None:
                 continue
             if r.get("error"):
-                lines.append(f"| {_label(key, records)} | {mode} | error: {r['error'][:120].replace('|', '/')} "
-                             "| | | | | | | | | | | | |")
+                lines.append(
+                    f"| {_label(key, records)} | {mode} | error: {r['error'][:120].replace('|', '/')} "
+                    "| | | | | | | | | | | | |"
+                )
                 continue
             shape = r.get("batch_shape") or ["?", "?"]
             lines.append(
@@ -794,18 +899,22 @@ def render_tables(results: dict[str, Any]) -> str:
                 f"| {_gb(r['optimizer_state_bytes'])} | {shape[0]}×{shape[1]} |"
             )
     lines.append("")
-    lines.append("fwd/step: forward passes per step (ZO: closure calls; FO: forward + backward = 3). step/forward: "
-                 "median step time over median forward time (same batch). first-step peak: over the first optimizer "
-                 "step (lazy state, one-time checks); steady peak: over the timed steps after a second reset; the "
-                 "Table 3 column is the larger. state: the optimizer's declared state "
-                 "(`state_bytes()`, direction-policy state included; fp32 for fp16 parameters).")
+    lines.append(
+        "fwd/step: forward passes per step (ZO: closure calls; FO: forward + backward = 3). step/forward: "
+        "median step time over median forward time (same batch). first-step peak: over the first optimizer "
+        "step (lazy state, one-time checks); steady peak: over the timed steps after a second reset; the "
+        "Table 3 column is the larger. state: the optimizer's declared state "
+        "(`state_bytes()`, direction-policy state included; fp32 for fp16 parameters)."
+    )
 
     trained = [r for r in records if r.get("kind") == "train" and not r.get("error")]
     if trained:
         lines.append("")
         lines.append("## Training runs: throughput and loss")
         lines.append("")
-        lines.append("| Method | mode | steps | steps/s | fwd passes/s | first loss | last-window loss | dev acc (step 0 → best) | peak GB |")
+        lines.append(
+            "| Method | mode | steps | steps/s | fwd passes/s | first loss | last-window loss | dev acc (step 0 → best) | peak GB |"
+        )
         lines.append("|---|---|---|---|---|---|---|---|---|")
         for r in trained:
             curve = r.get("loss_curve") or []
@@ -859,11 +968,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m llm.opt_validation",
         description="OPT-1.3B / SST-2 validation: JAGUAR Tables 2 (accuracy) and 3 (memory), measured with zotheory.",
     )
-    p.add_argument("--model", default="preset:1.3b", help="local checkpoint folder or preset:NAME (random weights) [preset:1.3b]")
-    p.add_argument("--data-dir", default=None, help="folder with SST-2 train.tsv/dev.tsv (omit: the `datasets` library)")
-    p.add_argument("--methods", default=None,
-                   help=f"comma list of {', '.join(METHODS)}; or default (the JAGUAR table rows, the default for "
-                        "training) or all (every registry method, the default of --measure-only)")
+    p.add_argument(
+        "--model", default="preset:1.3b", help="local checkpoint folder or preset:NAME (random weights) [preset:1.3b]"
+    )
+    p.add_argument(
+        "--data-dir", default=None, help="folder with SST-2 train.tsv/dev.tsv (omit: the `datasets` library)"
+    )
+    p.add_argument(
+        "--methods",
+        default=None,
+        help=f"comma list of {', '.join(METHODS)}; or default (the JAGUAR table rows, the default for "
+        "training) or all (every registry method, the default of --measure-only)",
+    )
     p.add_argument("--modes", default="ft,lora", help="comma list of ft, lora [ft,lora]")
     p.add_argument("--steps", type=int, default=20000, help="training steps per run [20000]")
     p.add_argument("--eval-every", type=int, default=1000, help="dev evaluation interval [1000]")
@@ -871,8 +987,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-measure", action="store_true", help="train only")
     p.add_argument("--measure-steps", type=int, default=5, help="timed optimizer steps per method [5]")
     p.add_argument("--measure-forwards", type=int, default=5, help="timed forward passes per method [5]")
-    p.add_argument("--time-cap", type=float, default=120.0,
-                   help="seconds per method: caps the timed steps, and the training steps when a step time is known [120]")
+    p.add_argument(
+        "--time-cap",
+        type=float,
+        default=120.0,
+        help="seconds per method: caps the timed steps, and the training steps when a step time is known [120]",
+    )
     p.add_argument("--num-train", type=int, default=1000)
     p.add_argument("--num-dev", type=int, default=500)
     p.add_argument("--num-eval", type=int, default=1000)
@@ -881,8 +1001,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"))
-    p.add_argument("--measure-tokenizer", default="auto", choices=("auto", *MEASURE_TOKENIZERS),
-                   help="tokenizer of the measurement batch; auto: sst2-bpe for preset: models, else loop [auto]")
+    p.add_argument(
+        "--measure-tokenizer",
+        default="auto",
+        choices=("auto", *MEASURE_TOKENIZERS),
+        help="tokenizer of the measurement batch; auto: sst2-bpe for preset: models, else loop [auto]",
+    )
     p.add_argument("--keep-checkpoints", action="store_true", help="keep best.pt/last.pt of training runs")
     p.add_argument("--out", required=True, help="output folder: results.json, tables.md, runs/")
     return p
@@ -905,11 +1029,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     protocol = Protocol(
-        model=args.model, data_dir=args.data_dir, num_train=args.num_train, num_dev=args.num_dev,
-        num_eval=args.num_eval, batch_size=args.batch_size, steps=args.steps, eval_every=args.eval_every,
-        max_length=args.max_length, dtype=args.dtype, device=str(meter.device), seed=args.seed,
-        measure_tokenizer=(("sst2-bpe" if args.model.startswith("preset:") else "loop")
-                           if args.measure_tokenizer == "auto" else args.measure_tokenizer),
+        model=args.model,
+        data_dir=args.data_dir,
+        num_train=args.num_train,
+        num_dev=args.num_dev,
+        num_eval=args.num_eval,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        eval_every=args.eval_every,
+        max_length=args.max_length,
+        dtype=args.dtype,
+        device=str(meter.device),
+        seed=args.seed,
+        measure_tokenizer=(
+            ("sst2-bpe" if args.model.startswith("preset:") else "loop")
+            if args.measure_tokenizer == "auto"
+            else args.measure_tokenizer
+        ),
     )
     out = Path(args.out)
     results = load_results(out / "results.json")
@@ -931,8 +1067,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_results(out, results)
         status = rec.get("error") or (
             f"step peak {_gb(rec.get('step_peak_bytes'))} GB, step {_fmt(rec.get('step_s'), '.3f')} s, "
-            f"step/forward {_fmt(rec.get('step_over_forward'), '.2f')}" if rec["kind"] == "measure" else
-            f"eval acc {_fmt(rec.get('eval_accuracy'), '.3f')}, {_fmt(rec.get('steps_per_s'), '.2f')} steps/s"
+            f"step/forward {_fmt(rec.get('step_over_forward'), '.2f')}"
+            if rec["kind"] == "measure"
+            else f"eval acc {_fmt(rec.get('eval_accuracy'), '.3f')}, {_fmt(rec.get('steps_per_s'), '.2f')} steps/s"
         )
         print(f"[{rec['kind']}] {rec['label']} ({rec['mode']}): {status}", flush=True)
 
@@ -940,11 +1077,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     for mode in modes:
         # step times measured earlier into the same --out (a --measure-only run) also cap training
         step_time: dict[str, float] = {
-            k: r["step_s"] for (k, m), r in _index(results["records"], "measure").items() if m == mode and r.get("step_s")
+            k: r["step_s"]
+            for (k, m), r in _index(results["records"], "measure").items()
+            if m == mode and r.get("step_s")
         }
         if not args.no_measure:
-            for rec in measure_mode(protocol, entries, mode, meter, forwards=args.measure_forwards,
-                                    steps=args.measure_steps, time_cap=args.time_cap, on_record=record):
+            for rec in measure_mode(
+                protocol,
+                entries,
+                mode,
+                meter,
+                forwards=args.measure_forwards,
+                steps=args.measure_steps,
+                time_cap=args.time_cap,
+                on_record=record,
+            ):
                 if rec.get("step_s"):
                     step_time[rec["key"]] = rec["step_s"]
         if args.measure_only:
@@ -958,11 +1105,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                     steps, note = affordable, f"steps capped from {args.steps} to fit --time-cap {args.time_cap:g} s"
             t0 = time.perf_counter()
             try:
-                rec = train_method(protocol, entry, mode, out / "runs" / f"{entry.key.replace('+', '-')}-{mode}",
-                                   steps=steps, keep_checkpoints=args.keep_checkpoints)
+                rec = train_method(
+                    protocol,
+                    entry,
+                    mode,
+                    out / "runs" / f"{entry.key.replace('+', '-')}-{mode}",
+                    steps=steps,
+                    keep_checkpoints=args.keep_checkpoints,
+                )
             except Exception as exc:  # noqa: BLE001
-                rec = {"kind": "train", "key": entry.key, "label": entry.label, "mode": mode,
-                       "error": f"{type(exc).__name__}: {exc}"[:2000]}
+                rec = {
+                    "kind": "train",
+                    "key": entry.key,
+                    "label": entry.label,
+                    "mode": mode,
+                    "error": f"{type(exc).__name__}: {exc}"[:2000],
+                }
             rec["wall_s"] = time.perf_counter() - t0
             if note:
                 rec["note"] = note

@@ -490,11 +490,19 @@ def run_cases(
             spec = {"case": asdict(case), "settings": settings}
             cmd = [sys.executable, "-m", "llm.profile", "--worker", json.dumps(spec), "--result", str(res_path)]
             t0 = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=_worker_env(settings.get("threads", 0)), check=False)
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, env=_worker_env(settings.get("threads", 0)), check=False
+            )
             wall = time.perf_counter() - t0
             if proc.returncode != 0 or not res_path.exists():
                 tail = (proc.stderr or "").strip().splitlines()[-3:]
-                rec = {"case": case.key, "preset": case.preset, "mode": case.mode, "method": case.method, "error": " | ".join(tail) or f"exit {proc.returncode}"}
+                rec = {
+                    "case": case.key,
+                    "preset": case.preset,
+                    "mode": case.mode,
+                    "method": case.method,
+                    "error": " | ".join(tail) or f"exit {proc.returncode}",
+                }
             else:
                 rec = json.loads(res_path.read_text())
             rec["subprocess_wall_s"] = wall
@@ -554,9 +562,18 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             checks = {}
             key_mem = "memory_ratio" if r.get("device_type") == "cuda" else "memory_ratio_over_baseline"
             if row.get(key_mem) is not None:
-                checks["memory"] = {"measure": key_mem, "value": row[key_mem], "max": target["memory_ratio_max"], "ok": row[key_mem] <= target["memory_ratio_max"]}
+                checks["memory"] = {
+                    "measure": key_mem,
+                    "value": row[key_mem],
+                    "max": target["memory_ratio_max"],
+                    "ok": row[key_mem] <= target["memory_ratio_max"],
+                }
             if "time_ratio" in row:
-                checks["time"] = {"value": row["time_ratio"], "max": target["time_ratio_max"], "ok": row["time_ratio"] <= target["time_ratio_max"]}
+                checks["time"] = {
+                    "value": row["time_ratio"],
+                    "max": target["time_ratio_max"],
+                    "ok": row["time_ratio"] <= target["time_ratio_max"],
+                }
             row["targets"] = checks
         rows.append(row)
     return rows
@@ -577,8 +594,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             return "-" if v is None else format(v, fmt)
 
         share = r.get("breakdown_share")
-        split = "-" if not share else " / ".join(
-            f"{100 * share[k]:.0f}" for k in ("forward", "sweeps", "draws", "lmo", "other")
+        split = (
+            "-"
+            if not share
+            else " / ".join(f"{100 * share[k]:.0f}" for k in ("forward", "sweeps", "draws", "lmo", "other"))
         )
         lines.append(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
@@ -637,15 +656,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None, help="fp32 | fp16 | bf16 (default: fp32 on cpu, fp16 on cuda)")
-    p.add_argument("--cases", default=None, help="preset:mode:method[:time|:memory],... (default: the device's default set)")
-    p.add_argument("--methods", default=None, help="restrict the default set to these methods (comma list; inference is kept)")
+    p.add_argument(
+        "--cases", default=None, help="preset:mode:method[:time|:memory],... (default: the device's default set)"
+    )
+    p.add_argument(
+        "--methods", default=None, help="restrict the default set to these methods (comma list; inference is kept)"
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--memory-seq-len", type=int, default=None, help="sequence length of memory-only cases (default: --seq-len)")
+    p.add_argument(
+        "--memory-seq-len", type=int, default=None, help="sequence length of memory-only cases (default: --seq-len)"
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed (forward, step) pairs per case")
     p.add_argument("--memory-steps", type=int, default=1, help="calls in the memory phase")
-    p.add_argument("--breakdown-steps", type=int, default=1,
-                   help="instrumented ZO steps after the timing: forward / sweeps / draws / lmo / other (0: none)")
+    p.add_argument(
+        "--breakdown-steps",
+        type=int,
+        default=1,
+        help="instrumented ZO steps after the timing: forward / sweeps / draws / lmo / other (0: none)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch default)")
     p.add_argument("--out", default=None, help="JSON path (default llm/results/profile_<cpu|gpu>.json)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -733,8 +762,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(
-    settings: dict[str, Any], machine: dict[str, Any], skipped: list[str], rows: list[dict[str, Any]],
-    records: list[dict[str, Any]], wall: float,
+    settings: dict[str, Any],
+    machine: dict[str, Any],
+    skipped: list[str],
+    rows: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+    wall: float,
 ) -> dict[str, Any]:
     return {
         "what": "peak memory of one optimizer step vs inference, and step time vs the step's forward passes",

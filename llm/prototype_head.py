@@ -110,11 +110,18 @@ class PrototypeClassifier(nn.Module):
     ``(K, H)`` class vectors (copied into a parameter).
     """
 
-    def __init__(self, encoder: nn.Module, prototypes: torch.Tensor, *, scale: float = DEFAULT_SCALE, pooling: str = "mean") -> None:
+    def __init__(
+        self, encoder: nn.Module, prototypes: torch.Tensor, *, scale: float = DEFAULT_SCALE, pooling: str = "mean"
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
-        if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0 and torch.isfinite(torch.tensor(float(scale)))):
+        if not (
+            isinstance(scale, (int, float))
+            and not isinstance(scale, bool)
+            and scale > 0
+            and torch.isfinite(torch.tensor(float(scale)))
+        ):
             raise ValueError(f"scale must be a positive finite number, got {scale!r}")
         if prototypes.dim() != 2 or prototypes.shape[0] < 2:
             raise ValueError(f"prototypes must have shape (num_classes >= 2, hidden), got {tuple(prototypes.shape)}")
@@ -123,22 +130,32 @@ class PrototypeClassifier(nn.Module):
         self.scale = float(scale)
         self.pooling = pooling
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         kw: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kw["token_type_ids"] = token_type_ids
         hidden = self.encoder(**kw).last_hidden_state
         return pool(hidden, attention_mask, self.pooling)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> _Output:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> _Output:
         emb = self.embed(input_ids, attention_mask, token_type_ids)
         return _Output(cosine_logits(emb, self.prototypes, self.scale), emb)
 
 
 @torch.no_grad()
-def embed_sentences(encoder: nn.Module, tokenizer: Any, sentences: Sequence[str], pooling: str = "mean") -> torch.Tensor:
+def embed_sentences(
+    encoder: nn.Module, tokenizer: Any, sentences: Sequence[str], pooling: str = "mean"
+) -> torch.Tensor:
     """Pooled embeddings ``(len(sentences), H)`` of ``sentences`` (eval mode, one batch)."""
-    if isinstance(sentences, str) or len(sentences) == 0 or not all(isinstance(s, str) and s.strip() for s in sentences):
+    if (
+        isinstance(sentences, str)
+        or len(sentences) == 0
+        or not all(isinstance(s, str) and s.strip() for s in sentences)
+    ):
         raise ValueError(f"label sentences must be a non-empty list of non-empty strings, got {sentences!r}")
     enc = tokenizer(list(sentences), padding=True, return_tensors="pt")
     device = next(encoder.parameters()).device
@@ -179,7 +196,9 @@ def load_minilm_prototype_classifier(
     return model, tokenizer
 
 
-def prepare_prototype_model(model: PrototypeClassifier, mode: str = "ft", *, seed: int = 0, **lora_kwargs: Any) -> PrototypeClassifier:
+def prepare_prototype_model(
+    model: PrototypeClassifier, mode: str = "ft", *, seed: int = 0, **lora_kwargs: Any
+) -> PrototypeClassifier:
     """Select what trains: ``ft`` every parameter; ``lora`` LoRA adapters on the encoder's
     ``query``/``value`` projections (`llm.models.apply_lora`, PEFT feature-extraction wrapper)
     plus the prototypes. Returns ``model`` (its ``encoder`` replaced by the PEFT wrapper for LoRA)."""

@@ -92,7 +92,9 @@ def step_closure(
     from llm.distributed import accumulating_closure, data_parallel_closure
 
     if len(micro_losses) != len(counts) or not micro_losses:
-        raise ValueError(f"need one example count per micro-batch, got {len(micro_losses)} closures and {len(counts)} counts")
+        raise ValueError(
+            f"need one example count per micro-batch, got {len(micro_losses)} closures and {len(counts)} counts"
+        )
     fn = micro_losses[0] if len(micro_losses) == 1 else accumulating_closure(micro_losses, counts)
     if data_parallel:
         fn = data_parallel_closure(fn, int(sum(counts)), log=log)
@@ -107,7 +109,9 @@ def paired_step_closure(micro: Sequence[PairedClosure], counts: Sequence[int]) -
     models = {id(c.model) for c in micro}
     if len(models) != 1:
         raise ValueError(f"paired micro-batch closures must share one model, got {len(models)}")
-    rows = {c.rows for c in micro}  # micro-batches of several sizes: None (refused by a model with outputs shared by the batch)
+    rows = {
+        c.rows for c in micro
+    }  # micro-batches of several sizes: None (refused by a model with outputs shared by the batch)
     return PairedClosure(
         micro[0].model,
         step_closure([c.loss for c in micro], counts),
@@ -137,7 +141,9 @@ def zo_step(
         paired = paired_step_closure(micro_losses, counts)  # type: ignore[arg-type]
         loss = optimizer.step(paired)
         calls = paired.calls + paired.pair_calls
-        return loss, ForwardCount(forward_passes=paired.calls + 2 * paired.pair_calls, forward_calls=calls * len(micro_losses))
+        return loss, ForwardCount(
+            forward_passes=paired.calls + 2 * paired.pair_calls, forward_calls=calls * len(micro_losses)
+        )
     closure = CountingClosure(step_closure(micro_losses, counts, data_parallel=data_parallel, log=log))
     loss = optimizer.step(closure)
     return loss, ForwardCount(forward_passes=closure.calls, forward_calls=closure.calls * len(micro_losses))

@@ -49,7 +49,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -67,10 +67,12 @@ from llm.checkpoint import (
 )
 from llm.config import FinetuneConfig, coerce_options
 from llm.distributed import RankFailure
-from llm.step import FO_FORWARD_EQUIVALENTS  # the step's closure and accounting live in llm.step (shared with llm.hf_trainer)
+from llm.step import (
+    FO_FORWARD_EQUIVALENTS,
+)  # the step's closure and accounting live in llm.step (shared with llm.hf_trainer)
 from zotheory import atomicio
-from zotheory.estimators import NonFiniteLossError
 from zotheory.atomicio import write_text as atomic_write_text
+from zotheory.estimators import NonFiniteLossError
 
 __all__ = [
     "FIRST_ORDER_METHODS",
@@ -100,6 +102,7 @@ __all__ = [
 class TrainingDiverged(RuntimeError):
     """The run stopped: a non-finite loss or update, or too many skipped steps. The message is one
     line with the step, the method, the advice and the last good checkpoint (``--resume`` continues there)."""
+
 
 #: First-order baselines (backpropagation) reachable as methods.
 FIRST_ORDER_METHODS: dict[str, type[torch.optim.Optimizer]] = {
@@ -338,7 +341,9 @@ def check_output_dir(out: str | None, resume: bool) -> None:
     if not resume:
         taken = [n for n in _RUN_FILES if (p / n).exists()]
         if taken:
-            raise ValueError(f"output directory {out!r} already holds a run ({taken}); pass resume=True / --resume or choose another --out")
+            raise ValueError(
+                f"output directory {out!r} already holds a run ({taken}); pass resume=True / --resume or choose another --out"
+            )
 
 
 def _load_model(cfg: FinetuneConfig, num_labels: int) -> tuple[nn.Module, Any, str]:
@@ -357,7 +362,9 @@ def _load_model(cfg: FinetuneConfig, num_labels: int) -> tuple[nn.Module, Any, s
 
         sentences = cfg.label_sentences if cfg.label_sentences is not None else default_label_sentences(cfg.task)
         if len(sentences) != num_labels:
-            raise ValueError(f"label_sentences has {len(sentences)} entries, task {cfg.task!r} has {num_labels} classes")
+            raise ValueError(
+                f"label_sentences has {len(sentences)} entries, task {cfg.task!r} has {num_labels} classes"
+            )
         model, tokenizer = load_minilm_prototype_classifier(
             sentences, pooling=cfg.pooling, scale=cfg.head_scale, dtype=cfg.dtype, device=cfg.device
         )
@@ -380,7 +387,7 @@ def _by_length(encoded: list[Any]) -> list[Any]:
     """Evaluation sets sorted by length (less padding, same accuracy); stable."""
 
     def length(e: Any) -> int:
-        return len(getattr(e, "prompt_ids", None) or getattr(e, "input_ids"))
+        return len(getattr(e, "prompt_ids", None) or e.input_ids)
 
     return sorted(encoded, key=length)
 
@@ -398,7 +405,9 @@ def build_run(cfg: FinetuneConfig, *, data_parallel: DataParallel | None = None)
         if spec.kind != "zo":
             raise ValueError(f"--distributed supports zeroth-order methods only (scalar all-reduce), not {spec.name!r}")
         if cfg.batch_size < data_parallel.world:
-            raise ValueError(f"batch_size {cfg.batch_size} is smaller than the {data_parallel.world} data-parallel ranks")
+            raise ValueError(
+                f"batch_size {cfg.batch_size} is smaller than the {data_parallel.world} data-parallel ranks"
+            )
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = parse_device(cfg.device)
@@ -406,7 +415,9 @@ def build_run(cfg: FinetuneConfig, *, data_parallel: DataParallel | None = None)
     task = D.get_task(cfg.task)
     train_pool = D.load_examples(task, "train", cfg.data_dir, allow_download=cfg.allow_download)
     eval_pool = (
-        D.load_examples(task, "validation", cfg.data_dir, allow_download=cfg.allow_download) if cfg.eval_from == "dev" else None
+        D.load_examples(task, "validation", cfg.data_dir, allow_download=cfg.allow_download)
+        if cfg.eval_from == "dev"
+        else None
     )
     splits = D.sample_splits(
         train_pool, cfg.num_train, cfg.num_dev, cfg.num_eval, seed=cfg.data_seed, eval_examples=eval_pool
@@ -414,7 +425,9 @@ def build_run(cfg: FinetuneConfig, *, data_parallel: DataParallel | None = None)
     if not splits.train:
         raise ValueError("num_train=0: nothing to train on")
     if cfg.batch_size > len(splits.train):
-        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(splits.train)} training examples; lower --batch-size")
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is larger than the {len(splits.train)} training examples; lower --batch-size"
+        )
 
     model, tokenizer, kind = _load_model(cfg, task.num_labels)
     lora = _lora_kwargs(cfg, kind) if cfg.mode == "lora" else {}
@@ -434,7 +447,9 @@ def build_run(cfg: FinetuneConfig, *, data_parallel: DataParallel | None = None)
         encode = lambda exs: D.encode_sequence_classification(tokenizer, exs, task, max_length=cfg.max_length)  # noqa: E731
         collate = D.SequenceClassificationCollator.from_tokenizer(tokenizer)
     train_enc = encode(splits.train)
-    train_collate = collate if data_parallel is None else _shard_collate(collate, data_parallel.rank, data_parallel.world)
+    train_collate = (
+        collate if data_parallel is None else _shard_collate(collate, data_parallel.rank, data_parallel.world)
+    )
     stream = D.BatchStream(train_enc, train_collate, cfg.batch_size, seed=cfg.seed)
     named = models.named_trainable_parameters(model)
     policy = policy_cls(**policy_opts) if policy_cls is not None else None
@@ -473,7 +488,11 @@ def build_run(cfg: FinetuneConfig, *, data_parallel: DataParallel | None = None)
 
 
 def evaluate(
-    objective: nn.Module, encoded: Sequence[Any], collate: Callable[[Sequence[Any]], Any], batch_size: int, device: torch.device
+    objective: nn.Module,
+    encoded: Sequence[Any],
+    collate: Callable[[Sequence[Any]], Any],
+    batch_size: int,
+    device: torch.device,
 ) -> dict[str, Any]:
     """Accuracy and mean loss on ``encoded`` (eval mode, inference mode); counts forward passes."""
     from llm.data import iter_batches
@@ -505,7 +524,10 @@ def peak_memory(device: torch.device) -> dict[str, Any]:
     """Peak memory so far: CUDA ``max_memory_allocated`` on a GPU, else the process's peak
     resident set size (``VmHWM``, falling back to ``ru_maxrss``)."""
     if device.type == "cuda":
-        return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)), "peak_memory_kind": "cuda_max_memory_allocated"}
+        return {
+            "peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)),
+            "peak_memory_kind": "cuda_max_memory_allocated",
+        }
     kb = _read_status_kb("VmHWM")
     if kb is None:
         import resource
@@ -605,8 +627,18 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 # Config fields that may differ between a run and its resumption.
 _RESUMABLE_CHANGES = frozenset(
-    {"steps", "progress", "threads", "out", "save_every", "device", "max_consecutive_skips", "max_skips", "allow_download",
-     "dist_timeout"}
+    {
+        "steps",
+        "progress",
+        "threads",
+        "out",
+        "save_every",
+        "device",
+        "max_consecutive_skips",
+        "max_skips",
+        "allow_download",
+        "dist_timeout",
+    }
 )
 #: Of those, the ones that change what the run computes or reports, recorded in ``results.json["resumes"]``.
 _RECORDED_CHANGES = ("steps", "save_every", "device", "max_consecutive_skips", "max_skips")
@@ -621,7 +653,9 @@ def _load_trainable(named: Sequence[tuple[str, nn.Parameter]], tensors: dict[str
     if sorted(names) != sorted(tensors):
         missing = sorted(set(names) - set(tensors))
         extra = sorted(set(tensors) - set(names))
-        raise ValueError(f"{where}: trainable tensors do not match the model (missing {missing[:5]}, unexpected {extra[:5]})")
+        raise ValueError(
+            f"{where}: trainable tensors do not match the model (missing {missing[:5]}, unexpected {extra[:5]})"
+        )
     with torch.no_grad():
         for n, p in named:
             t = tensors[n]
@@ -667,7 +701,10 @@ def train_loop(
                 (out_dir / name).unlink(missing_ok=True)
         removed = atomicio.remove_stale_temporaries(out_dir)
         if removed:
-            print(f"removed {len(removed)} temporary file(s) left by an interrupted save in {str(out_dir)!r}", file=sys.stderr)
+            print(
+                f"removed {len(removed)} temporary file(s) left by an interrupted save in {str(out_dir)!r}",
+                file=sys.stderr,
+            )
         atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
 
     log = _MetricsLog(out_dir / "metrics.jsonl" if out_dir is not None else None)
@@ -706,7 +743,13 @@ def train_loop(
             best_in_memory = {n: p.detach().clone() for n, p in run.named_params}
             return
         atomic_save(
-            {"format": FORMAT, "version": VERSION, "kind": "weights", "step": state.step, "trainable": _trainable_state(run.named_params)},
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "kind": "weights",
+                "step": state.step,
+                "trainable": _trainable_state(run.named_params),
+            },
             out_dir / "best.pt",
         )
 
@@ -743,7 +786,9 @@ def train_loop(
             if cfg.eval_at_start:
                 eval_dev()
             save_resume()  # from here on the run is resumable, whatever fails
-        bar = tqdm(total=cfg.steps, initial=state.step, disable=not cfg.progress, desc=run.spec.name, dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.steps, initial=state.step, disable=not cfg.progress, desc=run.spec.name, dynamic_ncols=True
+        )
         try:
             while state.step < cfg.steps:
                 batch = next(run.stream).to(run.device)
@@ -803,8 +848,13 @@ def _one_step(run: Run, batch: Any, state: TrainerState) -> torch.Tensor:
 
     if run.spec.kind == "zo":
         dp = run.data_parallel
-        loss, count = zo_step(run.optimizer, [make_closure(run.objective, batch)], [len(batch)],
-                              data_parallel=dp is not None, log=dp.log if dp is not None else None)
+        loss, count = zo_step(
+            run.optimizer,
+            [make_closure(run.objective, batch)],
+            [len(batch)],
+            data_parallel=dp is not None,
+            log=dp.log if dp is not None else None,
+        )
     else:
         loss, count = fo_step(run.optimizer, make_backward_closure(run.objective, batch))
     count.add_to(state)
@@ -839,7 +889,9 @@ def _last_good(out_dir: Path | None, last_saved: int | None) -> str:
     return f"Last good checkpoint: {out_dir / 'last.pt'} (step {last_saved}); --resume continues from it."
 
 
-def _check_skips(cfg: FinetuneConfig, state: TrainerState, method: str, out_dir: Path | None, last_saved: int | None) -> None:
+def _check_skips(
+    cfg: FinetuneConfig, state: TrainerState, method: str, out_dir: Path | None, last_saved: int | None
+) -> None:
     """Stop the run (:class:`TrainingDiverged`) past the skip limits of ``cfg``."""
     why = None
     if state.consecutive_skipped >= cfg.max_consecutive_skips:
@@ -869,9 +921,7 @@ def _finish(
             _load_trainable(run.named_params, best["trainable"], str(out_dir / "best.pt"))
         elif best_in_memory is not None:
             _load_trainable(run.named_params, best_in_memory, "best weights")
-    eval_res = (
-        evaluate(run.objective, run.eval, run.collate, cfg.eval_batch_size, run.device) if run.eval else None
-    )
+    eval_res = evaluate(run.objective, run.eval, run.collate, cfg.eval_batch_size, run.device) if run.eval else None
     if eval_res is not None:
         state.eval_forward_passes += eval_res["forward_passes"]
         log.write(

@@ -113,9 +113,7 @@ class Quadratic(Problem):
         else:
             lam = check_spectrum(spectrum, "spectrum", d)
         if rotated and d > MAX_ROTATED_DIM:
-            raise ValueError(
-                f"rotated=True stores a dense d x d matrix; d={d} > {MAX_ROTATED_DIM}: use rotated=False"
-            )
+            raise ValueError(f"rotated=True stores a dense d x d matrix; d={d} > {MAX_ROTATED_DIM}: use rotated=False")
         self.rotated = bool(rotated)
         self.f_star = check_float(f_star, "f_star")
         init_radius = check_float(init_radius, "init_radius", nonnegative=True)

@@ -17,7 +17,7 @@ import problems
 from zotheory.directions import get_directions
 from zotheory.estimators import check_radius_resolution, dtype_resolution
 from zotheory.lmo import get_norm, nuclear_norm, spectral_norm
-from zotheory.optim import AdaNAGED, ZOALIASSign, ZODoG, ZOPOEM
+from zotheory.optim import ZOPOEM, AdaNAGED, ZOALIASSign, ZODoG
 from zotheory.optim.adanaged import (
     ALIASRule,
     ConstantRadius,
@@ -76,7 +76,7 @@ def test_alias_rule_matches_hand_computed_values() -> None:
 
 @pytest.mark.parametrize("c", [1e-3, 7.0, 1e4])
 def test_rules_are_invariant_to_scaling_f(c: float) -> None:
-    """f -> c f multiplies every dual quantity (gradients, momentum, decreases) by c and leaves distances alone:
+    """F -> c f multiplies every dual quantity (gradients, momentum, decreases) by c and leaves distances alone:
     the DoG and ALIAS radii are unchanged (the invariance the docs derive)."""
     for make in (DoGRule, ALIASRule):
         rule = make()
@@ -173,8 +173,11 @@ def test_lmo_routing_per_group() -> None:
     a = nn.Parameter(torch.randn(6, 4, generator=gen, dtype=F64), requires_grad=False)
     b = nn.Parameter(torch.randn(5, generator=gen, dtype=F64), requires_grad=False)
     c = nn.Parameter(torch.randn(7, generator=gen, dtype=F64), requires_grad=False)
-    opt = AdaNAGED([{"params": [a], "norm": "spectral"}, {"params": [b], "norm": "linf"}, {"params": [c], "norm": "l2"}],
-                   reps_rel=1e-2, seed=3)
+    opt = AdaNAGED(
+        [{"params": [a], "norm": "spectral"}, {"params": [b], "norm": "linf"}, {"params": [c], "norm": "l2"}],
+        reps_rel=1e-2,
+        seed=3,
+    )
     assert [n.name for n in opt.norms] == ["spectral", "linf", "l2"]
     before = [p.detach().clone() for p in (a, b, c)]
     opt.step(lambda: (a * a).sum() + (b**3).sum() + (c * c).sum())
@@ -208,7 +211,9 @@ def _trajectory(scale: float, shift: float, steps: int = 60, **kw) -> list[torch
     return out
 
 
-@pytest.mark.parametrize("kw", [{"norm": "linf"}, {"norm": "l2", "step_rule": "alias"}, {"norm": "linf", "momentum": "jaguar"}])
+@pytest.mark.parametrize(
+    "kw", [{"norm": "linf"}, {"norm": "l2", "step_rule": "alias"}, {"norm": "linf", "momentum": "jaguar"}]
+)
 def test_trajectory_invariant_to_positive_scaling_and_shift_of_f(kw: dict) -> None:
     """Derived in the docs: every rule sees f only through ratios of dual quantities, the radius only through
     step lengths, and central differences ignore constants, so f -> c f + b (c > 0) gives the same iterates
@@ -241,19 +246,26 @@ def _objective(x: torch.Tensor) -> torch.Tensor:
 
 def test_adanaged_l2_dog_equals_zo_dog() -> None:
     """AdaNAGED with the l2 norm, no momentum, the DoG rule and a constant radius is ZO-DoG step for step."""
-    worst = _paired(lambda p: ZODoG(p, reps_rel=1e-3, eps=1e-3, seed=4),
-                    lambda p: AdaNAGED(p, norm="l2", beta=0.0, step_rule="dog", reps_rel=1e-3, eps=1e-3, radius_rule="constant", seed=4),
-                    _objective)
+    worst = _paired(
+        lambda p: ZODoG(p, reps_rel=1e-3, eps=1e-3, seed=4),
+        lambda p: AdaNAGED(
+            p, norm="l2", beta=0.0, step_rule="dog", reps_rel=1e-3, eps=1e-3, radius_rule="constant", seed=4
+        ),
+        _objective,
+    )
     assert worst <= 1e-10
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.8])
 def test_adanaged_linf_alias_equals_zo_alias_sign(beta: float) -> None:
     """AdaNAGED with the l-inf norm, the ALIAS rule and a constant radius is ZO-ALIAS-Sign step for step."""
-    worst = _paired(lambda p: ZOALIASSign(p, momentum=beta, reps_rel=1e-3, eps=1e-3, seed=4),
-                    lambda p: AdaNAGED(p, norm="linf", beta=beta, step_rule="alias", reps_rel=1e-3, eps=1e-3,
-                                       radius_rule="constant", seed=4),
-                    _objective)
+    worst = _paired(
+        lambda p: ZOALIASSign(p, momentum=beta, reps_rel=1e-3, eps=1e-3, seed=4),
+        lambda p: AdaNAGED(
+            p, norm="linf", beta=beta, step_rule="alias", reps_rel=1e-3, eps=1e-3, radius_rule="constant", seed=4
+        ),
+        _objective,
+    )
     assert worst <= 1e-10
 
 
@@ -284,7 +296,9 @@ def test_converges_on_a_small_quadratic_across_initial_guesses(reps: float) -> N
     assert problem.suboptimality() <= 1e-2 * f0, f"reps_rel={reps}: {f0:.3g} -> {problem.suboptimality():.3g}"
 
 
-@pytest.mark.parametrize("reps, factor", [(1e-10, 1e-2), (1e-6, 1e-2), (1e-4, 1e-2), (1e-2, 1e-2), (1e-1, 1e-2), (1e0, 1e-2)])
+@pytest.mark.parametrize(
+    "reps, factor", [(1e-10, 1e-2), (1e-6, 1e-2), (1e-4, 1e-2), (1e-2, 1e-2), (1e-1, 1e-2), (1e0, 1e-2)]
+)
 def test_converges_on_a_nonconvex_problem_across_initial_guesses(reps: float, factor: float) -> None:
     """Default arguments (search rule), 1500 steps on NonconvexSine (d = 20, a = 2, curvature down to -1): f - f*
     drops by 100x for every reps_rel from 1e-10 to 1. At reps_rel = 1 the first step (1 + ||x_0||_inf ~ 4 per
@@ -462,6 +476,7 @@ def _recording_closure(x: nn.Parameter, seen: list[torch.Tensor]):
     def closure() -> torch.Tensor:
         seen.append(x.detach().clone())
         return 0.5 * (torch.arange(1, x.numel() + 1, dtype=x.dtype) * x * x).sum()
+
     return closure
 
 

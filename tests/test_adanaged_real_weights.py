@@ -21,18 +21,48 @@ from llm.prototype_head import load_minilm_prototype_classifier, prepare_prototy
 from zotheory.optim import AdaNAGED
 
 POSITIVE = [
-    "a warm and funny film", "the cast is wonderful", "i enjoyed every minute", "a moving story, well told",
-    "beautifully shot and acted", "smart, sharp and touching", "one of the best films this year", "a real delight",
-    "the music is lovely", "it made me laugh out loud", "an inspired, joyful comedy", "a gripping thriller",
-    "tender and honest", "the ending is perfect", "a charming little movie", "fresh and clever",
-    "great performances all round", "a pleasure to watch", "full of heart", "a triumph",
+    "a warm and funny film",
+    "the cast is wonderful",
+    "i enjoyed every minute",
+    "a moving story, well told",
+    "beautifully shot and acted",
+    "smart, sharp and touching",
+    "one of the best films this year",
+    "a real delight",
+    "the music is lovely",
+    "it made me laugh out loud",
+    "an inspired, joyful comedy",
+    "a gripping thriller",
+    "tender and honest",
+    "the ending is perfect",
+    "a charming little movie",
+    "fresh and clever",
+    "great performances all round",
+    "a pleasure to watch",
+    "full of heart",
+    "a triumph",
 ]
 NEGATIVE = [
-    "a dull and lifeless film", "the plot makes no sense", "i was bored the whole time", "badly written and acted",
-    "an ugly, cynical mess", "painfully slow", "one of the worst films this year", "a complete waste of time",
-    "the jokes fall flat", "it made me want to leave", "a tired, lazy sequel", "predictable from start to finish",
-    "shallow and loud", "the ending is a disaster", "a clumsy little movie", "stale and silly",
-    "wooden performances all round", "a chore to sit through", "empty and cold", "a failure",
+    "a dull and lifeless film",
+    "the plot makes no sense",
+    "i was bored the whole time",
+    "badly written and acted",
+    "an ugly, cynical mess",
+    "painfully slow",
+    "one of the worst films this year",
+    "a complete waste of time",
+    "the jokes fall flat",
+    "it made me want to leave",
+    "a tired, lazy sequel",
+    "predictable from start to finish",
+    "shallow and loud",
+    "the ending is a disaster",
+    "a clumsy little movie",
+    "stale and silly",
+    "wooden performances all round",
+    "a chore to sit through",
+    "empty and cold",
+    "a failure",
 ]
 LABELS = ("It was terrible.", "It was great.")
 
@@ -53,7 +83,7 @@ def _batches(tok):
         enc = tok([s for s, _ in rows], padding=True, return_tensors="pt")
         return enc, torch.tensor([y for _, y in rows])
 
-    batches = [encode(train[i:i + 7]) for i in range(0, len(train), 7)]
+    batches = [encode(train[i : i + 7]) for i in range(0, len(train), 7)]
     return batches, encode(held)
 
 

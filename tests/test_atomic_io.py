@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from pathlib import Path
@@ -72,7 +71,13 @@ def test_every_report_writer_goes_through_the_helper() -> None:
     """The writers named in issue 15 (validation report, plots, tables.md, MiniLM and profile results)
     call :mod:`zotheory.atomicio`, not ``Path.write_text``/``savefig`` on the final path."""
     root = Path(__file__).resolve().parents[1]
-    for rel in ("validation/report.py", "llm/opt_validation.py", "llm/minilm_sst2.py", "llm/profile.py", "llm/checkpoint.py"):
+    for rel in (
+        "validation/report.py",
+        "llm/opt_validation.py",
+        "llm/minilm_sst2.py",
+        "llm/profile.py",
+        "llm/checkpoint.py",
+    ):
         src = (root / rel).read_text()
         assert "atomicio" in src, rel
         assert ".write_text(" not in src.replace("atomicio.write_text(", ""), rel

@@ -31,7 +31,9 @@ N_EXAMPLES, DIM, STEPS = 24, 6, 30
 def _data() -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(N_EXAMPLES, DIM, generator=gen, dtype=torch.float64)
-    y = x @ torch.randn(DIM, 1, generator=gen, dtype=torch.float64) + 0.1 * torch.randn(N_EXAMPLES, 1, generator=gen, dtype=torch.float64)
+    y = x @ torch.randn(DIM, 1, generator=gen, dtype=torch.float64) + 0.1 * torch.randn(
+        N_EXAMPLES, 1, generator=gen, dtype=torch.float64
+    )
     return x, y
 
 
@@ -73,7 +75,12 @@ def _train_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         opt.step(closure)
         identical &= replicas_identical(list(model.parameters()))
     torch.save(
-        {"params": [p.detach().clone() for p in model.parameters()], "identical": identical, "bytes": log.bytes, "calls": log.calls},
+        {
+            "params": [p.detach().clone() for p in model.parameters()],
+            "identical": identical,
+            "bytes": log.bytes,
+            "calls": log.calls,
+        },
         os.path.join(out_dir, f"rank{rank}.pt"),
     )
     dist.destroy_process_group()

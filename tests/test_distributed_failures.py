@@ -117,7 +117,11 @@ def _optimizer_scenario(rank: int, world: int, on_nonfinite: str, exact_restore:
             )
             if outcome == "raised":
                 break
-    record.update(zo_step=int(opt.state["zo"]["step"]), skipped=int(opt.state["zo"]["skipped"]), digest=parameters_digest(params).hex())
+    record.update(
+        zo_step=int(opt.state["zo"]["step"]),
+        skipped=int(opt.state["zo"]["skipped"]),
+        digest=parameters_digest(params).hex(),
+    )
     return record
 
 
@@ -224,7 +228,11 @@ def _loop_worker(rank: int, world: int, port: int, root: str, more_ports: list[i
     data = str(_data(Path(root, f"data{rank}")))
     for (name, (bad_rank, what, extra)), scenario_port in zip(LOOP_SCENARIOS.items(), [port, *more_ports]):
         os.environ.update(
-            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(scenario_port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(scenario_port),
+            RANK=str(rank),
+            WORLD_SIZE=str(world),
+            LOCAL_RANK=str(rank),
         )
         _inject(real_make_closure, rank, bad_rank, what)
         err, out = io.StringIO(), io.StringIO()
@@ -284,7 +292,9 @@ def test_a_hung_rank_times_out_with_a_clear_error_on_every_surviving_rank(loop_r
         assert rec["exit"] == 4, f"rank {r}: {rec}"
         line = rec["stderr"].strip()
         assert "\n" not in line and "Traceback" not in line, line
-        assert f"step {BAD_STEP} of zo-sgd" in line and f"rank {r} of {WORLD}" in line and "--dist-timeout 3 s" in line, line
+        assert (
+            f"step {BAD_STEP} of zo-sgd" in line and f"rank {r} of {WORLD}" in line and "--dist-timeout 3 s" in line
+        ), line
 
 
 def test_dist_timeout_must_be_positive() -> None:

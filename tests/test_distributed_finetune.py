@@ -36,9 +36,20 @@ def _data(folder: Path) -> Path:
 
 def _cfg(data: Path, out: Path | None, method: str = "zo-sgd") -> FinetuneConfig:
     return FinetuneConfig(
-        model="preset:tiny", data_dir=str(data), method=method, opt={"lr": 1e-3, "eps": 1e-2} if method != "fo-sgd" else {"lr": 1e-3},
-        num_train=16, num_dev=4, num_eval=4, max_length=24, steps=STEPS, batch_size=6, eval_every=2,
-        threads=1, progress=False, out=None if out is None else str(out),
+        model="preset:tiny",
+        data_dir=str(data),
+        method=method,
+        opt={"lr": 1e-3, "eps": 1e-2} if method != "fo-sgd" else {"lr": 1e-3},
+        num_train=16,
+        num_dev=4,
+        num_eval=4,
+        max_length=24,
+        steps=STEPS,
+        batch_size=6,
+        eval_every=2,
+        threads=1,
+        progress=False,
+        out=None if out is None else str(out),
     )
 
 
@@ -49,7 +60,9 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, data: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     res = train(_cfg(Path(data), Path(out)), distributed=True)
     Path(out, f"rank{rank}.json").write_text(json.dumps(res["data_parallel"]))
 

@@ -93,8 +93,13 @@ def expected_second_moment(family: DirectionFamily, q: int) -> float:
     and tensors are independent), and ``q`` i.i.d. directions ``||g||^2 + (E||X||^2 - ||g||^2) / q``.
     """
     g2 = float(G @ G)
-    for name, cls in (("gaussian", Gaussian), ("sphere", Sphere), ("rademacher", Rademacher),
-                      ("coordinate", Coordinate), ("orthonormal", Orthonormal)):
+    for name, cls in (
+        ("gaussian", Gaussian),
+        ("sphere", Sphere),
+        ("rademacher", Rademacher),
+        ("coordinate", Coordinate),
+        ("orthonormal", Orthonormal),
+    ):
         if type(family) is cls:
             return theory.second_moment_ratio(name, D, q) * g2
     one = sum(
@@ -170,9 +175,9 @@ def test_jaguar_block_family_estimates_p_weighted_gradient() -> None:
     per coordinate with Bonferroni over d at false-alarm probability 1e-3."""
     family = JaguarBlock(0.5)
     n = 1500
-    s = torch.stack([
-        flat(estimate_gradient((p := fresh()), quadratic(p), family, step_seed=k).materialize(p)) for k in range(n)
-    ])
+    s = torch.stack(
+        [flat(estimate_gradient((p := fresh()), quadratic(p), family, step_seed=k).materialize(p)) for k in range(n)]
+    )
     p_matrix, p_vector = (2 / 3) * (1 / 2), 2 / 4
     weights = torch.cat([torch.full((6,), p_matrix), torch.full((4,), p_vector), torch.full((6,), p_matrix)])
     target = weights.double() * G
@@ -190,8 +195,11 @@ def test_central_difference_is_exact_on_a_quadratic() -> None:
             assert math.isclose(float(est.directional_derivatives[0]), float(G @ z), rel_tol=1e-10, abs_tol=1e-12)
 
 
-@pytest.mark.parametrize("family", [Gaussian(), Rademacher(), Coordinate(), Block(0.5), Orthonormal(2),
-                                    SemiOrthogonal(), JaguarBlock(0.3)], ids=repr)
+@pytest.mark.parametrize(
+    "family",
+    [Gaussian(), Rademacher(), Coordinate(), Block(0.5), Orthonormal(2), SemiOrthogonal(), JaguarBlock(0.3)],
+    ids=repr,
+)
 def test_seed_replay_of_estimates_and_restore(family: DirectionFamily) -> None:
     q = family.q if isinstance(family, Orthonormal) else 2
     p1, p2 = fresh(), fresh()
@@ -362,5 +370,7 @@ def test_exact_restore_is_bit_exact_for_every_scheme_on_success(scheme: str, q: 
     x0 = x.detach().clone()
     family = Gaussian()
     for t in range(20):
-        estimate_gradient([x], lambda: (x**4).sum(), family, step_seed=t, q=q, radius=1e-2, scheme=scheme, exact_restore=True)
+        estimate_gradient(
+            [x], lambda: (x**4).sum(), family, step_seed=t, q=q, radius=1e-2, scheme=scheme, exact_restore=True
+        )
     assert torch.equal(x.detach(), x0)

@@ -37,9 +37,20 @@ def _dataset(n: int = 32, seed: int = 0) -> list[dict[str, torch.Tensor]]:
 
 
 def _args(out: Path, **kw) -> TrainingArguments:
-    base = dict(output_dir=str(out), per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=6,
-                logging_steps=1, report_to="none", use_cpu=True, seed=0, disable_tqdm=True, learning_rate=1e-3,
-                save_strategy="no", dataloader_num_workers=0)
+    base = dict(
+        output_dir=str(out),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        max_steps=6,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+        learning_rate=1e-3,
+        save_strategy="no",
+        dataloader_num_workers=0,
+    )
     base.update(kw)
     return TrainingArguments(**base)
 
@@ -54,19 +65,34 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("method,options,policy", [
-    ("jaguar-signsgd", {"eps": 1e-3, "beta": 0.5}, None),  # momentum state + a linear lr schedule
-    ("zo-sgd", {"eps": 1e-3}, "ldsd"),  # a learned direction policy's state
-])
+@pytest.mark.parametrize(
+    "method,options,policy",
+    [
+        ("jaguar-signsgd", {"eps": 1e-3, "beta": 0.5}, None),  # momentum state + a linear lr schedule
+        ("zo-sgd", {"eps": 1e-3}, "ldsd"),  # a learned direction policy's state
+    ],
+)
 def test_resumed_run_takes_the_same_directions(tmp_path: Path, method: str, options: dict, policy: str | None) -> None:
     kw = dict(save_strategy="steps", save_steps=3, lr_scheduler_type="linear", warmup_steps=1)
     full_model = build_opt_from_preset("tiny", seed=0)
-    full = ZOTrainer(model=full_model, args=_args(tmp_path / "full", **kw), train_dataset=_dataset(),
-                     zo_method=method, zo_options=options, zo_policy=policy)
+    full = ZOTrainer(
+        model=full_model,
+        args=_args(tmp_path / "full", **kw),
+        train_dataset=_dataset(),
+        zo_method=method,
+        zo_options=options,
+        zo_policy=policy,
+    )
     full.train()
     resumed_model = build_opt_from_preset("tiny", seed=0)
-    resumed = ZOTrainer(model=resumed_model, args=_args(tmp_path / "resumed", **kw), train_dataset=_dataset(),
-                        zo_method=method, zo_options=options, zo_policy=policy)
+    resumed = ZOTrainer(
+        model=resumed_model,
+        args=_args(tmp_path / "resumed", **kw),
+        train_dataset=_dataset(),
+        zo_method=method,
+        zo_options=options,
+        zo_policy=policy,
+    )
     resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-3"))
     a, b, start = _weights(full_model), _weights(resumed_model), _weights(build_opt_from_preset("tiny", seed=0))
     assert all(torch.equal(a[n], b[n]) for n in a)
@@ -75,8 +101,11 @@ def test_resumed_run_takes_the_same_directions(tmp_path: Path, method: str, opti
     assert resumed.zo_optimizer.state["zo"]["step"] == 6
     # forward passes restored with the checkpoint: evals_per_step per step, over 2 micro-batches each
     evals = 6 * full.zo_optimizer.evals_per_step
-    assert vars(resumed.zo_forward_count) == vars(full.zo_forward_count) == {
-        "forward_passes": evals, "forward_calls": 2 * evals, "backward_calls": 0}
+    assert (
+        vars(resumed.zo_forward_count)
+        == vars(full.zo_forward_count)
+        == {"forward_passes": evals, "forward_calls": 2 * evals, "backward_calls": 0}
+    )
     # the HF scheduler drove the ZO group's lr (linear decay to 0 at step 6)
     assert full.zo_optimizer.param_groups[0]["lr"] == full.lr_scheduler.get_last_lr()[0] == 0.0
     lrs = [r["learning_rate"] for r in full.state.log_history if "loss" in r]
@@ -93,10 +122,20 @@ def test_micro_batches_act_as_one_batch(tmp_path: Path) -> None:
     models = []
     for name, bs, ga in (("accumulated", 4, 2), ("big", 8, 1)):
         model = build_opt_from_preset("tiny", seed=0).double()
-        trainer = ZOTrainer(model=model, args=_args(tmp_path / name, per_device_train_batch_size=bs,
-                                                    gradient_accumulation_steps=ga, max_steps=3, learning_rate=1e-2),
-                            train_dataset=_dataset(), zo_method="zo-sgd", zo_options={"eps": 1e-3},
-                            compute_loss_func=_float64_lm_loss)
+        trainer = ZOTrainer(
+            model=model,
+            args=_args(
+                tmp_path / name,
+                per_device_train_batch_size=bs,
+                gradient_accumulation_steps=ga,
+                max_steps=3,
+                learning_rate=1e-2,
+            ),
+            train_dataset=_dataset(),
+            zo_method="zo-sgd",
+            zo_options={"eps": 1e-3},
+            compute_loss_func=_float64_lm_loss,
+        )
         trainer.train()
         assert trainer.zo_forward_count.forward_calls == 3 * 2 * ga
         assert all(p.grad is None for p in model.parameters())
@@ -112,10 +151,14 @@ def test_micro_batches_act_as_one_batch(tmp_path: Path) -> None:
 def test_lora_model_trains_its_adapters_only(tmp_path: Path) -> None:
     model = apply_lora(build_opt_from_preset("tiny", seed=0), r=4, alpha=8, seed=0)
     before = _weights(model)
-    trainer = ZOTrainer(model=model, args=_args(tmp_path, max_steps=3, learning_rate=1e-2, save_strategy="steps",
-                                               save_steps=3),
-                        train_dataset=_dataset(), eval_dataset=_dataset(8, seed=1), zo_method="zo-sgd",
-                        zo_options={"eps": 1e-3})
+    trainer = ZOTrainer(
+        model=model,
+        args=_args(tmp_path, max_steps=3, learning_rate=1e-2, save_strategy="steps", save_steps=3),
+        train_dataset=_dataset(),
+        eval_dataset=_dataset(8, seed=1),
+        zo_method="zo-sgd",
+        zo_options={"eps": 1e-3},
+    )
     trainer.train()
     after = _weights(model)
     changed = {n for n in before if not torch.equal(before[n], after[n])}
@@ -156,8 +199,12 @@ def test_bad_settings_name_the_bad_value(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'fo-adam'"):
         ZOTrainer(model=model, args=args, train_dataset=_dataset(), zo_method="fo-adam")
     with pytest.raises(ValueError, match="optimizers="):
-        ZOTrainer(model=model, args=args, train_dataset=_dataset(),
-                  optimizers=(torch.optim.SGD(model.parameters(), lr=0.1), None))
+        ZOTrainer(
+            model=model,
+            args=args,
+            train_dataset=_dataset(),
+            optimizers=(torch.optim.SGD(model.parameters(), lr=0.1), None),
+        )
 
 
 # ---------------------------------------------------------------------------------------------- two processes
@@ -168,21 +215,33 @@ def _free_port() -> int:
 
 
 def _rank_worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
+    )
     torch.set_num_threads(1)
     from llm.distributed import replicas_identical
 
     model = build_opt_from_preset("tiny", seed=0)
-    trainer = ZOTrainer(model=model, args=_args(Path(out_dir) / "run", max_steps=3, learning_rate=1e-2),
-                        train_dataset=_dataset(), zo_method="zo-sgd", zo_options={"eps": 1e-3})
+    trainer = ZOTrainer(
+        model=model,
+        args=_args(Path(out_dir) / "run", max_steps=3, learning_rate=1e-2),
+        train_dataset=_dataset(),
+        zo_method="zo-sgd",
+        zo_options={"eps": 1e-3},
+    )
     trainer.train()
     params = [p for p in model.parameters()]
-    torch.save({"identical": replicas_identical(params), "bytes": trainer.zo_communication.bytes,
-                "calls": trainer.zo_communication.calls, "params": [p.detach().clone() for p in params],
-                "loss": [r["loss"] for r in trainer.state.log_history if "loss" in r],
-                "grads": sum(p.grad is not None for p in params)},
-               os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.save(
+        {
+            "identical": replicas_identical(params),
+            "bytes": trainer.zo_communication.bytes,
+            "calls": trainer.zo_communication.calls,
+            "params": [p.detach().clone() for p in params],
+            "loss": [r["loss"] for r in trainer.state.log_history if "loss" in r],
+            "grads": sum(p.grad is not None for p in params),
+        },
+        os.path.join(out_dir, f"rank{rank}.pt"),
+    )
     torch.distributed.destroy_process_group()
 
 
@@ -216,8 +275,26 @@ def test_example_script_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     for split in ("train", "dev"):
         shutil.copy(repo / "tests" / "fixtures" / "sst2_tiny.tsv", data / f"{split}.tsv")
     out = tmp_path / "run"
-    common = ["--data-dir", str(data), "--batch-size", "4", "--grad-accum", "2", "--num-train", "11", "--eval-steps", "3",
-              "--save-steps", "3", "--opt", "eps=1e-3", "--lr", "1e-3", "--out", str(out)]
+    common = [
+        "--data-dir",
+        str(data),
+        "--batch-size",
+        "4",
+        "--grad-accum",
+        "2",
+        "--num-train",
+        "11",
+        "--eval-steps",
+        "3",
+        "--save-steps",
+        "3",
+        "--opt",
+        "eps=1e-3",
+        "--lr",
+        "1e-3",
+        "--out",
+        str(out),
+    ]
     assert example.main([*common, "--steps", "3"]) == 0
     first = json.loads((out / "results.json").read_text())
     assert first["steps"] == 3 and 0.0 <= first["dev_accuracy"] <= 1.0 and first["num_dev"] == 11

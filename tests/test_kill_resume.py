@@ -17,15 +17,15 @@ import time
 from pathlib import Path
 
 import torch
+from test_llm_train import _write_split
 
 from llm import checkpoint as ckpt
 from llm.config import FinetuneConfig
 from llm.train import read_metrics, train
-from test_llm_train import _write_split
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 8
-HOOK = '''
+HOOK = """
 import os, runpy, signal, sys
 import torch
 real_save = torch.save
@@ -37,7 +37,7 @@ def save(obj, f, *a, **k):
 torch.save = save
 sys.argv = ["llm.finetune", *sys.argv[1:]]
 runpy.run_module("llm.finetune", run_name="__main__")
-'''
+"""
 VOLATILE = {"wall_time", "wall_time_s", "train_time_s", "peak_memory_bytes", "resumes"}
 
 

@@ -97,7 +97,10 @@ def test_load_directory_by_split(tmp_path):
 def test_load_jsonl_pair_with_aliases():
     exs = data.load_examples("rte", "train", FIX / "rte_tiny.jsonl")
     assert len(exs) == 6 and exs[1].label == 1
-    assert exs[0].texts == ("The museum opened in 1990 and draws a million visitors a year.", "The museum opened in 1990.")
+    assert exs[0].texts == (
+        "The museum opened in 1990 and draws a million visitors a year.",
+        "The museum opened in 1990.",
+    )
 
 
 def test_load_csv_with_quoting_label_names_and_multiline():

@@ -102,7 +102,9 @@ def test_tiny_build_is_seeded_and_leaves_global_rng_alone():
     assert dec.layers[0].fc1.bias.eq(0).all() and dec.final_layer_norm.weight.eq(1).all()
     h = models.build_opt_from_preset("tiny", dtype="bf16", seed=7)
     assert {p.dtype for p in h.parameters()} == {torch.bfloat16}
-    torch.testing.assert_close(h.model.decoder.layers[1].fc2.weight.float(), dec.layers[1].fc2.weight, atol=1e-3, rtol=1e-2)
+    torch.testing.assert_close(
+        h.model.decoder.layers[1].fc2.weight.float(), dec.layers[1].fc2.weight, atol=1e-3, rtol=1e-2
+    )
 
 
 def test_init_weights_rejects_unknown_modules():
@@ -348,7 +350,9 @@ def test_minilm_loads_offline_with_seeded_new_head(minilm, sst2_examples):
     other, _ = models.load_minilm_classifier(seed=1)
     assert torch.equal(again.classifier.weight, model.classifier.weight)
     assert not torch.equal(other.classifier.weight, model.classifier.weight)
-    assert torch.equal(other.bert.encoder.layer[0].attention.self.query.weight, model.bert.encoder.layer[0].attention.self.query.weight)
+    assert torch.equal(
+        other.bert.encoder.layer[0].attention.self.query.weight, model.bert.encoder.layer[0].attention.self.query.weight
+    )
     assert float(model.classifier.weight.detach().std()) == pytest.approx(0.02, rel=0.2)
 
 

@@ -15,7 +15,15 @@ from llm.profile import Case, measure_case, parse_cases, summarize
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _rec(method: str, peak: int, base: int = 100, step: float | None = None, fwd: float | None = None, evals: int | None = None, device_type: str = "cpu") -> dict:
+def _rec(
+    method: str,
+    peak: int,
+    base: int = 100,
+    step: float | None = None,
+    fwd: float | None = None,
+    evals: int | None = None,
+    device_type: str = "cpu",
+) -> dict:
     r = {
         "case": f"p:ft:{method}",
         "preset": "p",
@@ -51,11 +59,18 @@ def test_summarize_computes_ratios_against_inference_of_the_same_shape() -> None
     assert by["zo-sgd"]["time_ratio"] == pytest.approx(2.4 / (2 * 1.0))
     assert by["fo-adam"]["time_ratio"] == pytest.approx(3.0)
     t = by["zo-sgd"]["targets"]
-    assert t["memory"] == {"measure": "memory_ratio_over_baseline", "value": pytest.approx(1.04), "max": 1.05, "ok": True}
+    assert t["memory"] == {
+        "measure": "memory_ratio_over_baseline",
+        "value": pytest.approx(1.04),
+        "max": 1.05,
+        "ok": True,
+    }
     assert t["time"]["ok"] is False and t["time"]["max"] == 1.10
     assert by["zo-adam"] == {"case": "p:ft:zo-adam", "preset": "p", "mode": "ft", "method": "zo-adam", "error": "boom"}
     # on a GPU the absolute peak (max_memory_allocated) is the measure
-    gpu = summarize([_rec("inference", 1000, base=0, device_type="cuda"), _rec("zo-sgd", 1060, base=0, device_type="cuda")])
+    gpu = summarize(
+        [_rec("inference", 1000, base=0, device_type="cuda"), _rec("zo-sgd", 1060, base=0, device_type="cuda")]
+    )
     assert gpu[1]["targets"]["memory"]["measure"] == "memory_ratio" and gpu[1]["targets"]["memory"]["ok"] is False
 
 

@@ -75,7 +75,9 @@ def test_minilm_prototypes_are_its_own_label_embeddings(minilm):
     torch.testing.assert_close(lg.diagonal(), torch.full((2,), model.scale), atol=1e-4, rtol=0)
     assert lg.argmax(-1).tolist() == [0, 1]
     # zero-shot on clearly polar sentences (a classifier, not a constant)
-    pred = _logits(model, tok, ["a wonderful, moving and brilliant film", "an awful, boring and stupid film"]).argmax(-1)
+    pred = _logits(model, tok, ["a wonderful, moving and brilliant film", "an awful, boring and stupid film"]).argmax(
+        -1
+    )
     assert pred.tolist() == [1, 0]
 
 
@@ -128,9 +130,23 @@ def test_minilm_model_in_the_training_loop(tmp_path, tiny_sst2, minilm, mode):
     from llm.train import read_metrics, train
 
     cfg = FinetuneConfig(
-        model="minilm", task="sst2", data_dir=str(tiny_sst2), eval_from="dev", num_train=8, num_dev=4, num_eval=None,
-        method="zo-sgd", mode=mode, lr=1e-5, opt={"eps": 1e-3}, steps=2, batch_size=4, eval_every=1, threads=1,
-        out=str(tmp_path / "run"), progress=False,
+        model="minilm",
+        task="sst2",
+        data_dir=str(tiny_sst2),
+        eval_from="dev",
+        num_train=8,
+        num_dev=4,
+        num_eval=None,
+        method="zo-sgd",
+        mode=mode,
+        lr=1e-5,
+        opt={"eps": 1e-3},
+        steps=2,
+        batch_size=4,
+        eval_every=1,
+        threads=1,
+        out=str(tmp_path / "run"),
+        progress=False,
     )
     res = train(cfg)
     assert res["forward_passes"] == 4 and res["steps"] == 2
@@ -169,20 +185,28 @@ def test_runner_budgets_count_fo_steps_as_three_and_policy_evaluations():
 def _fake_run(label, mode, value, seed, dev, ev, budget=6000):
     return {
         "name": R.run_name(label, mode, value, seed, budget, {}),
-        "label": label, "mode": mode, "value": value, "seed": seed, "budget": budget, "extra": {},
+        "label": label,
+        "mode": mode,
+        "value": value,
+        "seed": seed,
+        "budget": budget,
+        "extra": {},
         "results": {"best_dev_accuracy": dev, "eval_accuracy": ev, "forward_passes": budget, "steps": budget // 2},
     }
 
 
 def test_summary_selects_tuned_values_on_dev_and_keeps_adanaged_untuned():
-    runs = [
-        _fake_run("zo-sgd", "ft", 1e-5, s, 0.80, 0.70 + 0.01 * s) for s in range(3)
-    ] + [
-        _fake_run("zo-sgd", "ft", 2e-5, s, 0.78, 0.90) for s in range(3)  # better eval, worse dev: not chosen
-    ] + [
-        _fake_run("adanaged", "ft", 1e-4, 0, 0.95, 0.95),  # sweep value: not the untuned entry
-        _fake_run("adanaged", "ft", 1e-6, 0, 0.70, 0.66),
-    ]
+    runs = (
+        [_fake_run("zo-sgd", "ft", 1e-5, s, 0.80, 0.70 + 0.01 * s) for s in range(3)]
+        + [
+            _fake_run("zo-sgd", "ft", 2e-5, s, 0.78, 0.90)
+            for s in range(3)  # better eval, worse dev: not chosen
+        ]
+        + [
+            _fake_run("adanaged", "ft", 1e-4, 0, 0.95, 0.95),  # sweep value: not the untuned entry
+            _fake_run("adanaged", "ft", 1e-6, 0, 0.70, 0.66),
+        ]
+    )
     summary, sweeps = R.summarise(runs)
     z = summary["zo-sgd/ft"]
     assert z["lr"] == 1e-5 and z["seeds"] == [0, 1, 2]
@@ -224,13 +248,21 @@ def test_carry_over_verdict_and_confidence_from_seed_spread():
 
 def test_report_writes_the_results_tree_from_run_folders(tmp_path):
     work, out = tmp_path / "work", tmp_path / "results"
-    for r, curve in ((_fake_run("zero-shot", "ft", 0.0, 0, 0.75, 0.71, budget=0), [0.75]), (_fake_run("zo-sgd", "ft", 2e-5, 0, 0.8, 0.74), [0.75, 0.8])):
+    for r, curve in (
+        (_fake_run("zero-shot", "ft", 0.0, 0, 0.75, 0.71, budget=0), [0.75]),
+        (_fake_run("zo-sgd", "ft", 2e-5, 0, 0.8, 0.74), [0.75, 0.8]),
+    ):
         d = work / r["name"]
         d.mkdir(parents=True)
-        (d / "runner.json").write_text(json.dumps({k: r[k] for k in ("label", "mode", "value", "seed", "budget", "extra")}))
+        (d / "runner.json").write_text(
+            json.dumps({k: r[k] for k in ("label", "mode", "value", "seed", "budget", "extra")})
+        )
         (d / "config.json").write_text("{}")
         (d / "results.json").write_text(json.dumps(r["results"]))
-        recs = [{"type": "eval", "split": "dev", "step": i, "accuracy": a, "loss": 0.5, "forward_passes": 100 * i} for i, a in enumerate(curve)]
+        recs = [
+            {"type": "eval", "split": "dev", "step": i, "accuracy": a, "loss": 0.5, "forward_passes": 100 * i}
+            for i, a in enumerate(curve)
+        ]
         recs += [{"type": "train", "step": i, "loss": 0.6, "forward_passes": 2 * i} for i in range(1, 30)]
         (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in recs))
     (out).mkdir()
@@ -249,10 +281,22 @@ def test_cli_head_options_reach_the_config_and_a_wrong_count_is_refused(tiny_sst
     from llm.finetune import build_parser, config_from_args
     from llm.train import build_run
 
-    argv = ["--model", "minilm", "--label-sentence", "Bad.", "--label-sentence", "Good.", "--pooling", "cls", "--head-scale", "10"]
+    argv = [
+        "--model",
+        "minilm",
+        "--label-sentence",
+        "Bad.",
+        "--label-sentence",
+        "Good.",
+        "--pooling",
+        "cls",
+        "--head-scale",
+        "10",
+    ]
     cfg = config_from_args(build_parser().parse_args(argv))
     assert (cfg.label_sentences, cfg.pooling, cfg.head_scale) == (["Bad.", "Good."], "cls", 10.0)
-    three = cfg.replace(label_sentences=["a.", "b.", "c."], data_dir=str(tiny_sst2), num_train=4, num_dev=2, num_eval=2,
-                        batch_size=4)
+    three = cfg.replace(
+        label_sentences=["a.", "b.", "c."], data_dir=str(tiny_sst2), num_train=4, num_dev=2, num_eval=2, batch_size=4
+    )
     with pytest.raises(ValueError, match="3 entries"):
         build_run(three)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_llm_train import _write_split
 
 from llm import checkpoint as ckpt
 from llm.config import FinetuneConfig
 from llm.train import train
-from test_llm_train import _write_split
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,9 @@ def _cfg(data_dir: Path, **kw) -> FinetuneConfig:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "llm.finetune", *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "llm.finetune", *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def _cli_args(data_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -70,8 +72,12 @@ def test_a_flipped_bit_is_detected_and_the_previous_checkpoint_is_offered(tmp_pa
     path = tmp_path / "last.pt"
     x1 = torch.arange(1.0, 65.0)
     x2 = torch.arange(101.0, 165.0)
-    ckpt.atomic_save({"format": ckpt.FORMAT, "version": ckpt.VERSION, "kind": "resume", "step": 1, "x": x1}, path, keep_previous=True)
-    ckpt.atomic_save({"format": ckpt.FORMAT, "version": ckpt.VERSION, "kind": "resume", "step": 2, "x": x2}, path, keep_previous=True)
+    ckpt.atomic_save(
+        {"format": ckpt.FORMAT, "version": ckpt.VERSION, "kind": "resume", "step": 1, "x": x1}, path, keep_previous=True
+    )
+    ckpt.atomic_save(
+        {"format": ckpt.FORMAT, "version": ckpt.VERSION, "kind": "resume", "step": 2, "x": x2}, path, keep_previous=True
+    )
     assert ckpt.load_checkpoint(path)["step"] == 2
     _flip_bit_in_tensor_data(path, x2)
     # torch itself reads the damaged file without complaint: the zip CRC is not verified
@@ -99,7 +105,9 @@ def test_a_corrupt_resume_checkpoint_stops_the_resume_with_a_clear_error(tmp_pat
 # --------------------------------------------------------------------------------------
 
 
-def test_a_radius_below_the_fp16_resolution_is_refused_before_anything_is_written(tmp_path: Path, data_dir: Path) -> None:
+def test_a_radius_below_the_fp16_resolution_is_refused_before_anything_is_written(
+    tmp_path: Path, data_dir: Path
+) -> None:
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=r"radius .*1e-30"):
         train(_cfg(data_dir, dtype="fp16", opt={"lr": 1e-3, "eps": 1e-30}, out=str(out)))
@@ -157,7 +165,9 @@ def test_cli_divergence_is_one_line_with_step_method_advice_and_checkpoint(tmp_p
 def test_skip_mode_stops_after_too_many_consecutive_skips(tmp_path: Path, data_dir: Path) -> None:
     from llm.train import TrainingDiverged
 
-    cfg = _cfg(data_dir, opt={"lr": 1e6, "eps": 1e-3, "on_nonfinite": "skip"}, steps=50, eval_every=0, out=str(tmp_path / "r"))
+    cfg = _cfg(
+        data_dir, opt={"lr": 1e6, "eps": 1e-3, "on_nonfinite": "skip"}, steps=50, eval_every=0, out=str(tmp_path / "r")
+    )
     with pytest.raises(TrainingDiverged, match=r"5 consecutive steps skipped"):
         train(cfg)
 

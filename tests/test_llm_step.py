@@ -31,7 +31,9 @@ def test_micro_batches_act_as_one_batch_under_one_perturbation() -> None:
     cuts = [(0, 3), (3, 10), (10, 12)]
     for _ in range(3):
         loss_full, count_full = zo_step(full, [_mse(w_full, x, y)], [12])
-        loss_micro, count_micro = zo_step(micro, [_mse(w_micro, x[a:b], y[a:b]) for a, b in cuts], [b - a for a, b in cuts])
+        loss_micro, count_micro = zo_step(
+            micro, [_mse(w_micro, x[a:b], y[a:b]) for a, b in cuts], [b - a for a, b in cuts]
+        )
         torch.testing.assert_close(loss_micro, loss_full.to(torch.float64), rtol=1e-12, atol=0)
     torch.testing.assert_close(w_micro.detach(), w_full.detach(), rtol=1e-10, atol=1e-12)
     assert not torch.equal(w_full.detach(), torch.zeros(5, dtype=torch.float64))

@@ -31,7 +31,6 @@ from llm.train import (
     read_metrics,
     resolve_method,
     train,
-    train_loop,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,7 +123,9 @@ def test_zo_training_loss_falls(data_dir: Path, method: str) -> None:
 
 
 @pytest.mark.parametrize("method,lr,drop", [("fo-sgd", 1e-2, 0.01), ("fo-adam", 1e-2, 0.2)])
-def test_first_order_baselines_descend_and_count_backward_as_two(data_dir: Path, method: str, lr: float, drop: float) -> None:
+def test_first_order_baselines_descend_and_count_backward_as_two(
+    data_dir: Path, method: str, lr: float, drop: float
+) -> None:
     run = build_run(_cfg(data_dir, method=method, lr=lr))
     before = _train_loss(run)
     st = _steps(run, 10)
@@ -162,7 +163,9 @@ def _strip_wall(records: list[dict]) -> list[dict]:
     "method,opts",
     [("zo-sgd", {"lr": 1e-3, "momentum": 0.9}), ("fo-adam", {"lr": 1e-2})],
 )
-def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path: Path, data_dir: Path, method: str, opts: dict) -> None:
+def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(
+    tmp_path: Path, data_dir: Path, method: str, opts: dict
+) -> None:
     full = _cfg(data_dir, method=method, opt=opts, steps=6, eval_every=2, out=str(tmp_path / "full"))
     res_full = train(full)
     cut = full.replace(out=str(tmp_path / "cut"))
@@ -193,7 +196,15 @@ def test_results_json_and_metrics_have_the_promised_fields(tmp_path: Path, data_
     res = train(cfg)
     on_disk = json.loads((tmp_path / "r" / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(res))
-    for key in ("eval_accuracy", "steps", "forward_passes", "eval_forward_passes", "wall_time_s", "peak_memory_bytes", "dev_accuracy_step0"):
+    for key in (
+        "eval_accuracy",
+        "steps",
+        "forward_passes",
+        "eval_forward_passes",
+        "wall_time_s",
+        "peak_memory_bytes",
+        "dev_accuracy_step0",
+    ):
         assert key in res
     assert res["steps"] == 4 and res["forward_passes"] == 8
     # dev (16 examples, batch 16): one forward per evaluation, at steps 0, 2, 4; eval split 24 -> 2
@@ -214,7 +225,9 @@ def test_results_json_and_metrics_have_the_promised_fields(tmp_path: Path, data_
     assert evaluate(run.objective, run.eval, run.collate, 16, run.device)["accuracy"] == res["eval_accuracy"]
 
 
-def test_interrupted_checkpoint_write_leaves_the_previous_one_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_checkpoint_write_leaves_the_previous_one_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "last.pt"
     good = {"format": ckpt.FORMAT, "version": ckpt.VERSION, "kind": "resume", "step": 1, "x": torch.arange(5.0)}
     ckpt.atomic_save(good, path)
@@ -308,7 +321,9 @@ def test_broken_data_files_are_rejected_before_anything_is_written(tmp_path: Pat
         (dict(model="preset:huge"), r"unknown OPT preset 'huge'"),
     ],
 )
-def test_bad_method_and_options_are_named_and_nothing_is_written(tmp_path: Path, data_dir: Path, kw: dict, match: str) -> None:
+def test_bad_method_and_options_are_named_and_nothing_is_written(
+    tmp_path: Path, data_dir: Path, kw: dict, match: str
+) -> None:
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=match):
         train(_cfg(data_dir, out=str(out), **kw))
@@ -372,7 +387,9 @@ def test_config_files_and_command_line_precedence(tmp_path: Path) -> None:
 
 def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    return subprocess.run([sys.executable, "-m", "llm.finetune", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "llm.finetune", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_cli_help_and_errors() -> None:

@@ -28,11 +28,11 @@ from hypothesis import strategies as st
 from zotheory import theory
 from zotheory.lmo import (
     CUBIC,
+    L1,
+    L2,
     MUON_QUINTIC,
     NORMS,
     NS_EPS,
-    L1,
-    L2,
     Frobenius,
     LInf,
     Lp,
@@ -210,8 +210,11 @@ def test_spectral_rank_deficient_and_higher_dims() -> None:
 SOLVER = "CLARABEL" if "CLARABEL" in cp.installed_solvers() else None
 
 
-def _solve(objective_of: Callable[[cp.Variable], cp.Expression], constraint_of: Callable[[cp.Variable], cp.Constraint],
-           shape: tuple[int, ...]) -> tuple[float, np.ndarray]:
+def _solve(
+    objective_of: Callable[[cp.Variable], cp.Expression],
+    constraint_of: Callable[[cp.Variable], cp.Constraint],
+    shape: tuple[int, ...],
+) -> tuple[float, np.ndarray]:
     s = cp.Variable(shape)
     prob = cp.Problem(cp.Minimize(objective_of(s)), [constraint_of(s)])
     prob.solve(solver=SOLVER)
@@ -234,7 +237,7 @@ CVX_CASES = {
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("key", sorted(CVX_CASES))
 def test_exact_lmo_matches_cvxpy(key: str, seed: int) -> None:
-    """min <G, S> s.t. ||S|| <= r solved by cvxpy: optimal value = -r ||G||_* tightly, argmin = our LMO loosely
+    """Min <G, S> s.t. ||S|| <= r solved by cvxpy: optimal value = -r ||G||_* tightly, argmin = our LMO loosely
     (the argmin is unique for Gaussian G: no zero entries, no ties, full rank, sigma_1 > sigma_2)."""
     norm, cvx_norm = CVX_CASES[key]
     shape = (5, 4) if seed == 0 else (3, 6)
@@ -303,8 +306,9 @@ def test_block_norm_validation() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _prescribed(m: int, n: int, seed: int, ratio: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                                        torch.Tensor]:
+def _prescribed(
+    m: int, n: int, seed: int, ratio: float = 0.01
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """G = U diag(s) V^T with Haar U, V and the smallest singular value exactly ``ratio * ||G||_F``."""
     gen = torch.Generator().manual_seed(seed)
     k = min(m, n)
@@ -381,8 +385,7 @@ def test_newton_schulz_lmo_properties(g: torch.Tensor, r: float, c: float) -> No
     s = ns.lmo(g, r)
     tol = 1e-4 if g.dtype == torch.float32 else 1e-9
     torch.testing.assert_close(ns.lmo(-g, r), -s, atol=tol * r, rtol=0)
-    torch.testing.assert_close(ns.lmo(g * c, r), s, atol=tol * r + 5e-6 * r / (float(g.norm()) * min(c, 1.0)),
-                               rtol=0)
+    torch.testing.assert_close(ns.lmo(g * c, r), s, atol=tol * r + 5e-6 * r / (float(g.norm()) * min(c, 1.0)), rtol=0)
     assert _dot(g, s) < 0
     assert float(ns.norm(s.double())) <= 1.2025 * r
     assert float(ns.dual_norm(g.double())) == pytest.approx(float(Spectral().dual_norm(g.double())))

@@ -71,9 +71,26 @@ class FakeCudaMeter(ov.CpuMeter):
 
 
 COMMON = [
-    "--model", "preset:tiny", "--methods", "zo-sgd,fo-sgd", "--modes", "ft,lora", "--dtype", "fp16",
-    "--device", "cpu", "--num-train", "8", "--num-dev", "4", "--num-eval", "4", "--batch-size", "2",
-    "--max-length", "16",
+    "--model",
+    "preset:tiny",
+    "--methods",
+    "zo-sgd,fo-sgd",
+    "--modes",
+    "ft,lora",
+    "--dtype",
+    "fp16",
+    "--device",
+    "cpu",
+    "--num-train",
+    "8",
+    "--num-dev",
+    "4",
+    "--num-eval",
+    "4",
+    "--batch-size",
+    "2",
+    "--max-length",
+    "16",
 ]
 
 
@@ -93,10 +110,36 @@ def validation_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     mp = pytest.MonkeyPatch()
     mp.setattr(ov, "make_meter", fake_make_meter)
     try:
-        rc1 = ov.main([*COMMON, "--data-dir", str(data), "--measure-only", "--measure-steps", "1",
-                       "--measure-forwards", "1", "--out", str(out)])
-        rc2 = ov.main([*COMMON, "--data-dir", str(data), "--no-measure", "--steps", "3", "--eval-every", "1",
-                       "--time-cap", "1e-9", "--out", str(out)])
+        rc1 = ov.main(
+            [
+                *COMMON,
+                "--data-dir",
+                str(data),
+                "--measure-only",
+                "--measure-steps",
+                "1",
+                "--measure-forwards",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        rc2 = ov.main(
+            [
+                *COMMON,
+                "--data-dir",
+                str(data),
+                "--no-measure",
+                "--steps",
+                "3",
+                "--eval-every",
+                "1",
+                "--time-cap",
+                "1e-9",
+                "--out",
+                str(out),
+            ]
+        )
     finally:
         mp.undo()
     return {
@@ -112,7 +155,9 @@ def test_runs_succeed_and_merge(validation_run: dict[str, Any]) -> None:
     assert validation_run["rc"] == (0, 0)
     res = validation_run["results"]
     keys = sorted((r["kind"], r["key"], r["mode"]) for r in res["records"])
-    expected = sorted((k, m, mode) for k in ("measure", "train") for m in ("zo-sgd", "fo-sgd") for mode in ("ft", "lora"))
+    expected = sorted(
+        (k, m, mode) for k in ("measure", "train") for m in ("zo-sgd", "fo-sgd") for mode in ("ft", "lora")
+    )
     assert keys == expected
     errors = [r for r in res["records"] if r.get("error")]
     assert errors == []
@@ -191,9 +236,24 @@ def test_render_tables_without_runs_and_with_errors() -> None:
     results = {
         "meta": {"model": "facebook/opt-1.3b", "dtype": "fp16"},
         "records": [
-            {"kind": "measure", "key": "jaguar-muon", "label": "JAGUAR Muon", "mode": "ft", "error": "OutOfMemoryError: x"},
-            {"kind": "train", "key": "zo-sgd+gv", "label": "ZO-SGD + GV", "mode": "lora", "steps": 10,
-             "eval_accuracy": 0.9, "best_dev_accuracy": 0.9, "dev_accuracy_step0": 0.5, "loss_curve": []},
+            {
+                "kind": "measure",
+                "key": "jaguar-muon",
+                "label": "JAGUAR Muon",
+                "mode": "ft",
+                "error": "OutOfMemoryError: x",
+            },
+            {
+                "kind": "train",
+                "key": "zo-sgd+gv",
+                "label": "ZO-SGD + GV",
+                "mode": "lora",
+                "steps": 10,
+                "eval_accuracy": 0.9,
+                "best_dev_accuracy": 0.9,
+                "dev_accuracy_step0": 0.5,
+                "loss_curve": [],
+            },
         ],
     }
     md = ov.render_tables(results)

@@ -53,7 +53,10 @@ def setups(draw: st.DrawFn) -> dict[str, Any]:
 
 def _params(s: dict[str, Any]) -> list[nn.Parameter]:
     g = torch.Generator().manual_seed(s["data_seed"])
-    return [nn.Parameter(torch.randn(sh, generator=g, dtype=torch.float64).to(s["dtype"]), requires_grad=False) for sh in s["shapes"]]
+    return [
+        nn.Parameter(torch.randn(sh, generator=g, dtype=torch.float64).to(s["dtype"]), requires_grad=False)
+        for sh in s["shapes"]
+    ]
 
 
 def _make(s: dict[str, Any], params: list[torch.Tensor]) -> ZOOptimizer:
@@ -100,7 +103,9 @@ def _restore_bound(opt: ZOOptimizer, params: list[torch.Tensor]) -> list[torch.T
     return bound
 
 
-@given(s=setups(), warmup=st.integers(0, 2), at=st.integers(0, 7), kind=st.sampled_from(["nan", "inf", "raise", "update"]))
+@given(
+    s=setups(), warmup=st.integers(0, 2), at=st.integers(0, 7), kind=st.sampled_from(["nan", "inf", "raise", "update"])
+)
 def test_a_failed_step_restores_the_parameters(s: dict[str, Any], warmup: int, at: int, kind: str) -> None:
     params = _params(s)
     opt = _make(s, params)
@@ -156,7 +161,9 @@ def test_a_failed_step_restores_the_parameters(s: dict[str, Any], warmup: int, a
     else:
         for p, b, bd in zip(params, before, bound):
             err = (p.detach().double() - b.double()).abs()
-            assert bool((err <= bd).all()), f"restore error {float(err.max()):.3g} above the bound {float(bd.max()):.3g}"
+            assert bool((err <= bd).all()), (
+                f"restore error {float(err.max()):.3g} above the bound {float(bd.max()):.3g}"
+            )
 
 
 @given(s=setups(), steps=st.integers(1, 3))

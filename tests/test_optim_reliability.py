@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from zotheory.estimators import NonFiniteLossError
 from zotheory.optim import ZOSGD, ZOAdam, make_optimizer
 from zotheory.optim.base import NonFiniteUpdateError, ZOOptimizer
 from zotheory.optim.registry import OPTIMIZERS

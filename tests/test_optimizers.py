@@ -107,7 +107,13 @@ def all_equal(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> bool:
 
 
 def state_tensors(opt: ZOOptimizer) -> list[torch.Tensor]:
-    return [v.clone() for st in opt.state.values() if isinstance(st, dict) for v in st.values() if isinstance(v, torch.Tensor)]
+    return [
+        v.clone()
+        for st in opt.state.values()
+        if isinstance(st, dict)
+        for v in st.values()
+        if isinstance(v, torch.Tensor)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- progress
@@ -272,7 +278,10 @@ def test_fast_path_matches_dense_reference(name: str) -> None:
     spec = OPTIMIZERS[name]
     assert spec.reference is not None, f"{name} registers no dense reference"
     gen = torch.Generator().manual_seed(5)
-    weights = [torch.rand(6, 5, generator=gen, dtype=torch.float64) + 0.5, torch.rand(4, generator=gen, dtype=torch.float64)]
+    weights = [
+        torch.rand(6, 5, generator=gen, dtype=torch.float64) + 0.5,
+        torch.rand(4, generator=gen, dtype=torch.float64),
+    ]
 
     def objective(ps: Sequence[torch.Tensor]) -> torch.Tensor:
         return 0.5 * (weights[0] * ps[0] ** 2).sum() + (weights[1] * ps[1] ** 4).sum() / 4 + ps[1].sum()
@@ -308,7 +317,7 @@ def _drift_bound(opt: ZOOptimizer, params: Sequence[torch.Tensor], bound: list[t
 
 @pytest.mark.parametrize("name", NAMES)
 def test_zero_lr_drift_is_within_the_rounding_bound(name: str) -> None:
-    """lr = 0 for 1,000 float32 steps: ``|x_T - x_0| <= sum_t u (3|x| + 6 r |z_t|)`` entrywise (derivation in
+    """Lr = 0 for 1,000 float32 steps: ``|x_T - x_0| <= sum_t u (3|x| + 6 r |z_t|)`` entrywise (derivation in
     :func:`_drift_bound`), and ``x_T == x_0`` bit for bit with ``exact_restore=True``. The half-precision
     drift is reported by ``benchmarks/optimizer_overhead.py``, not asserted."""
     params = two_blocks(torch.float32)
@@ -321,7 +330,9 @@ def test_zero_lr_drift_is_within_the_rounding_bound(name: str) -> None:
         opt.step(closure)
     for p, x, b in zip(params, x0, bound):
         drift = (p.detach().double() - x.double()).abs()
-        assert bool((drift <= b).all()), f"{name}: drift {float(drift.max()):.3g} exceeds the bound {float(b.max()):.3g}"
+        assert bool((drift <= b).all()), (
+            f"{name}: drift {float(drift.max()):.3g} exceeds the bound {float(b.max()):.3g}"
+        )
 
     params = two_blocks(torch.float32)
     opt = make(name, params, lr=0.0, exact_restore=True)
@@ -478,8 +489,14 @@ def test_jaguar_coordinate_memory_touches_one_entry() -> None:
     opt.step(sum_sq(params))
     memory = torch.cat([m.reshape(-1) for m in opt.memories()])
     assert int((memory != 0).sum()) == 1
-    grads = torch.cat([(w * p).reshape(-1) for w, p in zip(
-        [torch.linspace(0.5, 2.0, p.numel(), dtype=torch.float64).reshape(p.shape) for p in params], params)])
+    grads = torch.cat(
+        [
+            (w * p).reshape(-1)
+            for w, p in zip(
+                [torch.linspace(0.5, 2.0, p.numel(), dtype=torch.float64).reshape(p.shape) for p in params], params
+            )
+        ]
+    )
     i = int(torch.nonzero(memory)[0])
     assert math.isclose(float(memory[i]), 0.75 * float(grads[i]), rel_tol=1e-9)
 
@@ -547,8 +564,14 @@ def test_muon_param_groups_routing_rule() -> None:
     names = [[n for n, _ in g["params"]] for g in groups]
     assert groups[0]["update"] == "muon" and names[0] == ["fc.weight", "conv.weight"]
     assert groups[1]["update"] == "sign"
-    assert set(names[1]) == {"embed_tokens.weight", "fc.bias", "conv.bias", "layer_norm.weight",
-                             "layer_norm.bias", "lm_head.weight"}
+    assert set(names[1]) == {
+        "embed_tokens.weight",
+        "fc.bias",
+        "conv.bias",
+        "layer_norm.weight",
+        "layer_norm.bias",
+        "lm_head.weight",
+    }
     big = muon_param_groups(Tiny(), max_rows=3)
     assert [n for n, _ in big[0]["params"]] == ["conv.weight"]
     opt = JaguarMuon(muon_param_groups(Tiny()), lr=1e-3)
@@ -563,8 +586,12 @@ def test_zolmo_schedules() -> None:
     from zotheory.optim.reference import REFERENCES
 
     fast, slow = two_blocks(), two_blocks()
-    opt = ZOLMO(muon_param_groups(fast, key="norm", hidden="spectral", other="l2"), lr=0.1,
-                lr_schedule=lambda t: 2.0 / (t + 2), beta=0.5)
+    opt = ZOLMO(
+        muon_param_groups(fast, key="norm", hidden="spectral", other="l2"),
+        lr=0.1,
+        lr_schedule=lambda t: 2.0 / (t + 2),
+        beta=0.5,
+    )
     ref = REFERENCES["zo-lmo"](opt, slow)
     for _ in range(20):
         opt.step(sum_sq(fast))
@@ -655,7 +682,10 @@ def test_newton_schulz_stacks_and_dtypes() -> None:
     from zotheory.optim.muon import ZOMuon, ns_compute_dtype
 
     for ns_dtype, compute, atol in (("auto", None, 1e-12), ("bf16", torch.bfloat16, 1e-3)):
-        params = [nn.Parameter(torch.randn(6, 5, generator=torch.Generator().manual_seed(k), dtype=torch.float64)) for k in range(3)]
+        params = [
+            nn.Parameter(torch.randn(6, 5, generator=torch.Generator().manual_seed(k), dtype=torch.float64))
+            for k in range(3)
+        ]
         before = snapshot(params)
         opt = ZOMuon(params, lr=0.1, ns_dtype=ns_dtype, seed=3)
         closure = sum_sq(params)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from llm import models
+from llm.data import SequenceClassificationBatch
 from llm.distributed import parameters_digest
 from llm.objective import (
     CausalLMClassificationObjective,
@@ -19,7 +20,6 @@ from llm.objective import (
     make_closure,
     make_paired_closure,
 )
-from llm.data import SequenceClassificationBatch
 from llm.profile import synthetic_batch
 from llm.step import zo_step
 from zotheory.directions import get_directions
@@ -63,7 +63,9 @@ def test_paired_matches_in_place_and_writes_nothing(build, family):
     est = paired_estimate(params, paired, fam, step_seed=11, q=2, radius=1e-3)
     assert parameters_digest(params) == before  # never written
     assert paired.pair_calls == 2 and paired.calls == 0
-    ref = estimate_gradient(params, make_closure(objective, batch), fam, step_seed=11, q=2, radius=1e-3, exact_restore=True)
+    ref = estimate_gradient(
+        params, make_closure(objective, batch), fam, step_seed=11, q=2, radius=1e-3, exact_restore=True
+    )
     assert parameters_digest(params) == before
     torch.testing.assert_close(est.directional_derivatives, ref.directional_derivatives, rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(est.losses, ref.losses, rtol=1e-12, atol=1e-12)
@@ -106,7 +108,9 @@ def test_micro_batches_pair_as_their_weighted_mean():
 
     halves = [batch.to("cpu"), batch.to("cpu")]
     combined = paired_step_closure([make_paired_closure(objective, b) for b in halves], [3, 3])
-    one = paired_estimate(params, make_paired_closure(objective, batch), get_directions("gaussian"), step_seed=2, radius=1e-3)
+    one = paired_estimate(
+        params, make_paired_closure(objective, batch), get_directions("gaussian"), step_seed=2, radius=1e-3
+    )
     two = paired_estimate(params, combined, get_directions("gaussian"), step_seed=2, radius=1e-3)
     torch.testing.assert_close(one.losses, two.losses, rtol=1e-12, atol=1e-12)
 
@@ -130,6 +134,8 @@ def test_parameter_outside_the_model_is_refused_and_forward_restored_after_error
 def test_odd_batch_is_refused():
     objective, batch = _opt()
     params = list(objective.parameters())
-    closure = PairedClosure(objective, lambda: objective(batch), lambda: objective.pair_losses(batch))  # not doubled: 3 rows
+    closure = PairedClosure(
+        objective, lambda: objective(batch), lambda: objective.pair_losses(batch)
+    )  # not doubled: 3 rows
     with pytest.raises(ValueError, match="even"):
         paired_estimate(params, closure, get_directions("gaussian"), step_seed=0)

@@ -220,8 +220,16 @@ def test_ldsd_policy_gradient_unbiased_small():
     mu = policy.mean()
     samples = []
     for t in range(n):
-        est = policy.estimate(params, prob, step_seed=mix_seed(99, t), radius=r, scheme="central", q=1,
-                              leave_pending=False, exact_restore=False)
+        est = policy.estimate(
+            params,
+            prob,
+            step_seed=mix_seed(99, t),
+            radius=r,
+            scheme="central",
+            q=1,
+            leave_pending=False,
+            exact_restore=False,
+        )
         assert est.pending is None
         samples.append(torch.cat([g.reshape(-1) for g in policy.last_mean_gradient()]))
     s = torch.stack(samples)
@@ -265,8 +273,9 @@ def test_ldsd_stale_family_raises():
     prob = Quad()
     policy = LDSDPolicy(k=3, lr_mu=0.1)
     params = list(prob.parameters())
-    est = policy.estimate(params, prob, step_seed=1, radius=1e-3, scheme="central", q=1,
-                          leave_pending=False, exact_restore=False)
+    est = policy.estimate(
+        params, prob, step_seed=1, radius=1e-3, scheme="central", q=1, leave_pending=False, exact_restore=False
+    )
     est.materialize(params)  # fine while mu is unchanged
     policy.mean()  # applies the recorded update
     with pytest.raises(RuntimeError, match="mean changed"):
@@ -460,8 +469,16 @@ def test_guided_weights_properties(M, alpha, seed):
 
 def _chosen_vector(policy, prob, t):
     params = list(prob.parameters())
-    est = policy.estimate(params, prob, step_seed=mix_seed(123, t), radius=1e-3, scheme="central", q=1,
-                          leave_pending=False, exact_restore=False)
+    est = policy.estimate(
+        params,
+        prob,
+        step_seed=mix_seed(123, t),
+        radius=1e-3,
+        scheme="central",
+        q=1,
+        leave_pending=False,
+        exact_restore=False,
+    )
     (v,) = est.family.materialize(params, est.step_seed, 0)
     return v
 
@@ -473,10 +490,16 @@ def _chosen_vector(policy, prob, t):
         (lambda: GuidedVectorPolicy(M=2, normalize="unit_variance"), "all", lambda d: float(d)),
         (lambda: CarriedBestPolicy(), "orthogonal", lambda d: 2.0 * (d - 1)),
         (lambda: CarriedBestPolicy(normalize="unit_variance"), "orthogonal", lambda d: float(d - 1)),
-        (lambda: GuidedVectorPolicy(M=8, alpha=0.5, normalize="unit_variance"), "all",
-         lambda d: d - 1 + guided_vector_alignment_gain(8, 4)),
-        (lambda: GuidedVectorPolicy(M=8, alpha=0.5), "all",
-         lambda d: 0.5 * (d - 1) + 0.5 * guided_vector_alignment_gain(8, 4)),
+        (
+            lambda: GuidedVectorPolicy(M=8, alpha=0.5, normalize="unit_variance"),
+            "all",
+            lambda d: d - 1 + guided_vector_alignment_gain(8, 4),
+        ),
+        (
+            lambda: GuidedVectorPolicy(M=8, alpha=0.5),
+            "all",
+            lambda d: 0.5 * (d - 1) + 0.5 * guided_vector_alignment_gain(8, 4),
+        ),
     ],
 )
 def test_guided_vector_norm_options(make, part, predicted):

@@ -423,10 +423,8 @@ def test_matrix_quadratic_spectral_constants(kwargs):
 
 
 def test_matrix_quadratic_isotropic_spectral_constant_is_L_times_rank():
-    """f = L/2 ||X - X*||_F^2 has L_spec = L min(m, n) (nuclear <= rank * op)."""
-    p = MatrixQuadratic(
-        4, 7, left_spectrum=[2.0] * 4, right_spectrum=[1.0] * 7, bias=False, rotated=False, dtype=F64
-    )
+    """F = L/2 ||X - X*||_F^2 has L_spec = L min(m, n) (nuclear <= rank * op)."""
+    p = MatrixQuadratic(4, 7, left_spectrum=[2.0] * 4, right_spectrum=[1.0] * 7, bias=False, rotated=False, dtype=F64)
     assert p.L == 8.0 and p.L_l2 == 2.0 and p.mu == 2.0
 
 
@@ -485,7 +483,9 @@ def test_smoothness_inequality_random_pairs(name, seed, scale):
 # --------------------------------------------------------------------------- f*, x* against independent solvers
 
 
-def scipy_minimum(p: Problem, starts: list[np.ndarray], method: str = "L-BFGS-B") -> list[scipy.optimize.OptimizeResult]:
+def scipy_minimum(
+    p: Problem, starts: list[np.ndarray], method: str = "L-BFGS-B"
+) -> list[scipy.optimize.OptimizeResult]:
     def fun(v):
         t = torch.tensor(v, dtype=F64, requires_grad=True)
         val = p.flat_objective(t)
@@ -522,7 +522,7 @@ def test_logistic_f_star_matches_cvxpy():
 
 
 def test_nonconvex_sine_every_local_search_finds_x_star():
-    """a = 2 < 4.6033: x* is the unique stationary point, so L-BFGS from any start converges to it."""
+    """A = 2 < 4.6033: x* is the unique stationary point, so L-BFGS from any start converges to it."""
     p = NonconvexSine(4, a=2.0, seed=3, dtype=F64)
     rng = np.random.default_rng(1)
     starts = [p.x_star[0].numpy() + rng.uniform(-6, 6, size=4) for _ in range(8)]

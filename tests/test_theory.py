@@ -79,7 +79,8 @@ def test_gaussian_moment_bounds(d: int) -> None:
             assert exact >= d ** (p / 2) * (1 - 1e-12)
     assert T.gaussian_expected_norm(d) <= math.sqrt(d)
     assert T.gaussian_expected_norm(d) == pytest.approx(
-        2 ** 0.5 * math.exp(math.lgamma((d + 1) / 2) - math.lgamma(d / 2)))
+        2**0.5 * math.exp(math.lgamma((d + 1) / 2) - math.lgamma(d / 2))
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -88,7 +89,7 @@ def test_gaussian_moment_bounds(d: int) -> None:
 
 
 def _estimates(family: str, g: np.ndarray, q: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n draws of the q-direction estimator with exact directional derivatives (section 3.7 scalings)."""
+    """N draws of the q-direction estimator with exact directional derivatives (section 3.7 scalings)."""
     d = g.size
     if family == "orthonormal":
         V, _ = np.linalg.qr(rng.standard_normal((n, d, q)))
@@ -240,8 +241,9 @@ def _cos2(family: str, d: int, q: int, n: int, rng: np.random.Generator) -> np.n
 
 
 @pytest.mark.parametrize("d", [5, 50])
-@pytest.mark.parametrize(("family", "q"), [("single", 1), ("gaussian", 1), ("gaussian", 4), ("orthonormal", 1),
-                                           ("orthonormal", 4)])
+@pytest.mark.parametrize(
+    ("family", "q"), [("single", 1), ("gaussian", 1), ("gaussian", 4), ("orthonormal", 1), ("orthonormal", 4)]
+)
 def test_alignment_laws(family: str, q: int, d: int) -> None:
     """§5.13: cos^2(g_hat, g) ~ Beta(1/2,(d-1)/2) (single), Beta(q/2,(d-1)/2) (Gaussian average),
     Beta(q/2,(d-q)/2) (orthonormal): KS test at alpha = 1e-3 (4000 draws) and z-test of E cos^2."""
@@ -317,8 +319,13 @@ def test_ldsd_alignment_ratio() -> None:
 # greedy / guided vector (section 2.4, §5.19)
 # ----------------------------------------------------------------------------------------------------------------
 
-GV_TABLE = [((2, 1), 2.004, 1.00), ((4, 2), 2.105, 2.10), ((8, 4), 2.278, 4.56), ((16, 8), 2.401, 9.60),
-            ((8, 1), 2.971, 2.60)]
+GV_TABLE = [
+    ((2, 1), 2.004, 1.00),
+    ((4, 2), 2.105, 2.10),
+    ((8, 4), 2.278, 4.56),
+    ((16, 8), 2.401, 9.60),
+    ((8, 1), 2.971, 2.60),
+]
 GREEDY_TABLE = [(2, 1.003), (3, 1.280), (5, 1.805), (10, 2.713), (16, 3.413)]
 
 

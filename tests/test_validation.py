@@ -13,7 +13,7 @@ import pytest
 
 from validation import load_claims
 from validation.__main__ import main
-from validation.core import REGISTRY, ClaimResult, Context, classify, claim
+from validation.core import REGISTRY, ClaimResult, Context, claim, classify
 from validation.runner import run_suite, select_claims
 
 CHEAP = ["newton_schulz_band", "product_norm_duality"]
@@ -48,8 +48,14 @@ def expected_refutations(registry):
 
     @claim("_test_expected_refuted", source="test", tags=("_test_expect",), expected="refuted", reason=reason)
     def refuted(ctx: Context) -> ClaimResult:
-        return ClaimResult(predicted="1", measured="2", passed=False, statistics={"value": 2.0}, verdict_rule="1 == 2",
-                           notes="the statement does not hold")
+        return ClaimResult(
+            predicted="1",
+            measured="2",
+            passed=False,
+            statistics={"value": 2.0},
+            verdict_rule="1 == 2",
+            notes="the statement does not hold",
+        )
 
     @claim("_test_expected_refuted_but_holds", source="test", tags=("_test_expect",), expected="refuted", reason=reason)
     def holds(ctx: Context) -> ClaimResult:
@@ -87,8 +93,20 @@ def test_broken_estimator_makes_the_command_exit_nonzero(registry, monkeypatch, 
 
     monkeypatch.setattr(Gaussian, "scale", lambda self, dim: -1.3)
     out = tmp_path / "broken"
-    code = main(["--claims", "estimator_moments_gaussian", "newton_schulz_band", "--size", "quick", "--workers", "1",
-                 "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "--claims",
+            "estimator_moments_gaussian",
+            "newton_schulz_band",
+            "--size",
+            "quick",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-2:] == ["UNEXPECTED (1):", "  estimator_moments_gaussian: refuted, expected confirmed"]
@@ -138,11 +156,16 @@ def test_classify_and_claim_expectations_are_checked(registry):
 
 def test_exit_code_failures_last_and_traceback_in_report(registry, temporary_claims, tmp_path, capsys):
     out = tmp_path / "report"
-    code = main(["--claims", *temporary_claims, "newton_schulz_band", "--workers", "1", "--out", str(out), "--no-progress"])
+    code = main(
+        ["--claims", *temporary_claims, "newton_schulz_band", "--workers", "1", "--out", str(out), "--no-progress"]
+    )
     assert code == 1
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-3:] == ["UNEXPECTED (2):", "  _test_raises: crashed (raised an exception or its process died)",
-                          "  _test_refuted: refuted, expected confirmed"]
+    assert lines[-3:] == [
+        "UNEXPECTED (2):",
+        "  _test_raises: crashed (raised an exception or its process died)",
+        "  _test_refuted: refuted, expected confirmed",
+    ]
     report = (out / "report.md").read_text()
     assert "deliberate failure inside a claim" in report and "Traceback" in report
     results = json.loads((out / "results.json").read_text())
@@ -216,18 +239,22 @@ def test_a_worker_exits_when_its_runner_is_killed(tmp_path: Path) -> None:
     import time
 
     pid_file = tmp_path / "worker.pid"
-    (tmp_path / "worker.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "worker.py").write_text(
+        textwrap.dedent(f"""
         import os, time
         from validation.runner import _exit_with_parent
         _exit_with_parent(os.getppid(), poll_seconds=0.1)
         open({str(pid_file)!r}, "w").write(str(os.getpid()))
         time.sleep(60)
-    """))
-    (tmp_path / "runner.py").write_text(textwrap.dedent(f"""
+    """)
+    )
+    (tmp_path / "runner.py").write_text(
+        textwrap.dedent(f"""
         import subprocess, sys, time
         subprocess.Popen([sys.executable, {str(tmp_path / "worker.py")!r}])
         time.sleep(60)
-    """))
+    """)
+    )
     parent = subprocess.Popen([sys.executable, str(tmp_path / "runner.py")])
     deadline = time.monotonic() + 60
     while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:

@@ -44,7 +44,9 @@ def test_the_subset_covers_every_claim_module() -> None:
 def _timing_free(results: dict) -> dict:
     """``results`` without any wall-time field (there should be none: wall times go to timing.json)."""
     if isinstance(results, dict):
-        return {k: _timing_free(v) for k, v in results.items() if not any(w in k for w in ("seconds", "wall", "time_s"))}
+        return {
+            k: _timing_free(v) for k, v in results.items() if not any(w in k for w in ("seconds", "wall", "time_s"))
+        }
     if isinstance(results, list):
         return [_timing_free(v) for v in results]
     return results
@@ -56,7 +58,9 @@ def test_same_seed_same_results_across_every_claim_module(tmp_path: Path) -> Non
     runs = {workers: tmp_path / f"workers{workers}" for workers in ("1", "2")}
     status = {}
     for workers, out in runs.items():
-        status[workers] = main(["--claims", *names, "--workers", workers, "--seed", str(SEED), "--out", str(out), "--no-progress"])
+        status[workers] = main(
+            ["--claims", *names, "--workers", workers, "--seed", str(SEED), "--out", str(out), "--no-progress"]
+        )
     assert status["1"] == status["2"] and status["1"] in (0, 1)  # 1: a verdict differs from its expectation
     texts = {w: (out / "results.json").read_text() for w, out in runs.items()}
     assert texts["1"] == texts["2"], "results.json differs between 1 and 2 workers with the same seed"

@@ -71,10 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(plot_dir)  # stale figures of an earlier selection would be misleading
     plot_dir.mkdir(parents=True, exist_ok=True)
     command = _command(args)
-    print(f"running {len(claims)} claim(s) at size {args.size!r}, seed {args.seed}, {args.workers} worker(s) -> {out}/",
-          flush=True)
-    suite = run_suite(claims, size=args.size, seed=args.seed, workers=args.workers, plot_dir=plot_dir,
-                      progress=not args.no_progress)
+    print(
+        f"running {len(claims)} claim(s) at size {args.size!r}, seed {args.seed}, {args.workers} worker(s) -> {out}/",
+        flush=True,
+    )
+    suite = run_suite(
+        claims, size=args.size, seed=args.seed, workers=args.workers, plot_dir=plot_dir, progress=not args.no_progress
+    )
     paths = write_report(suite, out, command)
     print(f"report: {paths['report']}  (numbers: {paths['results']}, wall times: {paths['timing']})")
     print(console_summary(suite), flush=True)  # ends with the unexpected outcomes, if any

@@ -151,8 +151,14 @@ def claim(
         if name in REGISTRY:
             raise ValueError(f"claim {name!r} is registered twice")
         REGISTRY[name] = Claim(
-            name=name, source=source, tags=tuple(tags), run=fn, description=(fn.__doc__ or "").strip(), cost=float(cost),
-            expected=expected, expected_reason=reason.strip(),
+            name=name,
+            source=source,
+            tags=tuple(tags),
+            run=fn,
+            description=(fn.__doc__ or "").strip(),
+            cost=float(cost),
+            expected=expected,
+            expected_reason=reason.strip(),
         )
         return fn
 
@@ -260,7 +266,9 @@ def hotelling_mean_test(samples: np.ndarray, predicted: np.ndarray, false_alarm:
     }
 
 
-def ks_matches(samples: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray], false_alarm: float = 1e-3) -> dict[str, Any]:
+def ks_matches(
+    samples: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray], false_alarm: float = 1e-3
+) -> dict[str, Any]:
     """One-sample Kolmogorov–Smirnov test of ``samples`` against a continuous ``cdf``."""
     from scipy.stats import kstest
 

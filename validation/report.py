@@ -31,7 +31,18 @@ _UNEXPECTED_TEXT = {
     "unexpectedly_confirmed": "confirmed, expected refuted",
     "crashed": "crashed (raised an exception or its process died)",
 }
-_PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22"]
+_PALETTE = [
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#17becf",
+    "#bcbd22",
+]
 
 
 # ---------------------------------------------------------------------- plots
@@ -162,7 +173,12 @@ def _flatten(stats: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = []
     for k, v in stats.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and len(v) <= 24 and all(not isinstance(x, dict) or len(x) <= 24 for x in v.values()):
+        if (
+            isinstance(v, dict)
+            and v
+            and len(v) <= 24
+            and all(not isinstance(x, dict) or len(x) <= 24 for x in v.values())
+        ):
             rows.extend(_flatten(v, key + "."))
         else:
             rows.append((key, v))
@@ -281,15 +297,21 @@ def _expected_cell(outcome: str, expected: str) -> str:
 
 def _claim_section(name: str, r: dict[str, Any], passed: bool) -> list[str]:
     out = [f"### {name}", ""]
-    out.append(f"**Verdict: {'pass' if passed else 'FAIL'}** · expected: {_expected_cell(r['outcome'], r['expected'])}"
-               f" · source: {r['source']} · tags: " + ", ".join(f"`{t}`" for t in r.get("tags", [])))
+    out.append(
+        f"**Verdict: {'pass' if passed else 'FAIL'}** · expected: {_expected_cell(r['outcome'], r['expected'])}"
+        f" · source: {r['source']} · tags: " + ", ".join(f"`{t}`" for t in r.get("tags", []))
+    )
     out.append("")
     if r.get("expected_reason"):
         out += [f"*Expected {r['expected']}:* {r['expected_reason']}", ""]
     if r.get("description"):
         out += [" ".join(inspect.cleandoc(r["description"]).split()), ""]
-    out += [f"- **Predicted:** {r.get('predicted', '')}", f"- **Measured:** {r.get('measured', '')}",
-            f"- **Verdict rule:** {r.get('verdict_rule', '')}", ""]
+    out += [
+        f"- **Predicted:** {r.get('predicted', '')}",
+        f"- **Measured:** {r.get('measured', '')}",
+        f"- **Verdict rule:** {r.get('verdict_rule', '')}",
+        "",
+    ]
     for f, plot in zip(r.get("plot_files", []), r.get("plots", [])):
         out += [f"![{_cell(plot.get('title', name))}]({f})", ""]
     if r.get("notes"):
@@ -333,9 +355,13 @@ def console_summary(suite: SuiteResult) -> str:
         lines.append(f"{mark:4}  {tag:<10}  {o.name:<{width}}  {o.record.get('measured', '')}"[:200])
     n, nf = len(suite.outcomes), len(suite.failed)
     unexpected = suite.unexpected
-    lines.append(f"{n - nf}/{n} claims passed in {summarize_seconds(suite.seconds)} (size {suite.size}, seed {suite.seed})")
-    lines.append(f"{len(suite.with_outcome('confirmed'))} confirmed, {len(suite.with_outcome('refuted_as_expected'))} "
-                 f"refuted as expected, {len(unexpected)} unexpected")
+    lines.append(
+        f"{n - nf}/{n} claims passed in {summarize_seconds(suite.seconds)} (size {suite.size}, seed {suite.seed})"
+    )
+    lines.append(
+        f"{len(suite.with_outcome('confirmed'))} confirmed, {len(suite.with_outcome('refuted_as_expected'))} "
+        f"refuted as expected, {len(unexpected)} unexpected"
+    )
     if unexpected:
         records = {o.name: o.record for o in suite.outcomes}
         lines.append(f"UNEXPECTED ({len(unexpected)}):")

@@ -300,8 +300,17 @@ def _run_in_pool(claims: list[Claim], size: str, seed: int, plot_dir: Path | Non
         for c in suspects:
             again = _pool_pass([c], size, seed, plot_dir, 1, done)
             for dead in again:
-                done(ClaimOutcome(dead.name, _crash_record(dead, "the worker process running this claim died "
-                                                           "(killed, out of memory or a crash in native code)"), 0.0))
+                done(
+                    ClaimOutcome(
+                        dead.name,
+                        _crash_record(
+                            dead,
+                            "the worker process running this claim died "
+                            "(killed, out of memory or a crash in native code)",
+                        ),
+                        0.0,
+                    )
+                )
     finally:
         for k, v in saved.items():
             if v is None:
@@ -319,8 +328,9 @@ def _pool_pass(queue: list[Claim], size: str, seed: int, plot_dir: Path | None, 
     while queue:
         started: dict[Future, tuple[Claim, float]] = {}
         broken = False
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                 initargs=(os.getpid(),)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(os.getpid(),)
+        ) as pool:
             while (queue and not broken) or started:
                 # keep exactly `workers` claims in flight, so that each one's start time is known
                 while queue and not broken and len(started) < workers:

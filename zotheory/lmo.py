@@ -612,7 +612,9 @@ class NewtonSchulzSpectral(Norm):
         return (-r * _up(x)).to(g.dtype)
 
 
-def block_lmos(norms: Sequence[Norm], tensors: Sequence[Tensor], radius: float = 1.0, *, budget: int = 1 << 24) -> list[Tensor]:
+def block_lmos(
+    norms: Sequence[Norm], tensors: Sequence[Tensor], radius: float = 1.0, *, budget: int = 1 << 24
+) -> list[Tensor]:
     """``[norms[i].lmo(tensors[i], radius)]`` with the :class:`NewtonSchulzSpectral` blocks of equal matrix shape
     (and equal iteration settings, dtype and device) stacked, up to ``budget`` entries per stack, and orthogonalised
     by one :func:`newton_schulz_batched` chain per stack: equal to the per-block LMOs up to the rounding of the
@@ -636,7 +638,11 @@ def block_lmos(norms: Sequence[Norm], tensors: Sequence[Tensor], radius: float =
         for start in range(0, len(members), per):
             chunk = members[start : start + per]
             x = newton_schulz_batched(
-                torch.stack([tensors[i].reshape(shape) for i in chunk]), coeffs, steps, eps=eps, compute_dtype=compute_dtype
+                torch.stack([tensors[i].reshape(shape) for i in chunk]),
+                coeffs,
+                steps,
+                eps=eps,
+                compute_dtype=compute_dtype,
             )
             for i, x_i in zip(chunk, x):
                 out[i] = (-r * _up(x_i)).to(tensors[i].dtype).reshape(tensors[i].shape)
@@ -780,8 +786,7 @@ class SumNorm(BlockNorm):
         gs = _check_blocks(gs, len(self.blocks), "gs")
         star = int(torch.argmax(self._scaled_duals(gs)).item())
         return [
-            self.blocks[l].lmo(g, r / self.weights[l]) if l == star else torch.zeros_like(g)
-            for l, g in enumerate(gs)
+            self.blocks[l].lmo(g, r / self.weights[l]) if l == star else torch.zeros_like(g) for l, g in enumerate(gs)
         ]
 
 

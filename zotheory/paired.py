@@ -59,7 +59,9 @@ def pair_batch_rows(plus: torch.Tensor, minus: torch.Tensor, what: str, rows: in
     doubled batch's row count, needed only then)."""
     if plus.shape[0] == 1 and rows != 1:
         if rows is None or rows % 2:
-            raise ValueError(f"{what} is shared by the batch (first dimension 1): paired evaluation needs the doubled batch's even row count, got {rows!r}")
+            raise ValueError(
+                f"{what} is shared by the batch (first dimension 1): paired evaluation needs the doubled batch's even row count, got {rows!r}"
+            )
         return torch.cat([plus.expand(rows // 2, *plus.shape[1:]), minus.expand(rows // 2, *minus.shape[1:])], dim=0)
     return torch.cat([_halves(plus, what)[0], _halves(minus, what)[1]], dim=0)
 
@@ -71,7 +73,11 @@ def _paired_linear(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor | 
         raise ValueError(f"paired evaluation needs an even batch, got a linear-layer input of shape {tuple(x.shape)}")
     lead = x.shape[:-1]
     x2 = x.reshape(2, -1, x.shape[-1])
-    y = torch.bmm(x2, weights.transpose(1, 2)) if bias is None else torch.baddbmm(bias.unsqueeze(1), x2, weights.transpose(1, 2))
+    y = (
+        torch.bmm(x2, weights.transpose(1, 2))
+        if bias is None
+        else torch.baddbmm(bias.unsqueeze(1), x2, weights.transpose(1, 2))
+    )
     return y.reshape(*lead, weights.shape[1])
 
 
@@ -153,7 +159,9 @@ class PairedPerturbation:
                 finally:
                     module._parameters.update(saved)
             if not isinstance(outs[0], torch.Tensor):
-                raise TypeError(f"paired evaluation supports modules returning one tensor; {type(module).__name__} returned {type(outs[0]).__name__}")
+                raise TypeError(
+                    f"paired evaluation supports modules returning one tensor; {type(module).__name__} returned {type(outs[0]).__name__}"
+                )
             return pair_batch_rows(outs[0], outs[1], f"the output of {type(module).__name__}", self.rows)
 
         return generic_forward
@@ -191,7 +199,11 @@ class PairedClosure:
     """
 
     def __init__(
-        self, model: nn.Module, loss: Callable[[], torch.Tensor], pair_loss: Callable[[], torch.Tensor], rows: int | None = None
+        self,
+        model: nn.Module,
+        loss: Callable[[], torch.Tensor],
+        pair_loss: Callable[[], torch.Tensor],
+        rows: int | None = None,
     ) -> None:
         self.model = model
         self.rows = rows
@@ -234,7 +246,9 @@ def paired_estimate(
     losses = []
     with torch.no_grad():
         for j in range(q):
-            with PairedPerturbation(closure.model, params, family, step_seed=step_seed, j=j, radius=radius, rows=closure.rows):
+            with PairedPerturbation(
+                closure.model, params, family, step_seed=step_seed, j=j, radius=radius, rows=closure.rows
+            ):
                 losses.append(closure.evaluate_pair())
     stacked = torch.cat(losses)
     if not bool(torch.isfinite(stacked).all()):

@@ -332,7 +332,7 @@ def ldsd_alignment_ratio(c: float, sigma: float, d: int) -> float:
 
 
 def _log_os_density(t: float, M: int, k: int) -> float:
-    """log density of the k-th smallest of M i.i.d. N(0, 1) at t."""
+    """Log density of the k-th smallest of M i.i.d. N(0, 1) at t."""
     log_comb = math.lgamma(M + 1) - math.lgamma(k) - math.lgamma(M - k + 1)
     return (
         log_comb
@@ -473,8 +473,9 @@ def ns_polynomial(coefficients: Sequence[float]) -> np.polynomial.Polynomial:
     return np.polynomial.Polynomial(full)
 
 
-def ns_scalar_map(sigma: float | np.ndarray, coefficients: Sequence[float] = MUON_QUINTIC,
-                  steps: int = 5) -> float | np.ndarray:
+def ns_scalar_map(
+    sigma: float | np.ndarray, coefficients: Sequence[float] = MUON_QUINTIC, steps: int = 5
+) -> float | np.ndarray:
     """``p^(steps)(sigma)``: where a (Frobenius-normalised) singular value ``sigma`` goes after ``steps`` Newton–Schulz
     steps (§5.32). Vectorised over numpy arrays."""
     p = ns_polynomial(coefficients)
@@ -519,8 +520,9 @@ def ns_invariant_band(coefficients: Sequence[float] = MUON_QUINTIC) -> tuple[flo
     maxima = [x for x in crit if d2(x) < 0]
     minima = [x for x in crit if d2(x) > 0]
     if not maxima or not minima or not minima[0] > maxima[0]:
-        raise ValueError(f"coefficients {tuple(coefficients)!r} have no local max followed by a local min; "
-                         "no oscillation band")
+        raise ValueError(
+            f"coefficients {tuple(coefficients)!r} have no local max followed by a local min; no oscillation band"
+        )
     x_m = minima[0]
     lo = float(p(x_m))
     hi = float(p(lo))
@@ -539,8 +541,9 @@ def ns_invariant_band(coefficients: Sequence[float] = MUON_QUINTIC) -> tuple[flo
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def nesterov_spokoiny_second_moment_bound(mu: float, L: float, d: int, grad_norm_sq: float,
-                                          central: bool = False) -> float:
+def nesterov_spokoiny_second_moment_bound(
+    mu: float, L: float, d: int, grad_norm_sq: float, central: bool = False
+) -> float:
     """Nesterov–Spokoiny bound on the Gaussian oracle's second moment ([Q] N9: FoCM 2017, Thm 4, Eq. (35), p. 538):
 
     forward ``E||g_mu||^2 <= mu^2 / 2 * L^2 (d + 6)^3 + 2 (d + 4) ||grad f||^2``;
@@ -575,8 +578,7 @@ def rsgf_output_probabilities(gammas: Sequence[float], L: float, d: int) -> np.n
     return w / w.sum()
 
 
-def ghadimi_lan_rsgf_bound(f_gap: float, L: float, d: int, mu: float, sigma: float,
-                           gammas: Sequence[float]) -> float:
+def ghadimi_lan_rsgf_bound(f_gap: float, L: float, d: int, mu: float, sigma: float, gammas: Sequence[float]) -> float:
     """Right-hand side of the RSGF bound on ``(1/L) E||grad f(x_R)||^2`` ([Q] Ghadimi–Lan 2013, arXiv:1309.5549,
     Thm 3.2(a), Eq. (3.16); G2, §5.22); nonconvex, ``L``-smooth, gradient-noise variance ``sigma^2``,
     ``0 < gamma_k < 1/(2(d+4)L)``, ``R`` drawn by :func:`rsgf_output_probabilities`:
@@ -591,7 +593,10 @@ def ghadimi_lan_rsgf_bound(f_gap: float, L: float, d: int, mu: float, sigma: flo
     sigma = _nonneg(sigma, "sigma")
     g = _gammas(gammas, L, d)
     Df2 = 2 * f_gap / L
-    num = (Df2 + 2 * mu**2 * (d + 4) * (1 + L * (d + 4) ** 2 * float(np.sum(g / 4 + L * g**2)))
-           + 2 * (d + 4) * sigma**2 * float(np.sum(g**2)))
+    num = (
+        Df2
+        + 2 * mu**2 * (d + 4) * (1 + L * (d + 4) ** 2 * float(np.sum(g / 4 + L * g**2)))
+        + 2 * (d + 4) * sigma**2 * float(np.sum(g**2))
+    )
     den = float(np.sum(g - 2 * L * (d + 4) * g**2))
     return num / den

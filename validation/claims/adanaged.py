@@ -72,28 +72,47 @@ def _settings(ctx: Context) -> dict[str, Setting]:
         "l2_quadratic": Setting(
             "l2 quadratic (d=100, L=1, mu=1e-3, rotated)",
             lambda s: Quadratic(100, L=1.0, mu=1e-3, rotated=True, seed=s, dtype=torch.float64),
-            "l2", steps(100), reps),
+            "l2",
+            steps(100),
+            reps,
+        ),
         "linf_separable": Setting(
             f"l-inf separable log-cosh (d={d_linf}, heavy-tailed curvature)",
             lambda s: SeparableLInf(d_linf, regime="sign", phi="logcosh", seed=s, dtype=torch.float64),
-            "linf", 500, reps),
+            "linf",
+            500,
+            reps,
+        ),
         "spectral_matrix": Setting(
             "spectral matrix quadratic (10x10 + bias, Muon regime)",
             lambda s: MatrixQuadratic(10, 10, regime="spectral", seed=s, dtype=torch.float64),
-            None, steps(110), reps),
+            None,
+            steps(110),
+            reps,
+        ),
         "nonconvex": Setting(
             "nonconvex sine (d=100, a=2)",
             lambda s: NonconvexSine(100, a=2.0, seed=s, dtype=torch.float64),
-            "l2", steps(100), reps),
+            "l2",
+            steps(100),
+            reps,
+        ),
         "logistic": Setting(
             "minibatch logistic regression (d=100, n=1000, batch 4)",
-            lambda s: LogisticRegression(1000, 100, batch_size=4, l2_reg=1e-2, signal=3.0, init_scale=10.0, seed=s,
-                                         dtype=torch.float64),
-            "l2", steps(100), reps),
+            lambda s: LogisticRegression(
+                1000, 100, batch_size=4, l2_reg=1e-2, signal=3.0, init_scale=10.0, seed=s, dtype=torch.float64
+            ),
+            "l2",
+            steps(100),
+            reps,
+        ),
         "noisy_quadratic": Setting(
             "l2 quadratic + additive-noise oracle (d=100, sigma=0.5)",
             lambda s: AdditiveNoise(Quadratic(100, L=1.0, mu=1e-3, rotated=True, seed=s, dtype=torch.float64), 0.5),
-            "l2", steps(100), reps),
+            "l2",
+            steps(100),
+            reps,
+        ),
     }
 
 
@@ -202,9 +221,14 @@ def _robustness(ctx: Context, key: str, setting: Setting | None = None) -> Claim
         curve = table[best_eps]
         finite = [v for v in curve if math.isfinite(v) and v > 0]
         tuning[name] = {
-            "lr_grid": grid.tolist(), "eps_grid": list(eps_grid), "final_by_eps": {str(e): table[e] for e in eps_grid},
-            "best_lr": lr_best, "best_eps": best_eps, "best_at_grid_edge": best_i in (0, N_LR - 1),
-            "per_seed": per_seed, "median": _median(per_seed),
+            "lr_grid": grid.tolist(),
+            "eps_grid": list(eps_grid),
+            "final_by_eps": {str(e): table[e] for e in eps_grid},
+            "best_lr": lr_best,
+            "best_eps": best_eps,
+            "best_at_grid_edge": best_i in (0, N_LR - 1),
+            "per_seed": per_seed,
+            "median": _median(per_seed),
             "spread_over_lr": (max(curve) / min(finite)) if finite and min(finite) > 0 else math.inf,
         }
     ref_name = min(tuning, key=lambda n: tuning[n]["median"])
@@ -218,82 +242,137 @@ def _robustness(ctx: Context, key: str, setting: Setting | None = None) -> Claim
     f0_by_seed = [setting.make(s).suboptimality() for s in seeds]
     above_f0 = sum(1 for v in ada.values() for x, f0s in zip(v, f0_by_seed) if not x < f0s)
     ok_spread = spread >= SPREAD
-    series = [{"x": list(setting.reps), "y": [ada_med[r] for r in setting.reps], "label": f"AdaNAGED vs reps_rel (median of {len(seeds)} seeds)",
-               "style": "line"}]
+    series = [
+        {
+            "x": list(setting.reps),
+            "y": [ada_med[r] for r in setting.reps],
+            "label": f"AdaNAGED vs reps_rel (median of {len(seeds)} seeds)",
+            "style": "line",
+        }
+    ]
     for name, t in tuning.items():
-        series.append({"x": t["lr_grid"], "y": t["final_by_eps"][str(t["best_eps"])], "label": f"{name} vs lr (eps={t['best_eps']:g}, seed 0)",
-                       "style": "line"})
+        series.append(
+            {
+                "x": t["lr_grid"],
+                "y": t["final_by_eps"][str(t["best_eps"])],
+                "label": f"{name} vs lr (eps={t['best_eps']:g}, seed 0)",
+                "style": "line",
+            }
+        )
     return ClaimResult(
         predicted=f"AdaNAGED (median of {len(seeds)} seed(s)) within {RATIO:g}x of the best tuned baseline for every reps_rel in "
-                  f"[{min(setting.reps):g}, {max(setting.reps):g}]; baselines spread >= {SPREAD:g}x over their lr grid",
+        f"[{min(setting.reps):g}, {max(setting.reps):g}]; baselines spread >= {SPREAD:g}x over their lr grid",
         measured=f"worst AdaNAGED/best-baseline ratio {fmt(worst_ratio, 3)} (reps_rel={worst_r:g}); reference "
-                 f"{ref_name} {fmt(ref, 3)} (f0 {fmt(f0, 3)}); {ref_name} spread over lr {fmt(spread, 3)}x; "
-                 f"AdaNAGED runs ending at or above f0: {above_f0}",
+        f"{ref_name} {fmt(ref, 3)} (f0 {fmt(f0, 3)}); {ref_name} spread over lr {fmt(spread, 3)}x; "
+        f"AdaNAGED runs ending at or above f0: {above_f0}",
         passed=bool(ok_ratio and ok_spread and above_f0 == 0),
         statistics={
-            "problem": setting.label, "steps": setting.steps, "evaluations": 2 * setting.steps, "seeds": seeds,
-            "f0_seed0": f0, "reference_method": ref_name, "reference_median": ref, "ratio_bound": RATIO,
+            "problem": setting.label,
+            "steps": setting.steps,
+            "evaluations": 2 * setting.steps,
+            "seeds": seeds,
+            "f0_seed0": f0,
+            "reference_method": ref_name,
+            "reference_median": ref,
+            "ratio_bound": RATIO,
             "adanaged_final_per_seed": {f"{r:g}": v for r, v in ada.items()},
             "adanaged_median": {f"{r:g}": v for r, v in ada_med.items()},
             "adanaged_ratio_to_reference": {f"{r:g}": v / ref for r, v in ada_med.items()},
-            "worst_ratio": worst_ratio, "baselines": tuning, "reference_spread_over_lr": spread,
-            "adanaged_runs_at_or_above_f0": above_f0, "f0_per_seed": f0_by_seed,
+            "worst_ratio": worst_ratio,
+            "baselines": tuning,
+            "reference_spread_over_lr": spread,
+            "adanaged_runs_at_or_above_f0": above_f0,
+            "f0_per_seed": f0_by_seed,
             "norm": setting.norm or "default routing (spectral_ns matrices, linf vectors)",
         },
         verdict_rule=f"pass iff median-over-{len(seeds)}-seed(s) AdaNAGED f(x_T)-f* <= {RATIO:g} x the best tuned baseline's median for "
-                     f"every swept reps_rel, no AdaNAGED run ends at or above its f0, and the best baseline's final error "
-                     f"varies >= {SPREAD:g}x over its lr grid (equal evaluation budgets, probes counted)",
-        plots=[Plot(title=f"{setting.label}: final error, {2 * setting.steps} evaluations",
-                    xlabel="AdaNAGED reps_rel  /  baseline learning rate", ylabel="f(x_T) - f*",
-                    series=series, xscale="log", yscale="log",
-                    hlines=[{"y": ref, "label": f"best tuned ({ref_name})"}, {"y": RATIO * ref, "label": f"{RATIO:g} x best tuned"}])],
+        f"every swept reps_rel, no AdaNAGED run ends at or above its f0, and the best baseline's final error "
+        f"varies >= {SPREAD:g}x over its lr grid (equal evaluation budgets, probes counted)",
+        plots=[
+            Plot(
+                title=f"{setting.label}: final error, {2 * setting.steps} evaluations",
+                xlabel="AdaNAGED reps_rel  /  baseline learning rate",
+                ylabel="f(x_T) - f*",
+                series=series,
+                xscale="log",
+                yscale="log",
+                hlines=[
+                    {"y": ref, "label": f"best tuned ({ref_name})"},
+                    {"y": RATIO * ref, "label": f"{RATIO:g} x best tuned"},
+                ],
+            )
+        ],
         notes="AdaNAGED: default rule (function-value step search), default momentum, step-tied smoothing radius; only "
-              "reps_rel varies. See docs/adanaged.md section 6.",
+        "reps_rel varies. See docs/adanaged.md section 6.",
     )
 
 
-@claim("adanaged_robust_l2_quadratic", source="docs/adanaged.md §3.0 (function-value step search; reconstruction of arXiv 2606.14970)",
-       tags=("adanaged", "parameter_free"), cost=8.0)
+@claim(
+    "adanaged_robust_l2_quadratic",
+    source="docs/adanaged.md §3.0 (function-value step search; reconstruction of arXiv 2606.14970)",
+    tags=("adanaged", "parameter_free"),
+    cost=8.0,
+)
 def adanaged_robust_l2_quadratic(ctx: Context) -> ClaimResult:
     """AdaNAGED (l2 geometry) stays within 2x of tuned ZO-SGD / ZO-LMO / JAGUAR over 6 decades of its initial guess
     on an ill-conditioned rotated quadratic."""
     return _robustness(ctx, "l2_quadratic")
 
 
-@claim("adanaged_robust_linf", source="docs/adanaged.md §3.0 (function-value step search; reconstruction of arXiv 2606.14970)",
-       tags=("adanaged", "parameter_free"), cost=8.0)
+@claim(
+    "adanaged_robust_linf",
+    source="docs/adanaged.md §3.0 (function-value step search; reconstruction of arXiv 2606.14970)",
+    tags=("adanaged", "parameter_free"),
+    cost=8.0,
+)
 def adanaged_robust_linf(ctx: Context) -> ClaimResult:
     """AdaNAGED (sign/l-inf geometry) stays within 2x of the tuned baselines over 6 decades of its initial guess on a
     separable problem with heavy-tailed curvature (sign methods' regime)."""
     return _robustness(ctx, "linf_separable")
 
 
-@claim("adanaged_robust_spectral", source="docs/adanaged.md §3.0 (function-value step search; reconstruction of arXiv 2606.14970)",
-       tags=("adanaged", "parameter_free"), cost=8.0)
+@claim(
+    "adanaged_robust_spectral",
+    source="docs/adanaged.md §3.0 (function-value step search; reconstruction of arXiv 2606.14970)",
+    tags=("adanaged", "parameter_free"),
+    cost=8.0,
+)
 def adanaged_robust_spectral(ctx: Context) -> ClaimResult:
     """AdaNAGED (Newton–Schulz spectral LMO on the matrix, sign on the bias) stays within 2x of the tuned baselines
     over 6 decades of its initial guess on a matrix quadratic in the Muon regime."""
     return _robustness(ctx, "spectral_matrix")
 
 
-@claim("adanaged_robust_nonconvex", source="docs/adanaged.md §3.0 (function-value step search; reconstruction of arXiv 2606.14970)",
-       tags=("adanaged", "parameter_free"), cost=8.0)
+@claim(
+    "adanaged_robust_nonconvex",
+    source="docs/adanaged.md §3.0 (function-value step search; reconstruction of arXiv 2606.14970)",
+    tags=("adanaged", "parameter_free"),
+    cost=8.0,
+)
 def adanaged_robust_nonconvex(ctx: Context) -> ClaimResult:
     """AdaNAGED (l2 geometry) stays within 2x of the tuned baselines over 6 decades of its initial guess on a
     nonconvex separable sine landscape."""
     return _robustness(ctx, "nonconvex")
 
 
-@claim("adanaged_robust_stochastic_logistic", source="docs/adanaged.md §3.0 (function-value step search; minibatch noise)",
-       tags=("adanaged", "parameter_free", "stochastic"), cost=8.0)
+@claim(
+    "adanaged_robust_stochastic_logistic",
+    source="docs/adanaged.md §3.0 (function-value step search; minibatch noise)",
+    tags=("adanaged", "parameter_free", "stochastic"),
+    cost=8.0,
+)
 def adanaged_robust_stochastic_logistic(ctx: Context) -> ClaimResult:
     """AdaNAGED stays within 2x of the tuned baselines over ten decades of its initial guess on minibatch logistic
     regression with batches of 4 (its probes are judged on a batch that chose none of the probed steps)."""
     return _robustness(ctx, "logistic")
 
 
-@claim("adanaged_robust_noisy_oracle", source="docs/adanaged.md §3.0 (function-value step search; minibatch noise)",
-       tags=("adanaged", "parameter_free", "stochastic"), cost=8.0)
+@claim(
+    "adanaged_robust_noisy_oracle",
+    source="docs/adanaged.md §3.0 (function-value step search; minibatch noise)",
+    tags=("adanaged", "parameter_free", "stochastic"),
+    cost=8.0,
+)
 def adanaged_robust_noisy_oracle(ctx: Context) -> ClaimResult:
     """AdaNAGED stays within 2x of the tuned baselines over ten decades of its initial guess on a quadratic with the
     seeded additive-noise oracle (E||grad F - grad f||^2 = sigma^2 = 1 exactly)."""
@@ -306,8 +385,12 @@ def _sine_grad_norm(problem: NonconvexSine) -> float:
     return float(torch.linalg.vector_norm(t + problem.a / 2 * torch.sin(2 * t)))
 
 
-@claim("adanaged_rate_nonconvex", source="docs/adanaged.md §4.1 (LMO descent lemma with a step within 4x of the "
-       "probed optimum; Pethick et al. 2025)", tags=("adanaged", "rates"), cost=3.0)
+@claim(
+    "adanaged_rate_nonconvex",
+    source="docs/adanaged.md §4.1 (LMO descent lemma with a step within 4x of the probed optimum; Pethick et al. 2025)",
+    tags=("adanaged", "rates"),
+    cost=3.0,
+)
 def adanaged_rate_nonconvex(ctx: Context) -> ClaimResult:
     """After its warm-up, AdaNAGED's best gradient norm so far decays at least like t^(-1/2) (up to a log factor) on a
     smooth nonconvex problem, the rate a tuned LMO method attains in the deterministic-oracle setting."""
@@ -333,34 +416,66 @@ def adanaged_rate_nonconvex(ctx: Context) -> ClaimResult:
     allowance = 1.0 / (2.0 * math.log(t_lo))
     high = fit["interval"][1]
     passed = bool(high <= -0.5 + allowance)
-    series = [{"x": list(range(1, T + 1, max(1, T // 400))), "y": c[:: max(1, T // 400)].tolist(), "label": f"seed {k}"}
-              for k, c in enumerate(curves)]
+    series = [
+        {"x": list(range(1, T + 1, max(1, T // 400))), "y": c[:: max(1, T // 400)].tolist(), "label": f"seed {k}"}
+        for k, c in enumerate(curves)
+    ]
     c0 = float(np.exp(np.median(np.asarray(ys) + 0.5 * np.asarray(xs))))
-    series.append({"x": ts.tolist(), "y": (c0 * ts.astype(float) ** -0.5).tolist(), "label": "t^(-1/2) reference", "style": "line"})
+    series.append(
+        {
+            "x": ts.tolist(),
+            "y": (c0 * ts.astype(float) ** -0.5).tolist(),
+            "label": "t^(-1/2) reference",
+            "style": "line",
+        }
+    )
     return ClaimResult(
         predicted=f"slope of log min_(s<=t) ||grad f(x_s)||_2 vs log t <= -1/2 + 1/(2 ln t_min) = {fmt(-0.5 + allowance, 3)}",
         measured=f"Theil-Sen slope {fmt(fit['slope'], 3)}, 99% interval [{fmt(fit['interval'][0], 3)}, {fmt(high, 3)}]",
         passed=passed,
-        statistics={"fit": fit, "d": d, "T": T, "window": [int(ts[0]), int(ts[-1])], "seeds": n_seeds, "reps_rel": 1e-4,
-                    "allowance": allowance, "final_min_grad_norm": [float(c[-1]) for c in curves]},
+        statistics={
+            "fit": fit,
+            "d": d,
+            "T": T,
+            "window": [int(ts[0]), int(ts[-1])],
+            "seeds": n_seeds,
+            "reps_rel": 1e-4,
+            "allowance": allowance,
+            "final_min_grad_norm": [float(c[-1]) for c in curves],
+        },
         verdict_rule="pass iff the upper end of the 99% Theil-Sen interval (points from all seeds, 25 log-spaced t in "
-                     "[T/10, T]) is <= -1/2 + 1/(2 ln(T/10)) (the local slope of sqrt(log t / t))",
-        plots=[Plot(title=f"AdaNAGED on nonconvex sine (d={d}): best gradient norm", xlabel="step t",
-                    ylabel="min_(s<=t) ||grad f(x_s)||_2", series=series, xscale="log", yscale="log")],
+        "[T/10, T]) is <= -1/2 + 1/(2 ln(T/10)) (the local slope of sqrt(log t / t))",
+        plots=[
+            Plot(
+                title=f"AdaNAGED on nonconvex sine (d={d}): best gradient norm",
+                xlabel="step t",
+                ylabel="min_(s<=t) ||grad f(x_s)||_2",
+                series=series,
+                xscale="log",
+                yscale="log",
+            )
+        ],
         notes="The window starts at T/10, after the warm-up; a slope steeper than -1/2 (e.g. linear convergence near "
-              "the strongly convex minimum) also passes: the claim is an upper bound on the rate.",
+        "the strongly convex minimum) also passes: the claim is an upper bound on the rate.",
     )
 
 
 # ---------------------------------------------------------------------------------------------- default rule
-@claim("adanaged_default_rule", source="docs/adanaged.md section 3 (the step-size rules and the evidence for the default)",
-       tags=("adanaged", "parameter_free"), cost=3.0)
+@claim(
+    "adanaged_default_rule",
+    source="docs/adanaged.md section 3 (the step-size rules and the evidence for the default)",
+    tags=("adanaged", "parameter_free"),
+    cost=3.0,
+)
 def adanaged_default_rule(ctx: Context) -> ClaimResult:
     """The function-value step search is the better default step-size rule for AdaNAGED: at equal evaluation budgets
     (its probes counted) it reaches a smaller final error than the DoG-type and the ALIAS-type rules."""
     T = ctx.pick(600, 1200)
-    settings = {k: v for k, v in _settings(Context("quick", ctx.seed)).items()
-                if k in ("l2_quadratic", "linf_separable", "spectral_matrix", "nonconvex")}
+    settings = {
+        k: v
+        for k, v in _settings(Context("quick", ctx.seed)).items()
+        if k in ("l2_quadratic", "linf_separable", "spectral_matrix", "nonconvex")
+    }
     seed = int(mix_seed(ctx.seed, _SALT, 200) % (2**31))
     rules = ("search", "dog", "alias")
     rows, wins, cases = [], 0, 0
@@ -374,16 +489,26 @@ def adanaged_default_rule(ctx: Context) -> ClaimResult:
             rows.append({"problem": st.label, "reps_rel": reps, "f0": f0, **finals})
     need = math.ceil(0.75 * cases)
     passed = bool(wins >= need)
-    series = [{"x": list(range(len(rows))), "y": [max(r[n], 1e-300) for r in rows], "label": n, "style": "points"} for n in rules]
+    series = [
+        {"x": list(range(len(rows))), "y": [max(r[n], 1e-300) for r in rows], "label": n, "style": "points"}
+        for n in rules
+    ]
     return ClaimResult(
         predicted=f"search's final error <= min(DoG, ALIAS) in >= {need} of {cases} cases",
         measured=f"search best in {wins}/{cases}",
         passed=passed,
         statistics={"T": T, "seed": seed, "cases": rows},
         verdict_rule="pass iff the search rule's final error is at most the better of DoG and ALIAS in at least 75% of the "
-                     "(problem, reps_rel) cases, at equal evaluation budgets (2 T)",
-        plots=[Plot(title=f"AdaNAGED step-size rules, {2 * T} evaluations", xlabel="case (problem x reps_rel)",
-                    ylabel="f(x_T) - f*", series=series, yscale="log")],
+        "(problem, reps_rel) cases, at equal evaluation budgets (2 T)",
+        plots=[
+            Plot(
+                title=f"AdaNAGED step-size rules, {2 * T} evaluations",
+                xlabel="case (problem x reps_rel)",
+                ylabel="f(x_T) - f*",
+                series=series,
+                yscale="log",
+            )
+        ],
     )
 
 
@@ -405,8 +530,12 @@ def _warmup(d: int, reps: float, seed: int, max_steps: int) -> tuple[int, list[f
     return (end if end > 0 else max_steps), gammas
 
 
-@claim("adanaged_warmup_dimension", source="docs/adanaged.md §3.0, §4.1 (warm-up O(log(D/r_eps)) probes)",
-       tags=("adanaged", "parameter_free", "rates"), cost=2.0)
+@claim(
+    "adanaged_warmup_dimension",
+    source="docs/adanaged.md §3.0, §4.1 (warm-up O(log(D/r_eps)) probes)",
+    tags=("adanaged", "parameter_free", "rates"),
+    cost=2.0,
+)
 def adanaged_warmup_dimension(ctx: Context) -> ClaimResult:
     """AdaNAGED's warm-up (steps until its step size stops growing geometrically) grows like log(D / r_eps), not like d:
     from reps_rel = 1e-10 on quadratics with d = 10^2 ... 10^5 it ends within the same number of steps, up to a
@@ -420,15 +549,28 @@ def adanaged_warmup_dimension(ctx: Context) -> ClaimResult:
     lo, hi = min(ends.values()), max(ends.values())
     predicted_steps = math.ceil(math.log(1e10) / math.log(4.0))  # probes at interval 1 from gamma = r_eps to ~D
     passed = bool(hi <= 2 * lo and hi < max_steps)
-    series = [{"x": list(range(1, len(c) + 1)), "y": c, "label": f"d = {d}", "style": "line"} for d, c in curves.items()]
+    series = [
+        {"x": list(range(1, len(c) + 1)), "y": c, "label": f"d = {d}", "style": "line"} for d, c in curves.items()
+    ]
     return ClaimResult(
         predicted=f"warm-up steps at d = {dims[-1]} at most 2x those at d = {dims[0]} (at most log_4(1e10) = "
-                  f"{predicted_steps} growth probes each, independent of d)",
+        f"{predicted_steps} growth probes each, independent of d)",
         measured="warm-up steps " + ", ".join(f"d={d}: {e}" for d, e in ends.items()),
         passed=passed,
-        statistics={"warmup_steps": {str(d): e for d, e in ends.items()}, "reps_rel": 1e-10, "seed": seed,
-                    "gamma_last": {str(d): c[-1] for d, c in curves.items()}},
+        statistics={
+            "warmup_steps": {str(d): e for d, e in ends.items()},
+            "reps_rel": 1e-10,
+            "seed": seed,
+            "gamma_last": {str(d): c[-1] for d, c in curves.items()},
+        },
         verdict_rule="pass iff max over d of the warm-up steps <= 2 x the min over d, and every warm-up ends within 400 steps",
-        plots=[Plot(title="AdaNAGED step size vs step (reps_rel = 1e-10, quadratic, l2)", xlabel="step",
-                    ylabel="gamma_t", series=series, yscale="log")],
+        plots=[
+            Plot(
+                title="AdaNAGED step size vs step (reps_rel = 1e-10, quadratic, l2)",
+                xlabel="step",
+                ylabel="gamma_t",
+                series=series,
+                yscale="log",
+            )
+        ],
     )

@@ -93,8 +93,15 @@ def ratio_plot(title: str, labels: list[str], ratios: list[float], half_widths: 
         title=title,
         xlabel="",
         ylabel=ylabel,
-        series=[{"x": list(range(len(labels))), "y": ratios, "yerr": half_widths, "style": "points",
-                 "label": "measured / predicted (Bonferroni interval)"}],
+        series=[
+            {
+                "x": list(range(len(labels))),
+                "y": ratios,
+                "yerr": half_widths,
+                "style": "points",
+                "label": "measured / predicted (Bonferroni interval)",
+            }
+        ],
         hlines=[{"y": 1.0, "label": "theory", "color": "k", "style": "--"}],
         xticklabels=labels,
     )
@@ -113,7 +120,9 @@ def _family_second_moment_ratio(name: str, d: int, q: int, shape: tuple[int, int
         # rank 1: <G,Z> = u^T G v, ||Z||^2 = ||u||^2 ||v||^2; E_u (u^T w)^2 ||u||^2 = (m+2)||w||^2 (§5.3 in R^m),
         # then E_v ||Gv||^2 ||v||^2 = (k+2)||G||_F^2, so E||<G,Z>Z||^2 = (m+2)(k+2)||G||_F^2.
         r1 = (m + 2) * (k + 2)
-        return (r1 + q - 1) / q, f"[D] rank-1 Z = u v^T: E||<G,Z>Z||^2 = (m+2)(n+2)||G||_F^2 = {r1}||G||_F^2; averaged over q"
+        return (
+            r1 + q - 1
+        ) / q, f"[D] rank-1 Z = u v^T: E||<G,Z>Z||^2 = (m+2)(n+2)||G||_F^2 = {r1}||G||_F^2; averaged over q"
     raise ValueError(f"no closed form for family {name!r}")
 
 
@@ -130,7 +139,9 @@ def _lowrank_reference_sd(G: np.ndarray, q: int, n: int, rng: np.random.Generato
         size = min(chunk, n - start)
         u, v = rng.standard_normal((size, q, m)), rng.standard_normal((size, q, k))
         s = np.einsum("njm,mk,njk->nj", u, G, v)
-        norm2 = np.einsum("nj,nl,njl,njl->n", s, s, np.einsum("njm,nlm->njl", u, u), np.einsum("njk,nlk->njl", v, v)) / q**2
+        norm2 = (
+            np.einsum("nj,nl,njl,njl->n", s, s, np.einsum("njm,nlm->njl", u, u), np.einsum("njk,nlk->njl", v, v)) / q**2
+        )
         sq.append(norm2)
         ms.append(norm2 - 2 * (s**2).sum(axis=1) / q + gn2)
     return float(np.concatenate(sq).std()), float(np.concatenate(ms).std())
@@ -141,9 +152,14 @@ def _z_with_sd(samples: np.ndarray, predicted: float, sd: float, alpha: float) -
     out = mean_matches(samples, predicted, alpha)
     se = sd / math.sqrt(samples.size)
     z = (out["mean"] - predicted) / se
-    out.update(test="two-sided z-test on the mean, reference standard deviation", sample_standard_error=out["standard_error"],
-               standard_error=se, z=z, interval=[out["mean"] - out["critical_z"] * se, out["mean"] + out["critical_z"] * se],
-               passed=bool(abs(z) <= out["critical_z"]))
+    out.update(
+        test="two-sided z-test on the mean, reference standard deviation",
+        sample_standard_error=out["standard_error"],
+        standard_error=se,
+        z=z,
+        interval=[out["mean"] - out["critical_z"] * se, out["mean"] + out["critical_z"] * se],
+        passed=bool(abs(z) <= out["critical_z"]),
+    )
     return out
 
 
@@ -174,8 +190,13 @@ def family_moments(ctx: Context, name: str) -> ClaimResult:
     n_of = {1: ctx.pick(1000, 4000), 4: ctx.pick(400, 1500)}
     tests = 4 * len(qs)
     alpha = bonferroni(FALSE_ALARM, tests)
-    stats: dict[str, Any] = {"dimension": d, "grad_norm_sq": gn2, "false_alarm_total": FALSE_ALARM,
-                             "false_alarm_per_test": alpha, "problem": problem.constants()}
+    stats: dict[str, Any] = {
+        "dimension": d,
+        "grad_norm_sq": gn2,
+        "false_alarm_total": FALSE_ALARM,
+        "false_alarm_per_test": alpha,
+        "problem": problem.constants(),
+    }
     labels, ratios, widths, passed, measured_txt, predicted_txt = [], [], [], True, [], []
     for q in qs:
         fam = setup["family"](q)
@@ -194,32 +215,47 @@ def family_moments(ctx: Context, name: str) -> ClaimResult:
             m2 = mean_matches(sq, r_pred * gn2, alpha)
             mse = mean_matches(err, (r_pred - 1.0) * gn2, alpha)
         stats[f"q={q}"] = {
-            "n": n_of[q], "unbiasedness": mean_test, "mean_along_gradient": along, "second_moment": m2, "mse": mse,
+            "n": n_of[q],
+            "unbiasedness": mean_test,
+            "mean_along_gradient": along,
+            "second_moment": m2,
+            "mse": mse,
             "predicted_ratio_source": r_src,
-            "predicted_second_moment_ratio": r_pred, "measured_second_moment_ratio": m2["mean"] / gn2,
-            "predicted_mse_ratio": r_pred - 1.0, "measured_mse_ratio": mse["mean"] / gn2,
+            "predicted_second_moment_ratio": r_pred,
+            "measured_second_moment_ratio": m2["mean"] / gn2,
+            "predicted_mse_ratio": r_pred - 1.0,
+            "measured_mse_ratio": mse["mean"] / gn2,
         }
         passed &= mean_test["passed"] and along["passed"] and m2["passed"] and mse["passed"]
-        for label, t, pred in (("E<g,grad>/||grad||^2", along, 1.0), ("E||g||^2", m2, r_pred * gn2),
-                               ("E||g-grad||^2", mse, (r_pred - 1) * gn2)):
+        for label, t, pred in (
+            ("E<g,grad>/||grad||^2", along, 1.0),
+            ("E||g||^2", m2, r_pred * gn2),
+            ("E||g-grad||^2", mse, (r_pred - 1) * gn2),
+        ):
             labels.append(f"{label}, q={q}")
             ratios.append(t["mean"] / pred)
             widths.append(t["critical_z"] * t["standard_error"] / pred)
-        measured_txt.append(f"q={q}: E||g||^2/||grad||^2 = {fmt(m2['mean'] / gn2)}, MSE ratio {fmt(mse['mean'] / gn2)}, "
-                            f"Hotelling p = {fmt(mean_test['p_value'], 2)}")
+        measured_txt.append(
+            f"q={q}: E||g||^2/||grad||^2 = {fmt(m2['mean'] / gn2)}, MSE ratio {fmt(mse['mean'] / gn2)}, "
+            f"Hotelling p = {fmt(mean_test['p_value'], 2)}"
+        )
         predicted_txt.append(f"q={q}: {fmt(r_pred)}, {fmt(r_pred - 1)}")
     return ClaimResult(
-        predicted=f"E g = grad f; second-moment / MSE ratios " + "; ".join(predicted_txt),
+        predicted="E g = grad f; second-moment / MSE ratios " + "; ".join(predicted_txt),
         measured="; ".join(measured_txt),
         passed=bool(passed),
         statistics=stats,
-        verdict_rule=(f"pass iff, for q in {list(qs)}, Hotelling's test of E g = grad f, the z-test of "
-                      f"E<g, grad f>/||grad f||^2 = 1 and the two z-tests of "
-                      f"E||g||^2 and E||g - grad f||^2 against the closed forms all keep p >= {alpha:.2g} "
-                      f"(Bonferroni over {tests} tests, total false alarm {FALSE_ALARM})"),
-        plots=[ratio_plot(f"{name} directions, d={d}: moments / theory", labels, ratios, widths, "measured / predicted")],
+        verdict_rule=(
+            f"pass iff, for q in {list(qs)}, Hotelling's test of E g = grad f, the z-test of "
+            f"E<g, grad f>/||grad f||^2 = 1 and the two z-tests of "
+            f"E||g||^2 and E||g - grad f||^2 against the closed forms all keep p >= {alpha:.2g} "
+            f"(Bonferroni over {tests} tests, total false alarm {FALSE_ALARM})"
+        ),
+        plots=[
+            ratio_plot(f"{name} directions, d={d}: moments / theory", labels, ratios, widths, "measured / predicted")
+        ],
         notes=f"Central differences on a {'matrix ' if name == 'lowrank' else ''}quadratic in float64 are exact "
-              f"directional derivatives, so the closed forms of docs/theory.md §3.7 apply exactly ({setup['oracles']}).",
+        f"directional derivatives, so the closed forms of docs/theory.md §3.7 apply exactly ({setup['oracles']}).",
     )
 
 
@@ -227,8 +263,10 @@ def _register_family(name: str, source: str) -> None:
     def run(ctx: Context) -> ClaimResult:
         return family_moments(ctx, name)
 
-    run.__doc__ = (f"Moments of the central two-point estimator with {name} directions on a float64 quadratic: "
-                   f"unbiasedness (E g = grad f) and the exact second moment and mean-squared error for q = 1 and 4.")
+    run.__doc__ = (
+        f"Moments of the central two-point estimator with {name} directions on a float64 quadratic: "
+        f"unbiasedness (E g = grad f) and the exact second moment and mean-squared error for q = 1 and 4."
+    )
     claim(f"estimator_moments_{name}", source=source, tags=("estimators", "moments", name), cost=2.0)(run)
 
 
@@ -242,7 +280,11 @@ _register_family("lowrank", "derived: rank-1 U V^T directions, (m+2)(n+2)")
 
 
 # ---------------------------------------------------------------------- §5.2
-@claim("gaussian_norm_moments", source="docs/theory.md §5.2 [D]; N1 (Nesterov-Spokoiny 2017, Lemma 1)", tags=("estimators", "moments", "gaussian"))
+@claim(
+    "gaussian_norm_moments",
+    source="docs/theory.md §5.2 [D]; N1 (Nesterov-Spokoiny 2017, Lemma 1)",
+    tags=("estimators", "moments", "gaussian"),
+)
 def gaussian_norm_moments(ctx: Context) -> ClaimResult:
     """Moments of the library's Gaussian directions: E||u||^p = d, d(d+2), d(d+2)(d+4) for p = 2, 4, 6,
     and the Nesterov–Spokoiny bound E||u||^p <= (p + d)^(p/2)."""
@@ -269,18 +311,27 @@ def gaussian_norm_moments(ctx: Context) -> ClaimResult:
         widths.append(t["critical_z"] * t["standard_error"] / pred)
     return ClaimResult(
         predicted=f"E||u||^2,4,6 = {theory.gaussian_moment(d, 2):g}, {theory.gaussian_moment(d, 4):g}, {theory.gaussian_moment(d, 6):g} (d={d})",
-        measured=", ".join(fmt(stats[f'p={p}']['mean']) for p in (2, 4, 6)),
+        measured=", ".join(fmt(stats[f"p={p}"]["mean"]) for p in (2, 4, 6)),
         passed=bool(passed),
         statistics=stats,
         verdict_rule=f"pass iff each z-test keeps |z| below its Bonferroni critical value (total false alarm {FALSE_ALARM}) "
-                     "and the lower end of each interval is below the (p+d)^(p/2) bound",
+        "and the lower end of each interval is below the (p+d)^(p/2) bound",
         plots=[ratio_plot(f"Gaussian direction moments, d={d}", labels, ratios, widths, "measured / predicted")],
     )
 
 
 # ---------------------------------------------------------------------- §5.12 slopes
-def _scaling_groups(ctx: Context, name: str, family_of: Callable[[int], DirectionFamily], grid: list[int], vary: str,
-                    d_fixed: int, q_fixed: int, groups: int, per_group: int) -> tuple[np.ndarray, np.ndarray, list[float]]:
+def _scaling_groups(
+    ctx: Context,
+    name: str,
+    family_of: Callable[[int], DirectionFamily],
+    grid: list[int],
+    vary: str,
+    d_fixed: int,
+    q_fixed: int,
+    groups: int,
+    per_group: int,
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
     xs, ys, preds = [], [], []
     seed = mix_seed(ctx.seed, salt(f"scaling_{vary}_{name}"))
     for v in grid:
@@ -305,31 +356,51 @@ def _slope_claim(ctx: Context, vary: str) -> ClaimResult:
     stats: dict[str, Any] = {"grid": grid, "groups_per_point": groups, "samples_per_group": per_group}
     series, passed, measured, predicted = [], True, [], []
     for k, name in enumerate(families):
-        x, y, preds = _scaling_groups(ctx, name, lambda q, n=name: get_directions(n), grid, vary, d_fixed, q_fixed,
-                                      groups, per_group)
+        x, y, preds = _scaling_groups(
+            ctx, name, lambda q, n=name: get_directions(n), grid, vary, d_fixed, q_fixed, groups, per_group
+        )
         fit = robust_slope(x, y, confidence=0.99)
         pred_fit = robust_slope(np.log(grid), np.log(preds))
         ok = slope_contains(fit, pred_fit["slope"])
         passed &= ok
-        stats[name] = {"fit": fit, "predicted_slope": pred_fit["slope"], "closed_form_mse_ratios": preds,
-                       "contains_prediction": ok}
+        stats[name] = {
+            "fit": fit,
+            "predicted_slope": pred_fit["slope"],
+            "closed_form_mse_ratios": preds,
+            "contains_prediction": ok,
+        }
         measured.append(f"{name}: {fmt(fit['slope'], 3)} [{fmt(fit['interval'][0], 3)}, {fmt(fit['interval'][1], 3)}]")
         predicted.append(f"{name}: {fmt(pred_fit['slope'], 3)}")
-        series.append({"x": [float(math.exp(v)) for v in x], "y": [float(math.exp(v)) for v in y], "style": "points",
-                       "label": f"{name}: measured (seed groups)"})
+        series.append(
+            {
+                "x": [float(math.exp(v)) for v in x],
+                "y": [float(math.exp(v)) for v in y],
+                "style": "points",
+                "label": f"{name}: measured (seed groups)",
+            }
+        )
         series.append({"x": grid, "y": preds, "style": "dashed", "label": f"{name}: closed form"})
     what = "q" if vary == "q" else "d"
     fixed = f"d = {d_fixed}" if vary == "q" else f"q = {q_fixed}"
     return ClaimResult(
-        predicted=f"log-log slope of E||g - grad f||^2 in {what} ({fixed}): " + "; ".join(predicted)
-                  + (" (exactly -1)" if vary == "q" else " (~+1: (d+1)/q and (d-1)/q over the grid)"),
+        predicted=f"log-log slope of E||g - grad f||^2 in {what} ({fixed}): "
+        + "; ".join(predicted)
+        + (" (exactly -1)" if vary == "q" else " (~+1: (d+1)/q and (d-1)/q over the grid)"),
         measured="Theil-Sen 99% CI: " + "; ".join(measured),
         passed=bool(passed),
         statistics=stats,
         verdict_rule=f"pass iff, for each family, the 99% Theil-Sen interval of the slope of log MSE on log {what} "
-                     "(one point per seed group) contains the slope of the closed form over the same grid",
-        plots=[Plot(title=f"MSE scaling in {what} ({fixed})", xlabel=what, ylabel="E||g - grad f||^2 / ||grad f||^2",
-                    series=series, xscale="log", yscale="log")],
+        "(one point per seed group) contains the slope of the closed form over the same grid",
+        plots=[
+            Plot(
+                title=f"MSE scaling in {what} ({fixed})",
+                xlabel=what,
+                ylabel="E||g - grad f||^2 / ||grad f||^2",
+                series=series,
+                xscale="log",
+                yscale="log",
+            )
+        ],
     )
 
 
@@ -360,7 +431,12 @@ def alignment_laws(ctx: Context) -> ClaimResult:
         ("gaussian q=1", get_directions("gaussian"), 1, theory.alignment_cos2_distribution("single", d)),
         ("sphere q=1", get_directions("sphere"), 1, theory.alignment_cos2_distribution("single", d)),
         (f"gaussian q={q}", get_directions("gaussian"), q, theory.alignment_cos2_distribution("gaussian", d, q)),
-        (f"orthonormal q={q}", get_directions("orthonormal", q=q), q, theory.alignment_cos2_distribution("orthonormal", d, q)),
+        (
+            f"orthonormal q={q}",
+            get_directions("orthonormal", q=q),
+            q,
+            theory.alignment_cos2_distribution("orthonormal", d, q),
+        ),
     ]
     alpha = bonferroni(FALSE_ALARM, len(cases) + 1)
     stats: dict[str, Any] = {"d": d, "n": n, "false_alarm_per_test": alpha}
@@ -380,9 +456,17 @@ def alignment_laws(ctx: Context) -> ClaimResult:
             single_cos = np.abs(cos)
         xs = np.sort(cos2)
         grid = np.quantile(xs, np.linspace(0, 1, 60))
-        series.append({"x": grid.tolist(), "y": (np.searchsorted(xs, grid, side="right") / n).tolist(), "style": "step",
-                       "label": f"{label} empirical"})
-        series.append({"x": grid.tolist(), "y": law.cdf(grid).tolist(), "style": "dashed", "label": f"{label} Beta law"})
+        series.append(
+            {
+                "x": grid.tolist(),
+                "y": (np.searchsorted(xs, grid, side="right") / n).tolist(),
+                "style": "step",
+                "label": f"{label} empirical",
+            }
+        )
+        series.append(
+            {"x": grid.tolist(), "y": law.cdf(grid).tolist(), "style": "dashed", "label": f"{label} Beta law"}
+        )
     tc = mean_matches(single_cos, theory.expected_cos_single(d), alpha)
     stats["E|cos| single gaussian"] = tc
     passed &= tc["passed"]
@@ -392,14 +476,23 @@ def alignment_laws(ctx: Context) -> ClaimResult:
         passed=bool(passed),
         statistics=stats,
         verdict_rule=f"pass iff every KS test and the z-test of E|cos| keep p >= {alpha:.2g} "
-                     f"(Bonferroni over {len(cases) + 1} tests, total false alarm {FALSE_ALARM})",
-        plots=[Plot(title=f"alignment cos^2(g_hat, grad f), d={d}: empirical vs Beta CDFs", xlabel="cos^2",
-                    ylabel="CDF", series=series, xscale="log")],
+        f"(Bonferroni over {len(cases) + 1} tests, total false alarm {FALSE_ALARM})",
+        plots=[
+            Plot(
+                title=f"alignment cos^2(g_hat, grad f), d={d}: empirical vs Beta CDFs",
+                xlabel="cos^2",
+                ylabel="CDF",
+                series=series,
+                xscale="log",
+            )
+        ],
     )
 
 
 # ---------------------------------------------------------------------- §5.7, 5.11 (smoothing bias, quadratic)
-def _smoothed_values(problem: Quadratic, family: DirectionFamily, radius: float, n: int, seed: int, ball: bool) -> np.ndarray:
+def _smoothed_values(
+    problem: Quadratic, family: DirectionFamily, radius: float, n: int, seed: int, ball: bool
+) -> np.ndarray:
     """Samples of f(x + radius z) - f(x) with z from ``family`` (times U^(1/d) for the uniform ball)."""
     x = problem.blocks[0].detach()
     f0 = problem.value()
@@ -414,7 +507,11 @@ def _smoothed_values(problem: Quadratic, family: DirectionFamily, radius: float,
     return out
 
 
-@claim("smoothing_bias_quadratic", source="docs/theory.md §5.7, 5.11 [D]; N4 (Nesterov-Spokoiny 2017, Eq. 19)", tags=("estimators", "smoothing"))
+@claim(
+    "smoothing_bias_quadratic",
+    source="docs/theory.md §5.7, 5.11 [D]; N4 (Nesterov-Spokoiny 2017, Eq. 19)",
+    tags=("estimators", "smoothing"),
+)
 def smoothing_bias_quadratic(ctx: Context) -> ClaimResult:
     """On a quadratic, Gaussian smoothing adds exactly mu^2 tr(A)/2 (below the N4 bound mu^2 L d/2) and
     uniform-ball smoothing adds delta^2 tr(A)/(2(d+2))."""
@@ -428,12 +525,18 @@ def smoothing_bias_quadratic(ctx: Context) -> ClaimResult:
     stats: dict[str, Any] = {"d": d, "trace_A": tr, "L": problem.L, "n": n}
     passed, gauss_pts, ball_pts = True, [], []
     for k, r in enumerate(radii):
-        tg = mean_matches(_smoothed_values(problem, get_directions("gaussian"), r, n, mix_seed(seed, 0, k), False),
-                          theory.gaussian_smoothing_bias_quadratic(r, tr), alpha)
+        tg = mean_matches(
+            _smoothed_values(problem, get_directions("gaussian"), r, n, mix_seed(seed, 0, k), False),
+            theory.gaussian_smoothing_bias_quadratic(r, tr),
+            alpha,
+        )
         tg["N4_bound"] = r**2 * problem.L * d / 2
         tg["below_N4"] = bool(tg["interval"][0] <= tg["N4_bound"])
-        tb = mean_matches(_smoothed_values(problem, get_directions("sphere"), r, n, mix_seed(seed, 1, k), True),
-                          theory.ball_smoothing_bias_quadratic(r, tr, d), alpha)
+        tb = mean_matches(
+            _smoothed_values(problem, get_directions("sphere"), r, n, mix_seed(seed, 1, k), True),
+            theory.ball_smoothing_bias_quadratic(r, tr, d),
+            alpha,
+        )
         stats[f"radius={r}"] = {"gaussian": tg, "ball": tb}
         passed &= tg["passed"] and tb["passed"] and tg["below_N4"]
         gauss_pts.append(tg["mean"])
@@ -441,26 +544,50 @@ def smoothing_bias_quadratic(ctx: Context) -> ClaimResult:
     rr = np.geomspace(radii[0], radii[-1], 20)
     return ClaimResult(
         predicted=f"f_mu - f = mu^2 trA/2 (Gaussian), delta^2 trA/(2(d+2)) (ball); trA = {fmt(tr)}",
-        measured="Gaussian: " + ", ".join(fmt(v) for v in gauss_pts) + "; ball: " + ", ".join(fmt(v) for v in ball_pts)
-                 + f" at radii {radii}",
+        measured="Gaussian: "
+        + ", ".join(fmt(v) for v in gauss_pts)
+        + "; ball: "
+        + ", ".join(fmt(v) for v in ball_pts)
+        + f" at radii {radii}",
         passed=bool(passed),
         statistics=stats,
         verdict_rule=f"pass iff all {2 * len(radii)} z-tests pass (Bonferroni, total false alarm {FALSE_ALARM}) and the "
-                     "Gaussian bias interval does not lie above the N4 bound",
-        plots=[Plot(title=f"smoothing bias on a quadratic, d={d}", xlabel="radius", ylabel="f_r(x) - f(x)",
-                    series=[{"x": radii, "y": gauss_pts, "style": "points", "label": "Gaussian, measured"},
-                            {"x": rr.tolist(), "y": (rr**2 * tr / 2).tolist(), "style": "dashed", "label": "mu^2 trA / 2"},
-                            {"x": radii, "y": ball_pts, "style": "points", "label": "ball, measured"},
-                            {"x": rr.tolist(), "y": (rr**2 * tr / (2 * (d + 2))).tolist(), "style": "dashed",
-                             "label": "delta^2 trA / (2(d+2))"},
-                            {"x": rr.tolist(), "y": (rr**2 * problem.L * d / 2).tolist(), "style": "line",
-                             "label": "N4 bound mu^2 L d / 2"}],
-                    xscale="log", yscale="log")],
+        "Gaussian bias interval does not lie above the N4 bound",
+        plots=[
+            Plot(
+                title=f"smoothing bias on a quadratic, d={d}",
+                xlabel="radius",
+                ylabel="f_r(x) - f(x)",
+                series=[
+                    {"x": radii, "y": gauss_pts, "style": "points", "label": "Gaussian, measured"},
+                    {"x": rr.tolist(), "y": (rr**2 * tr / 2).tolist(), "style": "dashed", "label": "mu^2 trA / 2"},
+                    {"x": radii, "y": ball_pts, "style": "points", "label": "ball, measured"},
+                    {
+                        "x": rr.tolist(),
+                        "y": (rr**2 * tr / (2 * (d + 2))).tolist(),
+                        "style": "dashed",
+                        "label": "delta^2 trA / (2(d+2))",
+                    },
+                    {
+                        "x": rr.tolist(),
+                        "y": (rr**2 * problem.L * d / 2).tolist(),
+                        "style": "line",
+                        "label": "N4 bound mu^2 L d / 2",
+                    },
+                ],
+                xscale="log",
+                yscale="log",
+            )
+        ],
     )
 
 
 # ---------------------------------------------------------------------- §5.8 (Lipschitz, nonsmooth)
-@claim("smoothing_bias_lipschitz", source="docs/theory.md §5.8; N2, N3 (Nesterov-Spokoiny 2017, Eqs. 11, 18)", tags=("estimators", "smoothing"))
+@claim(
+    "smoothing_bias_lipschitz",
+    source="docs/theory.md §5.8; N2, N3 (Nesterov-Spokoiny 2017, Eqs. 11, 18)",
+    tags=("estimators", "smoothing"),
+)
 def smoothing_bias_lipschitz(ctx: Context) -> ClaimResult:
     """For f = L0 ||x - x*|| (convex, L0-Lipschitz, nonsmooth): 0 <= f_mu - f <= mu L0 sqrt(d), with
     f_mu(x*) - f(x*) = mu L0 E||u|| exactly (which approaches the bound)."""
@@ -476,7 +603,9 @@ def smoothing_bias_lipschitz(ctx: Context) -> ClaimResult:
 
     def gaps(x: torch.Tensor, s0: int) -> np.ndarray:
         f = float(problem.objective([x]))
-        return np.array([float(problem.objective([x + mu * fam.materialize([x], mix_seed(s0, s))[0]])) - f for s in range(n)])
+        return np.array(
+            [float(problem.objective([x + mu * fam.materialize([x], mix_seed(s0, s))[0]])) - f for s in range(n)]
+        )
 
     at_opt = mean_matches(gaps(x_star, mix_seed(seed, 0)), mu * L0 * theory.gaussian_expected_norm(d), alpha)
     away = gaps(x0, mix_seed(seed, 1))
@@ -485,25 +614,51 @@ def smoothing_bias_lipschitz(ctx: Context) -> ClaimResult:
     passed = at_opt["passed"] and at_opt["interval"][0] <= bound and ok_away
     return ClaimResult(
         predicted=f"f_mu(x*) - f* = mu L0 E||u|| = {fmt(mu * L0 * theory.gaussian_expected_norm(d))} <= mu L0 sqrt(d) = "
-                  f"{fmt(bound)}; 0 <= f_mu(x0) - f(x0) <= {fmt(bound)}",
+        f"{fmt(bound)}; 0 <= f_mu(x0) - f(x0) <= {fmt(bound)}",
         measured=f"at x*: {fmt(at_opt['mean'])} +- {fmt(at_opt['critical_z'] * at_opt['standard_error'], 2)}; at x0: "
-                 f"{fmt(t_away['mean'])} +- {fmt(t_away['critical_z'] * t_away['standard_error'], 2)}",
+        f"{fmt(t_away['mean'])} +- {fmt(t_away['critical_z'] * t_away['standard_error'], 2)}",
         passed=bool(passed),
         statistics={"d": d, "L0": L0, "mu": mu, "n": n, "at_x_star": at_opt, "at_x0": t_away, "N3_bound": bound},
         verdict_rule=f"pass iff the z-test at x* passes (false alarm {alpha:.2g}) and its interval reaches below the bound, "
-                     "and the interval at x0 intersects [0, mu L0 sqrt(d)]",
-        plots=[Plot(title="Lipschitz smoothing bias (f = L0||x - x*||)", xlabel="", ylabel="f_mu - f",
-                    series=[{"x": [0, 1], "y": [at_opt["mean"], t_away["mean"]], "style": "points",
-                             "yerr": [at_opt["critical_z"] * at_opt["standard_error"],
-                                      t_away["critical_z"] * t_away["standard_error"]], "label": "measured"}],
-                    hlines=[{"y": bound, "label": "N3 bound mu L0 sqrt(d)", "color": "r"},
-                            {"y": mu * L0 * theory.gaussian_expected_norm(d), "label": "exact at x*", "color": "k", "style": "--"}],
-                    xticklabels=["at x*", "at x0"])],
+        "and the interval at x0 intersects [0, mu L0 sqrt(d)]",
+        plots=[
+            Plot(
+                title="Lipschitz smoothing bias (f = L0||x - x*||)",
+                xlabel="",
+                ylabel="f_mu - f",
+                series=[
+                    {
+                        "x": [0, 1],
+                        "y": [at_opt["mean"], t_away["mean"]],
+                        "style": "points",
+                        "yerr": [
+                            at_opt["critical_z"] * at_opt["standard_error"],
+                            t_away["critical_z"] * t_away["standard_error"],
+                        ],
+                        "label": "measured",
+                    }
+                ],
+                hlines=[
+                    {"y": bound, "label": "N3 bound mu L0 sqrt(d)", "color": "r"},
+                    {
+                        "y": mu * L0 * theory.gaussian_expected_norm(d),
+                        "label": "exact at x*",
+                        "color": "k",
+                        "style": "--",
+                    },
+                ],
+                xticklabels=["at x*", "at x0"],
+            )
+        ],
     )
 
 
 # ---------------------------------------------------------------------- §5.9 (gradient of the smoothed function)
-@claim("smoothed_gradient_bias", source="docs/theory.md §5.9 [D]; N10 (Ghadimi-Lan 2013, Eq. 3.6)", tags=("estimators", "smoothing"))
+@claim(
+    "smoothed_gradient_bias",
+    source="docs/theory.md §5.9 [D]; N10 (Ghadimi-Lan 2013, Eq. 3.6)",
+    tags=("estimators", "smoothing"),
+)
 def smoothed_gradient_bias(ctx: Context) -> ClaimResult:
     """For an L-smooth non-quadratic f (separable log-cosh), ||grad f_mu - grad f|| <= L mu sqrt(d) <= mu L (d+3)^(3/2) / 2,
     and the central Gaussian estimator is unbiased for grad f_mu (not for grad f)."""
@@ -521,8 +676,9 @@ def smoothed_gradient_bias(ctx: Context) -> ClaimResult:
     passed, meas, bounds = True, [], []
     for k, mu in enumerate(radii):
         # grad f_mu(x) = E grad f(x + mu u) (exact identity for L-smooth f): Monte Carlo over the same Gaussian directions
-        grads = np.stack([flat(problem.exact_gradient([x + mu * fam.materialize([x], mix_seed(seed, k, s))[0]]))
-                          for s in range(n)])
+        grads = np.stack(
+            [flat(problem.exact_gradient([x + mu * fam.materialize([x], mix_seed(seed, k, s))[0]])) for s in range(n)]
+        )
         gmu = grads.mean(axis=0)
         se = grads.std(axis=0, ddof=1) / math.sqrt(n)
         bias = float(np.linalg.norm(gmu - grad))
@@ -536,31 +692,50 @@ def smoothed_gradient_bias(ctx: Context) -> ClaimResult:
         diff = est - grads  # paired on nothing: independent draws; test E[est] - E[grad f(x+mu u)] = 0
         ht = hotelling_mean_test(diff, np.zeros(d), alpha)
         ht_naive = hotelling_mean_test(est, grad, alpha)
-        stats[f"mu={mu}"] = {"bias_norm": bias, "upper_confidence_bound": upper, "bound_L_mu_sqrt_d": bound,
-                             "N10_bound": n10, "estimator_unbiased_for_grad_f_mu": ht,
-                             "estimator_vs_grad_f_(expected_to_differ)": ht_naive}
+        stats[f"mu={mu}"] = {
+            "bias_norm": bias,
+            "upper_confidence_bound": upper,
+            "bound_L_mu_sqrt_d": bound,
+            "N10_bound": n10,
+            "estimator_unbiased_for_grad_f_mu": ht,
+            "estimator_vs_grad_f_(expected_to_differ)": ht_naive,
+        }
         passed &= upper <= bound and bound <= n10 and ht["passed"]
         meas.append(bias)
         bounds.append(bound)
     return ClaimResult(
-        predicted="||grad f_mu - grad f|| <= L mu sqrt(d) at mu = " + ", ".join(f"{r}: {fmt(b)}" for r, b in zip(radii, bounds))
-                  + "; central estimator unbiased for grad f_mu",
+        predicted="||grad f_mu - grad f|| <= L mu sqrt(d) at mu = "
+        + ", ".join(f"{r}: {fmt(b)}" for r, b in zip(radii, bounds))
+        + "; central estimator unbiased for grad f_mu",
         measured="||grad f_mu - grad f|| = " + ", ".join(fmt(m) for m in meas),
         passed=bool(passed),
         statistics=stats,
         verdict_rule="pass iff the upper confidence bound of the bias norm (Bonferroni over coordinates) is below "
-                     "L mu sqrt(d) (itself below the N10 bound) and Hotelling's test of E g_hat = E grad f(x + mu u) passes",
-        plots=[Plot(title=f"gradient smoothing bias, log-cosh, d={d}", xlabel="mu", ylabel="||grad f_mu - grad f||",
-                    series=[{"x": radii, "y": meas, "style": "points", "label": "measured"},
-                            {"x": radii, "y": bounds, "style": "dashed", "label": "L mu sqrt(d)"}],
-                    xscale="log", yscale="log")],
+        "L mu sqrt(d) (itself below the N10 bound) and Hotelling's test of E g_hat = E grad f(x + mu u) passes",
+        plots=[
+            Plot(
+                title=f"gradient smoothing bias, log-cosh, d={d}",
+                xlabel="mu",
+                ylabel="||grad f_mu - grad f||",
+                series=[
+                    {"x": radii, "y": meas, "style": "points", "label": "measured"},
+                    {"x": radii, "y": bounds, "style": "dashed", "label": "L mu sqrt(d)"},
+                ],
+                xscale="log",
+                yscale="log",
+            )
+        ],
         notes="The Hotelling test compares independent estimator draws with independent draws of grad f(x + mu u), "
-              "so it tests E g_hat = grad f_mu without needing grad f_mu in closed form.",
+        "so it tests E g_hat = grad f_mu without needing grad f_mu in closed form.",
     )
 
 
 # ---------------------------------------------------------------------- §5.4, 5.5, 5.6 (forward / central Gaussian)
-@claim("forward_gaussian_oracle", source="docs/theory.md §5.4, 5.5, 5.6 [D]; N9 (Nesterov-Spokoiny 2017, Thm 4)", tags=("estimators", "moments", "gaussian"))
+@claim(
+    "forward_gaussian_oracle",
+    source="docs/theory.md §5.4, 5.5, 5.6 [D]; N9 (Nesterov-Spokoiny 2017, Thm 4)",
+    tags=("estimators", "moments", "gaussian"),
+)
 def forward_gaussian_oracle(ctx: Context) -> ClaimResult:
     """On a quadratic: the forward Gaussian oracle is unbiased for every mu with E||g_mu||^2 =
     (d+2)||grad||^2 + mu^2 (d+4)[(trA)^2 + 2 tr A^2]/4 (below the N9 bound); the central oracle equals
@@ -596,26 +771,37 @@ def forward_gaussian_oracle(ctx: Context) -> ClaimResult:
     exact = (dirs @ g)[:, None] * dirs
     rel_radius = float(np.abs(small - large).max() / np.abs(exact).max())
     rel_exact = float(np.abs(large - exact).max() / np.abs(exact).max())
-    stats["central"] = {"max_rel_diff_between_radii_1e-3_and_1": rel_radius, "max_rel_diff_to_<g,u>u": rel_exact,
-                        "tolerance": 1e-8}
+    stats["central"] = {
+        "max_rel_diff_between_radii_1e-3_and_1": rel_radius,
+        "max_rel_diff_to_<g,u>u": rel_exact,
+        "tolerance": 1e-8,
+    }
     passed &= rel_radius <= 1e-8 and rel_exact <= 1e-8
     return ClaimResult(
-        predicted="forward: unbiased; E||g_mu||^2 = " + ", ".join(
-            f"{fmt(theory.forward_gaussian_second_moment(gn2, d, r, tr, tr2))} (mu={r})" for r in radii)
-                  + "; central: <grad, u> u exactly",
-        measured="forward: " + ", ".join(f"{fmt(stats[f'mu={r}']['second_moment']['mean'])} (Hotelling p="
-                                         f"{fmt(stats[f'mu={r}']['unbiasedness']['p_value'], 2)})" for r in radii)
-                 + f"; central max rel. deviation {rel_exact:.1e}",
+        predicted="forward: unbiased; E||g_mu||^2 = "
+        + ", ".join(f"{fmt(theory.forward_gaussian_second_moment(gn2, d, r, tr, tr2))} (mu={r})" for r in radii)
+        + "; central: <grad, u> u exactly",
+        measured="forward: "
+        + ", ".join(
+            f"{fmt(stats[f'mu={r}']['second_moment']['mean'])} (Hotelling p="
+            f"{fmt(stats[f'mu={r}']['unbiasedness']['p_value'], 2)})"
+            for r in radii
+        )
+        + f"; central max rel. deviation {rel_exact:.1e}",
         passed=bool(passed),
         statistics=stats,
         verdict_rule=f"pass iff the Hotelling and z-tests pass (Bonferroni, total false alarm {FALSE_ALARM}), the closed "
-                     "form is below the N9 bound, and central estimates at radii 1e-3 and 1 agree with <grad,u>u to 1e-8",
+        "form is below the N9 bound, and central estimates at radii 1e-3 and 1 agree with <grad,u>u to 1e-8",
         plots=[ratio_plot(f"forward Gaussian second moment, d={d}", labels, ratios, widths, "measured / predicted")],
     )
 
 
 # ---------------------------------------------------------------------- §5.14
-@claim("coordinate_finite_differences", source="docs/theory.md §5.14 [D] (§3.4)", tags=("estimators", "smoothing", "coordinate"))
+@claim(
+    "coordinate_finite_differences",
+    source="docs/theory.md §5.14 [D] (§3.4)",
+    tags=("estimators", "smoothing", "coordinate"),
+)
 def coordinate_finite_differences(ctx: Context) -> ClaimResult:
     """Coordinate finite differences: exact (central) and off by exactly tau A_ii / 2 (forward) on a quadratic;
     within L tau / 2 of the partial derivative on an L-smooth non-quadratic function."""
@@ -654,18 +840,43 @@ def coordinate_finite_differences(ctx: Context) -> ClaimResult:
     return ClaimResult(
         predicted="central error 0, forward error tau A_ii/2 (quadratic); |error| <= L tau/2 (log-cosh)",
         measured=f"max |central err| = {max(central_err):.1e}, max |forward err - tau A_ii/2| = {max(forward_err):.1e}; "
-                 f"log-cosh worst |err| / (L tau/2) = {fmt(worst, 3)}",
+        f"log-cosh worst |err| / (L tau/2) = {fmt(worst, 3)}",
         passed=bool(passed),
-        statistics={"d": d, "tau": tau, "n": n, "max_central_error": max(central_err),
-                    "max_forward_error_minus_prediction": max(forward_err), "tolerance": tol,
-                    "logcosh_L_l2": L, "logcosh_worst_error_over_bound": worst},
+        statistics={
+            "d": d,
+            "tau": tau,
+            "n": n,
+            "max_central_error": max(central_err),
+            "max_forward_error_minus_prediction": max(forward_err),
+            "tolerance": tol,
+            "logcosh_L_l2": L,
+            "logcosh_worst_error_over_bound": worst,
+        },
         verdict_rule=f"deterministic: pass iff both quadratic deviations are <= {tol} (float64 rounding) and every "
-                     "log-cosh error is within L tau/2",
-        plots=[Plot(title="coordinate FD errors on the quadratic", xlabel="sample", ylabel="|deviation from theory|",
-                    series=[{"x": list(range(n)), "y": [max(v, 1e-18) for v in central_err], "style": "points", "label": "central"},
-                            {"x": list(range(n)), "y": [max(v, 1e-18) for v in forward_err], "style": "points",
-                             "label": "forward minus tau A_ii/2"}],
-                    hlines=[{"y": tol, "label": "tolerance", "color": "r"}], yscale="log")],
+        "log-cosh error is within L tau/2",
+        plots=[
+            Plot(
+                title="coordinate FD errors on the quadratic",
+                xlabel="sample",
+                ylabel="|deviation from theory|",
+                series=[
+                    {
+                        "x": list(range(n)),
+                        "y": [max(v, 1e-18) for v in central_err],
+                        "style": "points",
+                        "label": "central",
+                    },
+                    {
+                        "x": list(range(n)),
+                        "y": [max(v, 1e-18) for v in forward_err],
+                        "style": "points",
+                        "label": "forward minus tau A_ii/2",
+                    },
+                ],
+                hlines=[{"y": tol, "label": "tolerance", "color": "r"}],
+                yscale="log",
+            )
+        ],
     )
 
 
@@ -685,7 +896,12 @@ def _one_point_second_moment(problem: Quadratic, delta: float, const: float) -> 
     return d**2 / delta**2 * ef2
 
 
-@claim("one_point_vs_two_point", source="docs/theory.md §5.15 [D] (§3.5); Flaxman et al. 2005", tags=("estimators", "one_point"), cost=1.5)
+@claim(
+    "one_point_vs_two_point",
+    source="docs/theory.md §5.15 [D] (§3.5); Flaxman et al. 2005",
+    tags=("estimators", "one_point"),
+    cost=1.5,
+)
 def one_point_vs_two_point(ctx: Context) -> ClaimResult:
     """One-point (d/delta) f(x + delta s) s and two-point sphere estimators have the same mean, but the one-point second
     moment grows like delta^-2 and changes when a constant is added to f; the two-point one does neither."""
@@ -733,17 +949,26 @@ def one_point_vs_two_point(ctx: Context) -> ClaimResult:
     curve = [_one_point_second_moment(problem, float(x), 0.0) for x in dd]
     return ClaimResult(
         predicted=f"one-point E||g||^2 ~ delta^-2 (closed-form slope {fmt(pred_fit['slope'], 3)}), shifts with f + c; "
-                  f"two-point E||g||^2 = d||grad||^2 = {fmt(d * float(g @ g))}, unchanged by f + c",
+        f"two-point E||g||^2 = d||grad||^2 = {fmt(d * float(g @ g))}, unchanged by f + c",
         measured=f"one-point slope {fmt(fit['slope'], 3)}; with c={const}: {fmt(t_c['mean'])} vs {fmt(t_c['predicted'])}; "
-                 f"two-point {fmt(t2['mean'])}, max rel. change with c: {shift:.1e}",
+        f"two-point {fmt(t2['mean'])}, max rel. change with c: {shift:.1e}",
         passed=bool(passed),
         statistics=stats,
         verdict_rule=f"pass iff all {tests} mean tests pass (Bonferroni, total false alarm {FALSE_ALARM}) and adding c "
-                     "changes the two-point estimates by at most 1e-10 relatively (rounding)",
-        plots=[Plot(title=f"one-point vs two-point second moments, d={d}", xlabel="delta", ylabel="E||g||^2",
-                    series=[{"x": deltas, "y": one_m2, "style": "points", "label": "one-point, measured"},
-                            {"x": dd.tolist(), "y": curve, "style": "dashed", "label": "one-point, closed form"},
-                            {"x": [delta], "y": [t_c["mean"]], "style": "points", "label": f"one-point, f + {const:g}"}],
-                    hlines=[{"y": d * float(g @ g), "label": "two-point d||grad||^2", "color": "g"}],
-                    xscale="log", yscale="log")],
+        "changes the two-point estimates by at most 1e-10 relatively (rounding)",
+        plots=[
+            Plot(
+                title=f"one-point vs two-point second moments, d={d}",
+                xlabel="delta",
+                ylabel="E||g||^2",
+                series=[
+                    {"x": deltas, "y": one_m2, "style": "points", "label": "one-point, measured"},
+                    {"x": dd.tolist(), "y": curve, "style": "dashed", "label": "one-point, closed form"},
+                    {"x": [delta], "y": [t_c["mean"]], "style": "points", "label": f"one-point, f + {const:g}"},
+                ],
+                hlines=[{"y": d * float(g @ g), "label": "two-point d||grad||^2", "color": "g"}],
+                xscale="log",
+                yscale="log",
+            )
+        ],
     )

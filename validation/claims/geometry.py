@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from problems import MatrixQuadratic, Problem, SeparableLInf
-from validation.core import ClaimResult, Context, Plot, claim, fmt
 from validation.claims.estimators import salt
+from validation.core import ClaimResult, Context, Plot, claim, fmt
 from zotheory.directions import mix_seed
 from zotheory.optim import ZOSGD, JaguarMuon, JaguarSignSGD, ZOSignSGD
 
@@ -38,8 +38,14 @@ MARGIN = 1.5
 WIN_MARGIN = 1.2  # a measured "win" needs the other method's tuned error to be at least 1.2 times larger; else a tie
 
 
-def _final_error(problem: Problem, x0: list[torch.Tensor], make: Callable[[float, int], torch.optim.Optimizer], lr: float,
-                 T: int, seed: int) -> float:
+def _final_error(
+    problem: Problem,
+    x0: list[torch.Tensor],
+    make: Callable[[float, int], torch.optim.Optimizer],
+    lr: float,
+    T: int,
+    seed: int,
+) -> float:
     problem.load_point(x0)
     opt = make(lr, seed)
     with torch.no_grad():
@@ -55,10 +61,17 @@ def _tune(problem: Problem, x0: list[torch.Tensor], make, grid: np.ndarray, T: i
     curve = []
     for lr in grid:
         errs = [_final_error(problem, x0, make, float(lr), T, s) for s in seeds]
-        curve.append(float(np.exp(np.mean(np.log(np.maximum(errs, 1e-300))))) if all(map(math.isfinite, errs)) else math.inf)
+        curve.append(
+            float(np.exp(np.mean(np.log(np.maximum(errs, 1e-300))))) if all(map(math.isfinite, errs)) else math.inf
+        )
     best = int(np.argmin(curve))
-    return {"grid": grid.tolist(), "errors": curve, "best_lr": float(grid[best]), "tuned_error": curve[best],
-            "best_at_grid_edge": best in (0, len(grid) - 1)}
+    return {
+        "grid": grid.tolist(),
+        "errors": curve,
+        "best_lr": float(grid[best]),
+        "tuned_error": curve[best],
+        "best_at_grid_edge": best in (0, len(grid) - 1),
+    }
 
 
 def _predict(rho: float) -> str:
@@ -90,8 +103,13 @@ def _geometry_claim(ctx: Context, kind: str) -> ClaimResult:
             regimes.append((f"{regime} regime ({m}x{m})", p, p.x0))
         p = MatrixQuadratic(m, m, regime="flat", bias=False, seed=ctx.seed, dtype=torch.float64)
         gen = torch.Generator().manual_seed(mix_seed(ctx.seed, 11))
-        u, v = torch.randn(m, 1, generator=gen, dtype=torch.float64), torch.randn(m, 1, generator=gen, dtype=torch.float64)
-        regimes.append((f"rank-one start, flat curvature ({m}x{m})", p, [p.x_star[0] + (u @ v.T) / (u.norm() * v.norm())]))
+        u, v = (
+            torch.randn(m, 1, generator=gen, dtype=torch.float64),
+            torch.randn(m, 1, generator=gen, dtype=torch.float64),
+        )
+        regimes.append(
+            (f"rank-one start, flat curvature ({m}x{m})", p, [p.x_star[0] + (u @ v.T) / (u.norm() * v.norm())])
+        )
 
     rows, passed, measured, predicted_txt = [], True, [], []
     for label, p, x0 in regimes:
@@ -115,13 +133,19 @@ def _geometry_claim(ctx: Context, kind: str) -> ClaimResult:
         }
         if kind == "sign":
             methods["JAGUAR SignSGD (linf, coordinate memory)"] = (
-                lambda lr, s, p=p: JaguarSignSGD(p.parameters(), lr=lr, beta=0.0, eps=1e-5, seed=s), geo_grid)
+                lambda lr, s, p=p: JaguarSignSGD(p.parameters(), lr=lr, beta=0.0, eps=1e-5, seed=s),
+                geo_grid,
+            )
             if ctx.size == "full":
                 methods["ZO-SignSGD (linf, Gaussian direction)"] = (
-                    lambda lr, s, p=p: ZOSignSGD(p.parameters(), lr=lr, eps=1e-5, seed=s), geo_grid * 2)
+                    lambda lr, s, p=p: ZOSignSGD(p.parameters(), lr=lr, eps=1e-5, seed=s),
+                    geo_grid * 2,
+                )
         else:
             methods["JAGUAR Muon (spectral, coordinate memory)"] = (
-                lambda lr, s, p=p: JaguarMuon(p.parameters(), lr=lr, beta=0.0, eps=1e-5, seed=s), geo_grid)
+                lambda lr, s, p=p: JaguarMuon(p.parameters(), lr=lr, beta=0.0, eps=1e-5, seed=s),
+                geo_grid,
+            )
         tuned = {name: _tune(p, x0, make, grid, T, seeds) for name, (make, grid) in methods.items()}
         l2_err = tuned["ZO-SGD (l2)"]["tuned_error"]
         geo_name = [n for n in tuned if "coordinate memory" in n][0]
@@ -129,20 +153,35 @@ def _geometry_claim(ctx: Context, kind: str) -> ClaimResult:
         winner = "geometry" if ratio >= WIN_MARGIN else "l2" if ratio <= 1 / WIN_MARGIN else "tie"
         ok = pred == "none" or pred == winner
         passed &= ok
-        row = {"regime": label, "L_geo": L_geo, "R_geo": R_geo, "L_2": L2, "R_2": R2, "rho = L2 R2^2 / (L_geo R_geo^2)": rho,
-               "predicted_winner": pred, "measured_winner": winner, "error_ratio_l2_over_geometry": ratio,
-               "tuning": tuned, "prediction_held": ok}
+        row = {
+            "regime": label,
+            "L_geo": L_geo,
+            "R_geo": R_geo,
+            "L_2": L2,
+            "R_2": R2,
+            "rho = L2 R2^2 / (L_geo R_geo^2)": rho,
+            "predicted_winner": pred,
+            "measured_winner": winner,
+            "error_ratio_l2_over_geometry": ratio,
+            "tuning": tuned,
+            "prediction_held": ok,
+        }
         if "ZO-SignSGD (linf, Gaussian direction)" in tuned:
-            row["gaussian_sign_ratio_l2_over_sign"] = l2_err / tuned["ZO-SignSGD (linf, Gaussian direction)"]["tuned_error"]
+            row["gaussian_sign_ratio_l2_over_sign"] = (
+                l2_err / tuned["ZO-SignSGD (linf, Gaussian direction)"]["tuned_error"]
+            )
         rows.append(row)
         geo_word = "sign" if kind == "sign" else "spectral"
         measured.append(f"{label}: l2/{geo_word} error ratio {fmt(ratio, 3)}")
-        predicted_txt.append(f"{label}: rho={fmt(rho, 3)} -> "
-                             + {"geometry": geo_word, "l2": "l2", "none": "no call"}[pred])
+        predicted_txt.append(
+            f"{label}: rho={fmt(rho, 3)} -> " + {"geometry": geo_word, "l2": "l2", "none": "no call"}[pred]
+        )
     geo_word = "sign" if kind == "sign" else "spectral"
     names = list(rows[0]["tuning"])
-    series = [{"x": list(range(len(rows))), "y": [r["tuning"][n]["tuned_error"] for r in rows], "style": "points", "label": n}
-              for n in names]
+    series = [
+        {"x": list(range(len(rows))), "y": [r["tuning"][n]["tuned_error"] for r in rows], "style": "points", "label": n}
+        for n in names
+    ]
     lr_series = []
     for n in names:
         t = rows[0]["tuning"][n]
@@ -151,33 +190,70 @@ def _geometry_claim(ctx: Context, kind: str) -> ClaimResult:
         predicted="; ".join(predicted_txt),
         measured="; ".join(measured),
         passed=bool(passed),
-        statistics={"T": T, "evaluations_per_method": 2 * T, "lr_grid_size": n_lr, "margin": MARGIN, "win_margin": WIN_MARGIN, "regimes": rows,
-                    "schedule": "lr (1 - k/T)", "seeds": len(seeds)},
+        statistics={
+            "T": T,
+            "evaluations_per_method": 2 * T,
+            "lr_grid_size": n_lr,
+            "margin": MARGIN,
+            "win_margin": WIN_MARGIN,
+            "regimes": rows,
+            "schedule": "lr (1 - k/T)",
+            "seeds": len(seeds),
+        },
         verdict_rule=f"pass iff in every regime with a prediction (rho >= {MARGIN} or <= 1/{MARGIN}) the method of the "
-                     f"predicted geometry reaches a tuned final error f(x_T) - f* smaller by at least a factor {WIN_MARGIN} "
-                     "at equal evaluation budget (a closer result is a tie, which refutes a predicted win)",
-        plots=[Plot(title=f"{geo_word} vs l2: tuned final error, {2 * T} evaluations", xlabel="", ylabel="f(x_T) - f*",
-                    series=series, yscale="log", xticklabels=[r["regime"] for r in rows]),
-               Plot(title=f"{rows[0]['regime']}: final error vs step size", xlabel="lr", ylabel="f(x_T) - f*",
-                    series=lr_series, xscale="log", yscale="log")],
-        notes=(("ZO-SignSGD with one Gaussian direction (not part of the verdict), l2/sign error ratios: "
+        f"predicted geometry reaches a tuned final error f(x_T) - f* smaller by at least a factor {WIN_MARGIN} "
+        "at equal evaluation budget (a closer result is a tie, which refutes a predicted win)",
+        plots=[
+            Plot(
+                title=f"{geo_word} vs l2: tuned final error, {2 * T} evaluations",
+                xlabel="",
+                ylabel="f(x_T) - f*",
+                series=series,
+                yscale="log",
+                xticklabels=[r["regime"] for r in rows],
+            ),
+            Plot(
+                title=f"{rows[0]['regime']}: final error vs step size",
+                xlabel="lr",
+                ylabel="f(x_T) - f*",
+                series=lr_series,
+                xscale="log",
+                yscale="log",
+            ),
+        ],
+        notes=(
+            (
+                "ZO-SignSGD with one Gaussian direction (not part of the verdict), l2/sign error ratios: "
                 + ", ".join(f"{r['regime']}: {fmt(r['gaussian_sign_ratio_l2_over_sign'], 3)}" for r in rows)
                 + ". Its expected step is an l2-normalised gradient (module docstring), so a gain over ZO-SGD in the "
-                  "sign regime reflects step normalisation on ill-conditioned curvature rather than l-infinity geometry. ")
-               if kind == "sign" and ctx.size == "full" else "")
-              + "ZO-SGD's grid tops out at 2/(tr A + 2L_2): its effective constant is tr A, not d L_2, which makes it "
-                "strong on heavy-tailed curvature; the geometry methods must beat that, not d L_2.",
+                "sign regime reflects step normalisation on ill-conditioned curvature rather than l-infinity geometry. "
+            )
+            if kind == "sign" and ctx.size == "full"
+            else ""
+        )
+        + "ZO-SGD's grid tops out at 2/(tr A + 2L_2): its effective constant is tr A, not d L_2, which makes it "
+        "strong on heavy-tailed curvature; the geometry methods must beat that, not d L_2.",
     )
 
 
-@claim("geometry_sign_vs_l2", source="problems.quadratic (Balles et al. 2020 criterion); docs/theory.md §4.2 (sharp operator)", tags=("geometry", "sign"), cost=5.0)
+@claim(
+    "geometry_sign_vs_l2",
+    source="problems.quadratic (Balles et al. 2020 criterion); docs/theory.md §4.2 (sharp operator)",
+    tags=("geometry", "sign"),
+    cost=5.0,
+)
 def geometry_sign_vs_l2(ctx: Context) -> ClaimResult:
     """Sign (l-infinity) updates beat ZO-SGD on a separable problem with heavy-tailed curvature and lose on flat
     curvature and on a single dominant coordinate, as predicted by comparing L_inf R_inf^2 with L_2 R_2^2."""
     return _geometry_claim(ctx, "sign")
 
 
-@claim("geometry_spectral_vs_l2", source="problems.quadratic (spectral criterion); docs/theory.md §4.2; JAGUAR Muon (arXiv 2506.04430)", tags=("geometry", "spectral"), cost=6.0)
+@claim(
+    "geometry_spectral_vs_l2",
+    source="problems.quadratic (spectral criterion); docs/theory.md §4.2; JAGUAR Muon (arXiv 2506.04430)",
+    tags=("geometry", "spectral"),
+    cost=6.0,
+)
 def geometry_spectral_vs_l2(ctx: Context) -> ClaimResult:
     """Spectral (polar-factor) updates beat ZO-SGD on a matrix problem with a few dominant curvature directions and lose on
     flat curvature and from a rank-one start, as predicted by comparing L_spec R_op^2 with L_2 R_F^2."""

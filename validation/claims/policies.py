@@ -81,8 +81,16 @@ def policy_estimate(policy: DirectionPolicy, problem: torch.nn.Module, step_seed
     """One estimate of ``policy`` at the problem's current point; parameters restored exactly."""
     params = list(problem.parameters())
     with torch.no_grad():
-        return policy.estimate(params, problem, step_seed=step_seed, radius=radius, scheme="central", q=1,
-                               leave_pending=False, exact_restore=True)
+        return policy.estimate(
+            params,
+            problem,
+            step_seed=step_seed,
+            radius=radius,
+            scheme="central",
+            q=1,
+            leave_pending=False,
+            exact_restore=True,
+        )
 
 
 def chosen_direction(policy: DirectionPolicy, problem: torch.nn.Module, step_seed: int, radius: float) -> np.ndarray:
@@ -98,9 +106,18 @@ def ratio_z(influence: np.ndarray, estimate: float, predicted: float, alpha: flo
     se = float(influence.std(ddof=1) / math.sqrt(n))
     z = (estimate - predicted) / se if se > 0 else math.inf
     crit = z_threshold(alpha)
-    return {"test": "two-sided z-test, delta-method standard error", "n": int(n), "estimate": float(estimate),
-            "predicted": float(predicted), "standard_error": se, "z": float(z), "critical_z": crit,
-            "false_alarm": alpha, "interval": [estimate - crit * se, estimate + crit * se], "passed": bool(abs(z) <= crit)}
+    return {
+        "test": "two-sided z-test, delta-method standard error",
+        "n": int(n),
+        "estimate": float(estimate),
+        "predicted": float(predicted),
+        "standard_error": se,
+        "z": float(z),
+        "critical_z": crit,
+        "false_alarm": alpha,
+        "interval": [estimate - crit * se, estimate + crit * se],
+        "passed": bool(abs(z) <= crit),
+    }
 
 
 def selection_moments(kind: str, M: int, top: int, n: int, rng: np.random.Generator) -> tuple[float, float, float]:
@@ -121,15 +138,31 @@ def selection_moments(kind: str, M: int, top: int, n: int, rng: np.random.Genera
 
 
 def ratio_plot(title: str, labels: list[str], ratios: list[float], widths: list[float], ylabel: str) -> Plot:
-    return Plot(title=title, xlabel="", ylabel=ylabel,
-                series=[{"x": list(range(len(labels))), "y": ratios, "yerr": widths, "style": "points",
-                         "label": "measured / predicted (Bonferroni interval)"}],
-                hlines=[{"y": 1.0, "label": "theory", "color": "k", "style": "--"}], xticklabels=labels)
+    return Plot(
+        title=title,
+        xlabel="",
+        ylabel=ylabel,
+        series=[
+            {
+                "x": list(range(len(labels))),
+                "y": ratios,
+                "yerr": widths,
+                "style": "points",
+                "label": "measured / predicted (Bonferroni interval)",
+            }
+        ],
+        hlines=[{"y": 1.0, "label": "theory", "color": "k", "style": "--"}],
+        xticklabels=labels,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- §5.16
-@claim("ldsd_policy_gradient_unbiased", source="docs/theory.md §5.16 [D]; docs/theory.md §1.2 (zo_rl_sgd.py REINFORCE/LOO)",
-       tags=("policies", "ldsd"), cost=1.5)
+@claim(
+    "ldsd_policy_gradient_unbiased",
+    source="docs/theory.md §5.16 [D]; docs/theory.md §1.2 (zo_rl_sgd.py REINFORCE/LOO)",
+    tags=("policies", "ldsd"),
+    cost=1.5,
+)
 def ldsd_policy_gradient_unbiased(ctx: Context) -> ClaimResult:
     """The LDSD mean update is REINFORCE with the leave-one-out baseline on exactly the evaluated candidates,
     so on a quadratic its expectation is eps * grad f(x + eps mu) (the smoothing adds only a constant); with
@@ -168,37 +201,78 @@ def ldsd_policy_gradient_unbiased(ctx: Context) -> ClaimResult:
     mean = samples.mean(axis=0)
     return ClaimResult(
         predicted="E g_mu = eps * grad f(x + eps mu) (quadratic, RLOO, k=5); k = 1: g_mu = 0 and mu unchanged",
-        measured=(f"relative error of the mean {fmt(test['relative_error_of_mean'], 3)}, Hotelling p = "
-                  f"{fmt(test['p_value'], 3)} (against the unshifted eps * grad f(x): p = {fmt(power['p_value'], 3)}); "
-                  f"k = 1: mu bit-identical after {steps1} steps, max |g_mu| = {max_grad:g}"),
+        measured=(
+            f"relative error of the mean {fmt(test['relative_error_of_mean'], 3)}, Hotelling p = "
+            f"{fmt(test['p_value'], 3)} (against the unshifted eps * grad f(x): p = {fmt(power['p_value'], 3)}); "
+            f"k = 1: mu bit-identical after {steps1} steps, max |g_mu| = {max_grad:g}"
+        ),
         passed=bool(passed),
-        statistics={"d": d, "k": k, "sigma": sigma, "eps": r, "n": n, "mean_vs_shifted_gradient": test,
-                    "mean_vs_unshifted_gradient_(power)": power, "k1_steps": steps1, "k1_max_abs_g_mu": max_grad,
-                    "k1_mu_unchanged": k1_ok, "norm_eps_mu": float(r * np.linalg.norm(flat(mu)))},
-        verdict_rule=(f"pass iff Hotelling's test of E g_mu = eps grad f(x + eps mu) keeps p >= {alpha:g} and, with "
-                      "k = 1, every g_mu is exactly 0 and mu is bit-identical after the run"),
-        plots=[Plot(title="LDSD policy gradient: mean over draws vs eps * grad f(x + eps mu)", xlabel="coordinate",
-                    ylabel="value",
-                    series=[{"x": list(range(d)), "y": mean.tolist(), "label": "measured mean", "style": "points",
-                             "yerr": (z_threshold(alpha) * samples.std(axis=0, ddof=1) / math.sqrt(n)).tolist()},
-                            {"x": list(range(d)), "y": target.tolist(), "label": "eps grad f(x + eps mu)"},
-                            {"x": list(range(d)), "y": unshifted.tolist(), "label": "eps grad f(x) (not the target)"}])],
-        notes=("The candidates' noise u_i is regenerated from the step seed for the update, the same u_i whose losses "
-               "were measured (the public zo_rl_sgd.py drew fresh ones; tests/test_policies.py replays the evaluated "
-               "points densely). The second Hotelling test shows the test can tell eps*mu apart from 0."),
+        statistics={
+            "d": d,
+            "k": k,
+            "sigma": sigma,
+            "eps": r,
+            "n": n,
+            "mean_vs_shifted_gradient": test,
+            "mean_vs_unshifted_gradient_(power)": power,
+            "k1_steps": steps1,
+            "k1_max_abs_g_mu": max_grad,
+            "k1_mu_unchanged": k1_ok,
+            "norm_eps_mu": float(r * np.linalg.norm(flat(mu))),
+        },
+        verdict_rule=(
+            f"pass iff Hotelling's test of E g_mu = eps grad f(x + eps mu) keeps p >= {alpha:g} and, with "
+            "k = 1, every g_mu is exactly 0 and mu is bit-identical after the run"
+        ),
+        plots=[
+            Plot(
+                title="LDSD policy gradient: mean over draws vs eps * grad f(x + eps mu)",
+                xlabel="coordinate",
+                ylabel="value",
+                series=[
+                    {
+                        "x": list(range(d)),
+                        "y": mean.tolist(),
+                        "label": "measured mean",
+                        "style": "points",
+                        "yerr": (z_threshold(alpha) * samples.std(axis=0, ddof=1) / math.sqrt(n)).tolist(),
+                    },
+                    {"x": list(range(d)), "y": target.tolist(), "label": "eps grad f(x + eps mu)"},
+                    {"x": list(range(d)), "y": unshifted.tolist(), "label": "eps grad f(x) (not the target)"},
+                ],
+            )
+        ],
+        notes=(
+            "The candidates' noise u_i is regenerated from the step seed for the update, the same u_i whose losses "
+            "were measured (the public zo_rl_sgd.py drew fresh ones; tests/test_policies.py replays the evaluated "
+            "points densely). The second Hotelling test shows the test can tell eps*mu apart from 0."
+        ),
     )
 
 
 # ---------------------------------------------------------------------------------------------- §5.17, 5.18
-@claim("ldsd_estimator_moments", source="docs/theory.md §5.17, 5.18 [D]; docs/theory.md §1.3", tags=("policies", "ldsd"), cost=2.0)
+@claim(
+    "ldsd_estimator_moments",
+    source="docs/theory.md §5.17, 5.18 [D]; docs/theory.md §1.3",
+    tags=("policies", "ldsd"),
+    cost=2.0,
+)
 def ldsd_estimator_moments(ctx: Context) -> ClaimResult:
     """With a fixed mean and no selection (LDSD with k = 1), the two-point estimate along z ~ N(mu, sigma^2 I)
     has mean (sigma^2 I + mu mu^T) grad f and the second moment of section 1.3; with mu = c g/|g| its alignment
     ratio ||E g||^2 / E||g||^2 follows (sigma^2 + c^2)^2 / (c^4 + sigma^2 c^2 (d+5) + sigma^4 (d+2))."""
     seed = mix_seed(ctx.seed, salt("ldsd_estimator_moments"))
     r = 1e-3
-    grid = [(10, 0.0, 1.0), (10, 1.0, 1.0), (10, 1.0, 0.1), (30, 0.0, 1.0), (30, 1.0, 1.0), (30, 1.0, 0.3),
-            (30, 1.0, 0.1), (30, 2.0, 0.1)]
+    grid = [
+        (10, 0.0, 1.0),
+        (10, 1.0, 1.0),
+        (10, 1.0, 0.1),
+        (30, 0.0, 1.0),
+        (30, 1.0, 1.0),
+        (30, 1.0, 0.3),
+        (30, 1.0, 0.1),
+        (30, 2.0, 0.1),
+    ]
     tests = 2 + len(grid)
     alpha = bonferroni(FALSE_ALARM, tests)
 
@@ -219,9 +293,17 @@ def ldsd_estimator_moments(ctx: Context) -> ClaimResult:
     m2_pred = theory.ldsd_second_moment(g, mu, sigma, d)
     mean_test = hotelling_mean_test(samples, mean_pred, alpha)
     m2_test = mean_matches((samples**2).sum(axis=1), m2_pred, alpha)
-    stats: dict[str, Any] = {"part1": {"d": d, "sigma": sigma, "norm_mu": float(np.linalg.norm(mu)), "n": n1,
-                                       "mean": mean_test, "second_moment": m2_test},
-                             "false_alarm_per_test": alpha}
+    stats: dict[str, Any] = {
+        "part1": {
+            "d": d,
+            "sigma": sigma,
+            "norm_mu": float(np.linalg.norm(mu)),
+            "n": n1,
+            "mean": mean_test,
+            "second_moment": m2_test,
+        },
+        "false_alarm_per_test": alpha,
+    }
     passed = mean_test["passed"] and m2_test["passed"]
 
     # part 2: alignment ratio with an aligned mean (§5.18)
@@ -247,28 +329,52 @@ def ldsd_estimator_moments(ctx: Context) -> ClaimResult:
         influence = 2.0 * (est_samples @ m) / B - (A / B**2) * sq
         pred = theory.ldsd_alignment_ratio(c, sg, dd)
         t = ratio_z(influence, rho, pred, alpha)
-        rows.append({"d": dd, "c": c, "sigma": sg, "predicted_rho": pred, "measured_rho": rho, "test": t,
-                     "isotropic_rho_1/(d+2)": 1.0 / (dd + 2)})
+        rows.append(
+            {
+                "d": dd,
+                "c": c,
+                "sigma": sg,
+                "predicted_rho": pred,
+                "measured_rho": rho,
+                "test": t,
+                "isotropic_rho_1/(d+2)": 1.0 / (dd + 2),
+            }
+        )
         passed &= t["passed"]
         labels.append(f"d={dd},c={c:g},s={sg:g}")
         ratios.append(rho / pred)
         widths.append(t["critical_z"] * t["standard_error"] / pred)
     stats["part2_alignment_ratio"] = rows
     return ClaimResult(
-        predicted=("E g = (sigma^2 I + mu mu^T) grad f; E||g||^2 per docs/theory.md §1.3; rho(c, sigma, d) = "
-                   + ", ".join(f"{fmt(row['predicted_rho'], 3)}" for row in rows)),
-        measured=(f"Hotelling p = {fmt(mean_test['p_value'], 3)}, E||g||^2 = {fmt(m2_test['mean'])} vs "
-                  f"{fmt(m2_pred)}; rho = " + ", ".join(fmt(row["measured_rho"], 3) for row in rows)),
+        predicted=(
+            "E g = (sigma^2 I + mu mu^T) grad f; E||g||^2 per docs/theory.md §1.3; rho(c, sigma, d) = "
+            + ", ".join(f"{fmt(row['predicted_rho'], 3)}" for row in rows)
+        ),
+        measured=(
+            f"Hotelling p = {fmt(mean_test['p_value'], 3)}, E||g||^2 = {fmt(m2_test['mean'])} vs "
+            f"{fmt(m2_pred)}; rho = " + ", ".join(fmt(row["measured_rho"], 3) for row in rows)
+        ),
         passed=bool(passed),
         statistics=stats,
-        verdict_rule=(f"pass iff the Hotelling test of the mean, the z-test of the second moment and the {len(grid)} "
-                      f"z-tests of rho (delta-method standard errors) all hold at {alpha:.2g} each "
-                      f"(Bonferroni over {tests}, total {FALSE_ALARM})"),
-        plots=[ratio_plot("LDSD alignment ratio rho: measured / (sigma^2+c^2)^2/(c^4+sigma^2c^2(d+5)+sigma^4(d+2))",
-                          labels, ratios, widths, "measured / predicted")],
-        notes=("k = 1 makes the policy's direction an unselected draw of N(mu, sigma^2 I), the setting of §5.17-5.18; "
-               "rho's numerator uses the unbiased ||mean||^2 - tr(Cov)/n. The ratio -> 1 needs sigma^2 d / c^2 -> 0: "
-               "with the released sigma = 1 and an LLM's d, |mu| would have to be of order sqrt(d)."),
+        verdict_rule=(
+            f"pass iff the Hotelling test of the mean, the z-test of the second moment and the {len(grid)} "
+            f"z-tests of rho (delta-method standard errors) all hold at {alpha:.2g} each "
+            f"(Bonferroni over {tests}, total {FALSE_ALARM})"
+        ),
+        plots=[
+            ratio_plot(
+                "LDSD alignment ratio rho: measured / (sigma^2+c^2)^2/(c^4+sigma^2c^2(d+5)+sigma^4(d+2))",
+                labels,
+                ratios,
+                widths,
+                "measured / predicted",
+            )
+        ],
+        notes=(
+            "k = 1 makes the policy's direction an unselected draw of N(mu, sigma^2 I), the setting of §5.17-5.18; "
+            "rho's numerator uses the unbiased ||mean||^2 - tr(Cov)/n. The ratio -> 1 needs sigma^2 d / c^2 -> 0: "
+            "with the released sigma = 1 and an LLM's d, |mu| would have to be of order sqrt(d)."
+        ),
     )
 
 
@@ -288,28 +394,41 @@ def _alignment_run(d: int, T: int, seed: int, lr_mu: float, windows: int) -> dic
         mn = float(mu.norm())
         cos_mu[t] = float(-(mu @ g)) / (mn * gn) if mn > 0 else 0.0
         opt.step(problem)
-        z = policy.family().tensor_direction((x.shape,), 0, policy.last["step_seed"], policy.last["chosen"],
-                                             x.dtype, x.device)
+        z = policy.family().tensor_direction(
+            (x.shape,), 0, policy.last["step_seed"], policy.last["chosen"], x.dtype, x.device
+        )
         cos_g[t] = abs(float(z @ g)) / (float(z.norm()) * gn)  # g_hat = <g, z*> z*: cos(g_hat, g) = |cos(z*, g)|
     w = T // windows
-    return {"cos_mu_windows": [float(cos_mu[i * w:(i + 1) * w].mean()) for i in range(windows)],
-            "cos_g_windows": [float(cos_g[i * w:(i + 1) * w].mean()) for i in range(windows)],
-            "final_suboptimality_ratio": problem.suboptimality() / f0, "norm_mu_final": float(policy.mean()[0].norm())}
+    return {
+        "cos_mu_windows": [float(cos_mu[i * w : (i + 1) * w].mean()) for i in range(windows)],
+        "cos_g_windows": [float(cos_g[i * w : (i + 1) * w].mean()) for i in range(windows)],
+        "final_suboptimality_ratio": problem.suboptimality() / f0,
+        "norm_mu_final": float(policy.mean()[0].norm()),
+    }
 
 
-@claim("ldsd_alignment_over_iterations", source="docs/theory.md §5.18 experiment; 2602.13659 [Q, secondary]: 'gradient alignment "
-       "increases over iterations'", tags=("policies", "ldsd", "comparative"), cost=6.0,
-       expected="refuted", reason="the LDSD paper's statement that gradient alignment increases over the iterations "
-       "is refuted on quadratics with d = 10^2 to 10^4 (committed report validation/results/report/): cos(mu, -grad f) "
-       "rises then plateaus or falls, and cos(g_hat, grad f) stays flat")
+@claim(
+    "ldsd_alignment_over_iterations",
+    source="docs/theory.md §5.18 experiment; 2602.13659 [Q, secondary]: 'gradient alignment increases over iterations'",
+    tags=("policies", "ldsd", "comparative"),
+    cost=6.0,
+    expected="refuted",
+    reason="the LDSD paper's statement that gradient alignment increases over the iterations "
+    "is refuted on quadratics with d = 10^2 to 10^4 (committed report validation/results/report/): cos(mu, -grad f) "
+    "rises then plateaus or falls, and cos(g_hat, grad f) stays flat",
+)
 def ldsd_alignment_over_iterations(ctx: Context) -> ClaimResult:
     """On quadratics (d = 10^2, 10^3, 10^4), ZO-SGD with LDSD at the released hyperparameters: do
     cos(mu_t, -grad f(x_t)) and cos(g_hat_t, grad f(x_t)) increase over the iterations?"""
     windows = 10
     configs = ctx.pick(
         [(100, 400, 3, RELEASED_LDSD["lr_mu"]), (1000, 600, 2, RELEASED_LDSD["lr_mu"]), (100, 400, 3, 100.0)],
-        [(100, 400, 4, RELEASED_LDSD["lr_mu"]), (1000, 2000, 3, RELEASED_LDSD["lr_mu"]),
-         (10000, 800, 2, RELEASED_LDSD["lr_mu"]), (100, 400, 4, 100.0)],
+        [
+            (100, 400, 4, RELEASED_LDSD["lr_mu"]),
+            (1000, 2000, 3, RELEASED_LDSD["lr_mu"]),
+            (10000, 800, 2, RELEASED_LDSD["lr_mu"]),
+            (100, 400, 4, 100.0),
+        ],
     )
     seed = mix_seed(ctx.seed, salt("ldsd_alignment_over_iterations"))
     tests = 2 * len(configs)
@@ -320,17 +439,28 @@ def ldsd_alignment_over_iterations(ctx: Context) -> ClaimResult:
         runs = [_alignment_run(d, T, mix_seed(seed, d, s) % (2**31), lr_mu, windows) for s in range(R)]
         w = T // windows
         centers = [(i + 0.5) * w for i in range(windows)]
-        row: dict[str, Any] = {"d": d, "T": T, "runs": R, "lr_mu": lr_mu,
-                               "final_f_over_f0": [r_["final_suboptimality_ratio"] for r_ in runs],
-                               "norm_mu_final": [r_["norm_mu_final"] for r_ in runs],
-                               "sigma_sqrt_d": RELEASED_LDSD["sigma"] * math.sqrt(d),
-                               "isotropic_E|cos|": theory.expected_cos_single(d)}
+        row: dict[str, Any] = {
+            "d": d,
+            "T": T,
+            "runs": R,
+            "lr_mu": lr_mu,
+            "final_f_over_f0": [r_["final_suboptimality_ratio"] for r_ in runs],
+            "norm_mu_final": [r_["norm_mu_final"] for r_ in runs],
+            "sigma_sqrt_d": RELEASED_LDSD["sigma"] * math.sqrt(d),
+            "isotropic_E|cos|": theory.expected_cos_single(d),
+        }
         for key, series in (("cos_mu", series_mu), ("cos_g", series_g)):
             curve = np.mean([r_[f"{key}_windows"] for r_ in runs], axis=0)
             fit = robust_slope(np.array(centers), curve, confidence=confidence)
             rises = fit["interval"][0] > 0
-            row[key] = {"window_means": curve.tolist(), "theil_sen": fit, "rises": bool(rises),
-                        "peak_window": int(np.argmax(curve)), "first": float(curve[0]), "last": float(curve[-1])}
+            row[key] = {
+                "window_means": curve.tolist(),
+                "theil_sen": fit,
+                "rises": bool(rises),
+                "peak_window": int(np.argmax(curve)),
+                "first": float(curve[0]),
+                "last": float(curve[-1]),
+            }
             passed &= bool(rises)
             series.append({"x": centers, "y": curve.tolist(), "label": f"d={d}, lr_mu={lr_mu:g}"})
         rows.append(row)
@@ -339,30 +469,53 @@ def ldsd_alignment_over_iterations(ctx: Context) -> ClaimResult:
         f"{fmt(r_['cos_mu']['last'], 3)} (slope {'>' if r_['cos_mu']['rises'] else 'not >'} 0), cos(g_hat,g) "
         f"{fmt(r_['cos_g']['first'], 3)} -> {fmt(r_['cos_g']['last'], 3)} "
         f"(slope {'>' if r_['cos_g']['rises'] else 'not >'} 0), f/f0 = {fmt(float(np.mean(r_['final_f_over_f0'])), 2)}"
-        for r_ in rows)
+        for r_ in rows
+    )
     return ClaimResult(
         predicted="both cosines increase over the iterations (Theil-Sen slope > 0) for every d",
         measured=measured,
         passed=bool(passed),
-        statistics={"configs": rows, "windows": windows, "confidence_per_slope": confidence,
-                    "hyperparameters": {**RELEASED_LDSD, "eps": RELEASED_EPS, "lr": "0.5/d", "quadratic": "diag, "
-                                        "eigenvalues log-spaced in [0.1, 1], ||x0-x*|| = 1"}},
-        verdict_rule=(f"for every configuration and both cosines, the Theil-Sen slope of the seed-averaged window means "
-                      f"({windows} windows over the whole run) against the iteration must have its {confidence:.4f} "
-                      f"interval above 0 (Bonferroni over {tests} slopes, family level 0.01; the windows are "
-                      "autocorrelated, so the interval is approximate); pass iff all rise"),
-        plots=[Plot(title="cos(mu_t, -grad f(x_t)) (seed means per window)", xlabel="iteration", ylabel="cosine",
-                    series=series_mu),
-               Plot(title="cos(g_hat_t, grad f(x_t)) (seed means per window)", xlabel="iteration", ylabel="cosine",
-                    series=series_g)],
-        notes=("A failure here is a result, not a defect: with the released sigma = 1 the learned |mu| stays far below "
-               "sigma sqrt(d), so the sampled directions stay essentially isotropic and cos(g_hat, g) stays at the "
-               "greedy best-of-k level; mu itself aligns quickly at first (it accumulates -eps lr_mu grad f) but has no "
-               "forgetting, so once x moves the old gradients it remembers point elsewhere and cos(mu, -g) falls. "
-               "With a larger lr_mu (100) mu does dominate the samples, and both cosines fall further. The d = 10^4 "
-               "run covers only the start of the optimisation (see f/f0), where the gradient direction barely "
-               "changes. The paper's theorem (not available to us, docs/theory.md §6) may assume a schedule or "
-               "normalisation that the released code does not use."),
+        statistics={
+            "configs": rows,
+            "windows": windows,
+            "confidence_per_slope": confidence,
+            "hyperparameters": {
+                **RELEASED_LDSD,
+                "eps": RELEASED_EPS,
+                "lr": "0.5/d",
+                "quadratic": "diag, eigenvalues log-spaced in [0.1, 1], ||x0-x*|| = 1",
+            },
+        },
+        verdict_rule=(
+            f"for every configuration and both cosines, the Theil-Sen slope of the seed-averaged window means "
+            f"({windows} windows over the whole run) against the iteration must have its {confidence:.4f} "
+            f"interval above 0 (Bonferroni over {tests} slopes, family level 0.01; the windows are "
+            "autocorrelated, so the interval is approximate); pass iff all rise"
+        ),
+        plots=[
+            Plot(
+                title="cos(mu_t, -grad f(x_t)) (seed means per window)",
+                xlabel="iteration",
+                ylabel="cosine",
+                series=series_mu,
+            ),
+            Plot(
+                title="cos(g_hat_t, grad f(x_t)) (seed means per window)",
+                xlabel="iteration",
+                ylabel="cosine",
+                series=series_g,
+            ),
+        ],
+        notes=(
+            "A failure here is a result, not a defect: with the released sigma = 1 the learned |mu| stays far below "
+            "sigma sqrt(d), so the sampled directions stay essentially isotropic and cos(g_hat, g) stays at the "
+            "greedy best-of-k level; mu itself aligns quickly at first (it accumulates -eps lr_mu grad f) but has no "
+            "forgetting, so once x moves the old gradients it remembers point elsewhere and cos(mu, -g) falls. "
+            "With a larger lr_mu (100) mu does dominate the samples, and both cosines fall further. The d = 10^4 "
+            "run covers only the start of the optimisation (see f/f0), where the gradient direction barely "
+            "changes. The paper's theorem (not available to us, docs/theory.md §6) may assume a schedule or "
+            "normalisation that the released code does not use."
+        ),
     )
 
 
@@ -379,8 +532,12 @@ def _predicted_gain(kind: str, M: int, top: int) -> float:
     return theory.guided_vector_alignment_gain(M, top) if kind == "gv" else theory.greedy_alignment_gain(M)
 
 
-@claim("selection_alignment_gain", source="docs/theory.md §5.19 [D]; docs/theory.md §2.4 (table); 2601.04710 MeZO-GV/Greedy",
-       tags=("policies", "guided"), cost=3.0)
+@claim(
+    "selection_alignment_gain",
+    source="docs/theory.md §5.19 [D]; docs/theory.md §2.4 (table); 2601.04710 MeZO-GV/Greedy",
+    tags=("policies", "guided"),
+    cost=3.0,
+)
 def selection_alignment_gain(ctx: Context) -> ClaimResult:
     """In the linear regime, the direction chosen by GV (top half of M) and greedy (best of M) has alignment gain
     G = E[a^2]/c (exact order statistics) — GV M = 2, 4, 8, 16: 1.00, 2.10, 4.56, 9.60; greedy best of
@@ -409,9 +566,19 @@ def selection_alignment_gain(ctx: Context) -> ClaimResult:
         influence = (d - 1) * (a**2 / W - A * w2 / W**2)
         pred = _predicted_gain(kind, M, top)
         t = ratio_z(influence, G, pred, alpha)
-        rows.append({"scheme": kind, "M": M, "top": top, "predicted_G": pred, "measured_G": G, "test": t,
-                     "forward_passes": M + 2, "E_cos2_measured": float(np.mean(a**2 / (a**2 + w2))),
-                     "E_cos2_large_d_prediction": theory.expected_cos2_from_gain(pred, d)})
+        rows.append(
+            {
+                "scheme": kind,
+                "M": M,
+                "top": top,
+                "predicted_G": pred,
+                "measured_G": G,
+                "test": t,
+                "forward_passes": M + 2,
+                "E_cos2_measured": float(np.mean(a**2 / (a**2 + w2))),
+                "E_cos2_large_d_prediction": theory.expected_cos2_from_gain(pred, d),
+            }
+        )
         passed &= t["passed"]
         labels.append(f"{kind} M={M}")
         ratios.append(G / pred)
@@ -431,34 +598,67 @@ def selection_alignment_gain(ctx: Context) -> ClaimResult:
             v = chosen_direction(pol, problem, mix_seed(seed, 99, ch, t_), 1e-3)
             a_ = v @ ghat
             cos2_by_step[ch, t_] = a_**2 / (v @ v)
-    carried = {"chains": chains, "steps": steps, "E_cos2_by_step": cos2_by_step.mean(axis=0).tolist(),
-               "standard_error_by_step": (cos2_by_step.std(axis=0, ddof=1) / math.sqrt(chains)).tolist(),
-               "fresh_pair_value_1/d": 1.0 / d}
+    carried = {
+        "chains": chains,
+        "steps": steps,
+        "E_cos2_by_step": cos2_by_step.mean(axis=0).tolist(),
+        "standard_error_by_step": (cos2_by_step.std(axis=0, ddof=1) / math.sqrt(chains)).tolist(),
+        "fresh_pair_value_1/d": 1.0 / d,
+    }
     measured = ", ".join(f"{r_['scheme']} M={r_['M']}: G = {fmt(r_['measured_G'], 3)}" for r_ in rows)
     return ClaimResult(
         predicted=", ".join(f"{r_['scheme']} M={r_['M']}: G = {fmt(r_['predicted_G'], 3)}" for r_ in rows)
         + f"; M = 2: E cos^2 = 1/d = {1 / d:g}",
-        measured=measured + "; M = 2: E cos^2 = " + ", ".join(f"{k} {fmt(v['mean'], 3)}" for k, v in cos2_tests.items())
+        measured=measured
+        + "; M = 2: E cos^2 = "
+        + ", ".join(f"{k} {fmt(v['mean'], 3)}" for k, v in cos2_tests.items())
         + f"; carried best (not i.i.d.): E cos^2 after 1 / {steps} steps = {fmt(carried['E_cos2_by_step'][0], 3)} / "
-          f"{fmt(carried['E_cos2_by_step'][-1], 3)}",
+        f"{fmt(carried['E_cos2_by_step'][-1], 3)}",
         passed=bool(passed),
-        statistics={"d": d, "n_per_scheme": n, "schemes": rows, "M2_cos2_tests": cos2_tests,
-                    "carried_best_measured_separately": carried, "false_alarm_per_test": alpha},
-        verdict_rule=(f"pass iff each measured G = (d-1) E[a^2] / E||w_perp||^2 (delta-method z-test) matches the "
-                      f"exact order-statistics prediction of zotheory.theory and E cos^2 = 1/d holds for GV and greedy "
-                      f"with M = 2, each at {alpha:.2g} (Bonferroni over {tests}, total {FALSE_ALARM}); the carried-best "
-                      "variant is reported, not tested"),
-        plots=[ratio_plot(f"Alignment gain G of the chosen direction, linear f, d={d}", labels, ratios, widths,
-                          "measured G / predicted G"),
-               Plot(title="Carried best (public trainer.py variant), linear f: E cos^2(v, g) per step",
-                    xlabel="step", ylabel="E cos^2",
-                    series=[{"x": list(range(1, steps + 1)), "y": carried["E_cos2_by_step"],
-                             "yerr": carried["standard_error_by_step"], "label": "measured", "style": "points"}],
-                    hlines=[{"y": 1.0 / d, "label": "fresh pair 1/d", "color": "k", "style": "--"}])],
-        notes=("G is measured directly from the chosen v: a = <v, g/|g|>, w_perp the rest, through the policies' own "
-               "estimate (candidates, selection, regeneration). On a constant gradient the carried seed keeps winning, "
-               "so the carried-best variant's alignment grows with the step count; that history gain exists only "
-               "while the gradient direction is stable."),
+        statistics={
+            "d": d,
+            "n_per_scheme": n,
+            "schemes": rows,
+            "M2_cos2_tests": cos2_tests,
+            "carried_best_measured_separately": carried,
+            "false_alarm_per_test": alpha,
+        },
+        verdict_rule=(
+            f"pass iff each measured G = (d-1) E[a^2] / E||w_perp||^2 (delta-method z-test) matches the "
+            f"exact order-statistics prediction of zotheory.theory and E cos^2 = 1/d holds for GV and greedy "
+            f"with M = 2, each at {alpha:.2g} (Bonferroni over {tests}, total {FALSE_ALARM}); the carried-best "
+            "variant is reported, not tested"
+        ),
+        plots=[
+            ratio_plot(
+                f"Alignment gain G of the chosen direction, linear f, d={d}",
+                labels,
+                ratios,
+                widths,
+                "measured G / predicted G",
+            ),
+            Plot(
+                title="Carried best (public trainer.py variant), linear f: E cos^2(v, g) per step",
+                xlabel="step",
+                ylabel="E cos^2",
+                series=[
+                    {
+                        "x": list(range(1, steps + 1)),
+                        "y": carried["E_cos2_by_step"],
+                        "yerr": carried["standard_error_by_step"],
+                        "label": "measured",
+                        "style": "points",
+                    }
+                ],
+                hlines=[{"y": 1.0 / d, "label": "fresh pair 1/d", "color": "k", "style": "--"}],
+            ),
+        ],
+        notes=(
+            "G is measured directly from the chosen v: a = <v, g/|g|>, w_perp the rest, through the policies' own "
+            "estimate (candidates, selection, regeneration). On a constant gradient the carried seed keeps winning, "
+            "so the carried-best variant's alignment grows with the step count; that history gain exists only "
+            "while the gradient direction is stable."
+        ),
     )
 
 
@@ -478,8 +678,12 @@ def _log_dstar(s1: np.ndarray, s2: np.ndarray) -> tuple[float, np.ndarray]:
     return 2 * math.log(m1) - math.log(m2), 2 * s1 / m1 - s2 / m2
 
 
-@claim("policy_budget_one_step", source="docs/theory.md §5.19 budget-matched validation; docs/theory.md §2.4 consequence (ii)",
-       tags=("policies", "guided", "comparative"), cost=3.0)
+@claim(
+    "policy_budget_one_step",
+    source="docs/theory.md §5.19 budget-matched validation; docs/theory.md §2.4 consequence (ii)",
+    tags=("policies", "guided", "comparative"),
+    cost=3.0,
+)
 def policy_budget_one_step(ctx: Context) -> ClaimResult:
     """Hypothesis (linear model of 2.4, stated before measuring): on an isotropic quadratic, the best one-step
     decrease D* = (E<g, g_hat>)^2 / (2L E||g_hat||^2) of a GV / greedy estimate relative to q-averaged SPSA with
@@ -508,10 +712,13 @@ def policy_budget_one_step(ctx: Context) -> ClaimResult:
 
     def spsa(q: int) -> tuple[np.ndarray, np.ndarray]:
         if q not in spsa_cache:
+
             def one(s: int) -> np.ndarray:
-                est = estimate_gradient(params, problem, Gaussian(), step_seed=mix_seed(seed, q, s), q=q,
-                                        radius=radius, exact_restore=True)
+                est = estimate_gradient(
+                    params, problem, Gaussian(), step_seed=mix_seed(seed, q, s), q=q, radius=radius, exact_restore=True
+                )
                 return flat(est.materialize(params, dtype=torch.float64))
+
             spsa_cache[q] = moments_of(one)
         return spsa_cache[q]
 
@@ -538,33 +745,72 @@ def policy_budget_one_step(ctx: Context) -> ClaimResult:
         z = (est_log - pred) / se
         ok = abs(z) <= crit
         passed &= ok
-        rows.append({"pair": label, "forward_passes": M + 2, "predicted_R": math.exp(pred), "measured_R": math.exp(est_log),
-                     "interval_R": [math.exp(est_log - crit * se), math.exp(est_log + crit * se)], "z_log": z,
-                     "critical_z": crit, "passed": bool(ok),
-                     "winner": ("policy" if est_log - crit * se > 0 else "SPSA" if est_log + crit * se < 0
-                                else "neither (interval contains R = 1)"),
-                     "E_a2_mc": Ea2, "E_a2_exact": theory.guided_vector_second_moment(M, top) if kind == "gv"
-                     else theory.greedy_selected_second_moment(M), "E_a4_mc": Ea4, "c": c, "G_over_q": (
-                         _predicted_gain(kind, M, top) / q)})
+        rows.append(
+            {
+                "pair": label,
+                "forward_passes": M + 2,
+                "predicted_R": math.exp(pred),
+                "measured_R": math.exp(est_log),
+                "interval_R": [math.exp(est_log - crit * se), math.exp(est_log + crit * se)],
+                "z_log": z,
+                "critical_z": crit,
+                "passed": bool(ok),
+                "winner": (
+                    "policy"
+                    if est_log - crit * se > 0
+                    else "SPSA"
+                    if est_log + crit * se < 0
+                    else "neither (interval contains R = 1)"
+                ),
+                "E_a2_mc": Ea2,
+                "E_a2_exact": theory.guided_vector_second_moment(M, top)
+                if kind == "gv"
+                else theory.greedy_selected_second_moment(M),
+                "E_a4_mc": Ea4,
+                "c": c,
+                "G_over_q": (_predicted_gain(kind, M, top) / q),
+            }
+        )
         labels.append(label)
         ratios.append(math.exp(est_log - pred))
         widths.append(math.exp(est_log - pred) * crit * se)
     return ClaimResult(
         predicted="R = " + ", ".join(f"{r_['pair']}: {fmt(r_['predicted_R'], 3)}" for r_ in rows),
-        measured="R = " + ", ".join(f"{r_['pair']}: {fmt(r_['measured_R'], 3)} [{fmt(r_['interval_R'][0], 3)}, "
-                                    f"{fmt(r_['interval_R'][1], 3)}] (winner: {r_['winner']})" for r_ in rows),
+        measured="R = "
+        + ", ".join(
+            f"{r_['pair']}: {fmt(r_['measured_R'], 3)} [{fmt(r_['interval_R'][0], 3)}, "
+            f"{fmt(r_['interval_R'][1], 3)}] (winner: {r_['winner']})"
+            for r_ in rows
+        ),
         passed=bool(passed),
-        statistics={"d": d, "n_per_method": n, "radius": radius, "pairs": rows, "false_alarm_per_test": alpha,
-                    "E_a4_monte_carlo_draws": mc},
-        verdict_rule=(f"pass iff for every pair the z-test of log R (delta-method standard error, independent draws "
-                      f"for policy and SPSA) against the predicted log R holds at {alpha:.2g} (Bonferroni over "
-                      f"{len(ONE_STEP_PAIRS)}, total {FALSE_ALARM})"),
-        plots=[ratio_plot(f"Budget-matched best one-step decrease, isotropic quadratic d={d}", labels, ratios, widths,
-                          "measured R / predicted R")],
-        notes=("R > 1 means the policy decreases f more per forward pass than SPSA at each one's best step size. "
-               "E a^4 comes from Monte Carlo of the scalar model (E a^2 from it agrees with zotheory.theory's exact "
-               "value, both in the statistics). Per forward pass, selection buys about G/(M+2) against q/(2q) = 1/2 "
-               "for averaging: only GV with large M breaks even."),
+        statistics={
+            "d": d,
+            "n_per_method": n,
+            "radius": radius,
+            "pairs": rows,
+            "false_alarm_per_test": alpha,
+            "E_a4_monte_carlo_draws": mc,
+        },
+        verdict_rule=(
+            f"pass iff for every pair the z-test of log R (delta-method standard error, independent draws "
+            f"for policy and SPSA) against the predicted log R holds at {alpha:.2g} (Bonferroni over "
+            f"{len(ONE_STEP_PAIRS)}, total {FALSE_ALARM})"
+        ),
+        plots=[
+            ratio_plot(
+                f"Budget-matched best one-step decrease, isotropic quadratic d={d}",
+                labels,
+                ratios,
+                widths,
+                "measured R / predicted R",
+            )
+        ],
+        notes=(
+            "R > 1 means the policy decreases f more per forward pass than SPSA at each one's best step size. "
+            "E a^4 comes from Monte Carlo of the scalar model (E a^2 from it agrees with zotheory.theory's exact "
+            "value, both in the statistics). Per forward pass, selection buys about G/(M+2) against q/(2q) = 1/2 "
+            "for averaging: only GV with large M breaks even."
+        ),
     )
 
 
@@ -575,22 +821,47 @@ def _run_methods() -> list[dict[str, Any]]:
         {"name": "SPSA q=2", "q": 2, "policy": None},
         {"name": "SPSA q=3", "q": 3, "policy": None},
         {"name": "SPSA q=5", "q": 5, "policy": None},
-        {"name": "GV M=8", "q": 1, "policy": lambda: GuidedVectorPolicy(M=8, alpha=0.5, normalize="unit_variance"),
-         "vs": "SPSA q=5", "predicted_ratio": theory.guided_vector_alignment_gain(8, 4) / 5},
-        {"name": "greedy M=4", "q": 1, "policy": lambda: GreedyPolicy(M=4), "vs": "SPSA q=3",
-         "predicted_ratio": theory.greedy_alignment_gain(4) / 3},
-        {"name": "LDSD k=4", "q": 1, "policy": lambda: LDSDPolicy(k=4, sigma=1.0, lr_mu=RELEASED_LDSD["lr_mu"]),
-         "vs": "SPSA q=3", "predicted_ratio": theory.greedy_alignment_gain(4) / 3},
-        {"name": "GV M=2 (fresh pair)", "q": 1,
-         "policy": lambda: GuidedVectorPolicy(M=2, alpha=0.5, normalize="unit_variance"), "vs": "SPSA q=2",
-         "predicted_ratio": 1.0 / 2},
-        {"name": "carried best", "q": 1, "policy": lambda: CarriedBestPolicy(normalize="unit_variance"),
-         "vs": "SPSA q=2", "predicted_ratio": None},
+        {
+            "name": "GV M=8",
+            "q": 1,
+            "policy": lambda: GuidedVectorPolicy(M=8, alpha=0.5, normalize="unit_variance"),
+            "vs": "SPSA q=5",
+            "predicted_ratio": theory.guided_vector_alignment_gain(8, 4) / 5,
+        },
+        {
+            "name": "greedy M=4",
+            "q": 1,
+            "policy": lambda: GreedyPolicy(M=4),
+            "vs": "SPSA q=3",
+            "predicted_ratio": theory.greedy_alignment_gain(4) / 3,
+        },
+        {
+            "name": "LDSD k=4",
+            "q": 1,
+            "policy": lambda: LDSDPolicy(k=4, sigma=1.0, lr_mu=RELEASED_LDSD["lr_mu"]),
+            "vs": "SPSA q=3",
+            "predicted_ratio": theory.greedy_alignment_gain(4) / 3,
+        },
+        {
+            "name": "GV M=2 (fresh pair)",
+            "q": 1,
+            "policy": lambda: GuidedVectorPolicy(M=2, alpha=0.5, normalize="unit_variance"),
+            "vs": "SPSA q=2",
+            "predicted_ratio": 1.0 / 2,
+        },
+        {
+            "name": "carried best",
+            "q": 1,
+            "policy": lambda: CarriedBestPolicy(normalize="unit_variance"),
+            "vs": "SPSA q=2",
+            "predicted_ratio": None,
+        },
     ]
 
 
-def _one_run(make_problem: Callable[[int], Any], method: dict[str, Any], lr: float, budget: int, seed: int,
-             record_every: int) -> tuple[float, list[tuple[int, float]]]:
+def _one_run(
+    make_problem: Callable[[int], Any], method: dict[str, Any], lr: float, budget: int, seed: int, record_every: int
+) -> tuple[float, list[tuple[int, float]]]:
     problem = make_problem(seed)
     policy = method["policy"]() if method["policy"] is not None else None
     opt = ZOSGD(problem.parameters(), lr=lr, eps=RELEASED_EPS, q=method["q"], seed=seed, policy=policy)
@@ -633,11 +904,14 @@ def budget_runs(ctx: Context, problem_name: str) -> ClaimResult:
     seeds = ctx.pick(2, 3)
     grid = [2.0**e for e in range(-4, 5)]  # 1/16 .. 16, searched by hill climbing from 1
     if problem_name == "quadratic":
+
         def make_problem(s: int) -> Any:
             return Quadratic(d, L=1.0, mu=0.05, rotated=False, init_radius=1.0, seed=s, dtype=torch.float64)
     else:
+
         def make_problem(s: int) -> Any:
             return NonconvexSine(d, a=2.0, init_radius=3.0, seed=s, dtype=torch.float64)
+
     L = make_problem(0).L_l2
     base = seed0 = mix_seed(ctx.seed, salt(f"policy_budget_runs_{problem_name}"))
     seed_list = [mix_seed(base, s) % (2**31) for s in range(seeds)]
@@ -658,8 +932,14 @@ def budget_runs(ctx: Context, problem_name: str) -> ClaimResult:
             logs = np.log(np.maximum(np.array(finals), 1e-300))
             score = float(np.mean(logs)) if np.all(np.isfinite(logs)) else math.inf
             curve = np.exp(np.mean(np.log(np.maximum([[v for _, v in c] for c in curves], 1e-300)), axis=0))
-            return {"lr": mult * q_eff / (L * d), "lr_multiplier": mult, "mean_log_final": score,
-                    "log_finals": logs.tolist(), "curve": curve.tolist(), "x": [u for u, _ in curves[0]]}
+            return {
+                "lr": mult * q_eff / (L * d),
+                "lr_multiplier": mult,
+                "mean_log_final": score,
+                "log_finals": logs.tolist(),
+                "curve": curve.tolist(),
+                "x": [u for u, _ in curves[0]],
+            }
 
         best, tried = _hill_climb(evaluate, grid)
         best["tried_multipliers"] = tried
@@ -674,12 +954,17 @@ def budget_runs(ctx: Context, problem_name: str) -> ClaimResult:
         diff = ref["mean_log_final"] - mine["mean_log_final"]  # > 0: the policy ends lower
         a, b = np.array(mine["log_finals"]), np.array(ref["log_finals"])
         welch = sps.ttest_ind(b, a, equal_var=False) if len(a) > 1 else None
-        row = {"policy": m["name"], "vs": m["vs"], "predicted_efficiency_ratio": m["predicted_ratio"],
-               "policy_geomean_final": math.exp(mine["mean_log_final"]),
-               "spsa_geomean_final": math.exp(ref["mean_log_final"]),
-               "winner": m["name"] if diff > 0 else m["vs"], "log_gap": diff,
-               "welch_t": None if welch is None else float(welch.statistic),
-               "log_error_ratio_policy_over_spsa": mine["mean_log_final"] / ref["mean_log_final"]}
+        row = {
+            "policy": m["name"],
+            "vs": m["vs"],
+            "predicted_efficiency_ratio": m["predicted_ratio"],
+            "policy_geomean_final": math.exp(mine["mean_log_final"]),
+            "spsa_geomean_final": math.exp(ref["mean_log_final"]),
+            "winner": m["name"] if diff > 0 else m["vs"],
+            "log_gap": diff,
+            "welch_t": None if welch is None else float(welch.statistic),
+            "log_error_ratio_policy_over_spsa": mine["mean_log_final"] / ref["mean_log_final"],
+        }
         if m["predicted_ratio"] is not None and m["predicted_ratio"] <= 0.6:
             row["hypothesis"] = f"{m['vs']} ends lower (predicted ratio {m['predicted_ratio']:.2f} <= 0.6)"
             row["hypothesis_holds"] = bool(diff < 0)
@@ -687,55 +972,101 @@ def budget_runs(ctx: Context, problem_name: str) -> ClaimResult:
             tested += 1
         rows.append(row)
     ablations = []  # same forward passes, one ingredient changed; reported, not tested
-    for mine_name, ref_name, what in (("LDSD k=4", "greedy M=4", "learning mu (same candidates at mu = 0)"),
-                                      ("carried best", "GV M=2 (fresh pair)", "carrying the winner's seed")):
+    for mine_name, ref_name, what in (
+        ("LDSD k=4", "greedy M=4", "learning mu (same candidates at mu = 0)"),
+        ("carried best", "GV M=2 (fresh pair)", "carrying the winner's seed"),
+    ):
         mine, ref = results[mine_name], results[ref_name]
-        ablations.append({"method": mine_name, "ablation": ref_name, "ingredient": what,
-                          "method_geomean_final": math.exp(mine["mean_log_final"]),
-                          "ablation_geomean_final": math.exp(ref["mean_log_final"]),
-                          "log_gap": ref["mean_log_final"] - mine["mean_log_final"]})
-    problem_text = (f"diagonal quadratic d={d}, eigenvalues log-spaced in [0.05, 1]" if problem_name == "quadratic"
-                    else f"NonconvexSine d={d}, a=2 (L=3, curvature >= -1), ||x0-x*||_inf = 3")
+        ablations.append(
+            {
+                "method": mine_name,
+                "ablation": ref_name,
+                "ingredient": what,
+                "method_geomean_final": math.exp(mine["mean_log_final"]),
+                "ablation_geomean_final": math.exp(ref["mean_log_final"]),
+                "log_gap": ref["mean_log_final"] - mine["mean_log_final"],
+            }
+        )
+    problem_text = (
+        f"diagonal quadratic d={d}, eigenvalues log-spaced in [0.05, 1]"
+        if problem_name == "quadratic"
+        else f"NonconvexSine d={d}, a=2 (L=3, curvature >= -1), ||x0-x*||_inf = 3"
+    )
     return ClaimResult(
-        predicted=("linear model: per-forward-pass efficiency G/(M+2) vs 1/2 for SPSA; the policies with predicted "
-                   "ratio <= 0.6 (greedy M=4, LDSD k=4 at mu ~ 0, GV fresh pair) lose to their budget-matched SPSA"),
-        measured="; ".join(f"{r_['policy']} {fmt(r_['policy_geomean_final'], 3)} vs {r_['vs']} "
-                           f"{fmt(r_['spsa_geomean_final'], 3)} -> {r_['winner']}" for r_ in rows)
-        + "; ablations: " + "; ".join(f"{a['method']} {fmt(a['method_geomean_final'], 3)} vs {a['ablation']} "
-                                      f"{fmt(a['ablation_geomean_final'], 3)}" for a in ablations),
+        predicted=(
+            "linear model: per-forward-pass efficiency G/(M+2) vs 1/2 for SPSA; the policies with predicted "
+            "ratio <= 0.6 (greedy M=4, LDSD k=4 at mu ~ 0, GV fresh pair) lose to their budget-matched SPSA"
+        ),
+        measured="; ".join(
+            f"{r_['policy']} {fmt(r_['policy_geomean_final'], 3)} vs {r_['vs']} "
+            f"{fmt(r_['spsa_geomean_final'], 3)} -> {r_['winner']}"
+            for r_ in rows
+        )
+        + "; ablations: "
+        + "; ".join(
+            f"{a['method']} {fmt(a['method_geomean_final'], 3)} vs {a['ablation']} "
+            f"{fmt(a['ablation_geomean_final'], 3)}"
+            for a in ablations
+        ),
         passed=bool(passed and tested > 0),
-        statistics={"problem": problem_text, "budget_forward_passes": budget, "seeds": seed_list,
-                    "lr_grid_multipliers": grid, "lr_rule": "lr = multiplier * q / (L d) (q = 1 for policies); multiplier "
-                    "chosen by hill climbing on the grid from 1",
-                    "eps": RELEASED_EPS, "methods": {k: {kk: vv for kk, vv in v.items() if kk not in ("curve", "x")}
-                                                     for k, v in results.items()},
-                    "pairs": rows, "pairs_tested": tested, "ablations": ablations, "seed_root": seed0},
-        verdict_rule=("final suboptimality f(x_B)/f(x_0) after the same number B of forward passes, each method at its "
-                      "best step size on the grid 2^-4 .. 2^4 (hill climbing; geometric mean over seeds, tuned on those seeds); pass iff every "
-                      "pair with predicted efficiency ratio <= 0.6 ends with the SPSA side lower (the ordering the "
-                      "linear model predicts); GV M=8 vs q=5 (0.91) and the carried-best variant (no i.i.d. model) are "
-                      "reported without a prediction"),
-        plots=[Plot(title=f"Budget-matched runs ({problem_text}): f/f0 vs forward passes (best lr each)",
-                    xlabel="forward passes", ylabel="f(x)/f(x0) (geometric mean over seeds)", yscale="log",
-                    series=curves_plot)],
-        notes=("The comparison is at equal forward passes, not equal steps. log_error_ratio_policy_over_spsa "
-               "(log f_B/f_0 of the policy over that of SPSA) is the measured counterpart of the predicted efficiency "
-               "ratio for a linearly converging run; it is reported, not tested. The carried-best variant is the public "
-               "MeZO-GV trainer.py's rule (4 passes per step), compared with SPSA q=2 and with the fresh-pair GV (M=2, "
-               "same 4 passes) that isolates the effect of carrying the winner."),
+        statistics={
+            "problem": problem_text,
+            "budget_forward_passes": budget,
+            "seeds": seed_list,
+            "lr_grid_multipliers": grid,
+            "lr_rule": "lr = multiplier * q / (L d) (q = 1 for policies); multiplier "
+            "chosen by hill climbing on the grid from 1",
+            "eps": RELEASED_EPS,
+            "methods": {k: {kk: vv for kk, vv in v.items() if kk not in ("curve", "x")} for k, v in results.items()},
+            "pairs": rows,
+            "pairs_tested": tested,
+            "ablations": ablations,
+            "seed_root": seed0,
+        },
+        verdict_rule=(
+            "final suboptimality f(x_B)/f(x_0) after the same number B of forward passes, each method at its "
+            "best step size on the grid 2^-4 .. 2^4 (hill climbing; geometric mean over seeds, tuned on those seeds); pass iff every "
+            "pair with predicted efficiency ratio <= 0.6 ends with the SPSA side lower (the ordering the "
+            "linear model predicts); GV M=8 vs q=5 (0.91) and the carried-best variant (no i.i.d. model) are "
+            "reported without a prediction"
+        ),
+        plots=[
+            Plot(
+                title=f"Budget-matched runs ({problem_text}): f/f0 vs forward passes (best lr each)",
+                xlabel="forward passes",
+                ylabel="f(x)/f(x0) (geometric mean over seeds)",
+                yscale="log",
+                series=curves_plot,
+            )
+        ],
+        notes=(
+            "The comparison is at equal forward passes, not equal steps. log_error_ratio_policy_over_spsa "
+            "(log f_B/f_0 of the policy over that of SPSA) is the measured counterpart of the predicted efficiency "
+            "ratio for a linearly converging run; it is reported, not tested. The carried-best variant is the public "
+            "MeZO-GV trainer.py's rule (4 passes per step), compared with SPSA q=2 and with the fresh-pair GV (M=2, "
+            "same 4 passes) that isolates the effect of carrying the winner."
+        ),
     )
 
 
-@claim("policy_budget_runs_quadratic", source="docs/theory.md §5.19 budget-matched validation (quadratic)",
-       tags=("policies", "guided", "ldsd", "comparative"), cost=6.0)
+@claim(
+    "policy_budget_runs_quadratic",
+    source="docs/theory.md §5.19 budget-matched validation (quadratic)",
+    tags=("policies", "guided", "ldsd", "comparative"),
+    cost=6.0,
+)
 def policy_budget_runs_quadratic(ctx: Context) -> ClaimResult:
     """Budget-matched ZO-SGD runs on an ill-conditioned quadratic: final error against forward passes for GV,
     greedy, LDSD and the carried-best variant against q-averaged SPSA with the same forward passes."""
     return budget_runs(ctx, "quadratic")
 
 
-@claim("policy_budget_runs_nonconvex", source="docs/theory.md §5.19 budget-matched validation (nonconvex)",
-       tags=("policies", "guided", "ldsd", "comparative"), cost=6.0)
+@claim(
+    "policy_budget_runs_nonconvex",
+    source="docs/theory.md §5.19 budget-matched validation (nonconvex)",
+    tags=("policies", "guided", "ldsd", "comparative"),
+    cost=6.0,
+)
 def policy_budget_runs_nonconvex(ctx: Context) -> ClaimResult:
     """The same budget-matched comparison on the nonconvex sine problem (outside the quadratic model)."""
     return budget_runs(ctx, "nonconvex")

@@ -19,8 +19,8 @@ import torch
 from scipy.stats import t as t_dist
 
 from problems import AdditiveNoise, NonconvexSine, Problem, Quadratic
-from validation.core import ClaimResult, Context, Plot, claim, fmt, robust_slope, slope_contains
 from validation.claims.estimators import salt
+from validation.core import ClaimResult, Context, Plot, claim, fmt, robust_slope, slope_contains
 from zotheory import theory
 from zotheory.directions import get_directions, mix_seed
 from zotheory.estimators import estimate_gradient
@@ -48,8 +48,16 @@ def gradient_fn(problem: Problem) -> GradFn:
     return lambda: torch.cat([g.reshape(-1) for g in base.exact_gradient()])
 
 
-def run_optimizer(problem: Problem, opt: torch.optim.Optimizer, steps: int, grad: GradFn, *, sample_seed: int | None = None,
-                  norm: str = "l2sq", lr_of: Callable[[int], float] | None = None) -> np.ndarray:
+def run_optimizer(
+    problem: Problem,
+    opt: torch.optim.Optimizer,
+    steps: int,
+    grad: GradFn,
+    *,
+    sample_seed: int | None = None,
+    norm: str = "l2sq",
+    lr_of: Callable[[int], float] | None = None,
+) -> np.ndarray:
     """Run ``steps`` steps; returns the gradient measure at x_1 .. x_steps (before each step).
 
     ``norm``: ``"l2sq"`` (||grad||_2^2), ``"l2"`` or ``"l1"``. For a stochastic problem the sample of
@@ -82,7 +90,12 @@ def fit_text(fit: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------- §5.23
-@claim("zo_sgd_deterministic_rate", source="docs/theory.md §5.23 [Q]/[D]; Nesterov-Spokoiny 2017; Ghadimi-Lan 2013", tags=("rates", "zo_sgd"), cost=5.0)
+@claim(
+    "zo_sgd_deterministic_rate",
+    source="docs/theory.md §5.23 [Q]/[D]; Nesterov-Spokoiny 2017; Ghadimi-Lan 2013",
+    tags=("rates", "zo_sgd"),
+    cost=5.0,
+)
 def zo_sgd_deterministic_rate(ctx: Context) -> ClaimResult:
     """Deterministic ZO-SGD with gamma = 1/(4(d+4)L): min_k E||grad f(x_k)||^2 = O((d+4) L (f(x_1) - f*)/N) -- log-log
     slope -1 in N for the trajectory average (the quantity the proof bounds) and at least -1 for the minimum -- and the
@@ -117,7 +130,9 @@ def zo_sgd_deterministic_rate(ctx: Context) -> ClaimResult:
     for dd in dims:
         for s in range(seeds):
             problem = Quadratic(dd, L=1.0, mu=0.25, init_radius=1.0, seed=1000 * dd + ctx.seed + s, dtype=torch.float64)
-            opt = ZOSGD(problem.parameters(), lr=1.0 / (4 * (dd + 4) * problem.L), eps=1e-4, seed=mix_seed(base_seed, dd, s))
+            opt = ZOSGD(
+                problem.parameters(), lr=1.0 / (4 * (dd + 4) * problem.L), eps=1e-4, seed=mix_seed(base_seed, dd, s)
+            )
             grad = gradient_fn(problem)
             with torch.no_grad():
                 g0 = float(grad() @ grad())
@@ -139,26 +154,60 @@ def zo_sgd_deterministic_rate(ctx: Context) -> ClaimResult:
         predicted="slope -1 in N (trajectory average of ||grad f||^2), <= -1 (running minimum); iterations-to-eps ~ (d+4)^1",
         measured=f"average: {fit_text(fit_avg)}; minimum: {fit_text(fit_min)}; iterations vs d+4: {fit_text(fit_d)}",
         passed=bool(passed),
-        statistics={"d": d, "seeds": seeds, "horizons": horizons, "average_fit": fit_avg, "minimum_fit": fit_min,
-                    "dims": dims, "log_iterations_to_eps": hit_y, "iterations_fit": fit_d, "problem_rate": "NonconvexSine a=2, L=3",
-                    "problem_d_scaling": "Quadratic L=1, mu=0.25, ||x0 - x*|| = 1", "step": "1/(4(d+4)L)",
-                    "eps_relative": 1e-3},
+        statistics={
+            "d": d,
+            "seeds": seeds,
+            "horizons": horizons,
+            "average_fit": fit_avg,
+            "minimum_fit": fit_min,
+            "dims": dims,
+            "log_iterations_to_eps": hit_y,
+            "iterations_fit": fit_d,
+            "problem_rate": "NonconvexSine a=2, L=3",
+            "problem_d_scaling": "Quadratic L=1, mu=0.25, ||x0 - x*|| = 1",
+            "step": "1/(4(d+4)L)",
+            "eps_relative": 1e-3,
+        },
         verdict_rule="pass iff the 99% Theil-Sen interval of the average's slope contains -1, the minimum's interval lies "
-                     "at or below -1, and the interval of log(iterations to eps) on log(d+4) contains 1",
-        plots=[Plot(title=f"deterministic ZO-SGD, nonconvex sine d={d}", xlabel="N", ylabel="||grad f||^2",
-                    series=[{"x": (idx + 1).tolist(), "y": mean_curve[idx].tolist(), "label": "(1/N) sum_k ||grad f(x_k)||^2"},
-                            {"x": (idx + 1).tolist(), "y": (c / (idx + 1)).tolist(), "style": "dashed", "label": "C / N"}],
-                    xscale="log", yscale="log"),
-               Plot(title="iterations to ||grad f||^2 <= 1e-3 ||grad f(x_1)||^2", xlabel="d + 4", ylabel="iterations",
-                    series=[{"x": [math.exp(v) for v in hit_x], "y": [math.exp(v) for v in hit_y], "style": "points",
-                             "label": "seeds"},
-                            {"x": [d_ + 4 for d_ in dims], "y": [math.exp(fit_d["intercept"]) * (d_ + 4) ** fit_d["slope"] for d_ in dims],
-                             "style": "dashed", "label": f"fit: slope {fmt(fit_d['slope'], 3)}"}],
-                    xscale="log", yscale="log")],
+        "at or below -1, and the interval of log(iterations to eps) on log(d+4) contains 1",
+        plots=[
+            Plot(
+                title=f"deterministic ZO-SGD, nonconvex sine d={d}",
+                xlabel="N",
+                ylabel="||grad f||^2",
+                series=[
+                    {"x": (idx + 1).tolist(), "y": mean_curve[idx].tolist(), "label": "(1/N) sum_k ||grad f(x_k)||^2"},
+                    {"x": (idx + 1).tolist(), "y": (c / (idx + 1)).tolist(), "style": "dashed", "label": "C / N"},
+                ],
+                xscale="log",
+                yscale="log",
+            ),
+            Plot(
+                title="iterations to ||grad f||^2 <= 1e-3 ||grad f(x_1)||^2",
+                xlabel="d + 4",
+                ylabel="iterations",
+                series=[
+                    {
+                        "x": [math.exp(v) for v in hit_x],
+                        "y": [math.exp(v) for v in hit_y],
+                        "style": "points",
+                        "label": "seeds",
+                    },
+                    {
+                        "x": [d_ + 4 for d_ in dims],
+                        "y": [math.exp(fit_d["intercept"]) * (d_ + 4) ** fit_d["slope"] for d_ in dims],
+                        "style": "dashed",
+                        "label": f"fit: slope {fmt(fit_d['slope'], 3)}",
+                    },
+                ],
+                xscale="log",
+                yscale="log",
+            ),
+        ],
         notes="The proof bounds (1/N) sum_k E||grad f(x_k)||^2 (= E||grad f(x_R)||^2 for uniform R); once sum_k ||grad f||^2 "
-              "has converged that average decays exactly like 1/N, which is what is measured. The running minimum falls "
-              "much faster here (the sine problem is strongly convex near x*, so ZO-SGD ends up converging linearly): "
-              "the O(1/N) statement is an upper bound on it, not its rate.",
+        "has converged that average decays exactly like 1/N, which is what is measured. The running minimum falls "
+        "much faster here (the sine problem is strongly convex near x*, so ZO-SGD ends up converging linearly): "
+        "the O(1/N) statement is an upper bound on it, not its rate.",
     )
 
 
@@ -168,7 +217,12 @@ def _g3_step(L: float, d: int, Df: float, sigma: float, n: int) -> float:
     return min(1.0 / (4 * L * math.sqrt(d + 4)), Df / (sigma * math.sqrt(n))) / math.sqrt(d + 4)
 
 
-@claim("zo_sgd_stochastic_rate", source="docs/theory.md §5.24 [Q, secondary] (Ghadimi-Lan 2013, Cor. 3.3)", tags=("rates", "zo_sgd", "stochastic"), cost=6.0)
+@claim(
+    "zo_sgd_stochastic_rate",
+    source="docs/theory.md §5.24 [Q, secondary] (Ghadimi-Lan 2013, Cor. 3.3)",
+    tags=("rates", "zo_sgd", "stochastic"),
+    cost=6.0,
+)
 def zo_sgd_stochastic_rate(ctx: Context) -> ClaimResult:
     """Stochastic ZO-SGD with the Cor. 3.3 step: E||grad f(x_R)||^2 decays like N^(-1/2) and grows like sqrt(d+4)
     (sigma > 0, large N), below the G3 bound 12(d+4)L^2 D_f^2/N + 8 L sqrt(d+4) D_f sigma/sqrt(N)."""
@@ -211,29 +265,78 @@ def zo_sgd_stochastic_rate(ctx: Context) -> ClaimResult:
     return ClaimResult(
         predicted="slope -1/2 in N (d=10); slope +1/2 in d+4 (N fixed); below the G3 bound",
         measured=f"N: {fit_text(fit_n)}; d+4: {fit_text(fit_d)}; max measured/G3 = "
-                 f"{fmt(max(r['measured'] / r['G3_bound_on_||grad||^2'] for r in bound_rows), 3)}",
+        f"{fmt(max(r['measured'] / r['G3_bound_on_||grad||^2'] for r in bound_rows), 3)}",
         passed=bool(ok),
-        statistics={"sigma": sigma, "seeds": seeds, "N_grid": ns, "d_grid": dims, "N_for_d_grid": n_for_d,
-                    "fit_N": fit_n, "fit_d": fit_d, "runs": bound_rows, "bound_holds": bound_ok,
-                    "problem": "AdditiveNoise(Quadratic L=1, mu=0.25, ||x0-x*||=1), E||grad F - grad f||^2 = sigma^2"},
+        statistics={
+            "sigma": sigma,
+            "seeds": seeds,
+            "N_grid": ns,
+            "d_grid": dims,
+            "N_for_d_grid": n_for_d,
+            "fit_N": fit_n,
+            "fit_d": fit_d,
+            "runs": bound_rows,
+            "bound_holds": bound_ok,
+            "problem": "AdditiveNoise(Quadratic L=1, mu=0.25, ||x0-x*||=1), E||grad F - grad f||^2 = sigma^2",
+        },
         verdict_rule="pass iff the 99% Theil-Sen intervals contain -1/2 (in N) and +1/2 (in d+4) and every run is below G3",
-        plots=[Plot(title="stochastic ZO-SGD, Cor. 3.3 step", xlabel="N", ylabel="E||grad f(x_R)||^2",
-                    series=[{"x": [math.exp(v) for v in xn], "y": [math.exp(v) for v in yn], "style": "points", "label": "seeds (d=10)"},
-                            {"x": ns, "y": [math.exp(fit_n["intercept"]) * n ** -0.5 for n in ns], "style": "dashed", "label": "N^(-1/2)"}],
-                    xscale="log", yscale="log"),
-               Plot(title=f"stochastic ZO-SGD, N={n_for_d}", xlabel="d + 4", ylabel="E||grad f(x_R)||^2",
-                    series=[{"x": [math.exp(v) for v in xd], "y": [math.exp(v) for v in yd], "style": "points", "label": "seeds"},
-                            {"x": [d + 4 for d in dims], "y": [math.exp(fit_d["intercept"]) * (d + 4) ** 0.5 for d in dims],
-                             "style": "dashed", "label": "sqrt(d+4)"}],
-                    xscale="log", yscale="log")],
+        plots=[
+            Plot(
+                title="stochastic ZO-SGD, Cor. 3.3 step",
+                xlabel="N",
+                ylabel="E||grad f(x_R)||^2",
+                series=[
+                    {
+                        "x": [math.exp(v) for v in xn],
+                        "y": [math.exp(v) for v in yn],
+                        "style": "points",
+                        "label": "seeds (d=10)",
+                    },
+                    {
+                        "x": ns,
+                        "y": [math.exp(fit_n["intercept"]) * n**-0.5 for n in ns],
+                        "style": "dashed",
+                        "label": "N^(-1/2)",
+                    },
+                ],
+                xscale="log",
+                yscale="log",
+            ),
+            Plot(
+                title=f"stochastic ZO-SGD, N={n_for_d}",
+                xlabel="d + 4",
+                ylabel="E||grad f(x_R)||^2",
+                series=[
+                    {
+                        "x": [math.exp(v) for v in xd],
+                        "y": [math.exp(v) for v in yd],
+                        "style": "points",
+                        "label": "seeds",
+                    },
+                    {
+                        "x": [d + 4 for d in dims],
+                        "y": [math.exp(fit_d["intercept"]) * (d + 4) ** 0.5 for d in dims],
+                        "style": "dashed",
+                        "label": "sqrt(d+4)",
+                    },
+                ],
+                xscale="log",
+                yscale="log",
+            ),
+        ],
         notes="G3 was read from secondary notes (docs/theory.md §3.2); it is used here as a sanity bound only. With the "
-              "N-dependent step both the optimisation term Delta/(gamma N) and the noise floor gamma L (d+2) sigma^2 scale "
-              "like sqrt((d+4)/N), which is why the exponents are tight at these sizes.",
+        "N-dependent step both the optimisation term Delta/(gamma N) and the noise floor gamma L (d+2) sigma^2 scale "
+        "like sqrt((d+4)/N), which is why the exponents are tight at these sizes.",
     )
 
 
 # ---------------------------------------------------------------------- §5.22
-@claim("rsgf_bound", source="docs/theory.md §5.22 [Q] (Ghadimi-Lan 2013, Thm 3.2, Eqs. 3.15-3.16)", tags=("rates", "zo_sgd", "bounds"), cost=4.0)
+@claim(
+    "rsgf_bound",
+    source="docs/theory.md §5.22 [Q] (Ghadimi-Lan 2013, Thm 3.2, Eqs. 3.15-3.16)",
+    tags=("rates", "zo_sgd", "bounds"),
+    cost=4.0,
+)
 def rsgf_bound(ctx: Context) -> ClaimResult:
     """RSGF (forward Gaussian oracle, gamma_k < 1/(2(d+4)L), output index R drawn with P_R(k) ~ gamma_k - 2L(d+4)gamma_k^2)
     on a nonconvex L-smooth problem: (1/L) E||grad f(x_R)||^2 never exceeds the G2 right-hand side."""
@@ -253,40 +356,87 @@ def rsgf_bound(ctx: Context) -> ClaimResult:
                 g0 = 1.0 / (4 * (d + 4) * L)
                 gammas = np.full(n, g0) if schedule == "constant" else g0 * 1.5 / np.sqrt(np.arange(1, n + 1) + 1.0)
                 probs = theory.rsgf_output_probabilities(gammas, L, d)
-                opt = ZOSGD(problem.parameters(), lr=float(gammas[0]), eps=mu, scheme="forward", seed=mix_seed(base_seed, s))
+                opt = ZOSGD(
+                    problem.parameters(), lr=float(gammas[0]), eps=mu, scheme="forward", seed=mix_seed(base_seed, s)
+                )
                 with torch.no_grad():
                     f_gap = base.suboptimality()
-                    g2 = run_optimizer(problem, opt, n, gradient_fn(problem),
-                                       sample_seed=mix_seed(base_seed, 9, s) if sigma > 0 else None,
-                                       lr_of=lambda k, g=gammas: float(g[k]))
+                    g2 = run_optimizer(
+                        problem,
+                        opt,
+                        n,
+                        gradient_fn(problem),
+                        sample_seed=mix_seed(base_seed, 9, s) if sigma > 0 else None,
+                        lr_of=lambda k, g=gammas: float(g[k]),
+                    )
                 vals.append(float(probs @ g2) / L)  # E_R (1/L)||grad f(x_R)||^2 for this run, exactly
                 rhs_list.append(theory.ghadimi_lan_rsgf_bound(f_gap, L, d, mu, sigma, gammas))
             upper = t_upper(np.array(vals))
             rhs = float(np.min(rhs_list))
             ok = upper <= rhs
             passed &= ok
-            rows.append({"sigma": sigma, "schedule": schedule, "mean": float(np.mean(vals)), "upper_99": upper,
-                         "G2_rhs_min_over_seeds": rhs, "ratio": float(np.mean(vals)) / rhs, "passed": ok})
+            rows.append(
+                {
+                    "sigma": sigma,
+                    "schedule": schedule,
+                    "mean": float(np.mean(vals)),
+                    "upper_99": upper,
+                    "G2_rhs_min_over_seeds": rhs,
+                    "ratio": float(np.mean(vals)) / rhs,
+                    "passed": ok,
+                }
+            )
     labels = [f"sigma={r['sigma']:g}, {r['schedule']}" for r in rows]
     return ClaimResult(
         predicted="(1/L) E||grad f(x_R)||^2 <= G2 right-hand side in every configuration",
-        measured="; ".join(f"{lab}: {fmt(r['mean'], 3)} vs {fmt(r['G2_rhs_min_over_seeds'], 3)}" for lab, r in zip(labels, rows)),
+        measured="; ".join(
+            f"{lab}: {fmt(r['mean'], 3)} vs {fmt(r['G2_rhs_min_over_seeds'], 3)}" for lab, r in zip(labels, rows)
+        ),
         passed=bool(passed),
-        statistics={"d": d, "N": n, "seeds": seeds, "radius_mu": mu, "problem": "NonconvexSine a=2 (L=3, nonconvex), "
-                    "optionally + AdditiveNoise", "configurations": rows},
+        statistics={
+            "d": d,
+            "N": n,
+            "seeds": seeds,
+            "radius_mu": mu,
+            "problem": "NonconvexSine a=2 (L=3, nonconvex), optionally + AdditiveNoise",
+            "configurations": rows,
+        },
         verdict_rule="pass iff, in every configuration, the one-sided 99% t upper bound over seeds of (1/L) E_R||grad f(x_R)||^2 "
-                     "(E_R computed exactly from the trajectory and P_R) is below the smallest G2 right-hand side of the seeds",
-        plots=[Plot(title="RSGF: measured / G2 bound", xlabel="", ylabel="(1/L) E||grad f(x_R)||^2",
-                    series=[{"x": list(range(len(rows))), "y": [r["mean"] for r in rows], "style": "points", "label": "measured"},
-                            {"x": list(range(len(rows))), "y": [r["G2_rhs_min_over_seeds"] for r in rows], "style": "points",
-                             "label": "G2 bound"}],
-                    yscale="log", xticklabels=labels)],
+        "(E_R computed exactly from the trajectory and P_R) is below the smallest G2 right-hand side of the seeds",
+        plots=[
+            Plot(
+                title="RSGF: measured / G2 bound",
+                xlabel="",
+                ylabel="(1/L) E||grad f(x_R)||^2",
+                series=[
+                    {
+                        "x": list(range(len(rows))),
+                        "y": [r["mean"] for r in rows],
+                        "style": "points",
+                        "label": "measured",
+                    },
+                    {
+                        "x": list(range(len(rows))),
+                        "y": [r["G2_rhs_min_over_seeds"] for r in rows],
+                        "style": "points",
+                        "label": "G2 bound",
+                    },
+                ],
+                yscale="log",
+                xticklabels=labels,
+            )
+        ],
         notes="The bound is valid but loose here (ratios in the statistics); it is checked as a bound (<=), PEPit style.",
     )
 
 
 # ---------------------------------------------------------------------- §5.25
-@claim("zo_signsgd_rate", source="docs/theory.md §5.25 [Q] (Liu, Chen, Chen, Hong, ICLR 2019)", tags=("rates", "sign"), cost=5.0)
+@claim(
+    "zo_signsgd_rate",
+    source="docs/theory.md §5.25 [Q] (Liu, Chen, Chen, Hong, ICLR 2019)",
+    tags=("rates", "sign"),
+    cost=5.0,
+)
 def zo_signsgd_rate(ctx: Context) -> ClaimResult:
     """ZO-SignSGD with step 1/sqrt(dT): E||grad f(x_R)||_2 = O(sqrt(d/T)) -- slope -1/2 in T and at most +1/2 in d."""
     seeds = ctx.pick(2, 3)
@@ -298,7 +448,9 @@ def zo_signsgd_rate(ctx: Context) -> ClaimResult:
 
     def one(d: int, T: int, s: int) -> float:
         problem = Quadratic(d, L=1.0, mu=0.25, init_radius=1.0, seed=1000 * d + ctx.seed + s, dtype=torch.float64)
-        opt = ZOSignSGD(problem.parameters(), lr=1.0 / math.sqrt(d * T), q=1, eps=1e-4, seed=mix_seed(base_seed, d, T, s))
+        opt = ZOSignSGD(
+            problem.parameters(), lr=1.0 / math.sqrt(d * T), q=1, eps=1e-4, seed=mix_seed(base_seed, d, T, s)
+        )
         with torch.no_grad():
             return float(run_optimizer(problem, opt, T, gradient_fn(problem), norm="l2").mean())
 
@@ -312,26 +464,76 @@ def zo_signsgd_rate(ctx: Context) -> ClaimResult:
         predicted="slope -1/2 in T (d=16), at most +1/2 in d (T fixed)",
         measured=f"T: {fit_text(fit_t)}; d: {fit_text(fit_d)}",
         passed=bool(ok),
-        statistics={"seeds": seeds, "T_grid": ts, "d_grid": dims, "T_for_d_grid": t_for_d, "fit_T": fit_t, "fit_d": fit_d,
-                    "q": 1, "step": "1/sqrt(d T)", "measure": "E_R ||grad f(x_R)||_2 with R uniform (trajectory average)",
-                    "problem": "Quadratic L=1, mu=0.25, ||x0 - x*||_2 = 1 (constants independent of d)"},
+        statistics={
+            "seeds": seeds,
+            "T_grid": ts,
+            "d_grid": dims,
+            "T_for_d_grid": t_for_d,
+            "fit_T": fit_t,
+            "fit_d": fit_d,
+            "q": 1,
+            "step": "1/sqrt(d T)",
+            "measure": "E_R ||grad f(x_R)||_2 with R uniform (trajectory average)",
+            "problem": "Quadratic L=1, mu=0.25, ||x0 - x*||_2 = 1 (constants independent of d)",
+        },
         verdict_rule="pass iff the 99% Theil-Sen interval in T contains -1/2 and the interval in d does not lie above +1/2",
-        plots=[Plot(title="ZO-SignSGD, step 1/sqrt(dT)", xlabel="T", ylabel="E||grad f(x_R)||_2",
-                    series=[{"x": [math.exp(v) for v in xt], "y": [math.exp(v) for v in yt], "style": "points", "label": f"d={d0}"},
-                            {"x": ts, "y": [math.exp(fit_t["intercept"]) * T ** -0.5 for T in ts], "style": "dashed", "label": "T^(-1/2)"}],
-                    xscale="log", yscale="log"),
-               Plot(title=f"ZO-SignSGD, T={t_for_d}", xlabel="d", ylabel="E||grad f(x_R)||_2",
-                    series=[{"x": [math.exp(v) for v in xd], "y": [math.exp(v) for v in yd], "style": "points", "label": "seeds"},
-                            {"x": dims, "y": [math.exp(fit_d["intercept"]) * d ** 0.5 for d in dims], "style": "dashed", "label": "sqrt(d)"}],
-                    xscale="log", yscale="log")],
+        plots=[
+            Plot(
+                title="ZO-SignSGD, step 1/sqrt(dT)",
+                xlabel="T",
+                ylabel="E||grad f(x_R)||_2",
+                series=[
+                    {
+                        "x": [math.exp(v) for v in xt],
+                        "y": [math.exp(v) for v in yt],
+                        "style": "points",
+                        "label": f"d={d0}",
+                    },
+                    {
+                        "x": ts,
+                        "y": [math.exp(fit_t["intercept"]) * T**-0.5 for T in ts],
+                        "style": "dashed",
+                        "label": "T^(-1/2)",
+                    },
+                ],
+                xscale="log",
+                yscale="log",
+            ),
+            Plot(
+                title=f"ZO-SignSGD, T={t_for_d}",
+                xlabel="d",
+                ylabel="E||grad f(x_R)||_2",
+                series=[
+                    {
+                        "x": [math.exp(v) for v in xd],
+                        "y": [math.exp(v) for v in yd],
+                        "style": "points",
+                        "label": "seeds",
+                    },
+                    {
+                        "x": dims,
+                        "y": [math.exp(fit_d["intercept"]) * d**0.5 for d in dims],
+                        "style": "dashed",
+                        "label": "sqrt(d)",
+                    },
+                ],
+                xscale="log",
+                yscale="log",
+            ),
+        ],
         notes="One Gaussian direction per step and exact (deterministic) function values. The d-scaling is stated as an "
-              "upper bound: the problem's L, mu, f(x_1) - f* and ||x_1 - x*||_2 do not depend on d, so sqrt(d) can only "
-              "come from the estimator's noise.",
+        "upper bound: the problem's L, mu, f(x_1) - f* and ||x_1 - x*||_2 do not depend on d, so sqrt(d) can only "
+        "come from the estimator's noise.",
     )
 
 
 # ---------------------------------------------------------------------- §5.26
-@claim("zo_frank_wolfe_rate", source="docs/theory.md §5.26 [Q] (Sahu, Zaheer, Kar, AISTATS 2019); exact FW bound [U-standard] (Jaggi 2013)", tags=("rates", "frank_wolfe", "lmo"), cost=4.0)
+@claim(
+    "zo_frank_wolfe_rate",
+    source="docs/theory.md §5.26 [Q] (Sahu, Zaheer, Kar, AISTATS 2019); exact FW bound [U-standard] (Jaggi 2013)",
+    tags=("rates", "frank_wolfe", "lmo"),
+    cost=4.0,
+)
 def zo_frank_wolfe_rate(ctx: Context) -> ClaimResult:
     """Zeroth-order Frank–Wolfe over an l1 ball (one Gaussian directional derivative per step, gradient averaging
     rho_k = 4/(d^(1/3)(k+8)^(2/3)), step 2/(k+8)): primal gap O(d^(1/3) T^(-1/3)); exact-gradient FW with step 2/(k+2)
@@ -356,7 +558,9 @@ def zo_frank_wolfe_rate(ctx: Context) -> ClaimResult:
                 rho = 4.0 / (d ** (1 / 3) * (k + 8) ** (2 / 3))
                 step = 2.0 / (k + 8)
                 c = 2.0 / (d**1.5 * (k + 8) ** (1 / 3))
-                g = estimate_gradient([x], problem, fam, step_seed=mix_seed(base_seed, s, k), radius=c).materialize([x])[0]
+                g = estimate_gradient([x], problem, fam, step_seed=mix_seed(base_seed, s, k), radius=c).materialize(
+                    [x]
+                )[0]
                 avg.mul_(1 - rho).add_(g, alpha=rho)
                 x.mul_(1 - step).add_(lmo.lmo(avg, radius), alpha=step)
                 if (k + 1) in checks or (k + 1) in record:
@@ -390,19 +594,43 @@ def zo_frank_wolfe_rate(ctx: Context) -> ClaimResult:
         predicted="ZO-FW primal gap slope <= -1/3 in T; exact FW gap <= 2 L diam^2/(k+2) for all k",
         measured=f"ZO-FW slope {fit_text(fit)}; exact FW worst gap/bound = {fmt(worst, 3)}",
         passed=bool(ok_rate and ok_fw),
-        statistics={"d": d, "T_max": t_max, "seeds": seeds, "checks": checks, "fit": fit, "exact_fw_worst_ratio": worst,
-                    "problem": "Quadratic L=1, mu=0.1 over the l1 ball of radius ||x*||_1 (x* on its boundary, f* = 0)",
-                    "schedules": "rho_k = 4/(d^(1/3)(k+8)^(2/3)), step 2/(k+8), radius c_k = 2/(d^(3/2)(k+8)^(1/3))"},
+        statistics={
+            "d": d,
+            "T_max": t_max,
+            "seeds": seeds,
+            "checks": checks,
+            "fit": fit,
+            "exact_fw_worst_ratio": worst,
+            "problem": "Quadratic L=1, mu=0.1 over the l1 ball of radius ||x*||_1 (x* on its boundary, f* = 0)",
+            "schedules": "rho_k = 4/(d^(1/3)(k+8)^(2/3)), step 2/(k+8), radius c_k = 2/(d^(3/2)(k+8)^(1/3))",
+        },
         verdict_rule="pass iff the upper end of the 99% Theil-Sen interval of the ZO-FW gap slope is <= -1/3 (decays at least "
-                     "as fast as the bound) and the exact-FW bound holds at every iteration",
-        plots=[Plot(title=f"Frank-Wolfe on the l1 ball, d={d}", xlabel="iteration", ylabel="f(x_k) - f*",
-                    series=[{"x": record.tolist(), "y": mean_curve.tolist(), "label": "ZO-FW (geometric mean over seeds)"},
-                            {"x": record.tolist(), "y": fw_gaps, "label": "exact FW"},
-                            {"x": record.tolist(), "y": [2 * (2 * radius) ** 2 / (k + 2) for k in record], "style": "dashed",
-                             "label": "2 L diam^2/(k+2)"},
-                            {"x": record.tolist(), "y": [mean_curve[0] * (k / record[0]) ** (-1 / 3) for k in record],
-                             "style": "dashed", "label": "T^(-1/3)"}],
-                    xscale="log", yscale="log")],
+        "as fast as the bound) and the exact-FW bound holds at every iteration",
+        plots=[
+            Plot(
+                title=f"Frank-Wolfe on the l1 ball, d={d}",
+                xlabel="iteration",
+                ylabel="f(x_k) - f*",
+                series=[
+                    {"x": record.tolist(), "y": mean_curve.tolist(), "label": "ZO-FW (geometric mean over seeds)"},
+                    {"x": record.tolist(), "y": fw_gaps, "label": "exact FW"},
+                    {
+                        "x": record.tolist(),
+                        "y": [2 * (2 * radius) ** 2 / (k + 2) for k in record],
+                        "style": "dashed",
+                        "label": "2 L diam^2/(k+2)",
+                    },
+                    {
+                        "x": record.tolist(),
+                        "y": [mean_curve[0] * (k / record[0]) ** (-1 / 3) for k in record],
+                        "style": "dashed",
+                        "label": "T^(-1/3)",
+                    },
+                ],
+                xscale="log",
+                yscale="log",
+            )
+        ],
         notes="The T^(-1/3) rate is a worst-case upper bound; on this strongly convex quadratic ZO-FW decays faster, which "
-              "the bound allows.",
+        "the bound allows.",
     )

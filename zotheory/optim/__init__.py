@@ -5,7 +5,7 @@ from zotheory.optim.adanaged import AdaNAGED
 from zotheory.optim.base import ZOOptimizer
 from zotheory.optim.jaguar import JaguarBlock, JaguarMuon, JaguarSignSGD
 from zotheory.optim.muon import MatrixEfficientZOMuon, SemiOrthogonal, ZOMuon, muon_param_groups
-from zotheory.optim.parameter_free import ZOALIASSign, ZODoG, ZOPOEM
+from zotheory.optim.parameter_free import ZOPOEM, ZOALIASSign, ZODoG
 from zotheory.optim.registry import OPTIMIZERS, OptimizerSpec, make_optimizer, register_optimizer
 from zotheory.optim.sign import ZOSGDSign, ZOSignSGD
 from zotheory.optim.zolmo import ZOLMO

@@ -65,7 +65,14 @@ from torch import Tensor
 from zotheory.directions import Coordinate, DirectionFamily
 from zotheory.estimators import NonFiniteLossError, ZOEstimate, as_loss, dtype_resolution, validate_radius
 from zotheory.lmo import NewtonSchulzSpectral, Norm, Nuclear, Spectral, block_lmos, get_norm
-from zotheory.optim.base import OnNonFinite, ZOOptimizer, _StateCopy, _state_dtype, validate_nonnegative, validate_unit_interval
+from zotheory.optim.base import (
+    OnNonFinite,
+    ZOOptimizer,
+    _state_dtype,
+    _StateCopy,
+    validate_nonnegative,
+    validate_unit_interval,
+)
 from zotheory.optim.jaguar import jaguar_coordinate_update_
 from zotheory.optim.muon import NS_BATCH_BUDGET, is_hidden_matrix
 from zotheory.optim.registry import OptimizerSpec, dense_reference, register_optimizer
@@ -244,7 +251,9 @@ class DoGRule:
         state["rbar"] = torch.maximum(state["rbar"], stats.dist)
         state["G"] = state["G"] + acc**2
         g = state["G"]
-        eta = torch.where(g > 0, state["rbar"] / torch.sqrt(torch.where(g > 0, g, torch.ones_like(g))), torch.zeros_like(g))
+        eta = torch.where(
+            g > 0, state["rbar"] / torch.sqrt(torch.where(g > 0, g, torch.ones_like(g))), torch.zeros_like(g)
+        )
         return eta * stats.mom_dual
 
 
@@ -415,7 +424,9 @@ def parabolic_probe(f0: float, fh: float, f1: float, tol: float) -> ProbeOutcome
     return ProbeOutcome(0.0, 0.0, False, 0.0)
 
 
-def probe_factor(outcome: ProbeOutcome, k: int, beta: float, below_resolution: bool, warm_up: bool = False) -> tuple[float, int]:
+def probe_factor(
+    outcome: ProbeOutcome, k: int, beta: float, below_resolution: bool, warm_up: bool = False
+) -> tuple[float, int]:
     """``(factor, verdict)``: the multiplier of ``gamma`` after a probe of a ``k``-step displacement, and the verdict
     ``+1`` (clipped at :data:`PROBE_FACTOR_MAX`: grow), ``-1`` (clipped at :data:`PROBE_FACTOR_MIN`: shrink) or ``0``
     (strictly inside: the step is about right).
@@ -447,7 +458,9 @@ def probe_factor(outcome: ProbeOutcome, k: int, beta: float, below_resolution: b
     return factor, verdict
 
 
-def normalised_slope_curvature(values: tuple[float, float, float], k: int, beta: float, gamma: float) -> tuple[float, float]:
+def normalised_slope_curvature(
+    values: tuple[float, float, float], k: int, beta: float, gamma: float
+) -> tuple[float, float]:
     """The parabola's slope and curvature per unit of what they scale with (``docs/adanaged.md`` §3.0):
     ``b / (k gamma)`` (the coherent part of ``D`` grows like ``k gamma``) and ``a / (V(k) gamma^2)`` (its noise part
     has variance ``∝ V(k) gamma^2``, :func:`ema_sum_variance`); then ``-b_n / a_n`` is the constant step that the
@@ -458,8 +471,15 @@ def normalised_slope_curvature(values: tuple[float, float, float], k: int, beta:
     return b / (k * gamma), a / (ema_sum_variance(k, beta) * gamma**2)
 
 
-def averaged_factor(state: dict[str, Any], values: tuple[float, float, float], k: int, beta: float, gamma: float,
-                    single: float, previous: int) -> float:
+def averaged_factor(
+    state: dict[str, Any],
+    values: tuple[float, float, float],
+    k: int,
+    beta: float,
+    gamma: float,
+    single: float,
+    previous: int,
+) -> float:
     """The factor of an in-band probe from running averages (weight :data:`PROBE_AVERAGE_WEIGHT`) of the normalised
     slope and curvature over consecutive in-band probes: ``clip(-mean(b_n) / mean(a_n) / gamma, 1/4, 4)``. A ratio of
     averages, not an average of ratios: on a minibatch one probe's slope is noisy, and its ratio with the curvature
@@ -660,7 +680,9 @@ class AdaNAGED(ZOOptimizer):
         if momentum not in MOMENTA:
             raise ValueError(f"momentum must be one of {list(MOMENTA)}, got {momentum!r}")
         if policy is not None and momentum != "ema":
-            raise ValueError(f"a direction policy needs momentum='ema' (JAGUAR memory draws coordinates), got {momentum!r}")
+            raise ValueError(
+                f"a direction policy needs momentum='ema' (JAGUAR memory draws coordinates), got {momentum!r}"
+            )
         if beta is None:
             beta = 0.9 if momentum == "ema" else 0.0
         if not isinstance(layerwise, bool):
@@ -708,9 +730,17 @@ class AdaNAGED(ZOOptimizer):
         else:
             self.tau0 = float(eps)
         self.eps = self.tau0
-        self.state["adanaged"] = {"tau": self.tau0, "units": None, "since": 0, "interval": 1, "probe_evals": 0,
-                                  "last_probe": None, "last_verdict": 0, "avg": None,
-                                  "settled": False}
+        self.state["adanaged"] = {
+            "tau": self.tau0,
+            "units": None,
+            "since": 0,
+            "interval": 1,
+            "probe_evals": 0,
+            "last_probe": None,
+            "last_verdict": 0,
+            "avg": None,
+            "settled": False,
+        }
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -834,7 +864,9 @@ class AdaNAGED(ZOOptimizer):
         if not any(math.isfinite(v) for v in (f0, fh, f1)):
             for p, a in zip(params, anchors):
                 p.copy_(a)
-            raise NonFiniteLossError(f"AdaNAGED probe: the loss is non-finite at x_t, x_a and their midpoint ({f1}, {f0}, {fh})")
+            raise NonFiniteLossError(
+                f"AdaNAGED probe: the loss is non-finite at x_t, x_a and their midpoint ({f1}, {f0}, {fh})"
+            )
         res = max(dtype_resolution(dt) for dt in dtypes)
         tol = 4.0 * res * max(abs(v) for v in (f0, fh, f1))
         outcome = parabolic_probe(f0, fh, f1, tol)
@@ -847,13 +879,17 @@ class AdaNAGED(ZOOptimizer):
             # a displacement below resolution can also be the rounding of the restores (e.g. m = 0 on a flat loss)
             unit0 = ad["units"][0]
             below = 0.0 < sq_d <= res_p * max(sq_x, 1e-300) and float(unit0["gamma"]) < math.sqrt(res_p) * float(
-                unit0["gamma_max"])
+                unit0["gamma_max"]
+            )
         beta = 0.0 if self.momentum == "jaguar" else max(float(g["beta"]) for g in self.param_groups)
         factor, verdict = probe_factor(outcome, ad["since"], beta, below, warm_up=not ad["settled"])
-        ad["settled"] = ad["settled"] or verdict == 0 or (verdict == -1 and ad["last_verdict"] == 1)  # in band, or passed
+        ad["settled"] = (
+            ad["settled"] or verdict == 0 or (verdict == -1 and ad["last_verdict"] == 1)
+        )  # in band, or passed
         if verdict == 0 and not outcome.tie:
-            factor = averaged_factor(ad, (f0, fh, f1), ad["since"], beta, float(ad["units"][0]["gamma"]), factor,
-                                     ad["last_verdict"])
+            factor = averaged_factor(
+                ad, (f0, fh, f1), ad["since"], beta, float(ad["units"][0]["gamma"]), factor, ad["last_verdict"]
+            )
         else:
             ad["avg"] = None
         lam = 0.0 if verdict == -1 else outcome.move  # a step judged far too long: back to the anchor
@@ -867,8 +903,16 @@ class AdaNAGED(ZOOptimizer):
         for unit in ad["units"]:
             cap = unit["gamma_max"] * (math.sqrt(res_p) if below else 1.0)  # tie growth stops at sqrt(eps) of the scale
             self.rule.scale(unit, factor, cap)  # type: ignore[attr-defined]
-        ad["last_probe"] = {"f_anchor": f0, "f_mid": fh, "f_current": f1, "scale": outcome.scale, "move": lam,
-                            "factor": factor, "steps": ad["since"], "tie": outcome.tie}
+        ad["last_probe"] = {
+            "f_anchor": f0,
+            "f_mid": fh,
+            "f_current": f1,
+            "scale": outcome.scale,
+            "move": lam,
+            "factor": factor,
+            "steps": ad["since"],
+            "tie": outcome.tie,
+        }
         ad["interval"] = next_probe_interval(ad["interval"], verdict, ad["last_verdict"])
         ad["last_verdict"] = verdict
         ad["since"] = 0

@@ -48,8 +48,6 @@ from typing import Any, Literal
 import torch
 
 from zotheory.directions import DirectionFamily, get_directions, mix_seed
-from zotheory.policies.base import DirectionPolicy
-from zotheory.paired import PairedClosure, paired_estimate
 from zotheory.estimators import (
     NonFiniteLossError,
     ZOEstimate,
@@ -60,6 +58,8 @@ from zotheory.estimators import (
     validate_radius,
     validate_scheme,
 )
+from zotheory.paired import PairedClosure, paired_estimate
+from zotheory.policies.base import DirectionPolicy
 
 OnNonFinite = Literal["raise", "skip"]
 NO_DECAY_NAME_PARTS: tuple[str, ...] = ("bias", "layer_norm", "layernorm", "ln_", "norm.weight")
@@ -353,7 +353,9 @@ class ZOOptimizer(torch.optim.Optimizer):
     def _check_loaded_shapes(self, shapes: Sequence[Sequence[int]]) -> None:
         names, params = self.zo_param_names(), self.zo_params()
         if len(shapes) != len(params):
-            raise ValueError(f"the state_dict is for {len(shapes)} parameters, this {type(self).__name__} has {len(params)}")
+            raise ValueError(
+                f"the state_dict is for {len(shapes)} parameters, this {type(self).__name__} has {len(params)}"
+            )
         for name, p, shape in zip(names, params, shapes):
             if tuple(shape) != tuple(p.shape):
                 raise ValueError(
@@ -377,7 +379,11 @@ class ZOOptimizer(torch.optim.Optimizer):
                 loaded = self.state[p].get(key)
                 if isinstance(value, torch.Tensor) and isinstance(loaded, torch.Tensor) and loaded.dtype != value.dtype:
                     self.state[p][key] = value.to(device=p.device, copy=True)
-                elif isinstance(value, torch.Tensor) and isinstance(loaded, torch.Tensor) and loaded.data_ptr() == value.data_ptr():
+                elif (
+                    isinstance(value, torch.Tensor)
+                    and isinstance(loaded, torch.Tensor)
+                    and loaded.data_ptr() == value.data_ptr()
+                ):
                     # torch keeps the given tensor when dtype and device already match: an in-memory state_dict
                     # would then be shared with (and updated in place by) the optimizer it came from
                     self.state[p][key] = loaded.clone()
@@ -419,7 +425,9 @@ class ZOOptimizer(torch.optim.Optimizer):
                     "need real floating parameters"
                 )
             if id(p) in seen:
-                raise ValueError(f"parameter {name!r} is given more than once (also as {seen[id(p)]!r}); each tensor may appear once")
+                raise ValueError(
+                    f"parameter {name!r} is given more than once (also as {seen[id(p)]!r}); each tensor may appear once"
+                )
             seen[id(p)] = name
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -452,11 +460,15 @@ class _RealScalarClosure:
             if value.dtype == torch.bool or value.is_complex():
                 raise TypeError(f"the closure returned a tensor of dtype {value.dtype}; the loss must be a real scalar")
             if value.numel() != 1:
-                raise TypeError(f"the closure returned a tensor of shape {tuple(value.shape)}; the loss must be a scalar")
+                raise TypeError(
+                    f"the closure returned a tensor of shape {tuple(value.shape)}; the loss must be a scalar"
+                )
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             shown = "None" if value is None else f"a {type(value).__name__} ({value!r:.40})"
-            raise TypeError(f"the closure returned {shown}; the loss must be a real scalar (a float or a one-element tensor)")
+            raise TypeError(
+                f"the closure returned {shown}; the loss must be a real scalar (a float or a one-element tensor)"
+            )
         return value
 
 

@@ -65,9 +65,7 @@ def jaguar_coordinate_update_(memory: Tensor, offset: int, estimate: Tensor, bet
     flat[offset] = flat[offset] * beta + estimate.to(flat.dtype) * (1.0 - beta)
 
 
-def jaguar_block_update_(
-    memory: Tensor, rows: Tensor, cols: Tensor | None, estimates: Tensor, beta: float
-) -> None:
+def jaguar_block_update_(memory: Tensor, rows: Tensor, cols: Tensor | None, estimates: Tensor, beta: float) -> None:
     """``m_B <- beta m_B + (1 - beta) hat g_B`` on the block ``rows x cols`` (or the entries ``rows`` of a
     vector) of ``memory``; ``estimates`` has the block's shape."""
     if cols is None:
@@ -247,7 +245,13 @@ class _Jaguar(ZOOptimizer):
 
 
 #: The update settings of a group that does not name them (JAGUAR SignSGD groups: sign; Alg. 2's cubic, K = 10).
-_RULE_DEFAULTS: dict[str, Any] = {"update": "sign", "ns_coefficients": CUBIC, "ns_steps": 10, "shape_scale": False, "ns_dtype": "auto"}
+_RULE_DEFAULTS: dict[str, Any] = {
+    "update": "sign",
+    "ns_coefficients": CUBIC,
+    "ns_steps": 10,
+    "shape_scale": False,
+    "ns_dtype": "auto",
+}
 
 
 class JaguarSignSGD(_Jaguar):
@@ -345,7 +349,12 @@ class JaguarMuon(_Jaguar):
         super().__init__(
             params,
             dict(
-                lr=lr, beta=beta, update=update, ns_coefficients=coeffs, ns_steps=steps, shape_scale=shape_scale,
+                lr=lr,
+                beta=beta,
+                update=update,
+                ns_coefficients=coeffs,
+                ns_steps=steps,
+                shape_scale=shape_scale,
                 ns_dtype=ns_dtype,
             ),
             estimator=estimator,

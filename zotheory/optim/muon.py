@@ -112,7 +112,12 @@ def update_direction(
 #: Newton–Schulz arithmetic (group key ``ns_dtype``): ``"auto"`` is bf16 on a GPU (Muon's choice: the
 #: quintic only needs to land in its invariant band, which bf16 products do) and the work dtype elsewhere
 #: (fp64 for fp64 parameters, fp32 otherwise, so CPU results match the dense references to rounding).
-NS_DTYPES: dict[str, torch.dtype | None] = {"auto": None, "bf16": torch.bfloat16, "fp32": torch.float32, "fp64": torch.float64}
+NS_DTYPES: dict[str, torch.dtype | None] = {
+    "auto": None,
+    "bf16": torch.bfloat16,
+    "fp32": torch.float32,
+    "fp64": torch.float64,
+}
 
 #: Entries of one stack of equal-shape matrices orthogonalised together (64 MiB of fp32 per shape at most:
 #: the estimates of a stack are held until it is full, so this bounds the extra memory of a step).
@@ -150,8 +155,14 @@ def apply_update_rules_(items: Iterable[tuple[Tensor, Mapping[str, Any], Tensor]
             p.add_(d.to(p.dtype), alpha=-group["lr"])
             continue
         matrix = m.reshape(m.shape[0], -1) if m.dim() >= 2 else m
-        key = (tuple(matrix.shape), tuple(opt(group, "ns_coefficients")), opt(group, "ns_steps"),
-               ns_compute_dtype(opt(group, "ns_dtype") or "auto", m), m.dtype, m.device)
+        key = (
+            tuple(matrix.shape),
+            tuple(opt(group, "ns_coefficients")),
+            opt(group, "ns_steps"),
+            ns_compute_dtype(opt(group, "ns_dtype") or "auto", m),
+            m.dtype,
+            m.device,
+        )
         batch = batches.setdefault(key, [])
         batch.append((p, group, m))
         if len(batch) * matrix.numel() >= NS_BATCH_BUDGET:
@@ -160,7 +171,9 @@ def apply_update_rules_(items: Iterable[tuple[Tensor, Mapping[str, Any], Tensor]
         _orthogonalise_batch_(batch, key, opt)
 
 
-def _orthogonalise_batch_(batch: list[tuple[Tensor, Mapping[str, Any], Tensor]], key: tuple[Any, ...], opt: Any) -> None:
+def _orthogonalise_batch_(
+    batch: list[tuple[Tensor, Mapping[str, Any], Tensor]], key: tuple[Any, ...], opt: Any
+) -> None:
     shape, coeffs, steps, compute_dtype = key[:4]
     stack = torch.stack([m.reshape(shape) for _, _, m in batch])
     d = newton_schulz_batched(stack, coeffs, steps, compute_dtype=compute_dtype)
@@ -301,7 +314,12 @@ class ZOMuon(ZOOptimizer):
     ) -> None:
         coeffs, steps = validate_ns(ns_coefficients, ns_steps)
         defaults = dict(
-            lr=lr, momentum=momentum, update=update, ns_coefficients=coeffs, ns_steps=steps, shape_scale=shape_scale,
+            lr=lr,
+            momentum=momentum,
+            update=update,
+            ns_coefficients=coeffs,
+            ns_steps=steps,
+            shape_scale=shape_scale,
             ns_dtype=validate_ns_dtype(ns_dtype),
         )
         super().__init__(

@@ -50,11 +50,32 @@ def _check_positive(name: str, value: float) -> float:
 class _DoGBase(ZOOptimizer):
     """Shared DoG machinery (global Euclidean distance from ``x_0``, sum of squared estimate norms)."""
 
-    def __init__(self, params: Iterable[Any], *, lr: float, reps_rel: float, eps: float, directions: str,
-                 seed: int, on_nonfinite: OnNonFinite, exact_restore: bool, check_resolution: bool) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        *,
+        lr: float,
+        reps_rel: float,
+        eps: float,
+        directions: str,
+        seed: int,
+        on_nonfinite: OnNonFinite,
+        exact_restore: bool,
+        check_resolution: bool,
+    ) -> None:
         self.reps_rel = _check_positive("reps_rel", reps_rel)
-        super().__init__(params, dict(lr=lr), eps=eps, q=1, directions=directions, scheme="central", seed=seed,
-                         on_nonfinite=on_nonfinite, exact_restore=exact_restore, check_resolution=check_resolution)
+        super().__init__(
+            params,
+            dict(lr=lr),
+            eps=eps,
+            q=1,
+            directions=directions,
+            scheme="central",
+            seed=seed,
+            on_nonfinite=on_nonfinite,
+            exact_restore=exact_restore,
+            check_resolution=check_resolution,
+        )
         self.state["dog"] = {"rbar": None, "G": 0.0, "dist": 0.0}
 
     def _x0(self) -> list[Tensor]:
@@ -71,7 +92,9 @@ class _DoGBase(ZOOptimizer):
         if st["rbar"] is None:
             est.restore_(params)
             x0 = self._x0()
-            st["rbar"] = float(reps_initial_distance(self.reps_rel, math.sqrt(sum(float(x.double().pow(2).sum()) for x in x0))))
+            st["rbar"] = float(
+                reps_initial_distance(self.reps_rel, math.sqrt(sum(float(x.double().pow(2).sum()) for x in x0)))
+            )
         grads = [g for _, _, _, g in self.dense_estimates(est)]
         st["G"] += sum(float(g.double().pow(2).sum()) for g in grads)
         st["rbar"] = max(st["rbar"], st["dist"])
@@ -99,11 +122,29 @@ class ZODoG(_DoGBase):
         eps: fixed smoothing radius. The rest: :class:`~zotheory.optim.base.ZOOptimizer`.
     """
 
-    def __init__(self, params: Iterable[Any], lr: float = 1.0, *, reps_rel: float = 1e-6, eps: float = 1e-3,
-                 seed: int = 0, on_nonfinite: OnNonFinite = "raise", exact_restore: bool = False,
-                 check_resolution: bool = True) -> None:
-        super().__init__(params, lr=lr, reps_rel=reps_rel, eps=eps, directions="gaussian", seed=seed,
-                         on_nonfinite=on_nonfinite, exact_restore=exact_restore, check_resolution=check_resolution)
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        *,
+        reps_rel: float = 1e-6,
+        eps: float = 1e-3,
+        seed: int = 0,
+        on_nonfinite: OnNonFinite = "raise",
+        exact_restore: bool = False,
+        check_resolution: bool = True,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            reps_rel=reps_rel,
+            eps=eps,
+            directions="gaussian",
+            seed=seed,
+            on_nonfinite=on_nonfinite,
+            exact_restore=exact_restore,
+            check_resolution=check_resolution,
+        )
 
     def _update(self, est: ZOEstimate) -> None:
         self._dog_step(est)
@@ -117,11 +158,29 @@ class ZOPOEM(_DoGBase):
             smoothing radius ``mu_0``. The rest: :class:`~zotheory.optim.base.ZOOptimizer`.
     """
 
-    def __init__(self, params: Iterable[Any], lr: float = 1.0, *, reps_rel: float = 1e-6, eps: float = 1e-3,
-                 seed: int = 0, on_nonfinite: OnNonFinite = "raise", exact_restore: bool = False,
-                 check_resolution: bool = True) -> None:
-        super().__init__(params, lr=lr, reps_rel=reps_rel, eps=eps, directions="sphere", seed=seed,
-                         on_nonfinite=on_nonfinite, exact_restore=exact_restore, check_resolution=check_resolution)
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        *,
+        reps_rel: float = 1e-6,
+        eps: float = 1e-3,
+        seed: int = 0,
+        on_nonfinite: OnNonFinite = "raise",
+        exact_restore: bool = False,
+        check_resolution: bool = True,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            reps_rel=reps_rel,
+            eps=eps,
+            directions="sphere",
+            seed=seed,
+            on_nonfinite=on_nonfinite,
+            exact_restore=exact_restore,
+            check_resolution=check_resolution,
+        )
         self.mu0 = float(eps)
         self.state["dog"]["mu"] = self.mu0
 
@@ -149,14 +208,33 @@ class ZOALIASSign(ZOOptimizer):
     Memory: the previous estimate / momentum (one parameter-sized buffer).
     """
 
-    def __init__(self, params: Iterable[Any], lr: float = 1.0, *, momentum: float = 0.0, reps_rel: float = 1e-6,
-                 eps: float = 1e-3, seed: int = 0, on_nonfinite: OnNonFinite = "raise", exact_restore: bool = False,
-                 check_resolution: bool = True) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        *,
+        momentum: float = 0.0,
+        reps_rel: float = 1e-6,
+        eps: float = 1e-3,
+        seed: int = 0,
+        on_nonfinite: OnNonFinite = "raise",
+        exact_restore: bool = False,
+        check_resolution: bool = True,
+    ) -> None:
         self.reps_rel = _check_positive("reps_rel", reps_rel)
         validate_unit_interval("momentum", momentum)
-        super().__init__(params, dict(lr=lr, momentum=momentum), eps=eps, q=1, directions="gaussian",
-                         scheme="central", seed=seed, on_nonfinite=on_nonfinite, exact_restore=exact_restore,
-                         check_resolution=check_resolution)
+        super().__init__(
+            params,
+            dict(lr=lr, momentum=momentum),
+            eps=eps,
+            q=1,
+            directions="gaussian",
+            scheme="central",
+            seed=seed,
+            on_nonfinite=on_nonfinite,
+            exact_restore=exact_restore,
+            check_resolution=check_resolution,
+        )
         self.state["alias"] = {"gamma": None, "Lsum": 0.0, "dsum": 0.0, "d": None, "prev_step": 0.0}
 
     def _update(self, est: ZOEstimate) -> None:
@@ -172,12 +250,16 @@ class ZOALIASSign(ZOOptimizer):
             moms = [g.clone() for g in grads]
             st["d"] = st["gamma"] * sum(float(m.double().abs().sum()) for m in moms)
         else:
-            moms = [h * group["momentum"] + g * (1.0 - group["momentum"])
-                    for g, h, group in zip(grads, prevs, self.zo_param_groups())]
+            moms = [
+                h * group["momentum"] + g * (1.0 - group["momentum"])
+                for g, h, group in zip(grads, prevs, self.zo_param_groups())
+            ]
             diff = sum(float((m.double() - h.double()).abs().sum()) for m, h in zip(moms, prevs))
             if st["prev_step"] > 0:
                 st["Lsum"] += diff / st["prev_step"]
-            st["dsum"] += st["gamma"] * sum(float((g.double() * torch.sign(h.double())).sum()) for g, h in zip(grads, prevs))
+            st["dsum"] += st["gamma"] * sum(
+                float((g.double() * torch.sign(h.double())).sum()) for g, h in zip(grads, prevs)
+            )
             st["d"] = max(st["d"], st["dsum"])
             if st["Lsum"] > 0:
                 st["gamma"] = math.sqrt(max(st["d"], 0.0) / st["Lsum"])

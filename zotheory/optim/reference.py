@@ -126,7 +126,12 @@ class ReferenceOptimizer:
     @torch.no_grad()
     def step(self, closure: Callable[[], Any]) -> Tensor:
         est = estimate_gradient(
-            self.params, closure, self.family, step_seed=self.step_seed(), q=self.q, radius=self.radius(),
+            self.params,
+            closure,
+            self.family,
+            step_seed=self.step_seed(),
+            q=self.q,
+            radius=self.radius(),
             scheme=self.scheme,
         )
         self.update(est)
@@ -373,7 +378,12 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         ``f(x_t), f(x_a), f((x_a + x_t)/2)``, the parabola's ``lambda*``, ``x <- x_a + clip(lambda*, 0, 1)(x_t - x_a)``
         (as ``(2 lam - 1) x_t + (2 - 2 lam) mid``), ``gamma <- gamma * clip(lambda* c_K, 1/4, 4)``; then the update."""
         est = estimate_gradient(
-            self.params, closure, self.family, step_seed=self.step_seed(), q=self.q, radius=self.radius(),
+            self.params,
+            closure,
+            self.family,
+            step_seed=self.step_seed(),
+            q=self.q,
+            radius=self.radius(),
             scheme=self.scheme,
         )
         if self.opt.rule.name == "search" and self.m is not None and self.since >= self.interval:  # type: ignore[attr-defined]
@@ -397,14 +407,18 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         out = parabolic_probe(f0, fh, f1, tol)
         sq_d = sum(float(((2 * (x - m)) ** 2).sum()) for x, m in zip(x_t, mid))
         res = torch.finfo(self.params[0].dtype).eps
-        below = (out.tie and 0.0 < sq_d <= res * sum(float((x**2).sum()) for x in x_t)
-                 and self.unit_state[0]["gamma"] < res**0.5 * self.unit_state[0]["cap"])
+        below = (
+            out.tie
+            and 0.0 < sq_d <= res * sum(float((x**2).sum()) for x in x_t)
+            and self.unit_state[0]["gamma"] < res**0.5 * self.unit_state[0]["cap"]
+        )
         beta = max(float(g["beta"]) for g in self.groups)
         factor, verdict = probe_factor(out, self.since, beta, below, warm_up=not self.settled)
         self.settled = self.settled or verdict == 0 or (verdict == -1 and self.verdict == 1)
         if verdict == 0 and not out.tie:
-            factor = averaged_factor(self.avg, (f0, fh, f1), self.since, beta, self.unit_state[0]["gamma"], factor,
-                                     self.verdict)
+            factor = averaged_factor(
+                self.avg, (f0, fh, f1), self.since, beta, self.unit_state[0]["gamma"], factor, self.verdict
+            )
         else:
             self.avg["avg"] = None
         lam = 0.0 if verdict == -1 else out.move
@@ -443,7 +457,9 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
             for members in self.units:
                 r_eps = self.opt.reps_rel * (1.0 + max(float(self.norms[i].norm(self.x0[i])) for i in members))  # type: ignore[attr-defined]
                 cap = 1.0 + max(float(self.norms[i].norm(self.x0[i])) for i in members)
-                self.unit_state.append({"rbar": r_eps, "G": 0.0, "gamma": r_eps, "L": 0.0, "dsum": 0.0, "d": 0.0, "cap": cap})
+                self.unit_state.append(
+                    {"rbar": r_eps, "G": 0.0, "gamma": r_eps, "L": 0.0, "dsum": 0.0, "d": 0.0, "cap": cap}
+                )
             self.m = [g.clone() for g in grads]
             diff, decrease = [0.0] * n, [0.0] * n
         else:

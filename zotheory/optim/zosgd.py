@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import torch
-
 from zotheory.directions import DirectionFamily
 from zotheory.estimators import ZOEstimate
 from zotheory.optim.base import OnNonFinite, ZOOptimizer, validate_nonnegative, validate_unit_interval

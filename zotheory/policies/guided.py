@@ -135,7 +135,13 @@ def evaluate_candidates(
     the last candidate (from the estimator's copy). ``n`` closure calls.
     """
     est = estimate_gradient(
-        params, closure, family, step_seed=step_seed, q=n, radius=radius, scheme="one_point",
+        params,
+        closure,
+        family,
+        step_seed=step_seed,
+        q=n,
+        radius=radius,
+        scheme="one_point",
         exact_restore=exact_restore,
     )
     if est.backup is not None:
@@ -166,8 +172,15 @@ def estimate_along(
     (the mean of ``f(x + r v)`` and ``f(x - r v)`` for central differences).
     """
     est = estimate_gradient(
-        params, closure, family, step_seed=step_seed, q=1, radius=radius, scheme=scheme,
-        leave_pending=leave_pending, exact_restore=exact_restore,
+        params,
+        closure,
+        family,
+        step_seed=step_seed,
+        q=1,
+        radius=radius,
+        scheme=scheme,
+        leave_pending=leave_pending,
+        exact_restore=exact_restore,
     )
     losses = torch.cat([candidate_losses.to(est.losses.device), est.losses])
     return replace(est, losses=losses, n_evals=int(candidate_losses.numel()) + est.n_evals)
@@ -256,8 +269,15 @@ class _CandidatePolicy(DirectionPolicy):
         terms = [[(step_seed, j, w) for j, w in enumerate(weights) if w != 0.0]]
         family = PinnedCombinations(self.base, terms, step_seed)
         est = estimate_along(
-            params, closure, family, losses, step_seed=step_seed, radius=radius, scheme=scheme,
-            leave_pending=leave_pending, exact_restore=exact_restore,
+            params,
+            closure,
+            family,
+            losses,
+            step_seed=step_seed,
+            radius=radius,
+            scheme=scheme,
+            leave_pending=leave_pending,
+            exact_restore=exact_restore,
         )
         self.last = {"candidate_losses": losses, "order": order, "weights": weights}
         return est
@@ -280,8 +300,9 @@ class GuidedVectorPolicy(_CandidatePolicy):
 
     name = "guided_vector"
 
-    def __init__(self, M: int = 8, alpha: float = 0.5, *, normalize: str = "none",
-                 directions: str | DirectionFamily = "gaussian") -> None:
+    def __init__(
+        self, M: int = 8, alpha: float = 0.5, *, normalize: str = "none", directions: str | DirectionFamily = "gaussian"
+    ) -> None:
         super().__init__(M, directions)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (0.0 < alpha < 1.0):
             raise ValueError(f"alpha must lie in the open interval (0, 1), got alpha={alpha!r}")
@@ -375,8 +396,15 @@ class CarriedBestPolicy(DirectionPolicy):
         best, worst = picks[order[0]], picks[order[1]]
         family = PinnedCombinations(self.base, [[(best[0], best[1], w), (worst[0], worst[1], -w)]], step_seed)
         est = estimate_along(
-            params, closure, family, losses, step_seed=step_seed, radius=radius, scheme=scheme,
-            leave_pending=leave_pending, exact_restore=exact_restore,
+            params,
+            closure,
+            family,
+            losses,
+            step_seed=step_seed,
+            radius=radius,
+            scheme=scheme,
+            leave_pending=leave_pending,
+            exact_restore=exact_restore,
         )
         self.last = {"candidate_losses": losses, "picks": picks, "order": order, "carried": self.best}
         self.best = best

@@ -163,8 +163,16 @@ class LDSDPolicy(DirectionPolicy):
 
     name = "ldsd"
 
-    def __init__(self, k: int = 5, sigma: float = 1.0, lr_mu: float = 4e-2, *, init: str = "zero",
-                 init_scale: float = 1.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        k: int = 5,
+        sigma: float = 1.0,
+        lr_mu: float = 4e-2,
+        *,
+        init: str = "zero",
+        init_scale: float = 1.0,
+        seed: int = 0,
+    ) -> None:
         self.k = check_int_at_least("k", k, 1)
         self.sigma = _check_positive("sigma", sigma)
         self.lr_mu = _check_positive("lr_mu", lr_mu, allow_zero=True)
@@ -274,7 +282,9 @@ class LDSDPolicy(DirectionPolicy):
                     tuple(m.shape) != tuple(s.shape) for m, s in zip(self._mu, state["mu"])
                 ):
                     raise ValueError("the LDSD mean in the checkpoint does not match the bound parameters")
-                self._mu = [s.detach().to(device=m.device, dtype=m.dtype).clone() for m, s in zip(self._mu, state["mu"])]
+                self._mu = [
+                    s.detach().to(device=m.device, dtype=m.dtype).clone() for m, s in zip(self._mu, state["mu"])
+                ]
             else:
                 self._mu = [s.detach().clone() for s in state["mu"]]
         p = state["pending"]
@@ -320,8 +330,15 @@ class LDSDPolicy(DirectionPolicy):
         best = int(torch.argmin(losses.detach().cpu()))  # first minimum on ties
         chosen = PinnedCombinations(family, [[(step_seed, best, 1.0)]], step_seed)
         est = estimate_along(
-            params, closure, chosen, losses, step_seed=step_seed, radius=radius, scheme=scheme,
-            leave_pending=leave_pending, exact_restore=exact_restore,
+            params,
+            closure,
+            chosen,
+            losses,
+            step_seed=step_seed,
+            radius=radius,
+            scheme=scheme,
+            leave_pending=leave_pending,
+            exact_restore=exact_restore,
         )
         rloo = rloo_coefficients(losses).cpu()
         init_term = None

@@ -37,15 +37,26 @@ def run_protocol(keys: list[str]) -> None:
 
 
 def run_linf_1e5() -> None:
-    setting = claims.Setting("l-inf separable log-cosh (d=100000, heavy-tailed curvature)",
-                             lambda s: SeparableLInf(100_000, regime="sign", phi="logcosh", seed=s, dtype=torch.float64),
-                             "linf", 3000, (1e-9, 1e-6, 1e-3))
+    setting = claims.Setting(
+        "l-inf separable log-cosh (d=100000, heavy-tailed curvature)",
+        lambda s: SeparableLInf(100_000, regime="sign", phi="logcosh", seed=s, dtype=torch.float64),
+        "linf",
+        3000,
+        (1e-9, 1e-6, 1e-3),
+    )
     seed = int(claims.mix_seed(0, claims._SALT, 0) % (2**31))
     probe = setting.make(seed)
-    out = {"setting": setting.label, "steps": setting.steps, "seed": seed, "f0": probe.suboptimality(),
-           "adanaged": {f"{r:g}": claims._run_adanaged(setting, r, seed) for r in setting.reps},
-           "zo_lmo": {f"{lr:.3g}": claims._run_baseline(setting, "ZO-LMO", float(lr), 1e-3, seed)
-                      for lr in claims._lr_grid(probe, "ZO-LMO", setting.norm, setting.steps)}}
+    out = {
+        "setting": setting.label,
+        "steps": setting.steps,
+        "seed": seed,
+        "f0": probe.suboptimality(),
+        "adanaged": {f"{r:g}": claims._run_adanaged(setting, r, seed) for r in setting.reps},
+        "zo_lmo": {
+            f"{lr:.3g}": claims._run_baseline(setting, "ZO-LMO", float(lr), 1e-3, seed)
+            for lr in claims._lr_grid(probe, "ZO-LMO", setting.norm, setting.steps)
+        },
+    }
     (HERE / "linf_1e5_partial.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
 

@@ -99,7 +99,7 @@ def application(
 
     def materialise_and_add() -> None:
         g = est.materialize(params)
-        for p, gi in zip(params, g):
+        for p, gi in zip(params, g, strict=False):
             p.add_(gi, alpha=1e-12)
 
     t_mat = median_time(materialise_and_add, repeats)

@@ -187,14 +187,14 @@ def drift(name: str, dtype: torch.dtype, steps: int) -> dict[str, Any]:
         with torch.no_grad():
             for _ in range(steps):
                 opt.step(closure)
-        diffs = [(p.detach().double() - x.double()).abs() for p, x in zip(model.parameters(), x0)]
+        diffs = [(p.detach().double() - x.double()).abs() for p, x in zip(model.parameters(), x0, strict=False)]
         # resolution where the arithmetic happens: at max(|x|, r) (the perturbed values x +- r z)
         spacing = [torch.finfo(dtype).eps * torch.clamp(x.double().abs(), min=1e-3) for x in x0]
         key = "exact_restore" if exact else "arithmetic_restore"
         out[key] = {
             "max_abs_drift": max(float(d.max()) for d in diffs),
             "mean_abs_drift": float(sum(d.sum() for d in diffs) / sum(d.numel() for d in diffs)),
-            "max_drift_in_spacings": max(float((d / s).max()) for d, s in zip(diffs, spacing)),
+            "max_drift_in_spacings": max(float((d / s).max()) for d, s in zip(diffs, spacing, strict=False)),
             "changed_fraction": float(sum((d > 0).sum() for d in diffs) / sum(d.numel() for d in diffs)),
         }
     return out

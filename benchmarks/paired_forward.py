@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, v in t.items():
                 rows[name].append(v)
             print(f"[{k}/{args.repeats}] " + " ".join(f"{n} {v:.3f}s" for n, v in t.items()), flush=True)
-    ratios = {n: [v / f for v, f in zip(rows[n], rows["two_forwards"])] for n in rows}
+    ratios = {n: [v / f for v, f in zip(rows[n], rows["two_forwards"], strict=False)] for n in rows}
     report = {
         "what": "seconds per two-point evaluation / step, and their ratio to two plain forwards on the same batch",
         "workload": args.workload,

@@ -71,7 +71,7 @@ def _encode(tokenizer: Any, examples: Sequence[Any], max_length: int) -> _Encode
     return _Encoded(
         [
             {"input_ids": ids, "attention_mask": mask, "labels": e.label}
-            for ids, mask, e in zip(enc["input_ids"], enc["attention_mask"], examples)
+            for ids, mask, e in zip(enc["input_ids"], enc["attention_mask"], examples, strict=False)
         ]
     )
 

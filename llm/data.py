@@ -244,7 +244,7 @@ class Task:
                 f"{self.text_columns!r}, example {example.source or ''} has {len(example.texts)}"
             )
         vals = [t.strip() if self.strip_inputs else t for t in example.texts]
-        return dict(zip(self.text_columns, vals))
+        return dict(zip(self.text_columns, vals, strict=False))
 
     def prompt(self, example: Example) -> str:
         """The prompt (context) text, without label word."""
@@ -455,7 +455,9 @@ def _read_tsv(task: Task, path: Path, columns: Mapping[str, str] | None) -> list
                 raise ValueError(
                     f"{path}:{lineno}: expected {len(header)} tab-separated columns {header!r}, got {len(parts)}"
                 )
-            out.append(_row_to_example(task, dict(zip(header, parts)), text_cols, label_col, f"{path}:{lineno}"))
+            out.append(
+                _row_to_example(task, dict(zip(header, parts, strict=False)), text_cols, label_col, f"{path}:{lineno}")
+            )
     return out
 
 
@@ -489,7 +491,9 @@ def _read_csv(task: Task, path: Path, columns: Mapping[str, str] | None) -> list
                 raise ValueError(
                     f"{path}:{start}: expected {len(header)} comma-separated columns {header!r}, got {len(parts)}"
                 )
-            out.append(_row_to_example(task, dict(zip(header, parts)), text_cols, label_col, f"{path}:{start}"))
+            out.append(
+                _row_to_example(task, dict(zip(header, parts, strict=False)), text_cols, label_col, f"{path}:{start}")
+            )
     return out
 
 
@@ -805,7 +809,7 @@ def label_token_ids(tokenizer: _Tokenizer, task: Task | str) -> tuple[tuple[int,
     """
     task = get_task(task)
     out = tuple(tuple(_ids(tokenizer, w, False)) for w in task.label_words)
-    for w, ids in zip(task.label_words, out):
+    for w, ids in zip(task.label_words, out, strict=False):
         if not ids:
             raise ValueError(f"label word {w!r} of task {task.name!r} tokenises to no tokens")
     if len(set(out)) != len(out):

@@ -153,7 +153,7 @@ def accumulating_closure(micro_losses: Sequence[LossFn], counts: Sequence[int]) 
 
     def closure() -> torch.Tensor:
         acc = torch.zeros((), dtype=torch.float64)
-        for loss_fn, n in zip(micro_losses, counts):
+        for loss_fn, n in zip(micro_losses, counts, strict=False):
             acc = acc + loss_fn().detach().to(torch.float64).cpu() * n
         return acc / total
 

@@ -165,7 +165,7 @@ class Problem(nn.Module):
     @torch.no_grad()
     def reset(self) -> None:
         """Put the parameters back at ``x0`` exactly."""
-        for p, x in zip(self.blocks, self.x0):
+        for p, x in zip(self.blocks, self.x0, strict=False):
             p.copy_(x)
 
     @torch.no_grad()
@@ -174,7 +174,7 @@ class Problem(nn.Module):
         blocks = self.blocks
         if len(xs) != len(blocks):
             raise ValueError(f"expected {len(blocks)} blocks, got {len(xs)}")
-        for p, x in zip(blocks, xs):
+        for p, x in zip(blocks, xs, strict=False):
             if tuple(x.shape) != tuple(p.shape):
                 raise ValueError(f"block shape mismatch: expected {tuple(p.shape)}, got {tuple(x.shape)}")
             p.copy_(x)
@@ -203,7 +203,7 @@ class Problem(nn.Module):
         with torch.enable_grad():
             val = self.objective(leaves)
             grads = torch.autograd.grad(val, leaves, allow_unused=True)
-        return [torch.zeros_like(x) if g is None else g.detach() for x, g in zip(leaves, grads)]
+        return [torch.zeros_like(x) if g is None else g.detach() for x, g in zip(leaves, grads, strict=False)]
 
     def norm(self, xs: Sequence[Tensor]) -> float:
         """``||xs||`` in the problem's smoothness norm."""
@@ -229,8 +229,8 @@ class Problem(nn.Module):
     def smoothness_ratio(self, xs: Sequence[Tensor], ys: Sequence[Tensor]) -> float:
         """``||grad f(x) - grad f(y)||_* / ||x - y||`` in the smoothness norm (``<= L``)."""
         gx, gy = self.exact_gradient(xs), self.exact_gradient(ys)
-        num = self.dual_norm([a.double() - b.double() for a, b in zip(gx, gy)])
-        den = self.norm([a.detach().double() - b.detach().double() for a, b in zip(xs, ys)])
+        num = self.dual_norm([a.double() - b.double() for a, b in zip(gx, gy, strict=False)])
+        den = self.norm([a.detach().double() - b.detach().double() for a, b in zip(xs, ys, strict=False)])
         if den == 0:
             raise ValueError("smoothness_ratio needs x != y")
         return num / den
@@ -240,7 +240,7 @@ class Problem(nn.Module):
         xs = self.x_star
         if xs is None:
             raise ValueError(f"{self.name}: x_star is unknown")
-        diff = [(a.double() - b.double()) for a, b in zip(self.x0, xs)]
+        diff = [(a.double() - b.double()) for a, b in zip(self.x0, xs, strict=False)]
         if norm is None:
             return self.norm(diff)
         return _norms.norm(diff, norm, self.block_norms)
@@ -380,7 +380,7 @@ class StochasticProblem(Problem):
         leaves = [x.detach().clone().requires_grad_(True) for x in self._point(xs)]
         with torch.enable_grad():
             grads = torch.autograd.grad(self.sample_objective(leaves, sample), leaves, allow_unused=True)
-        return [torch.zeros_like(x) if g is None else g.detach() for x, g in zip(leaves, grads)]
+        return [torch.zeros_like(x) if g is None else g.detach() for x, g in zip(leaves, grads, strict=False)]
 
 
 class AdditiveNoise(StochasticProblem):
@@ -468,7 +468,7 @@ class AdditiveNoise(StochasticProblem):
 
     def sample_objective(self, xs: Sequence[Tensor], sample: list[Tensor]) -> Tensor:
         f = self.problem.objective(xs)
-        for x, xi in zip(xs, sample):
+        for x, xi in zip(xs, sample, strict=False):
             f = f + (xi.to(x) * x).sum()
         return f
 

@@ -74,7 +74,7 @@ def norm(xs: Sequence[torch.Tensor], name: str, block_norms: Sequence[str] | Non
         return max(block_norm(x, "spectral") for x in xs)
     if name == "product":
         bn = _block_norm_names(xs, block_norms)
-        return max(block_norm(x, b) for x, b in zip(xs, bn))
+        return max(block_norm(x, b) for x, b in zip(xs, bn, strict=False))
     raise ValueError(f"unknown norm {name!r}; valid: {list(SMOOTHNESS_NORMS)}")
 
 
@@ -91,7 +91,7 @@ def dual_norm(gs: Sequence[torch.Tensor], name: str, block_norms: Sequence[str] 
         return sum(block_norm(g, "nuclear") for g in gs)
     if name == "product":
         bn = _block_norm_names(gs, block_norms)
-        return sum(block_norm(g, DUAL_OF[b]) for g, b in zip(gs, bn))
+        return sum(block_norm(g, DUAL_OF[b]) for g, b in zip(gs, bn, strict=False))
     raise ValueError(f"unknown norm {name!r}; valid: {list(SMOOTHNESS_NORMS)}")
 
 

@@ -182,7 +182,7 @@ def test_lmo_routing_per_group() -> None:
     before = [p.detach().clone() for p in (a, b, c)]
     opt.step(lambda: (a * a).sum() + (b**3).sum() + (c * c).sum())
     (gamma,) = opt.step_sizes()
-    da, db, dc = (p.detach() - q for p, q in zip((a, b, c), before))
+    da, db, dc = (p.detach() - q for p, q in zip((a, b, c), before, strict=False))
     sv = torch.linalg.svdvals(da)
     assert torch.allclose(sv, torch.full_like(sv, gamma), rtol=1e-9)
     assert torch.allclose(db.abs(), torch.full_like(db, gamma), rtol=1e-9)
@@ -221,7 +221,7 @@ def test_trajectory_invariant_to_positive_scaling_and_shift_of_f(kw: dict) -> No
     ref = _trajectory(1.0, 0.0, **kw)
     for scale, shift in ((1e-3, 0.0), (250.0, 0.0), (1.0, 1e3)):
         other = _trajectory(scale, shift, **kw)
-        worst = max(float((x - y).abs().max()) for x, y in zip(ref, other))
+        worst = max(float((x - y).abs().max()) for x, y in zip(ref, other, strict=False))
         assert worst <= 1e-8 * (1 + abs(shift)), f"scale={scale}, shift={shift}: max deviation {worst:.3g}"
 
 

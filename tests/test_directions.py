@@ -69,7 +69,7 @@ def test_seed_replay_is_bit_exact(family: DirectionFamily) -> None:
         for j in range(2):
             a = family.materialize(like(), seed, j)
             b = family.materialize(like(), seed, j)
-            assert all(torch.equal(x, y) for x, y in zip(a, b))
+            assert all(torch.equal(x, y) for x, y in zip(a, b, strict=False))
     assert not torch.equal(flat(family.materialize(like(), 5, 0)), flat(family.materialize(like(), 6, 0)))
     assert not torch.equal(flat(family.materialize(like(), 5, 0)), flat(family.materialize(like(), 5, 1)))
 
@@ -84,7 +84,7 @@ def test_add_matches_the_dense_direction(family: DirectionFamily) -> None:
         y = [t.clone() for t in x]
         family.add_(y, 9, 1, alpha)
         alphas = alpha if isinstance(alpha, list) else [alpha] * len(x)
-        for yi, xi, zi, ai in zip(y, x, z, alphas):
+        for yi, xi, zi, ai in zip(y, x, z, alphas, strict=False):
             assert torch.allclose(yi, xi + float(ai) * zi, rtol=0, atol=1e-15)
 
 
@@ -157,7 +157,7 @@ def test_block_and_semiorthogonal_norms_are_deterministic() -> None:
     identity-spectrum SemiOrthogonal (``min(m,n) * max(m,n)``); every entry of Rademacher is +-1."""
     for seed in range(20):
         for family in (Block(0.5), SemiOrthogonal("identity"), Rademacher()):
-            for z, s in zip(family.materialize(like(), seed, 0), SHAPES):
+            for z, s in zip(family.materialize(like(), seed, 0), SHAPES, strict=False):
                 if isinstance(family, SemiOrthogonal) and len(s) < 2:
                     continue  # vectors get Gaussian directions
                 assert math.isclose(float((z * z).sum()), math.prod(s), rel_tol=1e-12)
@@ -185,7 +185,7 @@ def test_half_precision_directions_are_roundings_for_matrix_families() -> None:
     family = SemiOrthogonal()
     z16 = family.materialize(like(torch.float16), 4, 0)
     z32 = family.materialize(like(torch.float32), 4, 0)
-    assert all(torch.equal(a, b.half()) for a, b in zip(z16[::2], z32[::2]))
+    assert all(torch.equal(a, b.half()) for a, b in zip(z16[::2], z32[::2], strict=False))
 
 
 def test_get_directions_names_and_errors() -> None:
@@ -222,7 +222,7 @@ def test_chunked_draws_of_large_tensors_agree_with_the_dense_direction(monkeypat
     tensors = [torch.zeros(10, 7), torch.zeros(5), torch.zeros(3, 3, 3)]  # 70 and 27 entries are chunked
     family.add_(tensors, 11, 2, 0.5)
     dense = family.materialize(tensors, 11, 2)
-    for t, z in zip(tensors, dense):
+    for t, z in zip(tensors, dense, strict=False):
         assert torch.equal(t, 0.5 * z)
     assert not torch.equal(dense[0].reshape(-1)[:16], dense[0].reshape(-1)[16:32])  # chunks are not repeats
 
@@ -250,7 +250,7 @@ def test_fast_sweep_equals_the_dense_axpy(monkeypatch, name: str, dtype: torch.d
             family.add_(xs, 17, 1, alpha)
             zs = family.materialize(base, 17, 1)
             alphas = alpha if isinstance(alpha, list) else [alpha] * len(base)
-            for x, b, z, a in zip(xs, base, zs, alphas):
+            for x, b, z, a in zip(xs, base, zs, alphas, strict=False):
                 wide = torch.promote_types(dtype, torch.float32)
                 if isinstance(a, torch.Tensor):  # multiplied in first, then added
                     expected = (b.to(wide) + a.to(wide) * z.to(wide)).to(dtype)

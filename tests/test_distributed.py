@@ -114,7 +114,7 @@ def _failure_worker(rank: int, world: int, port: int, out_dir: str, mode: str) -
         outcome = "nonfinite"
     except RankFailure:
         outcome = "rank failure"
-    restored = all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    restored = all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=False))
     torch.save({"outcome": outcome, "restored": restored}, os.path.join(out_dir, f"rank{rank}.pt"))
     if mode == "nan":
         dist.destroy_process_group()
@@ -147,7 +147,7 @@ def test_data_parallel_equals_single_process_and_replicas_agree(tmp_path) -> Non
     mp.spawn(_train_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["identical"] and r1["identical"]
-    assert all(torch.equal(a, b) for a, b in zip(r0["params"], r1["params"]))
+    assert all(torch.equal(a, b) for a, b in zip(r0["params"], r1["params"], strict=False))
 
     x, y = _data()
     model = _model()
@@ -158,7 +158,7 @@ def test_data_parallel_equals_single_process_and_replicas_agree(tmp_path) -> Non
     # The shard-weighted mean differs from the full-batch mean only by float64 summation
     # order (~1e-16 relative per loss); divided by 2*eps = 2e-3 in the difference quotient
     # and accumulated over 30 steps this stays far below 1e-9.
-    for a, b in zip(r0["params"], model.parameters()):
+    for a, b in zip(r0["params"], model.parameters(), strict=False):
         assert torch.allclose(a, b.detach(), rtol=0, atol=1e-9)
     assert not torch.equal(r0["params"][0], _model().weight.detach())  # it trained
     # scalar-only communication: two float64 numbers per closure evaluation

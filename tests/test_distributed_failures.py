@@ -71,7 +71,9 @@ def _restore_bound(opt: ZOSGD, params: list[torch.Tensor]) -> list[torch.Tensor]
     (the derivation is in ``tests/test_optimizers.py::_drift_bound``)."""
     r = opt.radius()
     zs = opt.directions.materialize([p.detach() for p in params], opt.step_seed(), 0)
-    return [1.01 * UNIT_ROUNDOFF_F64 * (3 * p.detach().abs() + 6 * r * z.abs()) for p, z in zip(params, zs)]
+    return [
+        1.01 * UNIT_ROUNDOFF_F64 * (3 * p.detach().abs() + 6 * r * z.abs()) for p, z in zip(params, zs, strict=False)
+    ]
 
 
 SCENARIOS = {"skip-exact": ("skip", True), "skip-arith": ("skip", False), "raise-arith": ("raise", False)}
@@ -108,11 +110,11 @@ def _optimizer_scenario(rank: int, world: int, on_nonfinite: str, exact_restore:
             outcome = "raised"
         record["identical"].append(replicas_identical(params))
         if step == BAD_STEP:
-            err = [(p.detach() - b).abs() for p, b in zip(params, before)]
+            err = [(p.detach() - b).abs() for p, b in zip(params, before, strict=False)]
             record.update(
                 outcome=outcome,
-                bit_identical_to_before=all(torch.equal(p.detach(), b) for p, b in zip(params, before)),
-                within_bound=all(bool((e <= bd).all()) for e, bd in zip(err, bound)),
+                bit_identical_to_before=all(torch.equal(p.detach(), b) for p, b in zip(params, before, strict=False)),
+                within_bound=all(bool((e <= bd).all()) for e, bd in zip(err, bound, strict=False)),
                 max_err=max(float(e.max()) for e in err),
             )
             if outcome == "raised":
@@ -226,7 +228,9 @@ def _loop_worker(rank: int, world: int, port: int, root: str, more_ports: list[i
 
     real_make_closure = llm.objective.make_closure
     data = str(_data(Path(root, f"data{rank}")))
-    for (name, (bad_rank, what, extra)), scenario_port in zip(LOOP_SCENARIOS.items(), [port, *more_ports]):
+    for (name, (bad_rank, what, extra)), scenario_port in zip(
+        LOOP_SCENARIOS.items(), [port, *more_ports], strict=False
+    ):
         os.environ.update(
             MASTER_ADDR="127.0.0.1",
             MASTER_PORT=str(scenario_port),

@@ -43,14 +43,14 @@ GEN = torch.Generator().manual_seed(2024)
 A = [torch.rand(s, generator=GEN, dtype=torch.float64) + 0.5 for s in SHAPES]
 B = [torch.randn(s, generator=GEN, dtype=torch.float64) for s in SHAPES]
 X = [torch.randn(s, generator=GEN, dtype=torch.float64) for s in SHAPES]
-GRAD = [a * x + b for a, x, b in zip(A, X, B)]
+GRAD = [a * x + b for a, x, b in zip(A, X, B, strict=False)]
 G = torch.cat([g.reshape(-1) for g in GRAD])
 ALPHA = 1e-3  # false-alarm probability of each statistical test below
 
 
 def quadratic(params: Sequence[torch.Tensor]) -> Callable[[], torch.Tensor]:
     def f() -> torch.Tensor:
-        return sum(0.5 * (a * p * p).sum() + (b * p).sum() for a, b, p in zip(A, B, params))
+        return sum(0.5 * (a * p * p).sum() + (b * p).sum() for a, b, p in zip(A, B, params, strict=False))
 
     return f
 
@@ -103,7 +103,8 @@ def expected_second_moment(family: DirectionFamily, q: int) -> float:
         if type(family) is cls:
             return theory.second_moment_ratio(name, D, q) * g2
     one = sum(
-        float((g * g).sum()) * (_tensor_fourth_moment(family, s) + D - math.prod(s)) for g, s in zip(GRAD, SHAPES)
+        float((g * g).sum()) * (_tensor_fourth_moment(family, s) + D - math.prod(s))
+        for g, s in zip(GRAD, SHAPES, strict=False)
     )
     return g2 + (one - g2) / q
 
@@ -206,8 +207,8 @@ def test_seed_replay_of_estimates_and_restore(family: DirectionFamily) -> None:
     e1 = estimate_gradient(p1, quadratic(p1), family, step_seed=77, q=q)
     e2 = estimate_gradient(p2, quadratic(p2), family, step_seed=77, q=q)
     assert torch.equal(e1.coefficients, e2.coefficients) and torch.equal(e1.losses, e2.losses)
-    assert all(torch.equal(a, b) for a, b in zip(e1.materialize(p1), e2.materialize(p2)))
-    assert all(torch.allclose(a, b, rtol=0, atol=1e-15) for a, b in zip(p1, X))  # restored
+    assert all(torch.equal(a, b) for a, b in zip(e1.materialize(p1), e2.materialize(p2), strict=False))
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-15) for a, b in zip(p1, X, strict=False))  # restored
 
 
 @pytest.mark.parametrize("family", [Gaussian(), Coordinate(), Block(0.5), SemiOrthogonal(), JaguarBlock(0.3)], ids=repr)
@@ -223,7 +224,7 @@ def test_folded_restore_equals_restore_then_update(family: DirectionFamily) -> N
         est_b = estimate_gradient(b, quadratic(b), family, step_seed=3, q=2)
         g = est_b.materialize(b)
         alphas = alpha if isinstance(alpha, list) else [alpha] * 3
-        for x, y, gi, al in zip(a, b, g, alphas):
+        for x, y, gi, al in zip(a, b, g, alphas, strict=False):
             assert torch.allclose(x, y + al * gi, rtol=0, atol=1e-13)
 
 
@@ -239,7 +240,7 @@ def test_apply_is_linear_in_alpha(alpha: float, seed: int, q: int) -> None:
     g = est.materialize(params)
     before = [p.clone() for p in params]
     est.apply_(params, alpha)
-    for p, b, gi in zip(params, before, g):
+    for p, b, gi in zip(params, before, g, strict=False):
         assert torch.allclose(p, b + alpha * gi, rtol=1e-12, atol=1e-12)
 
 
@@ -288,7 +289,7 @@ def test_non_scalar_closure_is_refused_with_parameters_restored() -> None:
     params = fresh()
     with pytest.raises(ValueError, match=r"shape \(2,\)"):
         estimate_gradient(params, lambda: torch.ones(2), Gaussian(), step_seed=0, exact_restore=True)
-    assert all(torch.equal(p, x) for p, x in zip(params, X))
+    assert all(torch.equal(p, x) for p, x in zip(params, X, strict=False))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -339,7 +340,7 @@ def test_exception_in_closure_restores_parameters(family: DirectionFamily, exact
             error = KeyError if mode == "raise" else NonFiniteLossError
             with pytest.raises(error):
                 estimate_gradient(params, f, family, step_seed=k, q=3, exact_restore=exact)
-            for p, x in zip(params, X):
+            for p, x in zip(params, X, strict=False):
                 assert torch.equal(p, x) if exact else torch.allclose(p, x, rtol=0, atol=1e-15)
 
 

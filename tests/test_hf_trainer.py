@@ -109,7 +109,9 @@ def test_resumed_run_takes_the_same_directions(tmp_path: Path, method: str, opti
     # the HF scheduler drove the ZO group's lr (linear decay to 0 at step 6)
     assert full.zo_optimizer.param_groups[0]["lr"] == full.lr_scheduler.get_last_lr()[0] == 0.0
     lrs = [r["learning_rate"] for r in full.state.log_history if "loss" in r]
-    assert lrs[0] == 0.0 and lrs[1] == pytest.approx(1e-3) and all(x > y for x, y in zip(lrs[1:], lrs[2:]))
+    assert (
+        lrs[0] == 0.0 and lrs[1] == pytest.approx(1e-3) and all(x > y for x, y in zip(lrs[1:], lrs[2:], strict=False))
+    )
     logged = [r for r in full.state.log_history if "loss" in r]
     assert "grad_norm" not in logged[0] and logged[-1]["zo_forward_passes"] == evals
 
@@ -250,9 +252,9 @@ def test_two_gloo_ranks_exchange_scalar_losses_and_stay_identical(tmp_path: Path
     mp.spawn(_rank_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert r0["identical"] and r1["identical"]
-    assert all(torch.equal(a, b) for a, b in zip(r0["params"], r1["params"]))
+    assert all(torch.equal(a, b) for a, b in zip(r0["params"], r1["params"], strict=False))
     start = list(build_opt_from_preset("tiny", seed=0).parameters())
-    assert any(not torch.equal(a, s.detach()) for a, s in zip(r0["params"], start))
+    assert any(not torch.equal(a, s.detach()) for a, s in zip(r0["params"], start, strict=False))
     # 3 steps x 2 evaluations, each one all-reduce of two float64 scalars; no gradient anywhere
     assert r0["calls"] == r1["calls"] == 6 and r0["bytes"] == r1["bytes"] == 6 * 16
     assert r0["grads"] == r1["grads"] == 0

@@ -281,9 +281,9 @@ def test_label_words_are_single_tokens_with_offline_tokenizer(tok):
 def test_encode_keeps_label_words_and_matches_joint_tokenisation(tok):
     exs = data.load_examples("sst2", "train", FIX / "sst2_tiny.tsv")
     enc = data.encode_classification(tok, exs, SST2, max_length=256)
-    for ex, e in zip(exs, enc):
+    for ex, e in zip(exs, enc, strict=False):
         assert e.truncated == 0 and e.label == ex.label
-        for cand, opt in zip(SST2.candidates(ex), e.option_ids):
+        for cand, opt in zip(SST2.candidates(ex), e.option_ids, strict=False):
             assert list(e.prompt_ids + opt) == tok(cand)["input_ids"]  # BOS + prompt + label word
         assert tok.decode(e.prompt_ids, skip_special_tokens=True) == SST2.prompt(ex)
 
@@ -390,7 +390,7 @@ def test_batch_stream_resume_gives_identical_batches(tok):
     ref = [next(s1) for _ in range(4)]
     s2 = data.BatchStream(enc, col, batch_size=4, seed=0)
     s2.load_state_dict(st_)
-    for x, y in zip(ref, (next(s2) for _ in range(4))):
+    for x, y in zip(ref, (next(s2) for _ in range(4)), strict=False):
         assert torch.equal(x.input_ids, y.input_ids) and torch.equal(x.labels, y.labels)
     ev = list(data.iter_batches(enc, col, 4))
     assert [len(b) for b in ev] == [4, 4, 3]

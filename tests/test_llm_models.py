@@ -190,7 +190,10 @@ def test_lora_trainable_set_and_count(batch):
     a0 = adapted[0].lora_A["default"].weight
     assert a0.abs().max() <= 1 / 32**0.5 and a0.abs().max() > 0
     again = models.apply_lora(models.build_opt_from_preset("tiny", seed=0), r=r, alpha=8, seed=1)
-    assert all(torch.equal(p, q) for p, q in zip(models.trainable_parameters(lm), models.trainable_parameters(again)))
+    assert all(
+        torch.equal(p, q)
+        for p, q in zip(models.trainable_parameters(lm), models.trainable_parameters(again), strict=False)
+    )
 
 
 def test_prepare_model_modes():
@@ -289,16 +292,16 @@ def test_two_point_difference_matches_backward_gradient(batch):
     zs = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in params]
     loss = objective.make_backward_closure(obj, batch)()
     assert loss.dtype == torch.float64
-    directional = sum(float((p.grad * z).sum()) for p, z in zip(params, zs))
+    directional = sum(float((p.grad * z).sum()) for p, z in zip(params, zs, strict=False))
     f = objective.make_closure(obj, batch)
     assert torch.equal(loss, f())
     eps = 1e-8
     base = [p.detach().clone() for p in params]
     with torch.no_grad():
-        for p, z in zip(params, zs):
+        for p, z in zip(params, zs, strict=False):
             p.add_(z, alpha=eps)
         fp = float(f())
-        for p, b0, z in zip(params, base, zs):
+        for p, b0, z in zip(params, base, zs, strict=False):
             p.copy_(b0).add_(z, alpha=-eps)
         fm = float(f())
     assert (fp - fm) / (2 * eps) == pytest.approx(directional, rel=1e-4)
@@ -312,7 +315,7 @@ def test_backward_closure_modes(batch):
     g1 = [p.grad.clone() for p in models.trainable_parameters(m)]
     l2 = c()  # grads are reset, not accumulated
     assert torch.equal(l1, l2)
-    assert all(torch.equal(a, p.grad) for a, p in zip(g1, models.trainable_parameters(m)))
+    assert all(torch.equal(a, p.grad) for a, p in zip(g1, models.trainable_parameters(m), strict=False))
     assert all(p.grad is None for p in m.parameters() if not p.requires_grad)
     rng_before = torch.get_rng_state()
     t = objective.make_backward_closure(obj, batch, train=True, dropout_seed=123)

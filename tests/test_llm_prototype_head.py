@@ -155,7 +155,7 @@ def test_minilm_model_in_the_training_loop(tmp_path, tiny_sst2, minilm, mode):
     model, tok = minilm
     rows = [line.split("\t") for line in (tiny_sst2 / "dev.tsv").read_text().splitlines()[1:]]
     pred = _logits(model, tok, [r[0].strip() for r in rows]).argmax(-1).tolist()
-    zero_shot = sum(p == int(r[1]) for p, r in zip(pred, rows)) / len(rows)
+    zero_shot = sum(p == int(r[1]) for p, r in zip(pred, rows, strict=False)) / len(rows)
     recs = read_metrics(tmp_path / "run" / "metrics.jsonl")
     if res["best_step"] == 0:
         assert res["eval_accuracy"] == pytest.approx(zero_shot)

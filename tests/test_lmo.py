@@ -269,7 +269,7 @@ def test_product_and_sum_norm_match_cvxpy() -> None:
     np.testing.assert_allclose(s2.value, out[1].numpy(), atol=1e-3)
     assert float(prod.norm(out)) == pytest.approx(r)
     sh = prod.sharp([g1, g2])
-    assert sum(_dot(a, b) for a, b in zip([g1, g2], sh)) == pytest.approx(dual**2)
+    assert sum(_dot(a, b) for a, b in zip([g1, g2], sh, strict=False)) == pytest.approx(dual**2)
     assert float(prod.norm(sh)) == pytest.approx(dual)
 
     w = (2.0, 3.0)  # no unit weight, so the winning block's radius r / w_l is tested
@@ -285,7 +285,7 @@ def test_product_and_sum_norm_match_cvxpy() -> None:
     assert float(sn.norm(out)) == pytest.approx(r)
     assert (torch.count_nonzero(out[0]) == 0) != (torch.count_nonzero(out[1]) == 0)  # all mass on one block
     sh = sn.sharp([g1, g2])
-    assert sum(_dot(a, b) for a, b in zip([g1, g2], sh)) == pytest.approx(dual**2)
+    assert sum(_dot(a, b) for a, b in zip([g1, g2], sh, strict=False)) == pytest.approx(dual**2)
 
 
 def test_block_norm_validation() -> None:
@@ -349,7 +349,7 @@ def test_cubic_converges_to_polar_factor(shape: tuple[int, int]) -> None:
     G, u, s, v = _prescribed(*shape, seed=100 + sum(shape))
     target = u @ v.T
     errs = [float(torch.linalg.matrix_norm(newton_schulz(G, CUBIC, k) - target, ord=2)) for k in range(0, 31, 2)]
-    assert all(b < a for a, b in zip(errs, errs[1:]) if a > 1e-13)
+    assert all(b < a for a, b in zip(errs, errs[1:], strict=False) if a > 1e-13)
     assert errs[-1] < 1e-6
     torch.testing.assert_close(NewtonSchulzSpectral.cubic(steps=30).lmo(G, 2.0), -2.0 * target, atol=2e-6, rtol=0)
 
@@ -510,7 +510,7 @@ def test_block_lmos_batch_newton_schulz_blocks_as_the_per_block_lmos():
     ns = NewtonSchulzSpectral()
     norms = [ns, ns, ns, ns, L2(), LInf()]
     got = block_lmos(norms, tensors, 0.5, budget=2 * 24)  # budget: stacks of at most 2 matrices of 24 entries
-    for norm, t, s in zip(norms, tensors, got):
+    for norm, t, s in zip(norms, tensors, got, strict=False):
         assert s.shape == t.shape and s.dtype == t.dtype
         torch.testing.assert_close(s, norm.lmo(t, 0.5), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="one norm per tensor"):

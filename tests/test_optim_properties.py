@@ -83,12 +83,12 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=False))
     return a == b
 
 
 def _same_state(a: list, b: list) -> bool:
-    return len(a) == len(b) and all(ka == kb and _same(va, vb) for (ka, va), (kb, vb) in zip(a, b))
+    return len(a) == len(b) and all(ka == kb and _same(va, vb) for (ka, va), (kb, vb) in zip(a, b, strict=False))
 
 
 def _restore_bound(opt: ZOOptimizer, params: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -98,7 +98,7 @@ def _restore_bound(opt: ZOOptimizer, params: list[torch.Tensor]) -> list[torch.T
     bound = [torch.zeros_like(p, dtype=torch.float64) for p in params]
     for j in range(q):
         zs = opt.directions.materialize([p.detach() for p in params], opt.step_seed(), j)
-        for b, p, z in zip(bound, params, zs):
+        for b, p, z in zip(bound, params, zs, strict=False):
             b.add_(1.01 * u * (3 * p.detach().double().abs() + 6 * r * z.double().abs()))
     return bound
 
@@ -156,10 +156,10 @@ def test_a_failed_step_restores_the_parameters(s: dict[str, Any], warmup: int, a
         if kind == "update":
             type(opt)._update = real
     if exact:
-        assert all(torch.equal(p, b) for p, b in zip(params, before))
+        assert all(torch.equal(p, b) for p, b in zip(params, before, strict=False))
         assert _same_state(_state(opt), state_before)
     else:
-        for p, b, bd in zip(params, before, bound):
+        for p, b, bd in zip(params, before, bound, strict=False):
             err = (p.detach().double() - b.double()).abs()
             assert bool((err <= bd).all()), (
                 f"restore error {float(err.max()):.3g} above the bound {float(bd.max()):.3g}"
@@ -173,13 +173,13 @@ def test_state_dict_round_trips_and_replay_is_identical(s: dict[str, Any], steps
     for _ in range(steps):
         a.step(_loss(pa))
         b.step(_loss(pb))
-    assert all(torch.equal(x, y) for x, y in zip(pa, pb)), "two runs with the same seed differ"
+    assert all(torch.equal(x, y) for x, y in zip(pa, pb, strict=False)), "two runs with the same seed differ"
     pc = [nn.Parameter(p.detach().clone(), requires_grad=False) for p in pa]
     c = _make({**s, "opts": {**s["opts"], "seed": s["opts"]["seed"] + 1}}, pc)
     c.load_state_dict(a.state_dict())  # in memory: no copy through torch.save
     a.step(_loss(pa))
     c.step(_loss(pc))
-    assert all(torch.equal(x, y) for x, y in zip(pa, pc)), "the step after load_state_dict differs"
+    assert all(torch.equal(x, y) for x, y in zip(pa, pc, strict=False)), "the step after load_state_dict differs"
     assert c.state["zo"] == a.state["zo"]
 
 

@@ -44,9 +44,9 @@ def snap(opt: ZOOptimizer) -> tuple[list[torch.Tensor], list[Any]]:
 
 def same(a: tuple, b: tuple) -> bool:
     (pa, sa), (pb, sb) = a, b
-    if not all(torch.equal(x, y) for x, y in zip(pa, pb)) or len(sa) != len(sb):
+    if not all(torch.equal(x, y) for x, y in zip(pa, pb, strict=False)) or len(sa) != len(sb):
         return False
-    for (ka, va), (kb, vb) in zip(sa, sb):
+    for (ka, va), (kb, vb) in zip(sa, sb, strict=False):
         if ka != kb or type(va) is not type(vb):
             return False
         if isinstance(va, torch.Tensor) and not torch.equal(va, vb):

@@ -77,7 +77,7 @@ def sum_sq(params: Sequence[torch.Tensor]) -> Callable[[], torch.Tensor]:
     weights = [torch.linspace(0.5, 2.0, p.numel(), dtype=torch.float64).reshape(p.shape).to(p.device) for p in params]
 
     def closure() -> torch.Tensor:
-        return sum(0.5 * (w.to(p.dtype) * p * p).sum() for w, p in zip(weights, params))
+        return sum(0.5 * (w.to(p.dtype) * p * p).sum() for w, p in zip(weights, params, strict=False))
 
     return closure
 
@@ -103,7 +103,7 @@ def snapshot(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def all_equal(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a, b))
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=False))
 
 
 def state_tensors(opt: ZOOptimizer) -> list[torch.Tensor]:
@@ -159,7 +159,7 @@ def test_update_is_a_descent_direction(name: str) -> None:
         params = snapshot(x0)
 
         def f() -> torch.Tensor:
-            return sum((ai * p).sum() for ai, p in zip(a, params))
+            return sum((ai * p).sum() for ai, p in zip(a, params, strict=False))
 
         before = float(f())
         make(name, params, lr=lr, seed=seed).step(f)
@@ -212,7 +212,7 @@ def test_dtype_device_preserved_and_no_grad(name: str, dtype: torch.dtype, devic
     before = snapshot(params)
     for _ in range(3):
         opt.step(sum_sq(params))
-    for p, b in zip(params, before):
+    for p, b in zip(params, before, strict=False):
         assert p.dtype == dtype and p.device.type == device
         assert p.grad is None
         assert torch.isfinite(p).all()
@@ -293,7 +293,7 @@ def test_fast_path_matches_dense_reference(name: str) -> None:
     for _ in range(100):
         opt.step(lambda: objective(fast))
         ref.step(lambda: objective(slow))
-        worst = max(worst, max(float((a - b).abs().max()) for a, b in zip(fast, slow)))
+        worst = max(worst, max(float((a - b).abs().max()) for a, b in zip(fast, slow, strict=False)))
     assert worst <= 1e-9, f"{name}: fast and reference differ by {worst:.3g}"
 
 
@@ -311,7 +311,7 @@ def _drift_bound(opt: ZOOptimizer, params: Sequence[torch.Tensor], bound: list[t
     seed = opt.step_seed()
     for j in range(opt.q):
         zs = opt.directions.materialize([p.detach() for p in params], seed, j)
-        for b, p, z in zip(bound, params, zs):
+        for b, p, z in zip(bound, params, zs, strict=False):
             b.add_(1.01 * U32 * (3 * p.detach().double().abs() + 6 * r * z.double().abs()))
 
 
@@ -328,7 +328,7 @@ def test_zero_lr_drift_is_within_the_rounding_bound(name: str) -> None:
     for _ in range(1000):
         _drift_bound(opt, params, bound)
         opt.step(closure)
-    for p, x, b in zip(params, x0, bound):
+    for p, x, b in zip(params, x0, bound, strict=False):
         drift = (p.detach().double() - x.double()).abs()
         assert bool((drift <= b).all()), (
             f"{name}: drift {float(drift.max()):.3g} exceeds the bound {float(b.max()):.3g}"
@@ -396,7 +396,7 @@ def test_raising_closure_leaves_parameters_restored(name: str, exact: bool) -> N
         if exact:
             assert all_equal(params, before)
         else:
-            for p, b in zip(params, before):
+            for p, b in zip(params, before, strict=False):
                 assert torch.allclose(p, b, rtol=0, atol=1e-14)
 
 
@@ -473,14 +473,14 @@ def test_sign_methods_are_different_methods() -> None:
     a, b = snapshot(x0), snapshot(x0)
     ZOSignSGD(a, lr=0.1).step(sum_sq(a))
     ZOSGDSign(b, lr=0.1).step(sum_sq(b))
-    moved_a = torch.cat([(p - x).abs().reshape(-1) for p, x in zip(a, x0)])
-    moved_b = torch.cat([(p - x).abs().reshape(-1) for p, x in zip(b, x0)])
+    moved_a = torch.cat([(p - x).abs().reshape(-1) for p, x in zip(a, x0, strict=False)])
+    moved_b = torch.cat([(p - x).abs().reshape(-1) for p, x in zip(b, x0, strict=False)])
     assert torch.allclose(moved_a, torch.full_like(moved_a, 0.1), rtol=1e-12)
     assert not torch.allclose(moved_b, moved_a)
     a, b = snapshot(x0), snapshot(x0)
     ZOSignSGD(a, lr=0.1, directions="rademacher").step(sum_sq(a))
     ZOSGDSign(b, lr=0.1, directions="rademacher").step(sum_sq(b))
-    assert all(torch.allclose(p, q, rtol=0, atol=1e-15) for p, q in zip(a, b))
+    assert all(torch.allclose(p, q, rtol=0, atol=1e-15) for p, q in zip(a, b, strict=False))
 
 
 def test_jaguar_coordinate_memory_touches_one_entry() -> None:
@@ -493,7 +493,9 @@ def test_jaguar_coordinate_memory_touches_one_entry() -> None:
         [
             (w * p).reshape(-1)
             for w, p in zip(
-                [torch.linspace(0.5, 2.0, p.numel(), dtype=torch.float64).reshape(p.shape) for p in params], params
+                [torch.linspace(0.5, 2.0, p.numel(), dtype=torch.float64).reshape(p.shape) for p in params],
+                params,
+                strict=False,
             )
         ]
     )
@@ -514,12 +516,12 @@ def test_jaguar_block_estimates_and_block_sum() -> None:
         zs = opt.directions.materialize(params, seed, 0)
         supports = [z != 0 for z in zs]
         memory = opt.memories()
-        assert all(torch.equal(m != 0, s) for m, s in zip(memory, supports))
+        assert all(torch.equal(m != 0, s) for m, s in zip(memory, supports, strict=False))
         assert [int(s.sum()) for s in supports] == [3 * 3, 2]  # ceil(0.5 * 6) x ceil(0.5 * 5); ceil(0.5 * 4)
-        values = torch.cat([(m[s] / z[s]).reshape(-1) for m, z, s in zip(memory, zs, supports)])
+        values = torch.cat([(m[s] / z[s]).reshape(-1) for m, z, s in zip(memory, zs, supports, strict=False)])
         assert torch.allclose(values, values[0].expand_as(values), rtol=1e-12)
         if signs == "ones":
-            assert all(bool((z[s] == 1).all()) for z, s in zip(zs, supports))
+            assert all(bool((z[s] == 1).all()) for z, s in zip(zs, supports, strict=False))
 
 
 def test_jaguar_replacement_memory_error_matches_oracle_27() -> None:
@@ -596,7 +598,7 @@ def test_zolmo_schedules() -> None:
     for _ in range(20):
         opt.step(sum_sq(fast))
         ref.step(sum_sq(slow))
-    assert all(torch.allclose(a, b, rtol=0, atol=1e-10) for a, b in zip(fast, slow))
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-10) for a, b in zip(fast, slow, strict=False))
 
     params = two_blocks()
     opt = ZOLMO(params, lr=0.1)
@@ -653,10 +655,10 @@ def test_exact_restore_does_not_change_the_trajectory_in_float64() -> None:
         for _ in range(20):
             oa.step(sum_sq(a))
             ob.step(sum_sq(b))
-        moved = max((x - x0).abs().max().item() for x, x0 in zip(a, start))
+        moved = max((x - x0).abs().max().item() for x, x0 in zip(a, start, strict=False))
         assert moved > 1e-4, (name, moved)
         atol = amplifying.get(name, 1e-12)
-        assert all(torch.allclose(x, y, rtol=0, atol=atol) for x, y in zip(a, b)), name
+        assert all(torch.allclose(x, y, rtol=0, atol=atol) for x, y in zip(a, b, strict=False)), name
 
 
 def test_zosgd_weight_decay_follows_the_reference_and_skips_biases() -> None:
@@ -668,7 +670,7 @@ def test_zosgd_weight_decay_follows_the_reference_and_skips_biases() -> None:
     for _ in range(30):
         opt.step(sum_sq(fast))
         ref.step(sum_sq(slow))
-    assert all(torch.allclose(a, b, rtol=0, atol=1e-10) for a, b in zip(fast, slow))
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-10) for a, b in zip(fast, slow, strict=False))
     assert opt.weight_decay_factors() == [0.1, 0.0]
 
 
@@ -695,7 +697,7 @@ def test_newton_schulz_stacks_and_dtypes() -> None:
         probe = [b.clone() for b in before]
         est = ZOMuon(probe, lr=0.1, seed=3).estimate(sum_sq(probe), leave_pending=False)
         assert est.step_seed == est_seed
-        for p, b, g in zip(params, before, est.materialize(probe)):
+        for p, b, g in zip(params, before, est.materialize(probe), strict=False):
             expected = b - 0.1 * newton_schulz(g, MUON_QUINTIC, 5, compute_dtype=compute)
             assert torch.allclose(p.detach(), expected, rtol=0, atol=atol), ns_dtype
     cuda_like = types.SimpleNamespace(device=torch.device("cuda"), dtype=torch.float16)

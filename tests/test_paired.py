@@ -88,15 +88,15 @@ def test_zosgd_step_through_paired_closure_follows_in_place_step():
         loss_p, count = zo_step(opt, [make_paired_closure(objective, batch)], [len(batch)])
     assert count.forward_passes == 2 and count.forward_calls == 1
     after_paired = [p.detach().clone() for p in params]
-    moved = max(float((a - s).abs().max()) for a, s in zip(after_paired, start))
+    moved = max(float((a - s).abs().max()) for a, s in zip(after_paired, start, strict=False))
     assert moved > 1e-6  # the steps did move the parameters
     with torch.no_grad():
-        for p, s in zip(params, start):
+        for p, s in zip(params, start, strict=False):
             p.copy_(s)
     opt = ZOSGD(params, lr=1e-2, eps=1e-3, seed=5)
     for _ in range(2):
         loss_i, _ = zo_step(opt, [make_closure(objective, batch)], [len(batch)])
-    for a, p in zip(after_paired, params):
+    for a, p in zip(after_paired, params, strict=False):
         torch.testing.assert_close(a, p.detach(), rtol=0, atol=1e-12)
     torch.testing.assert_close(loss_p, loss_i, rtol=1e-12, atol=1e-12)
 

@@ -147,14 +147,14 @@ def test_ldsd_mu_update_replays_the_evaluated_candidates():
         points.clear()
         opt.step(closure)
         assert len(points) == k + 2
-        z = [[(pt - x0) / r for pt, x0 in zip(points[i], x_old)] for i in range(k)]
+        z = [[(pt - x0) / r for pt, x0 in zip(points[i], x_old, strict=False)] for i in range(k)]
         losses = torch.tensor([float(v) for v in policy.last["candidate_losses"]], dtype=torch.float64)
         c = (k * losses - losses.sum()) / (k - 1)
         expected = [
             m - lr_mu / (k * sigma**2) * sum(c[i] * (z[i][b] - m) for i in range(k)) for b, m in enumerate(mu_old)
         ]
         got = policy.mean()
-        for e, g, m in zip(expected, got, mu_old):
+        for e, g, m in zip(expected, got, mu_old, strict=False):
             assert torch.allclose(g, e, rtol=0, atol=1e-9), float((g - e).abs().max())
             assert not torch.equal(g, m)  # the update did something
         # the central pair sits at x +- r z_{i*}
@@ -188,7 +188,7 @@ def test_ldsd_k1_is_zosgd_and_never_updates_mu():
         opt_a.step(prob_a)
         opt_b.step(prob_b)
         assert torch.equal(rloo_coefficients(policy.last["candidate_losses"]), torch.zeros(1, dtype=torch.float64))
-    for pa, pb in zip(prob_a.parameters(), prob_b.parameters()):
+    for pa, pb in zip(prob_a.parameters(), prob_b.parameters(), strict=False):
         assert torch.equal(pa, pb)  # same directions, same coefficients: bit-identical trajectory
     assert all(torch.equal(m, torch.zeros_like(m)) for m in policy.mean())
 
@@ -198,7 +198,7 @@ def test_ldsd_k1_is_zosgd_and_never_updates_mu():
     mu0 = random.mean()
     for _ in range(10):
         opt.step(prob)
-    assert all(torch.equal(a, b) for a, b in zip(random.mean(), mu0))
+    assert all(torch.equal(a, b) for a, b in zip(random.mean(), mu0, strict=False))
 
 
 def test_rloo_coefficients():
@@ -234,10 +234,10 @@ def test_ldsd_policy_gradient_unbiased_small():
         samples.append(torch.cat([g.reshape(-1) for g in policy.last_mean_gradient()]))
     s = torch.stack(samples)
     with torch.no_grad():
-        for p, m in zip(params, mu):
+        for p, m in zip(params, mu, strict=False):
             p.add_(m, alpha=r)
         target = torch.cat([r * g.reshape(-1) for g in prob.grad()])
-        for p, m in zip(params, mu):
+        for p, m in zip(params, mu, strict=False):
             p.sub_(m, alpha=r)
     z = (s.mean(0) - target) / (s.std(0) / math.sqrt(n))
     crit = 4.0  # Phi^-1(1 - 1e-3 / (2 * 19)) = 4.04; 4.0 keeps the family-wise rate ~1.2e-3
@@ -319,8 +319,8 @@ def test_jaguar_with_a_policy_and_no_memory_is_sign_descent_on_the_policy_estima
     for _ in range(15):
         oa.step(a)
         ob.step(b)
-    assert all(torch.equal(p, r) for p, r in zip(a.parameters(), b.parameters()))
-    assert any(not torch.equal(p, x) for p, x in zip(a.parameters(), x0))
+    assert all(torch.equal(p, r) for p, r in zip(a.parameters(), b.parameters(), strict=False))
+    assert any(not torch.equal(p, x) for p, x in zip(a.parameters(), x0, strict=False))
 
 
 def test_adanaged_policy_needs_the_ema_momentum():
@@ -350,16 +350,16 @@ def test_state_dict_resume_is_bit_exact(policy_index):
 
     prob2, opt2 = make()
     with torch.no_grad():
-        for p, s in zip(prob2.parameters(), saved_x):
+        for p, s in zip(prob2.parameters(), saved_x, strict=False):
             p.copy_(s)
     opt2.load_state_dict(saved_opt)
     for _ in range(6):
         opt2.step(prob2)
-    for a, b in zip(ref_x, prob2.parameters()):
+    for a, b in zip(ref_x, prob2.parameters(), strict=False):
         assert torch.equal(a, b)
     got_policy = opt2.policy.state_dict()
     if isinstance(opt.policy, LDSDPolicy):
-        assert all(torch.equal(a, b) for a, b in zip(ref_policy["mu"], got_policy["mu"]))
+        assert all(torch.equal(a, b) for a, b in zip(ref_policy["mu"], got_policy["mu"], strict=False))
         assert ref_policy["pending"] == got_policy["pending"] and ref_policy["pending"] is not None
     else:
         assert ref_policy == got_policy
@@ -405,7 +405,7 @@ def test_nonfinite_or_raising_candidate_restores_parameters(policy_index, bad_ca
     err = NonFiniteLossError if kind == "nan" else RuntimeError
     with pytest.raises(err):
         opt.step(_failing(prob, bad_call, kind))
-    for a, b in zip(before, prob.parameters()):
+    for a, b in zip(before, prob.parameters(), strict=False):
         assert torch.equal(a, b)
     state_after = opt.policy.state_dict()
     if isinstance(opt.policy, LDSDPolicy):  # the recorded update of the last good step was applied
@@ -420,7 +420,7 @@ def test_nonfinite_candidate_arithmetic_restore_and_skip():
     before = [p.detach().clone() for p in prob.parameters()]
     loss = opt.step(_failing(prob, 3, "nan"))
     assert math.isnan(float(loss)) and opt.state["zo"]["skipped"] == 1
-    for a, b in zip(before, prob.parameters()):
+    for a, b in zip(before, prob.parameters(), strict=False):
         assert torch.allclose(a, b, atol=1e-14)
 
 

@@ -92,13 +92,13 @@ def test_conformance(name):
         for x in p.parameters():
             x.add_(1.2345)
     p.reset()
-    assert all(torch.equal(a, b) for a, b in zip(p.blocks, x0))
+    assert all(torch.equal(a, b) for a, b in zip(p.blocks, x0, strict=False))
     # exact_gradient does not touch .grad and matches autograd on the parameters
     g = p.exact_gradient()
     assert all(x.grad is None for x in p.parameters())
     f2 = p()
     f2.backward()
-    for gi, x in zip(g, p.parameters()):
+    for gi, x in zip(g, p.parameters(), strict=False):
         torch.testing.assert_close(gi, x.grad)
     # f(x*) = f*, with a vanishing gradient (float64)
     q = small(name, dtype=F64)
@@ -234,7 +234,7 @@ def test_quadratic_hessian_spectrum_is_exact(rotated):
     torch.testing.assert_close(ratios, ratios.mean().expand_as(ratios), rtol=1e-10, atol=0)
     v = p.tight_direction()
     x = p.x0
-    y = [a + b for a, b in zip(x, v)]
+    y = [a + b for a, b in zip(x, v, strict=False)]
     assert p.smoothness_ratio(y, x) == pytest.approx(p.L, rel=1e-10)
 
 
@@ -379,7 +379,7 @@ def spectral_ratio_check(p: MatrixQuadratic, gen: torch.Generator, draws: int = 
             steps = [q[:m, :n] / torch.linalg.matrix_norm(q[:m, :n], ord=2)]
             if p.has_bias:
                 steps.append(torch.sign(torch.randn(shapes[1], generator=gen, dtype=F64)))
-            y = [a_ + b_ for a_, b_ in zip(x, steps)]
+            y = [a_ + b_ for a_, b_ in zip(x, steps, strict=False)]
         worst = max(worst, p.smoothness_ratio(x, y))
     return worst
 
@@ -399,8 +399,8 @@ def test_matrix_quadratic_spectral_constants(kwargs):
     gen = torch.Generator().manual_seed(3)
     assert spectral_ratio_check(p, gen) <= p.L * (1 + 1e-10)
     x = p.x0
-    y = [a + b for a, b in zip(x, p.tight_direction())]
-    assert p.norm([b - a for a, b in zip(x, y)]) == pytest.approx(1.0, rel=1e-12)
+    y = [a + b for a, b in zip(x, p.tight_direction(), strict=False)]
+    assert p.norm([b - a for a, b in zip(x, y, strict=False)]) == pytest.approx(1.0, rel=1e-12)
     assert p.smoothness_ratio(y, x) == pytest.approx(p.L, rel=1e-10)
     # Euclidean constants from the Kronecker Hessian
     ev = sym_eig(p)
@@ -475,8 +475,8 @@ def test_smoothness_inequality_random_pairs(name, seed, scale):
     assert p.smoothness_ratio(x, y) <= p.L * (1 + 1e-9)
     if p.smoothness_norm != "l2":
         gx, gy = p.exact_gradient(x), p.exact_gradient(y)
-        num = float(sum(torch.linalg.vector_norm(a - b) ** 2 for a, b in zip(gx, gy)) ** 0.5)
-        den = float(sum(torch.linalg.vector_norm(a - b) ** 2 for a, b in zip(x, y)) ** 0.5)
+        num = float(sum(torch.linalg.vector_norm(a - b) ** 2 for a, b in zip(gx, gy, strict=False)) ** 0.5)
+        den = float(sum(torch.linalg.vector_norm(a - b) ** 2 for a, b in zip(x, y, strict=False)) ** 0.5)
         assert num <= p.L_l2 * den * (1 + 1e-9)
 
 
@@ -669,11 +669,11 @@ def steepest_descent(p: Problem, steps: int, geometry: str) -> float:
         g = p.exact_gradient()
         with torch.no_grad():
             if geometry == "l2":
-                for x, gi in zip(p.blocks, g):
+                for x, gi in zip(p.blocks, g, strict=False):
                     x.sub_(gi / p.L_l2)
                 continue
             step = p.dual_norm(g) / p.L
-            for x, gi, b in zip(p.blocks, g, names):
+            for x, gi, b in zip(p.blocks, g, names, strict=False):
                 if b == "linf":
                     x.sub_(step * torch.sign(gi))
                 else:

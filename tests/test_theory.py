@@ -473,7 +473,7 @@ def test_ghadimi_lan_bound() -> None:
     P = T.rsgf_output_probabilities(gam, L, d)
     assert P.sum() == pytest.approx(1.0) and (P > 0).all()
     vals = [T.ghadimi_lan_rsgf_bound(f_gap, L, d, mu, sigma, [0.01] * N) for N in (1, 10, 100, 1000)]
-    assert all(b < a for a, b in zip(vals, vals[1:]))
+    assert all(b < a for a, b in zip(vals, vals[1:], strict=False))
     with pytest.raises(ValueError, match="0.03"):
         T.ghadimi_lan_rsgf_bound(f_gap, L, d, mu, sigma, [0.01, 0.03])
 

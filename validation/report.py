@@ -312,7 +312,7 @@ def _claim_section(name: str, r: dict[str, Any], passed: bool) -> list[str]:
         f"- **Verdict rule:** {r.get('verdict_rule', '')}",
         "",
     ]
-    for f, plot in zip(r.get("plot_files", []), r.get("plots", [])):
+    for f, plot in zip(r.get("plot_files", []), r.get("plots", []), strict=False):
         out += [f"![{_cell(plot.get('title', name))}]({f})", ""]
     if r.get("notes"):
         out += [f"*Notes.* {r['notes']}", ""]

@@ -154,7 +154,7 @@ class DirectionFamily(ABC):
         which avoids a host synchronisation.
         """
         shapes = _shapes(tensors)
-        for i, (p, a) in enumerate(zip(tensors, _as_alphas(alpha, len(tensors)))):
+        for i, (p, a) in enumerate(zip(tensors, _as_alphas(alpha, len(tensors)), strict=False)):
             if _is_zero(a):
                 continue
             _axpy_(p, self.tensor_direction(shapes, i, step_seed, j, p.dtype, p.device), a)
@@ -273,7 +273,7 @@ class _ChunkedIID(DirectionFamily):
                 group_t.clear()
                 group["n"] = 0
 
-        for i, (p, a) in enumerate(zip(tensors, _as_alphas(alpha, len(tensors)))):
+        for i, (p, a) in enumerate(zip(tensors, _as_alphas(alpha, len(tensors)), strict=False)):
             if _is_zero(a):
                 continue
             chunk = self.chunk_size(p.device)
@@ -497,7 +497,7 @@ class Block(DirectionFamily):
 
     def add_(self, tensors, step_seed, j, alpha):
         shapes = _shapes(tensors)
-        for i, (p, a) in enumerate(zip(tensors, _as_alphas(alpha, len(tensors)))):
+        for i, (p, a) in enumerate(zip(tensors, _as_alphas(alpha, len(tensors)), strict=False)):
             if _is_zero(a):
                 continue
             rows, cols, values = self._block(shapes[i], i, step_seed, j, p.dtype, p.device)

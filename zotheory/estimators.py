@@ -227,7 +227,7 @@ class ZOEstimate:
         if self.pending is None:
             return
         if self.backup is not None:
-            for p, b in zip(tensors, self.backup):
+            for p, b in zip(tensors, self.backup, strict=False):
                 p.copy_(b)
         else:
             j, a = self.pending
@@ -301,7 +301,7 @@ def estimate_gradient(
     def restore_all() -> None:
         nonlocal offset
         if backup is not None:
-            for p, b in zip(params, backup):
+            for p, b in zip(params, backup, strict=False):
                 p.copy_(b)
         elif offset is not None:
             family.add_(params, step_seed, offset[0], -offset[1])
@@ -348,7 +348,7 @@ def estimate_gradient(
     if backup is not None and offset is None:
         # the arithmetic restores above are exact only up to rounding: finish from the copy
         with torch.no_grad():
-            for p, b in zip(params, backup):
+            for p, b in zip(params, backup, strict=False):
                 p.copy_(b)
     d = torch.stack(diffs)
     loss = losses[0] if scheme == "forward" and f0 is None else stacked.mean()

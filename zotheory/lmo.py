@@ -624,7 +624,7 @@ def block_lmos(
     r = check_radius(radius)
     out: list[Tensor | None] = [None] * len(tensors)
     stacks: dict[tuple[Any, ...], list[int]] = {}
-    for i, (norm, g) in enumerate(zip(norms, tensors)):
+    for i, (norm, g) in enumerate(zip(norms, tensors, strict=False)):
         if not isinstance(norm, NewtonSchulzSpectral):
             out[i] = norm.lmo(g, r)
             continue
@@ -644,7 +644,7 @@ def block_lmos(
                 eps=eps,
                 compute_dtype=compute_dtype,
             )
-            for i, x_i in zip(chunk, x):
+            for i, x_i in zip(chunk, x, strict=False):
                 out[i] = (-r * _up(x_i)).to(tensors[i].dtype).reshape(tensors[i].shape)
     return out  # type: ignore[return-value]
 
@@ -732,17 +732,21 @@ class ProductNorm(BlockNorm):
     def norm(self, xs: Sequence[Tensor]) -> Tensor:
         xs = _check_blocks(xs, len(self.blocks), "xs")
         dt = _common_dtype(xs)
-        return torch.stack([b.norm(x).to(dt) / rho for b, x, rho in zip(self.blocks, xs, self.radii)]).amax()
+        return torch.stack(
+            [b.norm(x).to(dt) / rho for b, x, rho in zip(self.blocks, xs, self.radii, strict=False)]
+        ).amax()
 
     def dual_norm(self, gs: Sequence[Tensor]) -> Tensor:
         gs = _check_blocks(gs, len(self.blocks), "gs")
         dt = _common_dtype(gs)
-        return torch.stack([rho * b.dual_norm(g).to(dt) for b, g, rho in zip(self.blocks, gs, self.radii)]).sum()
+        return torch.stack(
+            [rho * b.dual_norm(g).to(dt) for b, g, rho in zip(self.blocks, gs, self.radii, strict=False)]
+        ).sum()
 
     def lmo(self, gs: Sequence[Tensor], radius: float = 1.0) -> list[Tensor]:
         r = check_radius(radius)
         gs = _check_blocks(gs, len(self.blocks), "gs")
-        return [b.lmo(g, r * rho) for b, g, rho in zip(self.blocks, gs, self.radii)]
+        return [b.lmo(g, r * rho) for b, g, rho in zip(self.blocks, gs, self.radii, strict=False)]
 
 
 @dataclass(frozen=True)
@@ -771,11 +775,11 @@ class SumNorm(BlockNorm):
     def norm(self, xs: Sequence[Tensor]) -> Tensor:
         xs = _check_blocks(xs, len(self.blocks), "xs")
         dt = _common_dtype(xs)
-        return torch.stack([w * b.norm(x).to(dt) for b, x, w in zip(self.blocks, xs, self.weights)]).sum()
+        return torch.stack([w * b.norm(x).to(dt) for b, x, w in zip(self.blocks, xs, self.weights, strict=False)]).sum()
 
     def _scaled_duals(self, gs: list[Tensor]) -> Tensor:
         dt = _common_dtype(gs)
-        return torch.stack([b.dual_norm(g).to(dt) / w for b, g, w in zip(self.blocks, gs, self.weights)])
+        return torch.stack([b.dual_norm(g).to(dt) / w for b, g, w in zip(self.blocks, gs, self.weights, strict=False)])
 
     def dual_norm(self, gs: Sequence[Tensor]) -> Tensor:
         gs = _check_blocks(gs, len(self.blocks), "gs")

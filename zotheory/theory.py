@@ -395,7 +395,7 @@ def _integrate_real_line(fn) -> float:  # type: ignore[no-untyped-def]
     # The order-statistic densities of <= a few hundred normals are negligible beyond |t| = 12.
     pieces = (-12.0, -4.0, -2.0, 0.0, 2.0, 4.0, 12.0)
     total = 0.0
-    for a, b in zip(pieces[:-1], pieces[1:]):
+    for a, b in zip(pieces[:-1], pieces[1:], strict=False):
         val, _err = integrate.quad(fn, a, b, epsabs=1e-12, epsrel=1e-10, limit=200)
         total += val
     return total

@@ -240,7 +240,7 @@ def _robustness(ctx: Context, key: str, setting: Setting | None = None) -> Claim
     worst_ratio = ada_med[worst_r] / ref if ref > 0 else math.inf
     ok_ratio = all(v <= RATIO * ref for v in ada_med.values())
     f0_by_seed = [setting.make(s).suboptimality() for s in seeds]
-    above_f0 = sum(1 for v in ada.values() for x, f0s in zip(v, f0_by_seed) if not x < f0s)
+    above_f0 = sum(1 for v in ada.values() for x, f0s in zip(v, f0_by_seed, strict=False) if not x < f0s)
     ok_spread = spread >= SPREAD
     series = [
         {

@@ -705,7 +705,7 @@ def smoothed_gradient_bias(ctx: Context) -> ClaimResult:
         bounds.append(bound)
     return ClaimResult(
         predicted="||grad f_mu - grad f|| <= L mu sqrt(d) at mu = "
-        + ", ".join(f"{r}: {fmt(b)}" for r, b in zip(radii, bounds))
+        + ", ".join(f"{r}: {fmt(b)}" for r, b in zip(radii, bounds, strict=False))
         + "; central estimator unbiased for grad f_mu",
         measured="||grad f_mu - grad f|| = " + ", ".join(fmt(m) for m in meas),
         passed=bool(passed),

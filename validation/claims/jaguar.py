@@ -288,7 +288,7 @@ def jaguar_memory_moving(ctx: Context) -> ClaimResult:
                     {
                         "x": grid,
                         "y": [math.exp(y) for y in ys],
-                        "yerr": [math.exp(y) * s * 2.576 for y, s in zip(ys, ses)],
+                        "yerr": [math.exp(y) * s * 2.576 for y, s in zip(ys, ses, strict=False)],
                         "style": "points",
                         "label": "measured (99% interval)",
                     },

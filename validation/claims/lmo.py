@@ -290,24 +290,24 @@ def product_norm_duality(ctx: Context) -> ClaimResult:
             torch.randn(7, generator=gen, dtype=torch.float64),
             torch.randn(5, generator=gen, dtype=torch.float64),
         ]
-        duals = [float(b.dual_norm(g)) for b, g in zip(blocks, gs)]
+        duals = [float(b.dual_norm(g)) for b, g in zip(blocks, gs, strict=False)]
         pd = float(prod.dual_norm(gs))
         worst["product dual formula"] = max(
-            worst["product dual formula"], _rel(pd, sum(r * x for r, x in zip(radii, duals)))
+            worst["product dual formula"], _rel(pd, sum(r * x for r, x in zip(radii, duals, strict=False)))
         )
         lm = prod.lmo(gs)
         worst["product LMO = block LMOs"] = max(
             worst["product LMO = block LMOs"],
-            max(float((a - b.lmo(g, r)).abs().max()) for a, b, g, r in zip(lm, blocks, gs, radii)),
+            max(float((a - b.lmo(g, r)).abs().max()) for a, b, g, r in zip(lm, blocks, gs, radii, strict=False)),
         )
         worst["product <g,lmo> = -dual"] = max(
-            worst["product <g,lmo> = -dual"], _rel(sum(_inner(g, s) for g, s in zip(gs, lm)), -pd)
+            worst["product <g,lmo> = -dual"], _rel(sum(_inner(g, s) for g, s in zip(gs, lm, strict=False)), -pd)
         )
         sd = float(summ.dual_norm(gs))
         worst["sum dual formula"] = max(worst["sum dual formula"], _rel(sd, max(duals)))
         ls = summ.lmo(gs)
         worst["sum <g,lmo> = -dual"] = max(
-            worst["sum <g,lmo> = -dual"], _rel(sum(_inner(g, s) for g, s in zip(gs, ls)), -sd)
+            worst["sum <g,lmo> = -dual"], _rel(sum(_inner(g, s) for g, s in zip(gs, ls, strict=False)), -sd)
         )
         nonzero = sum(1 for s in ls if float(s.abs().max()) > 0)
         worst["sum LMO single block"] = max(worst["sum LMO single block"], float(nonzero != 1))
@@ -315,7 +315,7 @@ def product_norm_duality(ctx: Context) -> ClaimResult:
         for _ in range(10):
             pts = [torch.randn(x.shape, generator=gen, dtype=torch.float64) for x in gs]
             pn = float(prod.norm(pts))
-            sup_excess = max(sup_excess, (sum(_inner(g, p) for g, p in zip(gs, pts)) / pn - pd) / pd)
+            sup_excess = max(sup_excess, (sum(_inner(g, p) for g, p in zip(gs, pts, strict=False)) / pn - pd) / pd)
     passed = max(worst.values()) <= TOL and sup_excess <= TOL
     return ClaimResult(
         predicted="||g||_* = sum_l rho_l ||g_l||_* (product), max_l ||g_l||_* (sum); LMOs blockwise / arg-max block",

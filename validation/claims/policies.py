@@ -180,7 +180,7 @@ def ldsd_policy_gradient_unbiased(ctx: Context) -> ClaimResult:
         policy_estimate(policy, problem, mix_seed(seed, s), r)
         samples[s] = flat(policy.last_mean_gradient())
     x = [p.detach() for p in params]
-    target = r * flat(problem.exact_gradient([xi + r * m for xi, m in zip(x, mu)]))
+    target = r * flat(problem.exact_gradient([xi + r * m for xi, m in zip(x, mu, strict=False)]))
     unshifted = r * flat(problem.exact_gradient(x))
     alpha = bonferroni(FALSE_ALARM, 1)
     test = hotelling_mean_test(samples, target, alpha)
@@ -196,7 +196,7 @@ def ldsd_policy_gradient_unbiased(ctx: Context) -> ClaimResult:
     for _ in range(steps1):
         opt.step(prob1)
         max_grad = max(max_grad, float(np.abs(flat(single.last_mean_gradient())).max()))
-    k1_ok = all(torch.equal(a, b) for a, b in zip(single.mean(), mu0)) and max_grad == 0.0
+    k1_ok = all(torch.equal(a, b) for a, b in zip(single.mean(), mu0, strict=False)) and max_grad == 0.0
     passed = test["passed"] and k1_ok
     mean = samples.mean(axis=0)
     return ClaimResult(

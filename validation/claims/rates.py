@@ -390,7 +390,8 @@ def rsgf_bound(ctx: Context) -> ClaimResult:
     return ClaimResult(
         predicted="(1/L) E||grad f(x_R)||^2 <= G2 right-hand side in every configuration",
         measured="; ".join(
-            f"{lab}: {fmt(r['mean'], 3)} vs {fmt(r['G2_rhs_min_over_seeds'], 3)}" for lab, r in zip(labels, rows)
+            f"{lab}: {fmt(r['mean'], 3)} vs {fmt(r['G2_rhs_min_over_seeds'], 3)}"
+            for lab, r in zip(labels, rows, strict=False)
         ),
         passed=bool(passed),
         statistics={

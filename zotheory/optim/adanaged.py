@@ -720,7 +720,7 @@ class AdaNAGED(ZOOptimizer):
         params_ = self.zo_params()
         names = self.zo_param_names()
         self.norms: list[Norm] = [
-            _resolve_norm(g["norm"], p, n) for p, g, n in zip(params_, self.zo_param_groups(), names)
+            _resolve_norm(g["norm"], p, n) for p, g, n in zip(params_, self.zo_param_groups(), names, strict=False)
         ]
         dim = sum(p.numel() for p in params_)
         self._typ = self.directions.typical_entry(dim)
@@ -846,23 +846,25 @@ class AdaNAGED(ZOOptimizer):
         swapped = False
         try:
             f1 = value()
-            for p, a in zip(params, anchors):  # exact both ways: the anchor only ever holds values of p's dtype
+            for p, a in zip(
+                params, anchors, strict=False
+            ):  # exact both ways: the anchor only ever holds values of p's dtype
                 tmp = p.detach().clone()
                 p.copy_(a)
                 a.copy_(tmp)
             swapped = True  # params = x_a, anchors = x_t
             f0 = value()
-            for p, a in zip(params, anchors):
+            for p, a in zip(params, anchors, strict=False):
                 p.add_(a.to(p.dtype)).mul_(0.5)  # params = (x_a + x_t) / 2
             fh = value()
         except BaseException:
             if swapped:
-                for p, a in zip(params, anchors):
+                for p, a in zip(params, anchors, strict=False):
                     p.copy_(a)
             raise
         ad["probe_evals"] += PROBE_EVALS
         if not any(math.isfinite(v) for v in (f0, fh, f1)):
-            for p, a in zip(params, anchors):
+            for p, a in zip(params, anchors, strict=False):
                 p.copy_(a)
             raise NonFiniteLossError(
                 f"AdaNAGED probe: the loss is non-finite at x_t, x_a and their midpoint ({f1}, {f0}, {fh})"
@@ -873,7 +875,9 @@ class AdaNAGED(ZOOptimizer):
         below = False
         res_p = max(dtype_resolution(p.dtype) for p in params)
         if outcome.tie:  # is the displacement D = 2 (x_t - mid) below the parameters' resolution?
-            sq_d = sum(float((a.double() - p.double()).pow(2).sum()) * 4.0 for p, a in zip(params, anchors))
+            sq_d = sum(
+                float((a.double() - p.double()).pow(2).sum()) * 4.0 for p, a in zip(params, anchors, strict=False)
+            )
             sq_x = sum(float(a.double().pow(2).sum()) for a in anchors)
             # D = 0 (lr = 0): nothing to learn; and ties never grow gamma past sqrt(eps) of the initial scale, since
             # a displacement below resolution can also be the rounding of the restores (e.g. m = 0 on a flat loss)
@@ -893,7 +897,7 @@ class AdaNAGED(ZOOptimizer):
         else:
             ad["avg"] = None
         lam = 0.0 if verdict == -1 else outcome.move  # a step judged far too long: back to the anchor
-        for p, a in zip(params, anchors):
+        for p, a in zip(params, anchors, strict=False):
             # x_new = x_a + lam D = (2 lam - 1) x_t + (2 - 2 lam) mid; params hold mid, anchors hold x_t
             if lam == 1.0:
                 p.copy_(a)
@@ -961,12 +965,12 @@ class AdaNAGED(ZOOptimizer):
         # lmo(m) of every block, the Newton-Schulz ones of equal shape stacked into one batched chain
         moms = [self.state[p]["m"] for p in params]
         lmos = block_lmos(self.norms, moms, 1.0, budget=NS_BATCH_BUDGET)
-        mom_dual = [realised_dual(m, s) for m, s in zip(moms, lmos)]
+        mom_dual = [realised_dual(m, s) for m, s in zip(moms, lmos, strict=False)]
         directions: list[Tensor | None] = list(lmos)
         del lmos, moms
 
         sq_step = 0.0
-        for unit, members in zip(ad["units"], self.units()):
+        for unit, members in zip(ad["units"], self.units(), strict=False):
             # the unit's product norm: primal = max over its blocks, dual = sum (docs/theory.md §5.30)
             stats = StepStats(mom_dual=torch.stack([mom_dual[i] for i in members]).sum(), loss=est.loss)
             if "est" in needs:

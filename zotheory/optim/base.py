@@ -174,7 +174,7 @@ class ZOOptimizer(torch.optim.Optimizer):
         """Per-parameter weight decay: the group's value, 0 for biases/LayerNorm when named."""
         names = self.zo_param_names()
         factors = []
-        for group, name in zip(self.zo_param_groups(), names):
+        for group, name in zip(self.zo_param_groups(), names, strict=False):
             wd = float(group.get("weight_decay", 0.0))
             factors.append(0.0 if (wd and is_no_decay_name(name)) else wd)
         return factors
@@ -301,7 +301,7 @@ class ZOOptimizer(torch.optim.Optimizer):
                 restored=False,
             )
         with torch.no_grad():
-            for p, b in zip(params, est.backup):
+            for p, b in zip(params, est.backup, strict=False):
                 p.copy_(b)
         saved.restore(self)
         raise NonFiniteUpdateError(f"{where}; parameters and state restored", restored=True)
@@ -316,7 +316,7 @@ class ZOOptimizer(torch.optim.Optimizer):
         pending restore on ``p`` while its direction is regenerated anyway."""
         params = self.zo_params()
         shapes = tuple(p.shape for p in params)
-        for i, (p, group) in enumerate(zip(params, self.zo_param_groups())):
+        for i, (p, group) in enumerate(zip(params, self.zo_param_groups(), strict=False)):
             g = est.tensor_estimate(shapes, i, p.device, _state_dtype(p), restore_into=p)
             yield i, p, group, g
         est.pending = None
@@ -356,7 +356,7 @@ class ZOOptimizer(torch.optim.Optimizer):
             raise ValueError(
                 f"the state_dict is for {len(shapes)} parameters, this {type(self).__name__} has {len(params)}"
             )
-        for name, p, shape in zip(names, params, shapes):
+        for name, p, shape in zip(names, params, shapes, strict=False):
             if tuple(shape) != tuple(p.shape):
                 raise ValueError(
                     f"the state_dict's parameter {name!r} has shape {tuple(shape)}, this optimizer's has {tuple(p.shape)}"
@@ -370,7 +370,7 @@ class ZOOptimizer(torch.optim.Optimizer):
         into half precision and breaks bit-exact resumption; the saved tensors are copied back.
         """
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
-        by_id = dict(zip(saved_ids, self.zo_params()))
+        by_id = dict(zip(saved_ids, self.zo_params(), strict=False))
         for pid, saved in state_dict["state"].items():
             p = by_id.get(pid)
             if p is None or not isinstance(saved, dict):
@@ -414,7 +414,7 @@ class ZOOptimizer(torch.optim.Optimizer):
     def _check_new_params(self, items: Sequence[Any]) -> None:
         """Refuse non-real-floating parameters and a tensor given twice (torch only warns: it would be updated twice)."""
         offset = sum(len(g["params"]) for g in self.param_groups)
-        seen: dict[int, str] = {id(p): n for p, n in zip(self.zo_params(), self.zo_param_names())}
+        seen: dict[int, str] = {id(p): n for p, n in zip(self.zo_params(), self.zo_param_names(), strict=False)}
         for k, item in enumerate(items):
             name, p = item if isinstance(item, tuple) else (f"param_{offset + k}", item)
             if not isinstance(p, torch.Tensor):
@@ -482,7 +482,7 @@ class _StateCopy:
     def restore(self, opt: ZOOptimizer) -> None:
         opt.state.clear()
         opt.state.update(self.state)
-        for g, saved in zip(opt.param_groups, self.groups):
+        for g, saved in zip(opt.param_groups, self.groups, strict=False):
             g.update(saved)
 
 

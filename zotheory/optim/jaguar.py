@@ -133,7 +133,7 @@ class JaguarBlock(DirectionFamily):
         alphas = list(alpha) if isinstance(alpha, Sequence) else [alpha] * len(tensors)
         if len(alphas) != len(tensors):
             raise ValueError(f"got {len(alphas)} per-tensor step factors for {len(tensors)} tensors")
-        for i, (p, a) in enumerate(zip(tensors, alphas)):
+        for i, (p, a) in enumerate(zip(tensors, alphas, strict=False)):
             if not isinstance(a, Tensor) and a == 0:
                 continue
             rows, cols, values = self.block(p.shape, i, step_seed, j, p.dtype, p.device)
@@ -232,7 +232,7 @@ class _Jaguar(ZOOptimizer):
             jaguar_coordinate_update_(memories[i], offset, delta, groups[i]["beta"])
         else:
             family: JaguarBlock = self.directions  # type: ignore[assignment]
-            for i, (m, group) in enumerate(zip(memories, groups)):
+            for i, (m, group) in enumerate(zip(memories, groups, strict=False)):
                 rows, cols, signs = family.block(shapes[i], i, est.step_seed, 0, m.dtype, m.device)
                 jaguar_block_update_(m, rows, cols, signs.mul_(delta.to(m.dtype)), group["beta"])
         self._apply_update(params, memories, groups)
@@ -241,7 +241,7 @@ class _Jaguar(ZOOptimizer):
     def _apply_update(params: list[Tensor], memories: list[Tensor], groups: list[dict[str, Any]]) -> None:
         """``x <- x - lr rule(m)`` with each group's rule (sign / Newton–Schulz / l2); Newton–Schulz runs
         on stacks of equal-shape memories (:func:`zotheory.optim.muon.apply_update_rules_`)."""
-        apply_update_rules_(zip(params, groups, memories), _RULE_DEFAULTS)
+        apply_update_rules_(zip(params, groups, memories, strict=False), _RULE_DEFAULTS)
 
 
 #: The update settings of a group that does not name them (JAGUAR SignSGD groups: sign; Alg. 2's cubic, K = 10).

@@ -177,7 +177,7 @@ def _orthogonalise_batch_(
     shape, coeffs, steps, compute_dtype = key[:4]
     stack = torch.stack([m.reshape(shape) for _, _, m in batch])
     d = newton_schulz_batched(stack, coeffs, steps, compute_dtype=compute_dtype)
-    for (p, group, m), d_i in zip(batch, d):
+    for (p, group, m), d_i in zip(batch, d, strict=False):
         if opt(group, "shape_scale"):
             d_i = d_i * muon_shape_scale(m.shape)
         p.add_(d_i.reshape(p.shape).to(p.dtype), alpha=-group["lr"])
@@ -496,7 +496,7 @@ class MatrixEfficientZOMuon(ZOOptimizer):
         c = est.coefficients[0]
         sign_c = torch.sign(c)
         pending = est.pending
-        for i, (p, group) in enumerate(zip(params, self.zo_param_groups())):
+        for i, (p, group) in enumerate(zip(params, self.zo_param_groups(), strict=False)):
             work = _state_dtype(p)
             if group["update"] == "muon":
                 u, s, v = family.factors(shapes, i, est.step_seed, 0, p.dtype, p.device)

@@ -100,7 +100,7 @@ class _DoGBase(ZOOptimizer):
         st["rbar"] = max(st["rbar"], st["dist"])
         eta = st["rbar"] / math.sqrt(st["G"]) if st["G"] > 0 else 0.0
         sq_step, dist_sq = 0.0, 0.0
-        for p, g, group, x0 in zip(params, grads, self.zo_param_groups(), self._x0()):
+        for p, g, group, x0 in zip(params, grads, self.zo_param_groups(), self._x0(), strict=False):
             step = g.mul_(-eta * group["lr"])
             sq_step += float(step.double().pow(2).sum())
             p.add_(step.to(p.dtype))
@@ -252,19 +252,19 @@ class ZOALIASSign(ZOOptimizer):
         else:
             moms = [
                 h * group["momentum"] + g * (1.0 - group["momentum"])
-                for g, h, group in zip(grads, prevs, self.zo_param_groups())
+                for g, h, group in zip(grads, prevs, self.zo_param_groups(), strict=False)
             ]
-            diff = sum(float((m.double() - h.double()).abs().sum()) for m, h in zip(moms, prevs))
+            diff = sum(float((m.double() - h.double()).abs().sum()) for m, h in zip(moms, prevs, strict=False))
             if st["prev_step"] > 0:
                 st["Lsum"] += diff / st["prev_step"]
             st["dsum"] += st["gamma"] * sum(
-                float((g.double() * torch.sign(h.double())).sum()) for g, h in zip(grads, prevs)
+                float((g.double() * torch.sign(h.double())).sum()) for g, h in zip(grads, prevs, strict=False)
             )
             st["d"] = max(st["d"], st["dsum"])
             if st["Lsum"] > 0:
                 st["gamma"] = math.sqrt(max(st["d"], 0.0) / st["Lsum"])
         step_inf = 0.0
-        for p, m, group in zip(params, moms, self.zo_param_groups()):
+        for p, m, group in zip(params, moms, self.zo_param_groups(), strict=False):
             s = torch.sign(m)
             scale = st["gamma"] * group["lr"]
             if bool((s != 0).any()):

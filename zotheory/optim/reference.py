@@ -102,7 +102,7 @@ class ReferenceOptimizer:
 
     def __init__(self, optimizer: ZOOptimizer, params: Sequence[Tensor]) -> None:
         fast = optimizer.zo_params()
-        if len(params) != len(fast) or any(p.shape != f.shape for p, f in zip(params, fast)):
+        if len(params) != len(fast) or any(p.shape != f.shape for p, f in zip(params, fast, strict=False)):
             raise ValueError("reference parameters must match the optimizer's parameters in number and shape")
         self.params = list(params)
         self.groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.zo_param_groups()]
@@ -140,7 +140,7 @@ class ReferenceOptimizer:
 
     def gradient(self, est: ZOEstimate) -> list[Tensor]:
         """Dense ``g_hat`` in the state dtypes."""
-        return [g.to(_state_dtype(p)) for g, p in zip(est.materialize(self.params), self.params)]
+        return [g.to(_state_dtype(p)) for g, p in zip(est.materialize(self.params), self.params, strict=False)]
 
     def update(self, est: ZOEstimate) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -161,7 +161,7 @@ class ReferenceZOSGD(ReferenceOptimizer):
     """``m = beta m + g``; ``x <- x - lr (m + lambda x)`` (no decay for bias/LayerNorm names)."""
 
     def update(self, est: ZOEstimate) -> None:
-        for i, (p, g) in enumerate(zip(self.params, self.gradient(est))):
+        for i, (p, g) in enumerate(zip(self.params, self.gradient(est), strict=False)):
             hp, st = self.groups[i], self.state[i]
             wd = 0.0 if is_no_decay_name(self.names[i]) else hp.get("weight_decay", 0.0)
             m = g
@@ -175,7 +175,7 @@ class ReferenceZOSignSGD(ReferenceOptimizer):
     """``x <- x - lr sign(g_hat)``."""
 
     def update(self, est: ZOEstimate) -> None:
-        for i, (p, g) in enumerate(zip(self.params, self.gradient(est))):
+        for i, (p, g) in enumerate(zip(self.params, self.gradient(est), strict=False)):
             self._set(i, p - self.groups[i]["lr"] * torch.sign(g))
 
 
@@ -194,7 +194,7 @@ class ReferenceZOAdam(ReferenceOptimizer):
     """Adam / AMSGrad with bias correction written out."""
 
     def update(self, est: ZOEstimate) -> None:
-        for i, (p, g) in enumerate(zip(self.params, self.gradient(est))):
+        for i, (p, g) in enumerate(zip(self.params, self.gradient(est), strict=False)):
             hp, st = self.groups[i], self.state[i]
             b1, b2 = hp["betas"]
             t = int(st.get("t", 0)) + 1
@@ -221,7 +221,7 @@ class ReferenceJaguar(ReferenceOptimizer):
             loc, offset = self.family.location(shapes, est.step_seed, 0)
             masks = [torch.zeros(s, dtype=torch.bool).reshape(-1) for s in shapes]
             masks[loc][offset] = True
-            masks = [mk.reshape(s) for mk, s in zip(masks, shapes)]
+            masks = [mk.reshape(s) for mk, s in zip(masks, shapes, strict=False)]
             estimates = [torch.full(s, float(delta), dtype=torch.float64) for s in shapes]
         else:
             zs = self.family.materialize(self.params, est.step_seed, 0)
@@ -241,7 +241,7 @@ class ReferenceZOMuon(ReferenceOptimizer):
     """``M = beta M + (1-beta) G`` (or ``G``), ``x <- x - lr rule(M)``."""
 
     def update(self, est: ZOEstimate) -> None:
-        for i, (p, g) in enumerate(zip(self.params, self.gradient(est))):
+        for i, (p, g) in enumerate(zip(self.params, self.gradient(est), strict=False)):
             hp = self.groups[i]
             m = _ema(self.state[i], g, hp["momentum"])
             self._set(i, p - hp["lr"] * literal_rule(hp["update"], m, hp))
@@ -253,7 +253,7 @@ class ReferenceMatrixEfficientZOMuon(ReferenceOptimizer):
     def update(self, est: ZOEstimate) -> None:
         c = est.coefficients[0]
         zs = self.family.materialize(self.params, est.step_seed, 0)
-        for i, (p, z) in enumerate(zip(self.params, zs)):
+        for i, (p, z) in enumerate(zip(self.params, zs, strict=False)):
             hp = self.groups[i]
             if hp["update"] == "muon":
                 d = torch.sign(c) * _svd_polar(z.to(torch.float64))
@@ -269,7 +269,7 @@ class ReferenceZOLMO(ReferenceOptimizer):
 
     def update(self, est: ZOEstimate) -> None:
         factor = 1.0 if self.lr_schedule is None else float(self.lr_schedule(self.t))
-        for i, (p, g) in enumerate(zip(self.params, self.gradient(est))):
+        for i, (p, g) in enumerate(zip(self.params, self.gradient(est), strict=False)):
             hp = self.groups[i]
             m = _ema(self.state[i], g, hp["beta"])
             self._set(i, p + hp["lr"] * factor * literal_lmo(hp["norm"], m))
@@ -302,11 +302,11 @@ class ReferenceDoG(ReferenceOptimizer):
         self.G += _l2(grads) ** 2
         self.rbar = max(self.rbar, self.dist)
         eta = self.rbar / self.G**0.5
-        new = [p - self.groups[i]["lr"] * eta * g for i, (p, g) in enumerate(zip(self.params, grads))]
-        step_length = _l2([n - p for n, p in zip(new, self.params)])
+        new = [p - self.groups[i]["lr"] * eta * g for i, (p, g) in enumerate(zip(self.params, grads, strict=False))]
+        step_length = _l2([n - p for n, p in zip(new, self.params, strict=False)])
         for i, n in enumerate(new):
             self._set(i, n)
-        self.dist = _l2([p - x0 for p, x0 in zip(self.params, self.x0)])
+        self.dist = _l2([p - x0 for p, x0 in zip(self.params, self.x0, strict=False)])
         if self.mu0 is not None:
             floor = radius_floor(self.params, self.family, self.mu0)
             self.mu = min(self.mu0, max(floor, 0.5 * step_length))
@@ -331,17 +331,17 @@ class ReferenceALIASSign(ReferenceOptimizer):
             self.d = self.gamma * sum(float(m.abs().sum()) for m in self.m)
         else:
             beta = [self.groups[i]["momentum"] for i in range(len(grads))]
-            new = [b * h + (1 - b) * g for b, h, g in zip(beta, self.m, grads)]
+            new = [b * h + (1 - b) * g for b, h, g in zip(beta, self.m, grads, strict=False)]
             if self.prev_step > 0:
-                self.L += sum(float((n - h).abs().sum()) for n, h in zip(new, self.m)) / self.prev_step
-            self.dsum += self.gamma * sum(float((g * torch.sign(h)).sum()) for g, h in zip(grads, self.m))
+                self.L += sum(float((n - h).abs().sum()) for n, h in zip(new, self.m, strict=False)) / self.prev_step
+            self.dsum += self.gamma * sum(float((g * torch.sign(h)).sum()) for g, h in zip(grads, self.m, strict=False))
             self.d = max(self.d, self.dsum)
             if self.L > 0:
                 self.gamma = (max(self.d, 0.0) / self.L) ** 0.5
             self.m = new
         steps = [self.groups[i]["lr"] * self.gamma * torch.sign(m) for i, m in enumerate(self.m)]
         self.prev_step = max(float(s.abs().max()) for s in steps)
-        for i, (p, s) in enumerate(zip(self.params, steps)):
+        for i, (p, s) in enumerate(zip(self.params, steps, strict=False)):
             self._set(i, p - s)
 
 
@@ -395,7 +395,7 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
 
     def _probe(self, closure: Callable[[], Any]) -> None:
         x_t = [p.clone() for p in self.params]
-        mid = [(a.to(p.dtype) + p) * 0.5 for a, p in zip(self.anchor, x_t)]
+        mid = [(a.to(p.dtype) + p) * 0.5 for a, p in zip(self.anchor, x_t, strict=False)]
         f1 = float(closure())
         for i, a in enumerate(self.anchor):
             self._set(i, a)
@@ -405,7 +405,7 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         fh = float(closure())
         tol = 4.0 * torch.finfo(torch.float64).eps * max(abs(f0), abs(fh), abs(f1))
         out = parabolic_probe(f0, fh, f1, tol)
-        sq_d = sum(float(((2 * (x - m)) ** 2).sum()) for x, m in zip(x_t, mid))
+        sq_d = sum(float(((2 * (x - m)) ** 2).sum()) for x, m in zip(x_t, mid, strict=False))
         res = torch.finfo(self.params[0].dtype).eps
         below = (
             out.tie
@@ -422,7 +422,7 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         else:
             self.avg["avg"] = None
         lam = 0.0 if verdict == -1 else out.move
-        for i, (x, m) in enumerate(zip(x_t, mid)):
+        for i, (x, m) in enumerate(zip(x_t, mid, strict=False)):
             self._set(i, x if lam == 1.0 else (m if lam == 0.5 else m * (2.0 - 2.0 * lam) + x * (2.0 * lam - 1.0)))
         self.anchor = [p.clone() for p in self.params]
         for st in self.unit_state:
@@ -465,12 +465,12 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         else:
             old = self.m
             beta = [self.groups[i]["beta"] for i in range(n)]
-            self.m = [b * h + (1 - b) * g for b, h, g in zip(beta, old, grads)]
+            self.m = [b * h + (1 - b) * g for b, h, g in zip(beta, old, grads, strict=False)]
             diff = [float(self.norms[i].dual_norm(self.m[i] - old[i])) for i in range(n)]
             decrease = [float((grads[i] * -literal_lmo(self.norms[i], old[i])).sum()) for i in range(n)]
         directions = [literal_lmo(self.norms[i], self.m[i]) for i in range(n)]
         steps: list[Tensor] = [torch.zeros(())] * n
-        for st, members in zip(self.unit_state, self.units):
+        for st, members in zip(self.unit_state, self.units, strict=False):
             mom_dual = sum(float((self.m[i] * -directions[i]).sum()) for i in members)
             if self.opt.rule.name == "search":  # type: ignore[attr-defined]
                 gamma = st["gamma"]

@@ -70,7 +70,7 @@ class ZOSGD(ZOOptimizer):
         decays = self.weight_decay_factors()
         if any(decays):
             est.restore_(params)  # decay the unperturbed x_t (one extra pass, only with decay)
-            for p, group, wd in zip(params, groups, decays):
+            for p, group, wd in zip(params, groups, decays, strict=False):
                 if wd:
                     p.mul_(1.0 - group["lr"] * wd)
         if all(g["momentum"] == 0 for g in groups):

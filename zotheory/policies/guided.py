@@ -148,7 +148,7 @@ def evaluate_candidates(
         # the one-point pass restores arithmetically (x + r z - r z); with exact_restore the
         # copy makes the candidates leave x bit-identical
         with torch.no_grad():
-            for p, b in zip(params, est.backup):
+            for p, b in zip(params, est.backup, strict=False):
                 p.copy_(b)
     return est.losses
 

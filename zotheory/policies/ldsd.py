@@ -207,7 +207,9 @@ class LDSDPolicy(DirectionPolicy):
         if self._mu is None:
             self.bind(params)
         assert self._mu is not None
-        if len(self._mu) != len(params) or any(tuple(m.shape) != tuple(p.shape) for m, p in zip(self._mu, params)):
+        if len(self._mu) != len(params) or any(
+            tuple(m.shape) != tuple(p.shape) for m, p in zip(self._mu, params, strict=False)
+        ):
             raise ValueError(
                 f"LDSD mean shapes {[tuple(m.shape) for m in self._mu]} do not match the parameters "
                 f"{[tuple(p.shape) for p in params]}"
@@ -279,11 +281,12 @@ class LDSDPolicy(DirectionPolicy):
         else:
             if self._mu is not None:
                 if len(self._mu) != len(state["mu"]) or any(
-                    tuple(m.shape) != tuple(s.shape) for m, s in zip(self._mu, state["mu"])
+                    tuple(m.shape) != tuple(s.shape) for m, s in zip(self._mu, state["mu"], strict=False)
                 ):
                     raise ValueError("the LDSD mean in the checkpoint does not match the bound parameters")
                 self._mu = [
-                    s.detach().to(device=m.device, dtype=m.dtype).clone() for m, s in zip(self._mu, state["mu"])
+                    s.detach().to(device=m.device, dtype=m.dtype).clone()
+                    for m, s in zip(self._mu, state["mu"], strict=False)
                 ]
             else:
                 self._mu = [s.detach().clone() for s in state["mu"]]

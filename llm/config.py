@@ -87,6 +87,11 @@ class FinetuneConfig:
     Loop
         steps, batch_size, eval_every, eval_batch_size: ``eval_every=0`` evaluates only at the
             start and the end.
+        max_forward_passes: a training budget in forward passes (the accounting of
+            :mod:`llm.train`): the loop stops before a step whose ``evals_per_step`` passes (3 for
+            FO) would take the count past it, whatever ``steps`` says; ``None``: ``steps`` alone.
+            Extra evaluations an optimizer makes inside a step (AdaNAGED's probes, 3 every K
+            steps) are counted when made, so such a run can end up to 3 passes over the budget.
         eval_at_start: also evaluate the initial model on dev (step 0).
         save_every: also write the resume checkpoint every this many steps (0: only at
             evaluations and at the end).
@@ -129,6 +134,7 @@ class FinetuneConfig:
     policy_opt: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     steps: int = 1000
+    max_forward_passes: int | None = None
     batch_size: int = 16
     eval_every: int = 100
     eval_batch_size: int = 32
@@ -158,6 +164,8 @@ class FinetuneConfig:
         for name in ("batch_size", "eval_batch_size", "lora_r", "lora_alpha"):
             _check_min(name, getattr(self, name), 1)
         _check_min("max_length", self.max_length, 2)
+        if self.max_forward_passes is not None:
+            _check_min("max_forward_passes", self.max_forward_passes, 1)
         _check_min("max_consecutive_skips", self.max_consecutive_skips, 1)
         if self.max_skips is not None:
             _check_min("max_skips", self.max_skips, 0)
@@ -245,6 +253,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "policy_opt": (dict,),
     "seed": (int,),
     "steps": (int,),
+    "max_forward_passes": (int, type(None)),
     "batch_size": (int,),
     "eval_every": (int,),
     "eval_batch_size": (int,),

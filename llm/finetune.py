@@ -160,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"--distributed: seconds a rank waits for the others in the loss all-reduce before it stops with an error naming the step and the rank [default {d.dist_timeout:g}]",
     )
     g.add_argument(
+        "--max-forward-passes",
+        dest="max_forward_passes",
+        type=int,
+        help="training budget in forward passes (FO step = 3): stop before a step that would exceed it",
+    )
+    g.add_argument(
         "--stop-at", dest="stop_at", type=int, help="save the resume state after this step and exit (time-sliced jobs)"
     )
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar")

@@ -15,8 +15,11 @@ Protocol
   best-dev checkpoint. Batch 16, sequences cut at 64 tokens and padded per batch to the
   longest one (dynamic padding), fp32.
 - Budget: the same number of training forward passes for every method (``--budget``,
-  default 6000), counted as in :mod:`llm.train`: ZO = closure calls (its steps are
-  ``budget // evals_per_step``), FO = forward + backward = 3 per step.
+  default 6000), counted as in :mod:`llm.train`: ZO = closure calls, FO = forward +
+  backward = 3 per step. The run stops on the count (``max_forward_passes``), not on a step
+  number, so evaluations an optimizer makes inside its steps (AdaNAGED's probes, the
+  guiding vector's extra queries) come out of the same budget; ``steps`` is only the upper
+  bound ``budget // evals_per_step``.
 
 Each run is one ``python -m llm.finetune --config`` subprocess writing to
 ``<work>/<run name>/`` (resumable: an interrupted run continues from its ``last.pt`` when
@@ -162,6 +165,7 @@ def run_config(
         "policy": entry.policy,
         "seed": seed,
         "steps": steps,
+        "max_forward_passes": budget if steps else None,
         "batch_size": 16,
         "eval_every": max(1, math.ceil(steps / max(1, evals))),
         "eval_batch_size": 32,

@@ -629,6 +629,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 _RESUMABLE_CHANGES = frozenset(
     {
         "steps",
+        "max_forward_passes",
         "progress",
         "threads",
         "out",
@@ -641,7 +642,7 @@ _RESUMABLE_CHANGES = frozenset(
     }
 )
 #: Of those, the ones that change what the run computes or reports, recorded in ``results.json["resumes"]``.
-_RECORDED_CHANGES = ("steps", "save_every", "device", "max_consecutive_skips", "max_skips")
+_RECORDED_CHANGES = ("steps", "max_forward_passes", "save_every", "device", "max_consecutive_skips", "max_skips")
 
 
 def _trainable_state(named: Sequence[tuple[str, nn.Parameter]]) -> dict[str, torch.Tensor]:
@@ -789,8 +790,14 @@ def train_loop(
         bar = tqdm(
             total=cfg.steps, initial=state.step, disable=not cfg.progress, desc=run.spec.name, dynamic_ncols=True
         )
+        per_step = FO_FORWARD_EQUIVALENTS if run.spec.kind != "zo" else int(getattr(opt, "evals_per_step", 1))
+
+        def budget_left() -> bool:
+            cap = cfg.max_forward_passes
+            return cap is None or state.forward_passes + per_step <= cap
+
         try:
-            while state.step < cfg.steps:
+            while state.step < cfg.steps and budget_left():
                 batch = next(run.stream).to(run.device)
                 t0 = time.perf_counter()
                 skipped_before = _skipped(opt)
@@ -827,7 +834,8 @@ def train_loop(
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_f:.4f}", fp=state.forward_passes, skipped=state.skipped, refresh=False)
                 _check_skips(cfg, state, run.spec.name, out_dir, last_saved)
-                at_eval = (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps
+                last = state.step == cfg.steps or not budget_left()
+                at_eval = (cfg.eval_every and state.step % cfg.eval_every == 0) or last
                 if at_eval:
                     eval_dev()
                 if at_eval or (cfg.save_every and state.step % cfg.save_every == 0) or state.step == stop_at:

@@ -275,6 +275,45 @@ def test_training_interrupted_while_saving_resumes_from_the_previous_checkpoint(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize(
+    "method,opts,budget,steps_done,passes",
+    [
+        ("zo-sgd", {"lr": 1e-3}, 7, 3, 6),  # 2 passes a step: the 4th step would reach 8 > 7
+        ("fo-adam", {}, 10, 3, 9),  # 3 a step
+    ],
+)
+def test_forward_pass_budget_stops_the_loop_before_it_is_exceeded(
+    tmp_path: Path, data_dir: Path, method: str, opts: dict, budget: int, steps_done: int, passes: int
+) -> None:
+    lr = 1e-3 if method == "fo-adam" else None
+    cfg = _cfg(
+        data_dir,
+        method=method,
+        opt=opts,
+        lr=lr,
+        steps=50,
+        eval_every=2,
+        max_forward_passes=budget,
+        out=str(tmp_path / "r"),
+    )
+    res = train(cfg)
+    assert (res["steps"], res["forward_passes"]) == (steps_done, passes)
+    evals = [r for r in read_metrics(tmp_path / "r" / "metrics.jsonl") if r["type"] == "eval"]
+    # the step the budget ends on is evaluated on dev before the held-out number
+    assert [(r["split"], r["step"]) for r in evals][-2:] == [("dev", steps_done), ("eval", steps_done)]
+
+
+def test_forward_pass_budget_counts_adanaged_probes(tmp_path: Path, data_dir: Path) -> None:
+    if "adanaged" not in available_methods():
+        pytest.fail("adanaged is not registered")
+    cfg = _cfg(data_dir, method="adanaged", opt={"reps_rel": 1e-3}, steps=50, eval_every=0, max_forward_passes=20)
+    res = train(cfg)
+    # probes (3 passes, inside a step) are counted when made: at most 3 passes over, and the loop
+    # stopped on passes, not on the step count
+    assert 20 - 2 < res["forward_passes"] <= 20 + 3
+    assert res["steps"] < 10
+
+
 def test_checkpoints_hold_only_weights_only_types(tmp_path: Path) -> None:
     with pytest.raises(ckpt.CheckpointError, match="primitive containers"):
         ckpt.atomic_save({"format": ckpt.FORMAT, "obj": object()}, tmp_path / "x.pt")

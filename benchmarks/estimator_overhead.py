@@ -15,7 +15,7 @@ For every direction family, at d = 10^6 (one 1000 x 1000 float32 tensor) and q i
 Times are medians of ``--repeats`` runs after one warm-up (the closure is re-timed next to every
 estimate, so that a transient slowdown does not skew the ratios), on whatever CPU threads torch uses
 (``torch.get_num_threads()`` is recorded with the load average, since a loaded machine slows the
-memory-bound RNG more than the matmuls). Writes ``benchmarks/results/estimator_overhead.json``.
+memory-bound RNG more than the matmuls). Writes ``results/benchmarks/estimator_overhead.json``.
 
 Run: ``python benchmarks/estimator_overhead.py`` (about 2-4 minutes on 2 cores).
 """
@@ -48,7 +48,7 @@ from zotheory.estimators import estimate_gradient
 from zotheory.optim.jaguar import JaguarBlock
 from zotheory.optim.muon import SemiOrthogonal
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:

@@ -49,7 +49,7 @@ from typing import Any
 import torch
 from torch import nn
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
 OUT = RESULTS / "optimizer_overhead.json"
 SLOW = ("muon", "lmo")  # names containing these orthogonalise / decompose full matrices every step
 

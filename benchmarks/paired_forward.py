@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_to_two_forwards_median": {n: statistics.median(v) for n, v in ratios.items()},
         "seconds": rows,
     }
-    out = Path(args.out or f"benchmarks/results/paired_forward_{args.workload}_b{args.batch_size}.json")
+    out = Path(args.out or f"results/benchmarks/paired_forward_{args.workload}_b{args.batch_size}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")

@@ -2,8 +2,8 @@
 
 From the repository root (one torch thread; each protocol run takes 6-11 minutes on this 2-core machine):
 
-    .venv/bin/python validation/results/adanaged/run.py protocol l2_quadratic linf_separable spectral_matrix nonconvex
-    .venv/bin/python validation/results/adanaged/run.py linf-1e5
+    .venv/bin/python results/validation/adanaged/run.py protocol l2_quadratic linf_separable spectral_matrix nonconvex
+    .venv/bin/python results/validation/adanaged/run.py linf-1e5
 
 ``protocol KEY...`` runs :func:`validation.claims.adanaged.protocol` (3 seeds, 6 x 3 baseline grids, four initial
 guesses, d = 100, 2000 steps = 4000 evaluations) and writes ``protocol_d100_KEY.json`` (the claim's JSON record).

@@ -82,11 +82,15 @@ def _validation_imports(path: Path) -> tuple[set[str], list[str]]:
     nested = []
     for fn in ast.walk(tree):
         if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
-            for node in ast.walk(fn):
-                module = node.module if isinstance(node, ast.ImportFrom) else None
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [module or ""]
-                if isinstance(node, ast.Import | ast.ImportFrom) and any(n.split(".")[0] in PROJECT for n in names):
-                    nested.append(f"{path.name}:{node.lineno}")
+            for inner in ast.walk(fn):
+                if isinstance(inner, ast.Import):
+                    names = [a.name for a in inner.names]
+                elif isinstance(inner, ast.ImportFrom):
+                    names = [inner.module or ""]
+                else:
+                    continue
+                if any(n.split(".")[0] in PROJECT for n in names):
+                    nested.append(f"{path.name}:{inner.lineno}")
     return top, nested
 
 

@@ -66,6 +66,7 @@ def _minilm(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: time each method's step against its forward passes and write the JSON; the exit status."""
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -15,7 +15,7 @@ For every direction family, at d = 10^6 (one 1000 x 1000 float32 tensor) and q i
 Times are medians of ``--repeats`` runs after one warm-up (the closure is re-timed next to every
 estimate, so that a transient slowdown does not skew the ratios), on whatever CPU threads torch uses
 (``torch.get_num_threads()`` is recorded with the load average, since a loaded machine slows the
-memory-bound RNG more than the matmuls). Writes ``benchmarks/results/estimator_overhead.json``.
+memory-bound RNG more than the matmuls). Writes ``results/benchmarks/estimator_overhead.json``.
 
 Run: ``python benchmarks/estimator_overhead.py`` (about 2-4 minutes on 2 cores).
 """
@@ -48,10 +48,11 @@ from zotheory.estimators import estimate_gradient
 from zotheory.optim.jaguar import JaguarBlock
 from zotheory.optim.muon import SemiOrthogonal
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall seconds of ``repeats`` calls of ``fn`` after one warm-up call."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -62,6 +63,7 @@ def median_time(fn: Callable[[], object], repeats: int) -> float:
 
 
 def families(q: int) -> list[DirectionFamily]:
+    """Every direction family timed, the orthonormal frame at ``q`` directions."""
     return [
         Gaussian(),
         Rademacher(),
@@ -76,6 +78,7 @@ def families(q: int) -> list[DirectionFamily]:
 
 
 def closures(x: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
+    """Two losses of ``x``: a diagonal quadratic (cheap) and a one-layer MLP forward (matmul-bound)."""
     gen = torch.Generator().manual_seed(0)
     a = torch.rand(x.shape, generator=gen) + 0.5
     inputs = torch.randn(512, x.shape[1], generator=gen)
@@ -113,6 +116,7 @@ def application(
 
 
 def run(side: int, repeats: int) -> dict[str, object]:
+    """Time an estimate against its ``2 q`` closure calls for every closure, q and family; the JSON document."""
     x = torch.randn(side, side, generator=torch.Generator().manual_seed(1)) * 0.05
     params = [x]
     rows = []
@@ -123,7 +127,12 @@ def run(side: int, repeats: int) -> dict[str, object]:
                     t_eval = median_time(closure, repeats)  # re-timed next to each estimate
                     seed = [0]
 
-                    def estimate() -> object:
+                    def estimate(
+                        closure: Callable[[], torch.Tensor] = closure,
+                        family: DirectionFamily = family,
+                        q: int = q,
+                        seed: list[int] = seed,
+                    ) -> object:
                         seed[0] += 1
                         return estimate_gradient(params, closure, family, step_seed=seed[0], q=q, radius=1e-3)
 
@@ -145,7 +154,8 @@ def run(side: int, repeats: int) -> dict[str, object]:
                         f"{cname:12s} {row['family']:42s} q={q}  eval {t_eval * 1e3:8.2f} ms  "
                         f"estimate {t_est * 1e3:9.2f} ms  ratio {row['ratio']:6.2f}"
                         + (
-                            f"  apply {row['apply_s'] * 1e3:8.2f} ms  materialise+add {row['materialize_add_s'] * 1e3:8.2f} ms"
+                            f"  apply {row['apply_s'] * 1e3:8.2f} ms  "
+                            f"materialise+add {row['materialize_add_s'] * 1e3:8.2f} ms"
                             if "apply_s" in row
                             else ""
                         ),
@@ -173,6 +183,7 @@ def run(side: int, repeats: int) -> dict[str, object]:
 
 
 def main() -> None:
+    """Command line: run the benchmark (or only the apply comparison) and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", type=int, default=1000, help="the tensor is side x side (d = side^2)")
     parser.add_argument("--repeats", type=int, default=3)

@@ -5,8 +5,8 @@ for ZO-SGD (Gaussian and Rademacher), JAGUAR SignSGD, ZO-Muon, JAGUAR Muon (batc
 AdaNAGED, and LoRA for ZO-SGD; each case in a fresh subprocess through ``llm.profile`` (peak memory, step /
 forward ratio measured side by side, and the forward / sweeps / draws / lmo breakdown). Before that, a
 microbenchmark of Newton–Schulz on the 144 hidden matrices of OPT-1.3B: per matrix in fp32 against one
-batched bf16 chain per shape. Writes ``llm/results/profile_gpu_<card>.json`` and
-``benchmarks/results/gpu_newton_schulz_<card>.json`` (the card's name is in both files).
+batched bf16 chain per shape. Writes ``results/llm/profile_gpu_<card>.json`` and
+``results/benchmarks/gpu_newton_schulz_<card>.json`` (the card's name is in both files).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ CASES = [
 
 
 def newton_schulz_bench(device: torch.device, repeats: int) -> dict:
+    """Median seconds of Newton-Schulz over OPT-1.3B's matrices: one call per matrix (fp32) against the batched
+    update rule (fp32 and bf16)."""
     from zotheory.lmo import MUON_QUINTIC, newton_schulz
     from zotheory.optim.muon import apply_update_rules_
 
@@ -58,7 +60,7 @@ def newton_schulz_bench(device: torch.device, repeats: int) -> dict:
     batched = {}
     for ns_dtype in ("fp32", "bf16"):
         g = dict(group, ns_dtype=ns_dtype)
-        batched[ns_dtype] = timed(lambda: apply_update_rules_(zip(params, [g] * len(ms), ms, strict=False), g))
+        batched[ns_dtype] = timed(lambda g=g: apply_update_rules_(zip(params, [g] * len(ms), ms, strict=False), g))
     return {
         "matrices": len(ms),
         "per_matrix_fp32_s": per_matrix,
@@ -68,6 +70,7 @@ def newton_schulz_bench(device: torch.device, repeats: int) -> dict:
 
 
 def main() -> int:
+    """Command line: profile every case on the GPU, time Newton-Schulz, write both JSON files."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seq-len", type=int, default=27)
@@ -77,7 +80,7 @@ def main() -> int:
     card = torch.cuda.get_device_name(0)
     slug = re.sub(r"[^a-z0-9]+", "_", card.lower()).strip("_")
     ns = dict(newton_schulz_bench(torch.device("cuda"), args.repeats), gpu=card, torch=torch.__version__)
-    out_ns = Path(f"benchmarks/results/gpu_newton_schulz_{slug}.json")
+    out_ns = Path(f"results/benchmarks/gpu_newton_schulz_{slug}.json")
     out_ns.parent.mkdir(parents=True, exist_ok=True)
     out_ns.write_text(json.dumps(ns, indent=2) + "\n")
     print(json.dumps(ns, indent=2), flush=True)
@@ -98,7 +101,7 @@ def main() -> int:
             "--repeats",
             str(args.repeats),
             "--out",
-            f"llm/results/profile_gpu_{slug}.json",
+            f"results/llm/profile_gpu_{slug}.json",
         ]
     )
 

@@ -17,7 +17,8 @@ when freed, so the resident set follows the live tensors):
   does not);
 * memory: the peak resident set (``VmHWM`` of ``/proc/self/status``, reset by writing 5 to
   ``/proc/self/clear_refs``) during the timed steps, minus the peak while only evaluating the closure
-  before the first step: ``extra_peak_bytes`` (it includes the state allocated by the warm-up step). Torch has no CPU allocator statistics, so the resident set is the measure;
+  before the first step: ``extra_peak_bytes`` (it includes the state allocated by the warm-up step). Torch has
+  no CPU allocator statistics, so the resident set is the measure;
   ``state_bytes`` (``optimizer.state_bytes()``, measured) and ``declared_state_bytes`` (registry) are listed
   next to it, and ``transient_bytes = extra_peak_bytes - state_bytes`` is the scratch a step needs.
   Targets: ZO-SGD extra memory <= the largest tensor, overhead <= 10% of the forward passes.
@@ -49,7 +50,7 @@ from typing import Any
 import torch
 from torch import nn
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
 OUT = RESULTS / "optimizer_overhead.json"
 SLOW = ("muon", "lmo")  # names containing these orthogonalise / decompose full matrices every step
 
@@ -71,6 +72,7 @@ class Block(nn.Module):
 
 
 def build_model(blocks: int, width: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """A stack of ``blocks`` residual MLP blocks of ``width``, seeded, in eval mode."""
     torch.manual_seed(seed)  # model initialisation only (the optimizers never touch the global RNG)
     model = nn.Sequential(*[Block(width) for _ in range(blocks)]).to(dtype)
     model.eval()
@@ -78,6 +80,7 @@ def build_model(blocks: int, width: int, seed: int = 0, dtype: torch.dtype = tor
 
 
 def rss_peak() -> int:
+    """Peak resident set of this process in bytes (``VmHWM``)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
@@ -85,10 +88,12 @@ def rss_peak() -> int:
 
 
 def reset_peak() -> None:
+    """Reset ``VmHWM`` to the current resident set."""
     Path("/proc/self/clear_refs").write_text("5")
 
 
 def cpu_model() -> str:
+    """The CPU's model name, for the JSON."""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
@@ -96,6 +101,7 @@ def cpu_model() -> str:
 
 
 def median_time(fn: Any, n: int) -> float:
+    """Median wall seconds of ``n`` calls of ``fn``."""
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -106,6 +112,7 @@ def median_time(fn: Any, n: int) -> float:
 
 # ---------------------------------------------------------------------------------------------- worker
 def worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Time and measure the memory of optimizer ``name`` (run in its own process, so that peaks do not mix)."""
     from zotheory.optim.registry import OPTIMIZERS, declared_state_bytes
 
     spec = OPTIMIZERS[name]
@@ -169,6 +176,7 @@ def worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def drift(name: str, dtype: torch.dtype, steps: int) -> dict[str, Any]:
+    """Parameter drift of ``steps`` lr = 0 steps in ``dtype``, with arithmetic and with exact restores."""
     from zotheory.optim.registry import OPTIMIZERS
 
     out: dict[str, Any] = {"name": name, "dtype": str(dtype).removeprefix("torch."), "steps": steps}
@@ -180,7 +188,7 @@ def drift(name: str, dtype: torch.dtype, steps: int) -> dict[str, Any]:
         x0 = [p.detach().clone() for p in model.parameters()]
         inputs = torch.randn(32, 256, generator=torch.Generator().manual_seed(2)).to(dtype)
 
-        def closure() -> torch.Tensor:
+        def closure(model: nn.Module = model, inputs: torch.Tensor = inputs) -> torch.Tensor:
             return model(inputs).float().pow(2).mean()
 
         opt = OPTIMIZERS[name].make(list(model.named_parameters()), lr=0.0, eps=1e-3, exact_restore=exact)
@@ -202,6 +210,7 @@ def drift(name: str, dtype: torch.dtype, steps: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- driver
 def main() -> None:
+    """Command line: time every optimizer, measure the drift, and merge the rows into ``--out``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=7)
     parser.add_argument("--batch", type=int, default=256)
@@ -268,7 +277,8 @@ def main() -> None:
         )
     if not args.skip_drift:
         print(
-            f"\nlr = 0 drift over {args.drift_steps} steps (radius 1e-3), max |x_T - x_0| and in spacings at max(|x_0|, r)"
+            f"\nlr = 0 drift over {args.drift_steps} steps (radius 1e-3), "
+            "max |x_T - x_0| and in spacings at max(|x_0|, r)"
         )
         for name in names:
             for dtype in (torch.float16, torch.bfloat16):

@@ -36,6 +36,7 @@ def _timed(fn: Callable[[], Any]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: time plain against paired two-point evaluations and write the JSON; the exit status."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workload", default="opt-125m", help="an OPT preset name (opt-125m, tiny, ...) or minilm-sst2")
     ap.add_argument("--data-dir", default=None)
@@ -89,11 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         batch = batches[k % len(batches)]
         plain, paired = make_closure(objective, batch), make_paired_closure(objective, batch)
         t = {
-            "two_forwards": _timed(lambda: (plain(), plain())),
-            "in_place_pair": _timed(lambda: estimate_gradient(params, plain, family, step_seed=k, radius=1e-3)),
-            "paired": _timed(lambda: paired_estimate(params, paired, family, step_seed=k, radius=1e-3)),
-            "zo_sgd_step": _timed(lambda: plain_opt.step(plain)),
-            "zo_sgd_step_paired": _timed(lambda: paired_opt.step(paired)),
+            "two_forwards": _timed(lambda f=plain: (f(), f())),
+            "in_place_pair": _timed(
+                lambda f=plain, k=k: estimate_gradient(params, f, family, step_seed=k, radius=1e-3)
+            ),
+            "paired": _timed(lambda f=paired, k=k: paired_estimate(params, f, family, step_seed=k, radius=1e-3)),
+            "zo_sgd_step": _timed(lambda f=plain: plain_opt.step(f)),
+            "zo_sgd_step_paired": _timed(lambda f=paired: paired_opt.step(f)),
         }
         if k:
             for name, v in t.items():
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_to_two_forwards_median": {n: statistics.median(v) for n, v in ratios.items()},
         "seconds": rows,
     }
-    out = Path(args.out or f"benchmarks/results/paired_forward_{args.workload}_b{args.batch_size}.json")
+    out = Path(args.out or f"results/benchmarks/paired_forward_{args.workload}_b{args.batch_size}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")

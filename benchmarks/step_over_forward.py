@@ -66,6 +66,7 @@ def _minilm(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: time each method's step against its forward passes and write the JSON; the exit status."""
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", default=None, help="comma list of labels (default: all)")
     ap.add_argument(
-        "--out", default=None, help="JSON path (default benchmarks/results/step_over_forward_<workload>.json)"
+        "--out", default=None, help="JSON path (default results/benchmarks/step_over_forward_<workload>.json)"
     )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "forward_s": fwd,
         "rows": rows,
     }
-    out = Path(args.out or f"benchmarks/results/step_over_forward_{args.workload}.json")
+    out = Path(args.out or f"results/benchmarks/step_over_forward_{args.workload}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")

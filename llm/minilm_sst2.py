@@ -321,7 +321,7 @@ def _diff(summary: dict[str, Any], a: str, b: str) -> tuple[float, float, str] |
     return d, se, conf
 
 
-#: What the synthetic validation suite says (validation/results/report/report.md, size full, seed 0).
+#: What the synthetic validation suite says (results/validation/report/report.md, size full, seed 0).
 SYNTHETIC = {
     "jaguar": "no head-to-head claim in the suite (jaguar_signsgd_rate, jaguar_memory_* pass); JAGUAR's OPT-1.3B SST-2 "
     "table (arXiv 2506.04430, Table 2) has JAGUAR SignSGD above ZO-SGD (FT 94.0 vs 90.8, LoRA 92.5 vs 90.1)",

@@ -40,10 +40,10 @@ and 3 of the PDF committed to ``intsystems/ZO-LLM-FineTuning`` @ 0da8dd2, as quo
 ZO-Bench (Zhang et al., ICML 2024); their memory is "half precision (F16)" for ZO and mixed precision
 (fp16 + fp32 master weights) for FO.
 
-Example (the exact commands of the committed results are in ``llm/results/opt13b/README.md``)::
+Example (the exact commands of the committed results are in ``results/llm/opt13b/README.md``)::
 
     python -m llm.opt_validation --model preset:1.3b --data-dir data/sst2 --measure-only \\
-        --device cuda --dtype fp16 --out llm/results/opt13b
+        --device cuda --dtype fp16 --out results/llm/opt13b
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ so nothing is downloaded.
 
 Examples::
 
-    python -m llm.profile                                   # CPU defaults -> llm/results/profile_cpu.json
-    python -m llm.profile --device cuda --dtype fp16 --out llm/results/profile_h100.json
+    python -m llm.profile                                   # CPU defaults -> results/llm/profile_cpu.json
+    python -m llm.profile --device cuda --dtype fp16 --out results/llm/profile_h100.json
     python -m llm.profile --cases opt-125m:ft:zo-sgd:time,opt-125m:ft:inference:time --repeats 5
 """
 
@@ -676,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="instrumented ZO steps after the timing: forward / sweeps / draws / lmo / other (0: none)",
     )
     p.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch default)")
-    p.add_argument("--out", default=None, help="JSON path (default llm/results/profile_<cpu|gpu>.json)")
+    p.add_argument("--out", default=None, help="JSON path (default results/llm/profile_<cpu|gpu>.json)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     return p
@@ -738,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = _machine(args.device)
     t0 = time.perf_counter()
-    out = Path(args.out or f"llm/results/profile_{'gpu' if cuda else 'cpu'}.json")
+    out = Path(args.out or f"results/llm/profile_{'gpu' if cuda else 'cpu'}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def write(records: list[dict[str, Any]], complete: bool) -> dict[str, Any]:

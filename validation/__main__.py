@@ -22,8 +22,13 @@ import shutil
 import sys
 from pathlib import Path
 
+from validation import load_claims
+from validation.report import console_summary, write_report
+from validation.runner import run_suite, select_claims
+
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m validation`` (see the module docstring for examples)."""
     p = argparse.ArgumentParser(
         prog="python -m validation",
         description="Check zotheory's theoretical and empirical claims on synthetic problems with known constants "
@@ -41,11 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the selected claims, write the report and return the exit status (0, 1 or 2, see above)."""
     args = build_parser().parse_args(argv)
-    from validation import load_claims
-    from validation.report import console_summary, write_report
-    from validation.runner import run_suite, select_claims
-
     registry = load_claims()
     try:
         claims = select_claims(registry, args.claims, args.tags)

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from validation.core import AS_EXPECTED, Claim, ClaimResult, Context, classify
+from validation import load_claims
+from validation.core import AS_EXPECTED, REGISTRY, Claim, ClaimResult, Context, classify
+from validation.plots import render_plots
 
 SIZES = ("quick", "full")
 
@@ -55,6 +57,8 @@ class ClaimOutcome:
 
 @dataclass
 class SuiteResult:
+    """The outcomes of one suite run (in name order), with its size, seed, worker count and wall time."""
+
     size: str
     seed: int
     outcomes: list[ClaimOutcome] = field(default_factory=list)
@@ -140,8 +144,6 @@ def _worker_init(parent: int) -> None:
     _exit_with_parent(parent)
     os.environ.setdefault("MPLBACKEND", "Agg")
     _set_single_thread()
-    from validation import load_claims
-
     load_claims()
 
 
@@ -156,6 +158,7 @@ def execute_claim(claim: Claim, size: str, seed: int, plot_dir: Path | None = No
         "expected_reason": claim.expected_reason,
     }
     try:
+        # size is a str here; run_suite has checked it against SIZES, the Literal that Context expects
         result = claim.run(Context(size=size, seed=seed))  # type: ignore[arg-type]
         if not isinstance(result, ClaimResult):
             raise TypeError(f"claim {claim.name!r} returned {type(result).__name__}, not a ClaimResult")
@@ -179,8 +182,6 @@ def execute_claim(claim: Claim, size: str, seed: int, plot_dir: Path | None = No
     record["outcome"] = classify(record["passed"], claim.expected, crashed=record["error"] is not None)
     record["plot_files"] = []
     if plot_dir is not None and record["plots"]:
-        from validation.report import render_plots
-
         try:
             record["plot_files"] = render_plots(claim.name, record["plots"], plot_dir)
         except Exception:
@@ -189,8 +190,6 @@ def execute_claim(claim: Claim, size: str, seed: int, plot_dir: Path | None = No
 
 
 def _run_by_name(name: str, size: str, seed: int, plot_dir: str | None) -> tuple[dict[str, Any], float]:
-    from validation.core import REGISTRY
-
     start, cpu = time.perf_counter(), time.process_time()
     record = execute_claim(REGISTRY[name], size, seed, Path(plot_dir) if plot_dir else None)
     record["_cpu_seconds"] = time.process_time() - cpu  # moved to timing.json by the runner
@@ -266,7 +265,7 @@ def run_suite(
     return suite
 
 
-def _progress_bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
+def _progress_bar(total: int, enabled: bool) -> Any:
     if not enabled:
         return None
     from tqdm import tqdm
@@ -274,7 +273,9 @@ def _progress_bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
     return tqdm(total=total, desc="claims", unit="claim", dynamic_ncols=True)
 
 
-def _run_in_process(claims: list[Claim], size: str, seed: int, plot_dir: Path | None, done) -> None:  # type: ignore[no-untyped-def]
+def _run_in_process(
+    claims: list[Claim], size: str, seed: int, plot_dir: Path | None, done: Callable[[ClaimOutcome], None]
+) -> None:
     import torch
 
     threads = torch.get_num_threads()
@@ -288,7 +289,9 @@ def _run_in_process(claims: list[Claim], size: str, seed: int, plot_dir: Path | 
         torch.set_num_threads(threads)
 
 
-def _run_in_pool(claims: list[Claim], size: str, seed: int, plot_dir: Path | None, workers: int, done) -> None:  # type: ignore[no-untyped-def]
+def _run_in_pool(
+    claims: list[Claim], size: str, seed: int, plot_dir: Path | None, workers: int, done: Callable[[ClaimOutcome], None]
+) -> None:
     # Longest processing time first: a good schedule for independent jobs on few workers.
     queue = sorted(claims, key=lambda c: (-c.cost, c.name))
     saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND")}
@@ -319,7 +322,9 @@ def _run_in_pool(claims: list[Claim], size: str, seed: int, plot_dir: Path | Non
                 os.environ[k] = v
 
 
-def _pool_pass(queue: list[Claim], size: str, seed: int, plot_dir: Path | None, workers: int, done) -> list[Claim]:  # type: ignore[no-untyped-def]
+def _pool_pass(
+    queue: list[Claim], size: str, seed: int, plot_dir: Path | None, workers: int, done: Callable[[ClaimOutcome], None]
+) -> list[Claim]:
     """Run ``queue`` in pools of ``workers`` processes; returns the claims in flight when a pool broke."""
     import multiprocessing as mp
 
@@ -353,5 +358,6 @@ def _pool_pass(queue: list[Claim], size: str, seed: int, plot_dir: Path | None, 
 
 
 def summarize_seconds(seconds: float) -> str:
+    """A duration for people: ``'2 min 05 s'``, or ``'4.2 s'`` under a minute."""
     minutes, secs = divmod(int(math.ceil(seconds)), 60)
     return f"{minutes} min {secs:02d} s" if minutes else f"{seconds:.1f} s"

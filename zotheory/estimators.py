@@ -108,7 +108,7 @@ def mean_abs(t: torch.Tensor, chunk: int = 1 << 20) -> float:
 
     The temporary is one fp32 chunk (4 MiB), not an fp32 copy of the tensor: for the
     OPT-1.3B embedding in fp16 such a copy is 0.41 GB, which showed as a first-step memory
-    spike on the GPU (``llm/results/opt13b/README.md``).
+    spike on the GPU (``results/llm/opt13b/README.md``).
     """
     flat = t.detach().reshape(-1)
     total = torch.zeros((), dtype=torch.float32, device=t.device)

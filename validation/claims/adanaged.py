@@ -22,7 +22,7 @@ grids, five initial guesses ``reps_rel`` = 1e-10, 1e-7, 1e-4, 1e-2, 1 (ten decad
 (d = 100; the separable problem at d = 10^4 with 500 steps), about a minute of CPU per claim. ``quick`` (CI):
 one seed (seven for the stochastic problems at both sizes), the lr grids at ``eps = 1e-3`` only, 500 steps, d = 100 everywhere —
 the same verdict rule.
-Longer budgets (2000 steps at d = 100; a partial d = 10^5 run) are in ``validation/results/adanaged/`` with
+Longer budgets (2000 steps at d = 100; a partial d = 10^5 run) are in ``results/validation/adanaged/`` with
 the script that produced them (:func:`protocol`).
 """
 
@@ -195,7 +195,7 @@ def _median(xs: list[float]) -> float:
 
 def protocol(key: str, *, steps: int, reps: tuple[float, ...], seed: int = 0) -> ClaimResult:
     """The full protocol (3 seeds, 6 x 3 grids) on the d = 100 version of problem ``key`` with ``steps`` steps and
-    the initial guesses ``reps``: the runs stored in ``validation/results/adanaged/`` (their command is recorded
+    the initial guesses ``reps``: the runs stored in ``results/validation/adanaged/`` (their command is recorded
     there). ``key``: ``l2_quadratic``, ``linf_separable``, ``spectral_matrix``, ``nonconvex``."""
     quick = _settings(Context("quick", seed))[key]
     return _robustness(Context("full", seed), key, Setting(quick.label, quick.make, quick.norm, steps, tuple(reps)))

@@ -414,7 +414,7 @@ def _alignment_run(d: int, T: int, seed: int, lr_mu: float, windows: int) -> dic
     cost=6.0,
     expected="refuted",
     reason="the LDSD paper's statement that gradient alignment increases over the iterations "
-    "is refuted on quadratics with d = 10^2 to 10^4 (committed report validation/results/report/): cos(mu, -grad f) "
+    "is refuted on quadratics with d = 10^2 to 10^4 (committed report results/validation/report/): cos(mu, -grad f) "
     "rises then plateaus or falls, and cos(g_hat, grad f) stays flat",
 )
 def ldsd_alignment_over_iterations(ctx: Context) -> ClaimResult:

@@ -2,8 +2,8 @@
 
 From the repository root (one torch thread; each protocol run takes 6-11 minutes on this 2-core machine):
 
-    .venv/bin/python validation/results/adanaged/run.py protocol l2_quadratic linf_separable spectral_matrix nonconvex
-    .venv/bin/python validation/results/adanaged/run.py linf-1e5
+    .venv/bin/python results/validation/adanaged/run.py protocol l2_quadratic linf_separable spectral_matrix nonconvex
+    .venv/bin/python results/validation/adanaged/run.py linf-1e5
 
 ``protocol KEY...`` runs :func:`validation.claims.adanaged.protocol` (3 seeds, 6 x 3 baseline grids, four initial
 guesses, d = 100, 2000 steps = 4000 evaluations) and writes ``protocol_d100_KEY.json`` (the claim's JSON record).
@@ -29,6 +29,7 @@ REPS = (1e-9, 1e-7, 1e-5, 1e-3)
 
 
 def run_protocol(keys: list[str]) -> None:
+    """The claims' protocol at 2000 steps for each problem key; writes ``protocol_d100_KEY.json`` here."""
     for key in keys:
         start = time.perf_counter()
         result = claims.protocol(key, steps=2000, reps=REPS)
@@ -37,6 +38,7 @@ def run_protocol(keys: list[str]) -> None:
 
 
 def run_linf_1e5() -> None:
+    """AdaNAGED and tuned ZO-LMO on the d = 10^5 separable problem; writes ``linf_1e5_partial.json`` here."""
     setting = claims.Setting(
         "l-inf separable log-cosh (d=100000, heavy-tailed curvature)",
         lambda s: SeparableLInf(100_000, regime="sign", phi="logcosh", seed=s, dtype=torch.float64),

@@ -1,4 +1,10 @@
-"""Model parallelism check: OPT split across two devices with accelerate's dispatch_model, one ZO step per method."""
+"""Model parallelism check: OPT split across two devices with accelerate's dispatch_model, one ZO step per method.
+
+From the repository root (``docs/scale.md``, appendix; the logs next to this file came from an H100)::
+
+    python results/llm/device_map/device_map_check.py opt-125m            # -> log_dispatch_model_cpu_offload.txt
+    python results/llm/device_map/device_map_check.py opt-125m --manual   # -> log_manual_placement.txt
+"""
 
 import sys
 
@@ -16,6 +22,7 @@ preset = sys.argv[1] if len(sys.argv) > 1 else "opt-125m"
 
 
 def build():
+    """The preset with random weights, first half of the layers on device A, the rest on the CPU."""
     m = models.build_opt_from_preset(preset, dtype="fp32", seed=0)
     n = m.config.num_hidden_layers
     dm = {
@@ -54,6 +61,7 @@ batch = D.CausalLMBatch(
 
 
 def trial(tag, name, **kw):
+    """One step of optimizer ``name`` on the split model; prints the losses and whether both halves moved."""
     m = build()
     named = models.named_trainable_parameters(m)
     devs = sorted({str(p.device) for _, p in named})
@@ -87,6 +95,7 @@ orig = zd._axpy_
 
 
 def axpy_same_device(p, z, alpha):
+    """``p += alpha * z`` with the coefficient moved to the direction's device first."""
     if isinstance(alpha, torch.Tensor):
         alpha = alpha.to(z.device)
     orig(p, z, alpha)

@@ -67,7 +67,7 @@ def check_dtype(dtype: object) -> torch.dtype:
     """Accept float32 (default of the package) and float64; anything else is an error."""
     if dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got dtype={dtype!r}")
-    return dtype  # type: ignore[return-value]
+    return dtype
 
 
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:

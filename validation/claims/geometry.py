@@ -116,7 +116,7 @@ def _geometry_claim(ctx: Context, kind: str) -> ClaimResult:
         diff = x0[0].double() - p.x_star[0].double()
         if kind == "sign":
             L_geo, R_geo = p.L, float(diff.abs().max())
-            tr = float(p.l.sum())
+            tr = float(p.l_vec.sum())
         else:
             L_geo, R_geo = p.L_spec, float(torch.linalg.matrix_norm(diff, 2))
             tr = float(torch.diagonal(p.H_left).sum() * torch.diagonal(p.H_right).sum())

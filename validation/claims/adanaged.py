@@ -40,7 +40,7 @@ from problems import LogisticRegression, MatrixQuadratic, NonconvexSine, Problem
 from problems.base import AdditiveNoise, StochasticProblem
 from validation.core import ClaimResult, Context, Plot, claim, fmt, robust_slope
 from zotheory.directions import mix_seed
-from zotheory.optim import ZOLMO, ZOSGD, AdaNAGED, JaguarSignSGD
+from zotheory.optim import ZOLMO, ZOSGD, AdaNAGED, JaguarSignSGD, ZOOptimizer
 from zotheory.optim.muon import muon_param_groups
 
 EPS_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
@@ -124,7 +124,7 @@ def _groups(problem: Problem, norm: str | None) -> list[dict[str, Any]]:
     return [{"params": [p for _, p in params], "param_names": [n for n, _ in params], "norm": norm}]
 
 
-def _final(problem: Problem, opt: torch.optim.Optimizer, steps: int, seed: int) -> float:
+def _final(problem: Problem, opt: ZOOptimizer, steps: int, seed: int) -> float:
     """``f(x_T) - f*`` after spending ``2 * steps`` evaluations (every closure call counted, probes included). A
     stochastic problem draws a fresh minibatch / noise sample for each step (all calls of one step share it)."""
     budget = 2 * steps
@@ -143,6 +143,7 @@ def _final(problem: Problem, opt: torch.optim.Optimizer, steps: int, seed: int) 
 
 def _run_baseline(setting: Setting, name: str, lr: float, eps: float, seed: int) -> float:
     problem = setting.make(seed)
+    opt: ZOOptimizer
     if name == "ZO-SGD":
         opt = ZOSGD(problem.parameters(), lr=lr, eps=eps, seed=seed)
     elif name == "ZO-LMO":
@@ -236,7 +237,7 @@ def _robustness(ctx: Context, key: str, setting: Setting | None = None) -> Claim
     spread = tuning[ref_name]["spread_over_lr"]
     ada = {r: [_run_adanaged(setting, r, s) for s in seeds] for r in setting.reps}
     ada_med = {r: _median(v) for r, v in ada.items()}
-    worst_r = max(ada_med, key=ada_med.get)
+    worst_r = max(ada_med, key=ada_med.__getitem__)
     worst_ratio = ada_med[worst_r] / ref if ref > 0 else math.inf
     ok_ratio = all(v <= RATIO * ref for v in ada_med.values())
     f0_by_seed = [setting.make(s).suboptimality() for s in seeds]
@@ -381,7 +382,7 @@ def adanaged_robust_noisy_oracle(ctx: Context) -> ClaimResult:
 
 # ---------------------------------------------------------------------------------------------- rate
 def _sine_grad_norm(problem: NonconvexSine) -> float:
-    t = problem.x.detach() - problem.xstar_x
+    t = problem.blocks[0].detach() - problem.xstar_x
     return float(torch.linalg.vector_norm(t + problem.a / 2 * torch.sin(2 * t)))
 
 
@@ -478,7 +479,8 @@ def adanaged_default_rule(ctx: Context) -> ClaimResult:
     }
     seed = int(mix_seed(ctx.seed, _SALT, 200) % (2**31))
     rules = ("search", "dog", "alias")
-    rows, wins, cases = [], 0, 0
+    rows: list[dict[str, Any]] = []
+    wins, cases = 0, 0
     for key, st in settings.items():
         st = Setting(st.label, st.make, st.norm, T, st.reps)
         for reps in (1e-6, 1e-3):

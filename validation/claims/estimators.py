@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
-from problems import MatrixQuadratic, NormProblem, Quadratic, SeparableLInf
+from problems import MatrixQuadratic, NormProblem, Problem, Quadratic, SeparableLInf
 from validation.core import (
     ClaimResult,
     Context,
@@ -38,8 +38,8 @@ from validation.core import (
     slope_contains,
 )
 from zotheory import theory
-from zotheory.directions import DirectionFamily, get_directions, mix_seed
-from zotheory.estimators import estimate_gradient
+from zotheory.directions import Coordinate, DirectionFamily, get_directions, mix_seed
+from zotheory.estimators import Scheme, estimate_gradient
 
 FALSE_ALARM = 1e-3  # per claim; split over the claim's tests by Bonferroni
 
@@ -62,7 +62,7 @@ def draw_estimates(
     *,
     q: int = 1,
     radius: float = 1e-3,
-    scheme: str = "central",
+    scheme: Scheme = "central",
     closure: Callable[[], torch.Tensor] | None = None,
 ) -> np.ndarray:
     """``n`` independent estimates at the problem's current point, as an ``(n, d)`` float64 array.
@@ -177,6 +177,7 @@ FAMILY_SETUPS: dict[str, dict[str, Any]] = {
 def family_moments(ctx: Context, name: str) -> ClaimResult:
     setup = FAMILY_SETUPS[name]
     seed = mix_seed(ctx.seed, salt(f"moments_{name}"))
+    problem: Problem
     if name == "lowrank":
         m, k = 5, 4
         problem = MatrixQuadratic(m, k, regime="flat", bias=False, seed=ctx.seed, dtype=torch.float64)
@@ -324,7 +325,6 @@ def gaussian_norm_moments(ctx: Context) -> ClaimResult:
 def _scaling_groups(
     ctx: Context,
     name: str,
-    family_of: Callable[[int], DirectionFamily],
     grid: list[int],
     vary: str,
     d_fixed: int,
@@ -341,7 +341,7 @@ def _scaling_groups(
         gn2 = float(g @ g)
         preds.append(theory.mse_ratio(name, d, q))
         for k in range(groups):
-            samples = draw_estimates(problem, family_of(q), per_group, mix_seed(seed, v, k), q=q)
+            samples = draw_estimates(problem, get_directions(name), per_group, mix_seed(seed, v, k), q=q)
             xs.append(math.log(v))
             ys.append(math.log(float(((samples - g) ** 2).sum(axis=1).mean()) / gn2))
     return np.array(xs), np.array(ys), preds
@@ -356,9 +356,7 @@ def _slope_claim(ctx: Context, vary: str) -> ClaimResult:
     stats: dict[str, Any] = {"grid": grid, "groups_per_point": groups, "samples_per_group": per_group}
     series, passed, measured, predicted = [], True, [], []
     for k, name in enumerate(families):
-        x, y, preds = _scaling_groups(
-            ctx, name, lambda q, n=name: get_directions(n), grid, vary, d_fixed, q_fixed, groups, per_group
-        )
+        x, y, preds = _scaling_groups(ctx, name, grid, vary, d_fixed, q_fixed, groups, per_group)
         fit = robust_slope(x, y, confidence=0.99)
         pred_fit = robust_slope(np.log(grid), np.log(preds))
         ok = slope_contains(fit, pred_fit["slope"])
@@ -441,7 +439,7 @@ def alignment_laws(ctx: Context) -> ClaimResult:
     alpha = bonferroni(FALSE_ALARM, len(cases) + 1)
     stats: dict[str, Any] = {"d": d, "n": n, "false_alarm_per_test": alpha}
     series, passed, measured = [], True, []
-    single_cos = None
+    cos_by_case: list[np.ndarray] = []
     for k, (label, fam, qq, law) in enumerate(cases):
         est = draw_estimates(problem, fam, n, mix_seed(seed, k), q=qq)
         cos = est @ g / (np.linalg.norm(est, axis=1) * np.linalg.norm(g))
@@ -452,8 +450,7 @@ def alignment_laws(ctx: Context) -> ClaimResult:
         stats[label] = t
         passed &= t["passed"]
         measured.append(f"{label}: KS D={fmt(t['D'], 3)} (p={fmt(t['p_value'], 2)})")
-        if k == 0:
-            single_cos = np.abs(cos)
+        cos_by_case.append(cos)
         xs = np.sort(cos2)
         grid = np.quantile(xs, np.linspace(0, 1, 60))
         series.append(
@@ -467,6 +464,7 @@ def alignment_laws(ctx: Context) -> ClaimResult:
         series.append(
             {"x": grid.tolist(), "y": law.cdf(grid).tolist(), "style": "dashed", "label": f"{label} Beta law"}
         )
+    single_cos = np.abs(cos_by_case[0])  # the first case: one Gaussian direction
     tc = mean_matches(single_cos, theory.expected_cos_single(d), alpha)
     stats["E|cos| single gaussian"] = tc
     passed &= tc["passed"]
@@ -596,7 +594,7 @@ def smoothing_bias_lipschitz(ctx: Context) -> ClaimResult:
     n = ctx.pick(3000, 12000)
     seed = mix_seed(ctx.seed, salt("smoothing_bias_lipschitz"))
     fam = get_directions("gaussian")
-    x_star = problem.x_star[0]
+    x_star = problem.xstar_x.clone()
     x0 = problem.blocks[0].detach().clone()
     alpha = bonferroni(FALSE_ALARM, 2)
     bound = mu * L0 * math.sqrt(d)
@@ -808,6 +806,7 @@ def coordinate_finite_differences(ctx: Context) -> ClaimResult:
     d, tau = 20, 0.1
     quad = quadratic(d, ctx.seed)
     fam = get_directions("coordinate")
+    assert isinstance(fam, Coordinate)  # for fam.location, the coordinate a step seed picks
     x = quad.blocks[0]
     shapes = (x.shape,)
     g = flat(quad.exact_gradient())

@@ -23,6 +23,7 @@ Derived exact oracles used here (``[D]``, this file):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,8 @@ from zotheory.directions import mix_seed, tensor_generator
 from zotheory.optim import JaguarSignSGD
 
 FALSE_ALARM = 1e-3
+# one sweep of jaguar_memory_moving: (grid values, value -> (d, gamma, beta), the lemma's exponent of the value)
+_Grid = tuple[list[float], Callable[[float], tuple[int, float, float]], float]
 
 
 def _identity_quadratic(d: int, L: float, seed: int) -> Quadratic:
@@ -75,7 +78,7 @@ def jaguar_memory_static(ctx: Context) -> ClaimResult:
     # f = ||x - x*||^2 / 2 at x = x* + s with random signs s: every |g_i| = 1, so ||h^k - g||^2 counts the
     # coordinates not yet refreshed (beta = 0) and the statistic is not dominated by one large coordinate
     problem = _identity_quadratic(d, 1.0, ctx.seed)
-    x_star = problem.x_star[0]
+    x_star = problem.xstar_x.clone()
     start = x_star + torch.sign(torch.randn(d, generator=tensor_generator(ctx.seed, 5), dtype=torch.float64))
     problem.load_point([start])
     g = gradient_fn(problem)().clone()
@@ -188,7 +191,7 @@ def _stationary_error(d: int, gamma: float, beta: float, seed: int, ctx: Context
     burn, measure = int(4 * window), int(ctx.pick(24, 32) * window)
     L = 1.0
     base = _identity_quadratic(d, L, seed)
-    x_star = base.x_star[0]
+    x_star = base.xstar_x.clone()
     signs = torch.sign(torch.randn(d, generator=tensor_generator(seed, 1), dtype=torch.float64))
     reach = gamma * (burn + measure) + 1.0
     base.load_point([x_star + reach * signs])  # every coordinate keeps the sign of its gradient for the whole run
@@ -202,13 +205,13 @@ def _stationary_error(d: int, gamma: float, beta: float, seed: int, ctx: Context
         opt.memories()[0].copy_(grad())
         for t in range(burn + measure):
             gt = grad().clone()
-            if sigma > 0:
+            if isinstance(problem, AdditiveNoise):  # sigma > 0
                 problem.set_sample(mix_seed(seed, 3, t))
             opt.step(problem)
             if t >= burn:
                 e = opt.memories()[0] - gt
                 errs[t - burn] = float(e @ e)
-    if sigma > 0:
+    if isinstance(problem, AdditiveNoise):
         problem.set_sample(None)
     return errs
 
@@ -226,12 +229,12 @@ def jaguar_memory_moving(ctx: Context) -> ClaimResult:
     seeds = ctx.pick(1, 2)
     base_seed = mix_seed(ctx.seed, salt("jaguar_memory_moving"))
     d0, g0, b0 = 16, 2e-3, 0.5
-    grids = {
+    grids: dict[str, _Grid] = {
         "gamma": ([1e-3, 2e-3, 4e-3, 8e-3], lambda v: (d0, v, b0), 2.0),
         "d": ([8, 16, 32], lambda v: (int(v), g0, b0), 3.0),
         "1-beta": ([0.5, 0.25, 0.125], lambda v: (8, g0, 1 - v), -2.0),
     }
-    noise_grids = {
+    noise_grids: dict[str, _Grid] = {
         "noise 1-beta": ([0.5, 0.25, 0.125], lambda v: (8, 0.0, 1 - v), 1.0),
         "noise d": ([8, 16, 32], lambda v: (int(v), 0.0, 0.5), 1.0),
     }

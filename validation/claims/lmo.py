@@ -457,10 +457,14 @@ def newton_schulz_band(ctx: Context) -> ClaimResult:
                 xlabel="sigma / ||G||_F",
                 ylabel="singular value after 5 steps",
                 series=[
-                    {"x": grid.tolist(), "y": theory.ns_scalar_map(grid, steps=5).tolist(), "label": "p^5(sigma)"},
                     {
                         "x": grid.tolist(),
-                        "y": theory.ns_scalar_map(grid, theory.CUBIC, steps=5).tolist(),
+                        "y": np.asarray(theory.ns_scalar_map(grid, steps=5)).tolist(),
+                        "label": "p^5(sigma)",
+                    },
+                    {
+                        "x": grid.tolist(),
+                        "y": np.asarray(theory.ns_scalar_map(grid, theory.CUBIC, steps=5)).tolist(),
                         "style": "dashed",
                         "label": "cubic, 5 steps",
                     },

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from scipy.stats import t as t_dist
 
-from problems import AdditiveNoise, NonconvexSine, Problem, Quadratic
+from problems import AdditiveNoise, NonconvexSine, Problem, Quadratic, StochasticProblem
 from validation.claims.estimators import salt
 from validation.core import ClaimResult, Context, Plot, claim, fmt, robust_slope, slope_contains
 from zotheory import theory
@@ -62,6 +62,8 @@ def run_optimizer(
 
     ``norm``: ``"l2sq"`` (||grad||_2^2), ``"l2"`` or ``"l1"``. For a stochastic problem the sample of
     step ``k`` is ``mix_seed(sample_seed, k)`` (both evaluations of a difference share it)."""
+    if sample_seed is not None and not isinstance(problem, StochasticProblem):
+        raise TypeError(f"sample_seed={sample_seed} needs a StochasticProblem, got {type(problem).__name__}")
     out = np.empty(steps)
     for k in range(steps):
         g = grad()
@@ -70,10 +72,10 @@ def run_optimizer(
             for group in opt.param_groups:
                 group["lr"] = lr_of(k)
         if sample_seed is not None:
-            problem.set_sample(mix_seed(sample_seed, k))
+            cast(StochasticProblem, problem).set_sample(mix_seed(sample_seed, k))
         opt.step(problem)
     if sample_seed is not None:
-        problem.set_sample(None)
+        cast(StochasticProblem, problem).set_sample(None)
     return out
 
 
@@ -107,7 +109,7 @@ def zo_sgd_deterministic_rate(ctx: Context) -> ClaimResult:
     xs_avg, ys_avg, ys_min, curves = [], [], [], []
     base_seed = mix_seed(ctx.seed, salt("zo_sgd_deterministic_rate"))
     for s in range(seeds):
-        problem = NonconvexSine(d, a=2.0, init_radius=3.0, seed=ctx.seed + s, dtype=torch.float64)
+        problem: Problem = NonconvexSine(d, a=2.0, init_radius=3.0, seed=ctx.seed + s, dtype=torch.float64)
         gamma = 1.0 / (4 * (d + 4) * problem.L)
         opt = ZOSGD(problem.parameters(), lr=gamma, eps=1e-4, seed=mix_seed(base_seed, s))
         with torch.no_grad():
@@ -345,7 +347,8 @@ def rsgf_bound(ctx: Context) -> ClaimResult:
     seeds = ctx.pick(3, 4)
     mu = 1e-3
     base_seed = mix_seed(ctx.seed, salt("rsgf_bound"))
-    rows, passed = [], True
+    rows: list[dict[str, Any]] = []
+    passed = True
     for sigma in (0.0, 1.0):
         for schedule in ("constant", "decreasing"):
             vals, rhs_list = [], []
@@ -355,7 +358,8 @@ def rsgf_bound(ctx: Context) -> ClaimResult:
                 L = base.L
                 g0 = 1.0 / (4 * (d + 4) * L)
                 gammas = np.full(n, g0) if schedule == "constant" else g0 * 1.5 / np.sqrt(np.arange(1, n + 1) + 1.0)
-                probs = theory.rsgf_output_probabilities(gammas, L, d)
+                lrs: list[float] = gammas.tolist()
+                probs = theory.rsgf_output_probabilities(lrs, L, d)
                 opt = ZOSGD(
                     problem.parameters(), lr=float(gammas[0]), eps=mu, scheme="forward", seed=mix_seed(base_seed, s)
                 )
@@ -367,10 +371,10 @@ def rsgf_bound(ctx: Context) -> ClaimResult:
                         n,
                         gradient_fn(problem),
                         sample_seed=mix_seed(base_seed, 9, s) if sigma > 0 else None,
-                        lr_of=lambda k, g=gammas: float(g[k]),
+                        lr_of=lrs.__getitem__,
                     )
                 vals.append(float(probs @ g2) / L)  # E_R (1/L)||grad f(x_R)||^2 for this run, exactly
-                rhs_list.append(theory.ghadimi_lan_rsgf_bound(f_gap, L, d, mu, sigma, gammas))
+                rhs_list.append(theory.ghadimi_lan_rsgf_bound(f_gap, L, d, mu, sigma, lrs))
             upper = t_upper(np.array(vals))
             rhs = float(np.min(rhs_list))
             ok = upper <= rhs

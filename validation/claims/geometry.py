@@ -1,4 +1,5 @@
-"""Which geometry wins: sign / l-infinity and spectral updates versus l2 (ZO-SGD), predicted from the problem's constants.
+"""Which geometry wins: sign / l-infinity and spectral updates versus l2 (ZO-SGD), predicted from the problem's
+constants.
 
 Prediction (first-order steepest-descent theory; ``problems.quadratic`` module docstring; Balles, Pedregosa &
 Le Roux 2020 for the sign case): steepest descent in a norm with smoothness ``L`` in that norm reaches
@@ -134,7 +135,8 @@ def _geometry_claim(ctx: Context, kind: str) -> ClaimResult:
         rho = (L2 * R2**2) / (L_geo * R_geo**2)
         pred = _predict(rho)
         # l2 grid: up to 2/(tr A + 2 L), the step at which ZO-SGD's expected decrease vanishes on a quadratic
-        # (E f(x - g_hat g) = f - g||grad||^2 + g^2/2 (tr A ||grad||^2 + 2 grad^T A grad)); geometry grids: R/T multiples
+        # (E f(x - g_hat g) = f - g||grad||^2 + g^2/2 (tr A ||grad||^2 + 2 grad^T A grad));
+        # geometry grids: R/T multiples
         top = 2.0 / (tr + 2 * L2)
         l2_grid = top * np.geomspace(2.0 ** -(n_lr - 2), 2.0, n_lr)
         geo_grid = R_geo / T * np.geomspace(1.0, 2.0 ** (n_lr - 1), n_lr)
@@ -265,6 +267,6 @@ def geometry_sign_vs_l2(ctx: Context) -> ClaimResult:
     cost=6.0,
 )
 def geometry_spectral_vs_l2(ctx: Context) -> ClaimResult:
-    """Spectral (polar-factor) updates beat ZO-SGD on a matrix problem with a few dominant curvature directions and lose on
-    flat curvature and from a rank-one start, as predicted by comparing L_spec R_op^2 with L_2 R_F^2."""
+    """Spectral (polar-factor) updates beat ZO-SGD on a matrix problem with a few dominant curvature directions and lose
+    on flat curvature and from a rank-one start, as predicted by comparing L_spec R_op^2 with L_2 R_F^2."""
     return _geometry_claim(ctx, "spectral")

@@ -126,16 +126,18 @@ def jaguar_memory_static(ctx: Context) -> ClaimResult:
             }
         )
     return ClaimResult(
-        predicted=f"E||h^k - g||^2/||g||^2 = (1-(1-beta^2)/d)^k, E<h^k - g, h^0 - g>/||g||^2 = (1-(1-beta)/d)^k (d={d})",
+        predicted="E||h^k - g||^2/||g||^2 = (1-(1-beta^2)/d)^k, E<h^k - g, h^0 - g>/||g||^2 = (1-(1-beta)/d)^k "
+        f"(d={d})",
         measured="; ".join(
-            f"beta={b}: at k={checks[-1]} second moment {fmt(stats[f'beta={b}'][f'k={checks[-1]}']['second_moment']['mean'], 3)} "
-            f"vs {fmt(theory.jaguar_second_moment_error_factor(b, d, checks[-1]), 3)}"
+            f"beta={b}: at k={checks[-1]} second moment "
+            f"{fmt(stats[f'beta={b}'][f'k={checks[-1]}']['second_moment']['mean'], 3)} vs "
+            f"{fmt(theory.jaguar_second_moment_error_factor(b, d, checks[-1]), 3)}"
             for b in betas
         ),
         passed=bool(passed),
         statistics=stats,
-        verdict_rule=f"pass iff all {tests} z-tests (over {reps} independent replicates) pass with Bonferroni-corrected "
-        f"level {alpha:.2g} (total false alarm {FALSE_ALARM})",
+        verdict_rule=f"pass iff all {tests} z-tests (over {reps} independent replicates) pass with "
+        f"Bonferroni-corrected level {alpha:.2g} (total false alarm {FALSE_ALARM})",
         plots=[
             Plot(
                 title=f"JAGUAR memory at a static point, d={d}",
@@ -145,8 +147,8 @@ def jaguar_memory_static(ctx: Context) -> ClaimResult:
                 yscale="log",
             )
         ],
-        notes="Run with JaguarSignSGD(lr=0): the memory is the optimizer's own state; the coordinate differences are exact "
-        "on the quadratic.",
+        notes="Run with JaguarSignSGD(lr=0): the memory is the optimizer's own state; the coordinate differences are "
+        "exact on the quadratic.",
     )
 
 
@@ -308,8 +310,8 @@ def jaguar_memory_moving(ctx: Context) -> ClaimResult:
             )
         )
     return ClaimResult(
-        predicted="exact stationary values; exponents gamma: 2, d: 3, (1-beta): -2 (drift term), (1-beta): 1 (noise term); "
-        "Lemma 3.4 also has d^1 on the noise term",
+        predicted="exact stationary values; exponents gamma: 2, d: 3, (1-beta): -2 (drift term), (1-beta): 1 (noise "
+        "term); Lemma 3.4 also has d^1 on the noise term",
         measured="; ".join(measured_txt),
         passed=bool(passed),
         statistics=stats,
@@ -320,10 +322,10 @@ def jaguar_memory_moving(ctx: Context) -> ClaimResult:
         f"Bonferroni over the {n_fits} exponents, total false alarm {FALSE_ALARM}) contains the exact formula's "
         "slope over the same grid; the lemma's exponents are reported beside them",
         plots=plots,
-        notes="The gamma grid uses common random numbers (the same coordinate sequence for every gamma), so its exponent "
-        "2 is exact path by path (the lag is linear in L gamma); the d and (1-beta) grids use independent runs. "
-        "Drift regime: f = ||x - x*||^2/2 started with every coordinate far from x*, so sign(m) is constant and the "
-        "gradient drifts by L gamma per step in every coordinate -- the worst case behind the lemma's first term, "
+        notes="The gamma grid uses common random numbers (the same coordinate sequence for every gamma), so its "
+        "exponent 2 is exact path by path (the lag is linear in L gamma); the d and (1-beta) grids use independent "
+        "runs. Drift regime: f = ||x - x*||^2/2 started with every coordinate far from x*, so sign(m) is constant and "
+        "the gradient drifts by L gamma per step in every coordinate -- the worst case behind the lemma's first term, "
         "which is attained (exponents 2, ~3, ~-2 up to the finite-d and (1+beta) factors of the exact formula). "
         "Noise regime: static x, F = f + <xi, x> with E||xi||^2 = sigma^2 = 1; the measured error does not grow with "
         "d (exponent ~0), so the lemma's d sigma^2 is an upper bound that is loose by d for isotropic noise.",
@@ -376,8 +378,8 @@ def jaguar_signsgd_rate(ctx: Context) -> ClaimResult:
             "measure": "E_N ||grad f(x_N)||_1 with N uniform on 1..T (trajectory average)",
             "problem": "Quadratic L=1, mu=0.25, ||x0-x*||_2 = 1 (delta_0, L, ||grad f(x0)||_2 independent of d)",
         },
-        verdict_rule="pass iff the 99% Theil-Sen interval in T contains -1/4 and the interval in d reaches down to 1 or below "
-        "while lying above 0 (grows, not faster than linearly)",
+        verdict_rule="pass iff the 99% Theil-Sen interval in T contains -1/4 and the interval in d reaches down to 1 "
+        "or below while lying above 0 (grows, not faster than linearly)",
         plots=[
             Plot(
                 title="JAGUAR SignSGD, Cor. 3.6 tuning",
@@ -422,6 +424,6 @@ def jaguar_signsgd_rate(ctx: Context) -> ClaimResult:
                 yscale="log",
             ),
         ],
-        notes="With gamma ~ T^(-3/4) the iterate needs ~T^(3/4) steps to travel O(1), so the trajectory average is dominated "
-        "by the delta_0/(gamma T) term of Thm 3.5, which decays like T^(-1/4): the exponent is tight here.",
+        notes="With gamma ~ T^(-3/4) the iterate needs ~T^(3/4) steps to travel O(1), so the trajectory average is "
+        "dominated by the delta_0/(gamma T) term of Thm 3.5, which decays like T^(-1/4): the exponent is tight here.",
     )

@@ -15,8 +15,7 @@ state their hypothesis (a prediction of the linear model of §2.4) before the nu
 from __future__ import annotations
 
 import math
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypedDict
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 from scipy import stats as sps
 
 from problems import NonconvexSine, Quadratic
+from validation.claims.estimators import flat, ratio_plot, salt
 from validation.core import (
     ClaimResult,
     Context,
@@ -63,14 +63,6 @@ RELEASED_EPS = 1e-3
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def salt(name: str) -> int:
-    return zlib.crc32(name.encode())
-
-
-def flat(tensors: Sequence[torch.Tensor]) -> np.ndarray:
-    return torch.cat([t.detach().reshape(-1).double() for t in tensors]).numpy()
-
-
 class LinearObjective(torch.nn.Module):
     """``f(x) = <g, x>``: the linear regime of ``docs/theory.md`` §2.4 (ranking by ``<g, z>`` exactly)."""
 
@@ -144,25 +136,6 @@ def selection_moments(kind: str, M: int, top: int, n: int, rng: np.random.Genera
         a = x[:, 0]
         c = 1.0
     return float(np.mean(a**2)), float(np.mean(a**4)), c
-
-
-def ratio_plot(title: str, labels: list[str], ratios: list[float], widths: list[float], ylabel: str) -> Plot:
-    return Plot(
-        title=title,
-        xlabel="",
-        ylabel=ylabel,
-        series=[
-            {
-                "x": list(range(len(labels))),
-                "y": ratios,
-                "yerr": widths,
-                "style": "points",
-                "label": "measured / predicted (Bonferroni interval)",
-            }
-        ],
-        hlines=[{"y": 1.0, "label": "theory", "color": "k", "style": "--"}],
-        xticklabels=labels,
-    )
 
 
 # ---------------------------------------------------------------------------------------------- §5.16
@@ -913,6 +886,8 @@ def _hill_climb(evaluate: Callable[[float], dict[str, Any]], grid: list[float]) 
 
 
 def budget_runs(ctx: Context, problem_name: str) -> ClaimResult:
+    """The ``policy_budget_runs_<problem_name>`` claims: final error of budget-matched ZO-SGD runs (equal forward
+    passes) for each direction policy against q-averaged SPSA, each at its hill-climbed learning rate."""
     d = ctx.pick(20, 40)
     budget = ctx.pick(1000, 1500)
     seeds = ctx.pick(2, 3)
@@ -1039,9 +1014,9 @@ def budget_runs(ctx: Context, problem_name: str) -> ClaimResult:
         },
         verdict_rule=(
             "final suboptimality f(x_B)/f(x_0) after the same number B of forward passes, each method at its "
-            "best step size on the grid 2^-4 .. 2^4 (hill climbing; geometric mean over seeds, tuned on those seeds); pass iff every "
-            "pair with predicted efficiency ratio <= 0.6 ends with the SPSA side lower (the ordering the "
-            "linear model predicts); GV M=8 vs q=5 (0.91) and the carried-best variant (no i.i.d. model) are "
+            "best step size on the grid 2^-4 .. 2^4 (hill climbing; geometric mean over seeds, tuned on those seeds); "
+            "pass iff every pair with predicted efficiency ratio <= 0.6 ends with the SPSA side lower (the ordering "
+            "the linear model predicts); GV M=8 vs q=5 (0.91) and the carried-best variant (no i.i.d. model) are "
             "reported without a prediction"
         ),
         plots=[

@@ -88,6 +88,7 @@ def t_upper(samples: np.ndarray, confidence: float = 0.99) -> float:
 
 
 def fit_text(fit: dict[str, Any]) -> str:
+    """A slope fit as text: ``slope [low, high]`` (3 significant digits)."""
     return f"{fmt(fit['slope'], 3)} [{fmt(fit['interval'][0], 3)}, {fmt(fit['interval'][1], 3)}]"
 
 
@@ -153,7 +154,8 @@ def zo_sgd_deterministic_rate(ctx: Context) -> ClaimResult:
     idx = np.unique(np.geomspace(1, n_max, 60).astype(int)) - 1
     c = mean_curve[horizons[-1] - 1] * horizons[-1]
     return ClaimResult(
-        predicted="slope -1 in N (trajectory average of ||grad f||^2), <= -1 (running minimum); iterations-to-eps ~ (d+4)^1",
+        predicted="slope -1 in N (trajectory average of ||grad f||^2), <= -1 (running minimum); iterations-to-eps ~ "
+        "(d+4)^1",
         measured=f"average: {fit_text(fit_avg)}; minimum: {fit_text(fit_min)}; iterations vs d+4: {fit_text(fit_d)}",
         passed=bool(passed),
         statistics={
@@ -170,8 +172,8 @@ def zo_sgd_deterministic_rate(ctx: Context) -> ClaimResult:
             "step": "1/(4(d+4)L)",
             "eps_relative": 1e-3,
         },
-        verdict_rule="pass iff the 99% Theil-Sen interval of the average's slope contains -1, the minimum's interval lies "
-        "at or below -1, and the interval of log(iterations to eps) on log(d+4) contains 1",
+        verdict_rule="pass iff the 99% Theil-Sen interval of the average's slope contains -1, the minimum's interval "
+        "lies at or below -1, and the interval of log(iterations to eps) on log(d+4) contains 1",
         plots=[
             Plot(
                 title=f"deterministic ZO-SGD, nonconvex sine d={d}",
@@ -206,9 +208,9 @@ def zo_sgd_deterministic_rate(ctx: Context) -> ClaimResult:
                 yscale="log",
             ),
         ],
-        notes="The proof bounds (1/N) sum_k E||grad f(x_k)||^2 (= E||grad f(x_R)||^2 for uniform R); once sum_k ||grad f||^2 "
-        "has converged that average decays exactly like 1/N, which is what is measured. The running minimum falls "
-        "much faster here (the sine problem is strongly convex near x*, so ZO-SGD ends up converging linearly): "
+        notes="The proof bounds (1/N) sum_k E||grad f(x_k)||^2 (= E||grad f(x_R)||^2 for uniform R); once sum_k ||grad "
+        "f||^2 has converged that average decays exactly like 1/N, which is what is measured. The running minimum "
+        "falls much faster here (the sine problem is strongly convex near x*, so ZO-SGD ends up converging linearly): "
         "the O(1/N) statement is an upper bound on it, not its rate.",
     )
 
@@ -281,7 +283,8 @@ def zo_sgd_stochastic_rate(ctx: Context) -> ClaimResult:
             "bound_holds": bound_ok,
             "problem": "AdditiveNoise(Quadratic L=1, mu=0.25, ||x0-x*||=1), E||grad F - grad f||^2 = sigma^2",
         },
-        verdict_rule="pass iff the 99% Theil-Sen intervals contain -1/2 (in N) and +1/2 (in d+4) and every run is below G3",
+        verdict_rule="pass iff the 99% Theil-Sen intervals contain -1/2 (in N) and +1/2 (in d+4) and every run is "
+        "below G3",
         plots=[
             Plot(
                 title="stochastic ZO-SGD, Cor. 3.3 step",
@@ -326,9 +329,9 @@ def zo_sgd_stochastic_rate(ctx: Context) -> ClaimResult:
                 yscale="log",
             ),
         ],
-        notes="G3 was read from secondary notes (docs/theory.md §3.2); it is used here as a sanity bound only. With the "
-        "N-dependent step both the optimisation term Delta/(gamma N) and the noise floor gamma L (d+2) sigma^2 scale "
-        "like sqrt((d+4)/N), which is why the exponents are tight at these sizes.",
+        notes="G3 was read from secondary notes (docs/theory.md §3.2); it is used here as a sanity bound only. With "
+        "the N-dependent step both the optimisation term Delta/(gamma N) and the noise floor gamma L (d+2) sigma^2 "
+        "scale like sqrt((d+4)/N), which is why the exponents are tight at these sizes.",
     )
 
 
@@ -340,8 +343,8 @@ def zo_sgd_stochastic_rate(ctx: Context) -> ClaimResult:
     cost=4.0,
 )
 def rsgf_bound(ctx: Context) -> ClaimResult:
-    """RSGF (forward Gaussian oracle, gamma_k < 1/(2(d+4)L), output index R drawn with P_R(k) ~ gamma_k - 2L(d+4)gamma_k^2)
-    on a nonconvex L-smooth problem: (1/L) E||grad f(x_R)||^2 never exceeds the G2 right-hand side."""
+    """RSGF (forward Gaussian oracle, gamma_k < 1/(2(d+4)L), output index R drawn with P_R(k) ~ gamma_k -
+    2L(d+4)gamma_k^2) on a nonconvex L-smooth problem: (1/L) E||grad f(x_R)||^2 never exceeds the G2 right-hand side."""
     d = 10
     n = ctx.pick(800, 2000)
     seeds = ctx.pick(3, 4)
@@ -406,8 +409,9 @@ def rsgf_bound(ctx: Context) -> ClaimResult:
             "problem": "NonconvexSine a=2 (L=3, nonconvex), optionally + AdditiveNoise",
             "configurations": rows,
         },
-        verdict_rule="pass iff, in every configuration, the one-sided 99% t upper bound over seeds of (1/L) E_R||grad f(x_R)||^2 "
-        "(E_R computed exactly from the trajectory and P_R) is below the smallest G2 right-hand side of the seeds",
+        verdict_rule="pass iff, in every configuration, the one-sided 99% t upper bound over seeds of (1/L) E_R||grad "
+        "f(x_R)||^2 (E_R computed exactly from the trajectory and P_R) is below the smallest G2 right-hand side of the "
+        "seeds",
         plots=[
             Plot(
                 title="RSGF: measured / G2 bound",
@@ -431,7 +435,8 @@ def rsgf_bound(ctx: Context) -> ClaimResult:
                 xticklabels=labels,
             )
         ],
-        notes="The bound is valid but loose here (ratios in the statistics); it is checked as a bound (<=), PEPit style.",
+        notes="The bound is valid but loose here (ratios in the statistics); it is checked as a bound (<=), PEPit "
+        "style.",
     )
 
 
@@ -481,7 +486,8 @@ def zo_signsgd_rate(ctx: Context) -> ClaimResult:
             "measure": "E_R ||grad f(x_R)||_2 with R uniform (trajectory average)",
             "problem": "Quadratic L=1, mu=0.25, ||x0 - x*||_2 = 1 (constants independent of d)",
         },
-        verdict_rule="pass iff the 99% Theil-Sen interval in T contains -1/2 and the interval in d does not lie above +1/2",
+        verdict_rule="pass iff the 99% Theil-Sen interval in T contains -1/2 and the interval in d does not lie above "
+        "+1/2",
         plots=[
             Plot(
                 title="ZO-SignSGD, step 1/sqrt(dT)",
@@ -526,8 +532,8 @@ def zo_signsgd_rate(ctx: Context) -> ClaimResult:
                 yscale="log",
             ),
         ],
-        notes="One Gaussian direction per step and exact (deterministic) function values. The d-scaling is stated as an "
-        "upper bound: the problem's L, mu, f(x_1) - f* and ||x_1 - x*||_2 do not depend on d, so sqrt(d) can only "
+        notes="One Gaussian direction per step and exact (deterministic) function values. The d-scaling is stated as "
+        "an upper bound: the problem's L, mu, f(x_1) - f* and ||x_1 - x*||_2 do not depend on d, so sqrt(d) can only "
         "come from the estimator's noise.",
     )
 
@@ -609,8 +615,8 @@ def zo_frank_wolfe_rate(ctx: Context) -> ClaimResult:
             "problem": "Quadratic L=1, mu=0.1 over the l1 ball of radius ||x*||_1 (x* on its boundary, f* = 0)",
             "schedules": "rho_k = 4/(d^(1/3)(k+8)^(2/3)), step 2/(k+8), radius c_k = 2/(d^(3/2)(k+8)^(1/3))",
         },
-        verdict_rule="pass iff the upper end of the 99% Theil-Sen interval of the ZO-FW gap slope is <= -1/3 (decays at least "
-        "as fast as the bound) and the exact-FW bound holds at every iteration",
+        verdict_rule="pass iff the upper end of the 99% Theil-Sen interval of the ZO-FW gap slope is <= -1/3 (decays "
+        "at least as fast as the bound) and the exact-FW bound holds at every iteration",
         plots=[
             Plot(
                 title=f"Frank-Wolfe on the l1 ball, d={d}",
@@ -636,6 +642,6 @@ def zo_frank_wolfe_rate(ctx: Context) -> ClaimResult:
                 yscale="log",
             )
         ],
-        notes="The T^(-1/3) rate is a worst-case upper bound; on this strongly convex quadratic ZO-FW decays faster, which "
-        "the bound allows.",
+        notes="The T^(-1/3) rate is a worst-case upper bound; on this strongly convex quadratic ZO-FW decays faster, "
+        "which the bound allows.",
     )

@@ -119,7 +119,9 @@ def _family_second_moment_ratio(name: str, d: int, q: int, shape: tuple[int, int
         # ||z||^2 = (number of block entries) / p = d exactly, so E||<g,z>z||^2 = d E<g,z>^2 = d ||g||^2.
         return (d + q - 1) / q, "[D] block: ||z||^2 = d exactly, so E||<g,z>z||^2 = d||g||^2; (d+q-1)/q for q averaged"
     if name == "lowrank":
-        m, k = shape  # type: ignore[misc]
+        if shape is None:
+            raise ValueError("the lowrank ratio needs the matrix shape (m, k), got shape=None")
+        m, k = shape
         # rank 1: <G,Z> = u^T G v, ||Z||^2 = ||u||^2 ||v||^2; E_u (u^T w)^2 ||u||^2 = (m+2)||w||^2 (§5.3 in R^m),
         # then E_v ||Gv||^2 ||v||^2 = (k+2)||G||_F^2, so E||<G,Z>Z||^2 = (m+2)(k+2)||G||_F^2.
         r1 = (m + 2) * (k + 2)
@@ -939,9 +941,12 @@ def one_point_vs_two_point(ctx: Context) -> ClaimResult:
     fit = robust_slope(np.log(deltas), np.log(one_m2))
     pred_fit = robust_slope(np.log(deltas), np.log(one_pred))
     stats["one_point_slope_in_delta"] = {"measured": fit, "closed_form_slope": pred_fit["slope"]}
+
     # adding a constant to f: the one-point second moment moves to the new closed form, the two-point estimates do
     # not move
-    shifted = lambda: problem() + const  # noqa: E731
+    def shifted() -> torch.Tensor:
+        return problem() + const
+
     delta = deltas[1]
     est_c = draw_estimates(problem, fam, n, mix_seed(seed, 50), radius=delta, scheme="one_point", closure=shifted)
     t_c = mean_matches((est_c**2).sum(axis=1), _one_point_second_moment(problem, delta, const), alpha)

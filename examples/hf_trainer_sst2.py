@@ -1,10 +1,10 @@
-"""SST-2 sentiment classification with the Hugging Face Trainer and a zotheory zeroth-order method.
+r"""SST-2 sentiment classification with the Hugging Face Trainer and a zotheory zeroth-order method.
 
 An ordinary ``transformers`` fine-tuning script; the only zeroth-order parts are the class
 (``llm.ZOTrainer`` instead of ``transformers.Trainer``) and its ``zo_method`` / ``zo_options``.
 
     # a real encoder and GLUE SST-2 through `datasets` (network or cache), LoRA, JAGUAR SignSGD
-    python examples/hf_trainer_sst2.py --model prajjwal1/bert-tiny --method jaguar-signsgd \\
+    python examples/hf_trainer_sst2.py --model prajjwal1/bert-tiny --method jaguar-signsgd \
         --opt eps=1e-3 --lr 1e-4 --lora --steps 2000 --batch-size 16 --grad-accum 4 --out runs/sst2-jaguar
 
     # offline: a tiny random BERT and the offline tokenizer, SST-2 files in a folder (train.tsv, dev.tsv)
@@ -28,6 +28,7 @@ from typing import Any
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of this example: model, data, zotheory method and its options, Trainer settings."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--model", default="preset:tiny-bert", help="HF name or path of an encoder, or preset:tiny-bert (offline)"
@@ -85,6 +86,7 @@ def _model_and_tokenizer(name: str, seed: int) -> tuple[Any, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Fine-tune on SST-2 with ``ZOTrainer``, write ``OUT/results.json``; exit status 0, or 2 on bad input."""
     args = build_parser().parse_args(argv)
     import numpy as np
     from transformers import DataCollatorWithPadding, TrainingArguments

@@ -67,13 +67,15 @@ def check_dtype(dtype: object) -> torch.dtype:
     """Accept float32 (default of the package) and float64; anything else is an error."""
     if dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got dtype={dtype!r}")
-    return dtype  # type: ignore[return-value]
+    return dtype
 
 
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {name}={value!r}")
-    return value  # type: ignore[return-value]
+    """The entry of ``choices`` equal to ``value``; anything else is an error naming the choices."""
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise ValueError(f"{name} must be one of {list(choices)}, got {name}={value!r}")
 
 
 def check_spectrum(values: object, name: str, length: int | None = None) -> torch.Tensor:

@@ -384,10 +384,10 @@ class StochasticProblem(Problem):
 
 
 class AdditiveNoise(StochasticProblem):
-    """Wrap a deterministic problem with the linear noise ``F(x, xi) = f(x) + <xi, x>``.
+    r"""Wrap a deterministic problem with the linear noise ``F(x, xi) = f(x) + <xi, x>``.
 
-    .. math::  F(x,\\xi) = f(x) + \\langle \\xi, x\\rangle,\\qquad
-               \\xi \\sim \\mathcal N\\big(0, \\tfrac{\\sigma^2}{d} I_d\\big)
+    .. math::  F(x,\xi) = f(x) + \langle \xi, x\rangle,\qquad
+               \xi \sim \mathcal N\big(0, \tfrac{\sigma^2}{d} I_d\big)
 
     (``d = problem.dim``, one independent entry per parameter entry, all blocks together).
     Then ``E F(x, xi) = f(x)``, ``grad F(x, xi) = grad f(x) + xi`` and

@@ -1,9 +1,9 @@
-"""L2-regularised logistic regression: a finite sum with a seeded minibatch oracle.
+r"""L2-regularised logistic regression: a finite sum with a seeded minibatch oracle.
 
-.. math::  f(w) = \\frac1n \\sum_{i=1}^n \\log\\big(1 + e^{-y_i a_i^\\top w}\\big)
-           + \\frac{\\lambda}{2}\\|w\\|_2^2,\\qquad
-           F(w, B) = \\frac1b \\sum_{i\\in B} \\log\\big(1 + e^{-y_i a_i^\\top w}\\big)
-           + \\frac{\\lambda}{2}\\|w\\|_2^2,
+.. math::  f(w) = \frac1n \sum_{i=1}^n \log\big(1 + e^{-y_i a_i^\top w}\big)
+           + \frac{\lambda}{2}\|w\|_2^2,\qquad
+           F(w, B) = \frac1b \sum_{i\in B} \log\big(1 + e^{-y_i a_i^\top w}\big)
+           + \frac{\lambda}{2}\|w\|_2^2,
 
 ``B`` a uniformly random subset of size ``b`` drawn *without replacement* (so
 ``E_B F(w, B) = f(w)``). An intercept is obtained by appending a constant feature.
@@ -100,6 +100,10 @@ class LogisticRegression(StochasticProblem):
     """
 
     name = "logistic_regression"
+
+    # Buffers registered in __init__, typed here (nn.Module.__getattr__ is typed Tensor | Module).
+    features: Tensor
+    labels: Tensor
 
     def __init__(
         self,

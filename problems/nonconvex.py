@@ -17,10 +17,10 @@ SINE_UNIQUE_STATIONARY_MAX_A = 4.6033
 
 
 class NonconvexSine(Problem):
-    """Separable nonconvex function with exact ``L``, ``f* = 0`` and a unique stationary point.
+    r"""Separable nonconvex function with exact ``L``, ``f* = 0`` and a unique stationary point.
 
-    .. math::  f(x) = \\sum_{i=1}^d \\Big[\\tfrac12 t_i^2 + \\tfrac a2 \\sin^2 t_i\\Big],
-               \\qquad t = x - x^\\star .
+    .. math::  f(x) = \sum_{i=1}^d \Big[\tfrac12 t_i^2 + \tfrac a2 \sin^2 t_i\Big],
+               \qquad t = x - x^\star .
 
     Per coordinate ``phi(t) = t^2/2 + (a/2) sin^2 t`` has ``phi'(t) = t + (a/2) sin 2t`` and
     ``phi''(t) = 1 + a cos 2t in [1 - a, 1 + a]``, so the Hessian is diagonal with entries in
@@ -47,6 +47,9 @@ class NonconvexSine(Problem):
     """
 
     name = "nonconvex_sine"
+
+    # Buffers registered in __init__, typed here (nn.Module.__getattr__ is typed Tensor | Module).
+    xstar_x: Tensor
 
     def __init__(
         self,
@@ -106,9 +109,9 @@ def _rosenbrock_hessian64(x: Tensor) -> Tensor:
 
 
 class Rosenbrock(Problem):
-    """Chained Rosenbrock function: nonconvex, ``f* = 0`` at ``(1, ..., 1)``, *not* globally smooth.
+    r"""Chained Rosenbrock function: nonconvex, ``f* = 0`` at ``(1, ..., 1)``, *not* globally smooth.
 
-    .. math::  f(x) = \\sum_{i=1}^{d-1} \\big[100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2\\big]
+    .. math::  f(x) = \sum_{i=1}^{d-1} \big[100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2\big]
 
     (the "extended"/chained form; Moré, Garbow & Hillstrom, ACM TOMS 7(1), 1981, problem 21
     uses the uncoupled pairs instead). ``f >= 0`` with equality only at ``1`` (each term
@@ -166,10 +169,11 @@ class Rosenbrock(Problem):
                 lam = float(torch.linalg.eigvalsh(_rosenbrock_hessian64(v)).max())
                 if lam > best:
                     best, arg = lam, v
+            assert arg is not None, "the loop visits all 2^d >= 2 box vertices"
             neg = self._neg_curvature_bound(d, r)
             self.L = max(best, neg)
             self.L_is_tight = best >= neg
-            self._tight = arg
+            self._tight: Tensor = arg
         else:
             self.L = gersh
             self.L_is_tight = False

@@ -45,6 +45,10 @@ class NormProblem(Problem):
 
     name = "norm"
 
+    # Buffers registered in __init__, typed here (nn.Module.__getattr__ is typed Tensor | Module).
+    xstar_x: Tensor
+    lipschitz: float
+
     def __init__(
         self,
         d: int = 10,

@@ -1,10 +1,10 @@
-"""The norms in which the problems state their smoothness constants, and their duals.
+r"""The norms in which the problems state their smoothness constants, and their duals.
 
 A point (or a gradient) of a problem is a list of blocks ``[x_1, ..., x_k]`` (vectors and
 matrices). The *smoothness norm* of a problem names the norm ``||.||`` on such lists for
 which the problem's ``L`` satisfies
 
-.. math::  \\|\\nabla f(x) - \\nabla f(y)\\|_* \\le L\\,\\|x - y\\| \\quad\\text{for all } x, y,
+.. math::  \|\nabla f(x) - \nabla f(y)\|_* \le L\,\|x - y\| \quad\text{for all } x, y,
 
 with ``||.||_*`` the dual norm, ``||g||_* = sup_{||s|| <= 1} <g, s>``
 (``docs/theory.md`` §4). The names:

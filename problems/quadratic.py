@@ -59,10 +59,10 @@ def _geometric_spectrum(d: int, L: float, mu: float) -> Tensor:
 
 
 class Quadratic(Problem):
-    """Strongly convex quadratic with a chosen spectrum.
+    r"""Strongly convex quadratic with a chosen spectrum.
 
-    .. math::  f(x) = \\tfrac12 (x - x^\\star)^\\top A (x - x^\\star) + f^\\star,\\qquad
-               A = Q\\,\\mathrm{diag}(\\lambda)\\,Q^\\top
+    .. math::  f(x) = \tfrac12 (x - x^\star)^\top A (x - x^\star) + f^\star,\qquad
+               A = Q\,\mathrm{diag}(\lambda)\,Q^\top
 
     with ``Q`` Haar-distributed (``rotated=True``) or ``Q = I`` (``rotated=False``: a diagonal
     ``A``, stored as a vector, cheap up to ``d = 10^5`` and beyond). The Hessian is ``A``
@@ -86,6 +86,12 @@ class Quadratic(Problem):
     """
 
     name = "quadratic"
+
+    # Buffers registered in __init__, typed here (nn.Module.__getattr__ is typed Tensor | Module).
+    A_matrix: Tensor  # rotated=True
+    A_diag: Tensor  # rotated=False
+    xstar_x: Tensor
+    f_star: float
 
     def __init__(
         self,
@@ -167,7 +173,7 @@ class Quadratic(Problem):
     def tight_direction(self) -> Blocks:
         """Unit vector ``v`` (top eigenvector) with ``||grad f(x+v) - grad f(x)||_2 = L`` for every x."""
         i = int(torch.argmax(self.spectrum))
-        if self.rotated:
+        if self.eigenvectors is not None:  # rotated=True
             v = self.eigenvectors[:, i].clone()
         else:
             v = torch.zeros(self.dim, dtype=torch.float64)
@@ -176,11 +182,11 @@ class Quadratic(Problem):
 
 
 class SeparableLInf(Problem):
-    """Separable problem, smooth in the l-infinity norm, with a regime switch sign-vs-GD.
+    r"""Separable problem, smooth in the l-infinity norm, with a regime switch sign-vs-GD.
 
-    .. math::  f(x) = \\sum_{i=1}^d l_i\\,\\phi(x_i - x^\\star_i),\\qquad
-               \\phi(t) = t^2/2 \\;(\\texttt{phi="quadratic"})\\ \\text{or}\\ \\log\\cosh t
-               \\;(\\texttt{phi="logcosh"}),
+    .. math::  f(x) = \sum_{i=1}^d l_i\,\phi(x_i - x^\star_i),\qquad
+               \phi(t) = t^2/2 \;(\texttt{phi="quadratic"})\ \text{or}\ \log\cosh t
+               \;(\texttt{phi="logcosh"}),
 
     ``f* = 0`` at ``x*``. The Hessian is ``D(x) = diag(l_i phi''(x_i - x*_i))`` with
     ``0 < phi'' <= 1 = phi''(0)`` (``sech^2`` for log-cosh). Constants:
@@ -224,6 +230,10 @@ class SeparableLInf(Problem):
 
     name = "separable_linf"
 
+    # Buffers registered in __init__, typed here (nn.Module.__getattr__ is typed Tensor | Module).
+    l_vec: Tensor  # the curvatures l_i in the problem dtype
+    xstar_x: Tensor
+
     def __init__(
         self,
         d: int = 100,
@@ -254,7 +264,7 @@ class SeparableLInf(Problem):
         x_star = torch.randn(d, generator=self._gen("x_star"), dtype=torch.float64)
         u = 2 * torch.rand(d, generator=self._gen("x0"), dtype=torch.float64) - 1
         x0 = x_star + init_radius * u / u.abs().max()
-        self.register_buffer("l", lvec.to(self._dtype))
+        self.register_buffer("l_vec", lvec.to(self._dtype))
         self._add_block("x", x0, x_star)
 
         self.smoothness_norm = "linf"
@@ -267,11 +277,11 @@ class SeparableLInf(Problem):
     def objective(self, xs: Sequence[Tensor]) -> Tensor:
         r = xs[0] - self.xstar_x
         if self.phi == "quadratic":
-            return 0.5 * (self.l * r * r).sum()
+            return 0.5 * (self.l_vec * r * r).sum()
         # log cosh t = t + softplus(-2t) - log 2: smooth (autograd's second derivative is
         # sech^2 t also at t = 0) and overflow-free.
         lc = r + torch.nn.functional.softplus(-2.0 * r) - math.log(2.0)
-        return (self.l * lc).sum()
+        return (self.l_vec * lc).sum()
 
     def tight_direction(self) -> Blocks:
         """``v = (1, ..., 1)``: ``||grad f(x+tv) - grad f(x)||_1 = L t ||v||_inf`` (quadratic phi)."""
@@ -283,10 +293,10 @@ def _sorted_desc(t: Tensor) -> Tensor:
 
 
 class MatrixQuadratic(Problem):
-    """Matrix quadratic, smooth in the spectral norm, with a bias block and a regime switch.
+    r"""Matrix quadratic, smooth in the spectral norm, with a bias block and a regime switch.
 
-    .. math::  f(X, b) = \\tfrac12\\,\\mathrm{tr}\\big(H_L\\,\\Delta\\,H_R\\,\\Delta^\\top\\big)
-               + \\tfrac12 \\sum_j c_j (b_j - b^\\star_j)^2,\\qquad \\Delta = X - X^\\star,
+    .. math::  f(X, b) = \tfrac12\,\mathrm{tr}\big(H_L\,\Delta\,H_R\,\Delta^\top\big)
+               + \tfrac12 \sum_j c_j (b_j - b^\star_j)^2,\qquad \Delta = X - X^\star,
 
     ``X`` of shape ``(m, n)``, ``b`` of length ``m`` (``bias=True``), ``H_L = Q_L diag(lambda)
     Q_L^T`` (``m x m``), ``H_R = Q_R diag(rho) Q_R^T`` (``n x n``), Haar ``Q`` if ``rotated``.
@@ -345,6 +355,14 @@ class MatrixQuadratic(Problem):
     """
 
     name = "matrix_quadratic"
+
+    # Buffers registered in __init__, typed here (nn.Module.__getattr__ is typed Tensor | Module).
+    H_left: Tensor
+    H_right: Tensor
+    c: Tensor  # bias=True
+    xstar_weight: Tensor
+    xstar_bias: Tensor  # bias=True
+    L_bias: float | None
 
     def __init__(
         self,

@@ -1,5 +1,6 @@
 """AdaNAGED (reconstruction) and the parameter-free baselines: rule formulas, radius floor, routing, invariances,
-agreement of AdaNAGED with the parameter-free baselines of :mod:`zotheory.optim.parameter_free`, convergence, argument errors.
+agreement of AdaNAGED with the parameter-free baselines of :mod:`zotheory.optim.parameter_free`, convergence, argument
+errors.
 
 The generic protocol checks (closure calls, state size, checkpoints, guards) run over the registry in
 ``tests/test_optimizers.py``; this file tests what is specific to the method.
@@ -338,7 +339,7 @@ def test_state_is_m_plus_x0_for_dog_and_m_for_alias() -> None:
         x = nn.Parameter(torch.ones(10, dtype=torch.float32), requires_grad=False)
         opt = AdaNAGED([x], norm="linf", step_rule=rule)
         for _ in range(2):
-            opt.step(lambda: (x * x).sum())
+            opt.step(lambda x=x: (x * x).sum())
         assert opt.state_bytes() == copies * 10 * 4
 
 

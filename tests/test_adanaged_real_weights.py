@@ -107,7 +107,7 @@ def test_step_stays_bounded_and_held_out_loss_does_not_rise(base_model, reps: fl
     gammas = []
     for t in range(80):
         enc, y = batches[t % len(batches)]
-        opt.step(lambda: _loss(model, enc, y))
+        opt.step(lambda enc=enc, y=y: _loss(model, enc, y))
         gammas.append(opt.step_sizes()[0])
     held = float(_loss(model, held_enc, held_y))
     assert all(math.isfinite(g) and 0 < g <= cap * (1 + 1e-6) for g in gammas)  # cap in float32 arithmetic

@@ -180,7 +180,8 @@ def _argv(data: str, out: str, *extra: str) -> list[str]:
     return [
         "--model", "preset:tiny", "--data-dir", data, "--method", "zo-sgd", "--lr", "1e-3", "--opt", "eps=1e-2",
         "--num-train", "16", "--num-dev", "4", "--num-eval", "4", "--max-length", "16", "--steps", "4",
-        "--batch-size", "6", "--eval-every", "2", "--threads", "1", "--no-progress", "--out", out, "--distributed", *extra,
+        "--batch-size", "6", "--eval-every", "2", "--threads", "1", "--no-progress", "--out", out, "--distributed",
+        *extra,
     ]  # fmt: skip
 
 

@@ -521,7 +521,8 @@ CASES: list[tuple[str, str, str, type[BaseException], str, Any]] = [
         "cli",
         "--lr 1e6 (the loss becomes NaN)",
         RuntimeError,
-        r"step \d+ of zo-sgd: the loss became non-finite .*--opt on_nonfinite=skip.*Last good checkpoint: .*last.pt \(step 0\)",
+        r"step \d+ of zo-sgd: the loss became non-finite .*--opt on_nonfinite=skip.*"
+        r"Last good checkpoint: .*last.pt \(step 0\)",
         ["--lr", "1e6"],
     ),
     (
@@ -557,7 +558,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _argv(spec: Any, data_dir: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     out = tmp / "out"
     base = ["--model", "preset:tiny", "--num-train", "16", "--num-dev", "4", "--num-eval", "4", "--max-length", "16",
-            "--batch-size", "4", "--eval-batch-size", "4", "--steps", "3", "--eval-every", "0", "--no-progress", "--threads", "1"]  # fmt: skip
+            "--batch-size", "4", "--eval-batch-size", "4", "--steps", "3", "--eval-every", "0", "--no-progress",
+            "--threads", "1"]  # fmt: skip
     data = ["--data-dir", str(data_dir)]
     if spec == "OUT_IS_FILE":
         out.write_text("x")
@@ -602,7 +604,8 @@ def test_each_bad_input_gets_its_error(
 def test_the_document_lists_every_case_and_only_those() -> None:
     rows = re.findall(r"^\| `([a-z0-9-]+)` \|", DOC.read_text(), flags=re.M)
     assert rows == IDS, (
-        f"docs/errors.md is out of step with CASES: missing {sorted(set(IDS) - set(rows))}, extra {sorted(set(rows) - set(IDS))}"
+        f"docs/errors.md is out of step with CASES: missing {sorted(set(IDS) - set(rows))}, "
+        f"extra {sorted(set(rows) - set(IDS))}"
     )
     assert len(IDS) >= 40 and len(set(IDS)) == len(IDS)
     assert {c[1] for c in CASES} == {"api", "cli"}

@@ -66,7 +66,7 @@ def flat(ts: Sequence[torch.Tensor]) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- moments
 def _tensor_fourth_moment(family: DirectionFamily, shape: torch.Size) -> float:
     """``M_l / ||g_l||^2`` with ``M_l = E[<g_l, z_l>^2 ||z_l||^2]`` for one tensor of a family whose tensors
-    are drawn independently with ``E z_l z_l^T = I`` [D, ours]:
+    are drawn independently with ``E z_l z_l^T = I`` [D, ours].
 
     * ``||z_l||^2 = n_l`` deterministic (Rademacher, Block, SemiOrthogonal identity on a matrix): ``n_l``;
     * Gaussian entries (Gaussian; vectors of LowRank / SemiOrthogonal): ``n_l + 2`` (§5.3);
@@ -319,6 +319,21 @@ def test_radius_check_leaves_the_tensors_alone(dtype: torch.dtype) -> None:
     assert float(params[0][0]) < 0
 
 
+def _failing_closure(params: list[torch.Tensor], fail_at: int, mode: str) -> Callable[[], torch.Tensor]:
+    """The quadratic's closure, except that its ``fail_at``-th call raises (``mode="raise"``) or returns NaN."""
+    calls = [0]
+
+    def f() -> torch.Tensor:
+        calls[0] += 1
+        if calls[0] == fail_at:
+            if mode == "raise":
+                raise KeyError("boom")
+            return torch.tensor(float("nan"))
+        return quadratic(params)()
+
+    return f
+
+
 @pytest.mark.parametrize("family", [Gaussian(), Coordinate(), Block(0.5), SemiOrthogonal()], ids=repr)
 @pytest.mark.parametrize("exact", [True, False])
 def test_exception_in_closure_restores_parameters(family: DirectionFamily, exact: bool) -> None:
@@ -327,16 +342,7 @@ def test_exception_in_closure_restores_parameters(family: DirectionFamily, exact
     for k in range(6):
         for mode in ("raise", "nan"):
             params = fresh()
-            calls = [0]
-
-            def f() -> torch.Tensor:
-                calls[0] += 1
-                if calls[0] == k + 1:
-                    if mode == "raise":
-                        raise KeyError("boom")
-                    return torch.tensor(float("nan"))
-                return quadratic(params)()
-
+            f = _failing_closure(params, k + 1, mode)
             error = KeyError if mode == "raise" else NonFiniteLossError
             with pytest.raises(error):
                 estimate_gradient(params, f, family, step_seed=k, q=3, exact_restore=exact)
@@ -358,7 +364,7 @@ def test_estimates_leave_the_global_rng_alone() -> None:
         params = fresh()
         opt = spec.make([params[0], params[1]], **spec.test_config)
         for _ in range(2):
-            opt.step(lambda: quadratic(params)())
+            opt.step(lambda params=params: quadratic(params)())
     assert torch.equal(state, torch.get_rng_state())
 
 

@@ -89,7 +89,8 @@ def test_sigkill_at_a_random_step_and_during_a_save_resumes_bit_for_bit(tmp_path
 
     # 2. resume; SIGKILL during the checkpoint write of save_step
     p = subprocess.run([sys.executable, "-c", "import _kill_hook", *_args(data_dir, out), "--resume"], cwd=REPO,
-                       env=dict(env, KILL_SAVE_AT_STEP=str(save_step)), capture_output=True, text=True, timeout=240)  # fmt: skip
+                       env=dict(env, KILL_SAVE_AT_STEP=str(save_step)),
+                       capture_output=True, text=True, timeout=240)  # fmt: skip
     assert p.returncode == -signal.SIGKILL, p.stderr
     stale = [f for f in out.iterdir() if f.name.startswith(".last.pt.") and ".tmp" in f.name]
     assert stale, "the kill during the write left no temporary: the test did not kill mid-save"

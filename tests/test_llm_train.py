@@ -441,9 +441,9 @@ def test_cli_help_and_errors() -> None:
 def test_cli_two_step_run(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "cli"
     p = _cli(
-        "--model", "preset:tiny", "--data-dir", str(data_dir), "--num-train", "32", "--num-dev", "16", "--num-eval", "16",
-        "--method", "zo-sgd", "--opt", "lr=1e-3", "--opt", "eps=1e-3", "--steps", "2", "--batch-size", "8",
-        "--max-length", "32", "--no-progress", "--threads", "1", "--out", str(out),
+        "--model", "preset:tiny", "--data-dir", str(data_dir), "--num-train", "32", "--num-dev", "16",
+        "--num-eval", "16", "--method", "zo-sgd", "--opt", "lr=1e-3", "--opt", "eps=1e-3", "--steps", "2",
+        "--batch-size", "8", "--max-length", "32", "--no-progress", "--threads", "1", "--out", str(out),
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     res = json.loads((out / "results.json").read_text())

@@ -8,8 +8,8 @@ Tolerances (relative to the natural scale, e.g. ``r ||g||_*`` for inner products
 * SVD-based argmin comparisons (homogeneity / odd symmetry of the spectral and nuclear LMOs) additionally scale with
   the conditioning of the returned factor: ``U V^T`` moves by ``~ ||dG|| / sigma_min`` and ``u_1 v_1^T`` by
   ``~ ||dG|| / (sigma_1 - sigma_2)``; the tolerance is ``50 * eps * sqrt(mn) * condition``.
-* cvxpy (Clarabel): optimal values to ``1e-6`` relative, argmins to ``1e-3`` (interior-point accuracy; ``docs/theory.md`` §4.5:
-  measured 1e-8 and 1.5e-5).
+* cvxpy (Clarabel): optimal values to ``1e-6`` relative, argmins to ``1e-3`` (interior-point accuracy;
+  ``docs/theory.md`` §4.5: measured 1e-8 and 1.5e-5).
 """
 
 from __future__ import annotations

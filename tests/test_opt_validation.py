@@ -169,7 +169,7 @@ def test_runs_succeed_and_merge(validation_run: dict[str, Any]) -> None:
 def test_measurements_follow_the_meter_protocol(validation_run: dict[str, Any]) -> None:
     res = validation_run["results"]
     meas = {(r["key"], r["mode"]): r for r in res["records"] if r["kind"] == "measure"}
-    for (key, mode), r in meas.items():
+    for (key, _mode), r in meas.items():
         # each phase: reset, then calls, then one peak reading -> 1e9 + 250e6 (one reading after reset)
         assert r["inference_peak_bytes"] == 1_250_000_000
         assert r["step_peak_bytes"] == 1_250_000_000
@@ -180,7 +180,7 @@ def test_measurements_follow_the_meter_protocol(validation_run: dict[str, Any]) 
         assert r["step_over_forward"] == pytest.approx(r["step_s"] / r["forward_s"])
         assert r["forward_passes_per_step"] == (2 if key == "zo-sgd" else 3)
         assert r["batch_shape"][0] >= 2 and r["batch_tokenizer"] == "sst2-bpe"
-        assert len(r["losses"]) == 1 + len(r["step_s_all"]) and all(l == l for l in r["losses"])
+        assert len(r["losses"]) == 1 + len(r["step_s_all"]) and all(loss == loss for loss in r["losses"])  # no NaN
     assert meas[("zo-sgd", "lora")]["num_trainable_parameters"] < meas[("zo-sgd", "ft")]["num_trainable_parameters"]
     assert meas[("zo-sgd", "ft")]["optimizer_state_bytes"] == 0
     # every timed call is bracketed by synchronisations; peaks are read only after a reset

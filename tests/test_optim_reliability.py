@@ -155,7 +155,7 @@ def test_real_scalar_closure_values_of_every_kind_are_accepted() -> None:
     p = nn.Parameter(torch.zeros(3, dtype=torch.float64), requires_grad=False)
     opt = ZOSGD([p], lr=0.1)
     for value in (1, 1.5, torch.tensor(2), torch.tensor([3.0]), torch.tensor(4.0, dtype=torch.float16)):
-        assert math.isfinite(float(opt.step(lambda: value)))
+        assert math.isfinite(float(opt.step(lambda value=value: value)))
 
 
 # --------------------------------------------------------------------------------------

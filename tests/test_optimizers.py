@@ -158,7 +158,7 @@ def test_update_is_a_descent_direction(name: str) -> None:
     for seed in range(200):
         params = snapshot(x0)
 
-        def f() -> torch.Tensor:
+        def f(params: list[torch.Tensor] = params) -> torch.Tensor:
             return sum((ai * p).sum() for ai, p in zip(a, params, strict=False))
 
         before = float(f())
@@ -212,7 +212,7 @@ def test_dtype_device_preserved_and_no_grad(name: str, dtype: torch.dtype, devic
     before = snapshot(params)
     for _ in range(3):
         opt.step(sum_sq(params))
-    for p, b in zip(params, before, strict=False):
+    for p in params:
         assert p.dtype == dtype and p.device.type == device
         assert p.grad is None
         assert torch.isfinite(p).all()
@@ -542,7 +542,7 @@ def test_jaguar_replacement_memory_error_matches_oracle_27() -> None:
         ps = snapshot(x)
         opt = JaguarSignSGD(ps, lr=0.0, beta=0.0, seed=seed)
         for _ in range(12):
-            opt.step(lambda: f(ps))
+            opt.step(lambda ps=ps: f(ps))
         m = torch.cat([t.reshape(-1) for t in opt.memories()])
         errors.append(float(((m - g) ** 2).sum()))
     predicted = jaguar_second_moment_error_factor(0.0, 12, 12) * float((g**2).sum())

@@ -307,7 +307,7 @@ def test_rosenbrock_hessian_and_box_constant():
     p = Rosenbrock(5, box_radius=2.0, dtype=F64)
     gen = torch.Generator().manual_seed(0)
     assert p.L_is_tight and not p.globally_smooth
-    for i in range(30):
+    for _ in range(30):
         x = [2.0 * (2 * torch.rand(5, generator=gen, dtype=F64) - 1)]
         h = p.hessian(x)
         torch.testing.assert_close(h, p.hessian_exact(x), rtol=1e-12, atol=1e-9)

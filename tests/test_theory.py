@@ -1,11 +1,11 @@
 """Tests of zotheory.theory: every closed form against a Monte-Carlo simulation or an exact computation.
 
 Statistical tests (fixed seeds, numpy ``default_rng``): a z-test of the sample mean against the closed form with the
-empirical standard error, two-sided false-alarm probability ``1e-4`` per test (``|z| < 3.8906``); vector means use
-a Bonferroni-corrected threshold so that the whole vector has false-alarm ``1e-4``. Distributional laws use the
-Kolmogorov–Smirnov test (``scipy.stats.kstest``), rejecting at ``alpha = 1e-3``. Tables of
-``docs/theory.md`` (themselves Monte Carlo with 4e5 draws) are matched to 1% (2–3 significant digits). Section numbers ("section 3.7", "§5.12") refer to
-``docs/theory.md``.
+empirical standard error, two-sided false-alarm probability ``1e-4`` per test (``|z| < 3.8906``); vector means use a
+Bonferroni-corrected threshold so that the whole vector has false-alarm ``1e-4``. Distributional laws use the
+Kolmogorov–Smirnov test (``scipy.stats.kstest``), rejecting at ``alpha = 1e-3``. Tables of ``docs/theory.md``
+(themselves Monte Carlo with 4e5 draws) are matched to 1% (2–3 significant digits). Section numbers ("section 3.7",
+"§5.12") refer to ``docs/theory.md``.
 """
 
 from __future__ import annotations

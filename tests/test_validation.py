@@ -72,7 +72,8 @@ def expected_refutations(registry):
 
 
 def test_wrong_estimator_scale_makes_its_claim_fail(registry, monkeypatch):
-    """A Gaussian family with a wrong unbiasing constant (1.3 instead of 1) fails its moment claim; the real one passes."""
+    """A Gaussian family with a wrong unbiasing constant (1.3 instead of 1) fails its moment claim; the real one
+    passes."""
     from zotheory.directions import Gaussian
 
     good = run_suite([registry["estimator_moments_gaussian"]], size="quick", seed=0, workers=1, progress=False)

@@ -114,6 +114,9 @@ class ClaimResult:
 
 @dataclass(frozen=True)
 class Claim:
+    """A registered claim: its ``run(ctx) -> ClaimResult``, the ``source`` it tests, ``tags``, ``cost`` and the
+    verdict we expect of it (``expected``, with ``expected_reason`` for an expected refutation)."""
+
     name: str
     source: str
     tags: tuple[str, ...]
@@ -252,7 +255,7 @@ def hotelling_mean_test(samples: np.ndarray, predicted: np.ndarray, false_alarm:
     t2 = float(n * diff @ np.linalg.lstsq(cov, diff, rcond=None)[0])
     fstat = (n - d) / (d * (n - 1)) * t2
     pvalue = float(f_dist.sf(fstat, d, n - d))
-    rel = float(np.linalg.norm(diff) / max(np.linalg.norm(predicted), 1e-300))
+    rel = float(np.linalg.norm(diff)) / max(float(np.linalg.norm(predicted)), 1e-300)
     return {
         "test": "Hotelling T^2 (F approximation)",
         "n": n,

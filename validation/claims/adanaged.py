@@ -1,16 +1,16 @@
 """AdaNAGED (our reconstruction of arXiv 2606.14970): robustness to its initial guesses, rate, and the default rule.
 
-Protocol of the robustness claims (one per geometry: l2 quadratic, l-infinity-friendly separable problem,
-spectral matrix problem, nonconvex problem; and two stochastic problems: minibatch logistic regression and a
-quadratic with the seeded additive-noise oracle of known variance). Every method gets the same budget of
-function evaluations: the baselines spend 2 per step, AdaNAGED 2 per step plus 3 per function-value probe, and
-runs until its count reaches the budget. AdaNAGED runs with its defaults except the initial-step guess
-``reps_rel``, swept over ten orders of magnitude (1e-10 to 1, guesses far too large included); its geometry is the problem's smoothness norm (``"l2"``, ``"linf"``, or the default
-routing — Newton–Schulz spectral for the matrix, sign for the bias). The baselines are tuned: ZO-SGD,
-ZO-LMO (EMA momentum 0.9 and the *same* LMO as AdaNAGED, so that only the step-size rule differs) and JAGUAR
-SignSGD, each over an lr grid (6 values, a factor sqrt(10) apart) times a smoothing grid
-(``eps`` in {1e-4, 1e-3, 1e-2}), on seed 0; the best configuration of each is then run on every seed. The
-reference is the best of the three tuned baselines by median over seeds.
+Protocol of the robustness claims (one per geometry: l2 quadratic, l-infinity-friendly separable problem, spectral
+matrix problem, nonconvex problem; and two stochastic problems: minibatch logistic regression and a quadratic with the
+seeded additive-noise oracle of known variance). Every method gets the same budget of function evaluations: the
+baselines spend 2 per step, AdaNAGED 2 per step plus 3 per function-value probe, and runs until its count reaches the
+budget. AdaNAGED runs with its defaults except the initial-step guess ``reps_rel``, swept over ten orders of magnitude
+(1e-10 to 1, guesses far too large included); its geometry is the problem's smoothness norm (``"l2"``, ``"linf"``, or
+the default routing — Newton–Schulz spectral for the matrix, sign for the bias). The baselines are tuned: ZO-SGD, ZO-LMO
+(EMA momentum 0.9 and the *same* LMO as AdaNAGED, so that only the step-size rule differs) and JAGUAR SignSGD, each over
+an lr grid (6 values, a factor sqrt(10) apart) times a smoothing grid (``eps`` in {1e-4, 1e-3, 1e-2}), on seed 0; the
+best configuration of each is then run on every seed. The reference is the best of the three tuned baselines by median
+over seeds.
 
 Verdict (stated before running): pass iff for **every** ``reps_rel`` of the sweep the median over seeds of
 AdaNAGED's final ``f - f*`` is at most twice the reference, **and** the tuned baselines are sensitive to
@@ -19,8 +19,8 @@ their step size (the best baseline's final error varies by at least 10x across i
 
 Sizes. ``full`` is the protocol above at the budget the 10-minute suite allows: three seeds, the full 6 x 3
 grids, five initial guesses ``reps_rel`` = 1e-10, 1e-7, 1e-4, 1e-2, 1 (ten decades), 5 steps per dimension
-(d = 100; the separable problem at d = 10^4 with 500 steps), about a minute of CPU per claim. ``quick`` (CI):
-one seed (seven for the stochastic problems at both sizes), the lr grids at ``eps = 1e-3`` only, 500 steps, d = 100 everywhere —
+(d = 100; the separable problem at d = 10^4 with 500 steps), about a minute of CPU per claim. ``quick`` (CI): one seed
+(seven for the stochastic problems at both sizes), the lr grids at ``eps = 1e-3`` only, 500 steps, d = 100 everywhere —
 the same verdict rule.
 Longer budgets (2000 steps at d = 100; a partial d = 10^5 run) are in ``results/validation/adanaged/`` with
 the script that produced them (:func:`protocol`).
@@ -40,7 +40,7 @@ from problems import LogisticRegression, MatrixQuadratic, NonconvexSine, Problem
 from problems.base import AdditiveNoise, StochasticProblem
 from validation.core import ClaimResult, Context, Plot, claim, fmt, robust_slope
 from zotheory.directions import mix_seed
-from zotheory.optim import ZOLMO, ZOSGD, AdaNAGED, JaguarSignSGD
+from zotheory.optim import ZOLMO, ZOSGD, AdaNAGED, JaguarSignSGD, ZOOptimizer
 from zotheory.optim.muon import muon_param_groups
 
 EPS_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
@@ -124,7 +124,7 @@ def _groups(problem: Problem, norm: str | None) -> list[dict[str, Any]]:
     return [{"params": [p for _, p in params], "param_names": [n for n, _ in params], "norm": norm}]
 
 
-def _final(problem: Problem, opt: torch.optim.Optimizer, steps: int, seed: int) -> float:
+def _final(problem: Problem, opt: ZOOptimizer, steps: int, seed: int) -> float:
     """``f(x_T) - f*`` after spending ``2 * steps`` evaluations (every closure call counted, probes included). A
     stochastic problem draws a fresh minibatch / noise sample for each step (all calls of one step share it)."""
     budget = 2 * steps
@@ -143,6 +143,7 @@ def _final(problem: Problem, opt: torch.optim.Optimizer, steps: int, seed: int) 
 
 def _run_baseline(setting: Setting, name: str, lr: float, eps: float, seed: int) -> float:
     problem = setting.make(seed)
+    opt: ZOOptimizer
     if name == "ZO-SGD":
         opt = ZOSGD(problem.parameters(), lr=lr, eps=eps, seed=seed)
     elif name == "ZO-LMO":
@@ -236,7 +237,7 @@ def _robustness(ctx: Context, key: str, setting: Setting | None = None) -> Claim
     spread = tuning[ref_name]["spread_over_lr"]
     ada = {r: [_run_adanaged(setting, r, s) for s in seeds] for r in setting.reps}
     ada_med = {r: _median(v) for r, v in ada.items()}
-    worst_r = max(ada_med, key=ada_med.get)
+    worst_r = max(ada_med, key=ada_med.__getitem__)
     worst_ratio = ada_med[worst_r] / ref if ref > 0 else math.inf
     ok_ratio = all(v <= RATIO * ref for v in ada_med.values())
     f0_by_seed = [setting.make(s).suboptimality() for s in seeds]
@@ -260,8 +261,9 @@ def _robustness(ctx: Context, key: str, setting: Setting | None = None) -> Claim
             }
         )
     return ClaimResult(
-        predicted=f"AdaNAGED (median of {len(seeds)} seed(s)) within {RATIO:g}x of the best tuned baseline for every reps_rel in "
-        f"[{min(setting.reps):g}, {max(setting.reps):g}]; baselines spread >= {SPREAD:g}x over their lr grid",
+        predicted=f"AdaNAGED (median of {len(seeds)} seed(s)) within {RATIO:g}x of the best tuned baseline for every "
+        f"reps_rel in [{min(setting.reps):g}, {max(setting.reps):g}]; baselines spread >= {SPREAD:g}x over their lr "
+        "grid",
         measured=f"worst AdaNAGED/best-baseline ratio {fmt(worst_ratio, 3)} (reps_rel={worst_r:g}); reference "
         f"{ref_name} {fmt(ref, 3)} (f0 {fmt(f0, 3)}); {ref_name} spread over lr {fmt(spread, 3)}x; "
         f"AdaNAGED runs ending at or above f0: {above_f0}",
@@ -285,9 +287,9 @@ def _robustness(ctx: Context, key: str, setting: Setting | None = None) -> Claim
             "f0_per_seed": f0_by_seed,
             "norm": setting.norm or "default routing (spectral_ns matrices, linf vectors)",
         },
-        verdict_rule=f"pass iff median-over-{len(seeds)}-seed(s) AdaNAGED f(x_T)-f* <= {RATIO:g} x the best tuned baseline's median for "
-        f"every swept reps_rel, no AdaNAGED run ends at or above its f0, and the best baseline's final error "
-        f"varies >= {SPREAD:g}x over its lr grid (equal evaluation budgets, probes counted)",
+        verdict_rule=f"pass iff median-over-{len(seeds)}-seed(s) AdaNAGED f(x_T)-f* <= {RATIO:g} x the best tuned "
+        "baseline's median for every swept reps_rel, no AdaNAGED run ends at or above its f0, and the best baseline's "
+        f"final error varies >= {SPREAD:g}x over its lr grid (equal evaluation budgets, probes counted)",
         plots=[
             Plot(
                 title=f"{setting.label}: final error, {2 * setting.steps} evaluations",
@@ -381,7 +383,7 @@ def adanaged_robust_noisy_oracle(ctx: Context) -> ClaimResult:
 
 # ---------------------------------------------------------------------------------------------- rate
 def _sine_grad_norm(problem: NonconvexSine) -> float:
-    t = problem.x.detach() - problem.xstar_x
+    t = problem.blocks[0].detach() - problem.xstar_x
     return float(torch.linalg.vector_norm(t + problem.a / 2 * torch.sin(2 * t)))
 
 
@@ -430,7 +432,8 @@ def adanaged_rate_nonconvex(ctx: Context) -> ClaimResult:
         }
     )
     return ClaimResult(
-        predicted=f"slope of log min_(s<=t) ||grad f(x_s)||_2 vs log t <= -1/2 + 1/(2 ln t_min) = {fmt(-0.5 + allowance, 3)}",
+        predicted="slope of log min_(s<=t) ||grad f(x_s)||_2 vs log t <= -1/2 + 1/(2 ln t_min) = "
+        f"{fmt(-0.5 + allowance, 3)}",
         measured=f"Theil-Sen slope {fmt(fit['slope'], 3)}, 99% interval [{fmt(fit['interval'][0], 3)}, {fmt(high, 3)}]",
         passed=passed,
         statistics={
@@ -478,8 +481,9 @@ def adanaged_default_rule(ctx: Context) -> ClaimResult:
     }
     seed = int(mix_seed(ctx.seed, _SALT, 200) % (2**31))
     rules = ("search", "dog", "alias")
-    rows, wins, cases = [], 0, 0
-    for key, st in settings.items():
+    rows: list[dict[str, Any]] = []
+    wins, cases = 0, 0
+    for st in settings.values():
         st = Setting(st.label, st.make, st.norm, T, st.reps)
         for reps in (1e-6, 1e-3):
             finals = {name: _run_adanaged(st, reps, seed, step_rule=name) for name in rules}
@@ -498,8 +502,8 @@ def adanaged_default_rule(ctx: Context) -> ClaimResult:
         measured=f"search best in {wins}/{cases}",
         passed=passed,
         statistics={"T": T, "seed": seed, "cases": rows},
-        verdict_rule="pass iff the search rule's final error is at most the better of DoG and ALIAS in at least 75% of the "
-        "(problem, reps_rel) cases, at equal evaluation budgets (2 T)",
+        verdict_rule="pass iff the search rule's final error is at most the better of DoG and ALIAS in at least 75% of "
+        "the (problem, reps_rel) cases, at equal evaluation budgets (2 T)",
         plots=[
             Plot(
                 title=f"AdaNAGED step-size rules, {2 * T} evaluations",
@@ -563,7 +567,8 @@ def adanaged_warmup_dimension(ctx: Context) -> ClaimResult:
             "seed": seed,
             "gamma_last": {str(d): c[-1] for d, c in curves.items()},
         },
-        verdict_rule="pass iff max over d of the warm-up steps <= 2 x the min over d, and every warm-up ends within 400 steps",
+        verdict_rule="pass iff max over d of the warm-up steps <= 2 x the min over d, and every warm-up ends within "
+        "400 steps",
         plots=[
             Plot(
                 title="AdaNAGED step size vs step (reps_rel = 1e-10, quadratic, l2)",

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
-from problems import MatrixQuadratic, NormProblem, Quadratic, SeparableLInf
+from problems import MatrixQuadratic, NormProblem, Problem, Quadratic, SeparableLInf
 from validation.core import (
     ClaimResult,
     Context,
@@ -38,19 +38,21 @@ from validation.core import (
     slope_contains,
 )
 from zotheory import theory
-from zotheory.directions import DirectionFamily, get_directions, mix_seed
-from zotheory.estimators import estimate_gradient
+from zotheory.directions import Coordinate, DirectionFamily, get_directions, mix_seed
+from zotheory.estimators import Scheme, estimate_gradient
 
 FALSE_ALARM = 1e-3  # per claim; split over the claim's tests by Bonferroni
 
 
 # ---------------------------------------------------------------------- helpers shared by the claims
 def salt(name: str) -> int:
+    """A 32-bit seed salt from a claim-local ``name`` (CRC-32), so that each experiment has its own streams."""
     """A stable integer per claim (CRC32 of its name) to separate the random streams of claims."""
     return zlib.crc32(name.encode())
 
 
 def flat(tensors: Sequence[torch.Tensor]) -> np.ndarray:
+    """The tensors flattened and concatenated into one float64 numpy vector."""
     return torch.cat([t.detach().reshape(-1).double() for t in tensors]).numpy()
 
 
@@ -62,7 +64,7 @@ def draw_estimates(
     *,
     q: int = 1,
     radius: float = 1e-3,
-    scheme: str = "central",
+    scheme: Scheme = "central",
     closure: Callable[[], torch.Tensor] | None = None,
 ) -> np.ndarray:
     """``n`` independent estimates at the problem's current point, as an ``(n, d)`` float64 array.
@@ -89,6 +91,7 @@ def quadratic(d: int, seed: int, *, rotated: bool = True) -> Quadratic:
 
 
 def ratio_plot(title: str, labels: list[str], ratios: list[float], half_widths: list[float], ylabel: str) -> Plot:
+    """A categorical plot of measured/predicted ratios with their interval half-widths against the line y = 1."""
     return Plot(
         title=title,
         xlabel="",
@@ -116,7 +119,9 @@ def _family_second_moment_ratio(name: str, d: int, q: int, shape: tuple[int, int
         # ||z||^2 = (number of block entries) / p = d exactly, so E||<g,z>z||^2 = d E<g,z>^2 = d ||g||^2.
         return (d + q - 1) / q, "[D] block: ||z||^2 = d exactly, so E||<g,z>z||^2 = d||g||^2; (d+q-1)/q for q averaged"
     if name == "lowrank":
-        m, k = shape  # type: ignore[misc]
+        if shape is None:
+            raise ValueError("the lowrank ratio needs the matrix shape (m, k), got shape=None")
+        m, k = shape
         # rank 1: <G,Z> = u^T G v, ||Z||^2 = ||u||^2 ||v||^2; E_u (u^T w)^2 ||u||^2 = (m+2)||w||^2 (§5.3 in R^m),
         # then E_v ||Gv||^2 ||v||^2 = (k+2)||G||_F^2, so E||<G,Z>Z||^2 = (m+2)(k+2)||G||_F^2.
         r1 = (m + 2) * (k + 2)
@@ -175,8 +180,11 @@ FAMILY_SETUPS: dict[str, dict[str, Any]] = {
 
 
 def family_moments(ctx: Context, name: str) -> ClaimResult:
+    """The ``estimator_moments_<name>`` claims: Hotelling test of E g = grad f and z-tests of E||g||^2 and the
+    MSE against the closed forms, for q = 1 and 4, on a float64 quadratic (a matrix quadratic for lowrank)."""
     setup = FAMILY_SETUPS[name]
     seed = mix_seed(ctx.seed, salt(f"moments_{name}"))
+    problem: Problem
     if name == "lowrank":
         m, k = 5, 4
         problem = MatrixQuadratic(m, k, regime="flat", bias=False, seed=ctx.seed, dtype=torch.float64)
@@ -310,12 +318,13 @@ def gaussian_norm_moments(ctx: Context) -> ClaimResult:
         ratios.append(t["mean"] / pred)
         widths.append(t["critical_z"] * t["standard_error"] / pred)
     return ClaimResult(
-        predicted=f"E||u||^2,4,6 = {theory.gaussian_moment(d, 2):g}, {theory.gaussian_moment(d, 4):g}, {theory.gaussian_moment(d, 6):g} (d={d})",
+        predicted=f"E||u||^2,4,6 = {theory.gaussian_moment(d, 2):g}, {theory.gaussian_moment(d, 4):g}, "
+        f"{theory.gaussian_moment(d, 6):g} (d={d})",
         measured=", ".join(fmt(stats[f"p={p}"]["mean"]) for p in (2, 4, 6)),
         passed=bool(passed),
         statistics=stats,
-        verdict_rule=f"pass iff each z-test keeps |z| below its Bonferroni critical value (total false alarm {FALSE_ALARM}) "
-        "and the lower end of each interval is below the (p+d)^(p/2) bound",
+        verdict_rule="pass iff each z-test keeps |z| below its Bonferroni critical value (total false alarm "
+        f"{FALSE_ALARM}) and the lower end of each interval is below the (p+d)^(p/2) bound",
         plots=[ratio_plot(f"Gaussian direction moments, d={d}", labels, ratios, widths, "measured / predicted")],
     )
 
@@ -324,7 +333,6 @@ def gaussian_norm_moments(ctx: Context) -> ClaimResult:
 def _scaling_groups(
     ctx: Context,
     name: str,
-    family_of: Callable[[int], DirectionFamily],
     grid: list[int],
     vary: str,
     d_fixed: int,
@@ -341,7 +349,7 @@ def _scaling_groups(
         gn2 = float(g @ g)
         preds.append(theory.mse_ratio(name, d, q))
         for k in range(groups):
-            samples = draw_estimates(problem, family_of(q), per_group, mix_seed(seed, v, k), q=q)
+            samples = draw_estimates(problem, get_directions(name), per_group, mix_seed(seed, v, k), q=q)
             xs.append(math.log(v))
             ys.append(math.log(float(((samples - g) ** 2).sum(axis=1).mean()) / gn2))
     return np.array(xs), np.array(ys), preds
@@ -355,10 +363,8 @@ def _slope_claim(ctx: Context, vary: str) -> ClaimResult:
     groups, per_group = ctx.pick(4, 5), ctx.pick(60, 120)
     stats: dict[str, Any] = {"grid": grid, "groups_per_point": groups, "samples_per_group": per_group}
     series, passed, measured, predicted = [], True, [], []
-    for k, name in enumerate(families):
-        x, y, preds = _scaling_groups(
-            ctx, name, lambda q, n=name: get_directions(n), grid, vary, d_fixed, q_fixed, groups, per_group
-        )
+    for name in families:
+        x, y, preds = _scaling_groups(ctx, name, grid, vary, d_fixed, q_fixed, groups, per_group)
         fit = robust_slope(x, y, confidence=0.99)
         pred_fit = robust_slope(np.log(grid), np.log(preds))
         ok = slope_contains(fit, pred_fit["slope"])
@@ -441,7 +447,7 @@ def alignment_laws(ctx: Context) -> ClaimResult:
     alpha = bonferroni(FALSE_ALARM, len(cases) + 1)
     stats: dict[str, Any] = {"d": d, "n": n, "false_alarm_per_test": alpha}
     series, passed, measured = [], True, []
-    single_cos = None
+    cos_by_case: list[np.ndarray] = []
     for k, (label, fam, qq, law) in enumerate(cases):
         est = draw_estimates(problem, fam, n, mix_seed(seed, k), q=qq)
         cos = est @ g / (np.linalg.norm(est, axis=1) * np.linalg.norm(g))
@@ -452,8 +458,7 @@ def alignment_laws(ctx: Context) -> ClaimResult:
         stats[label] = t
         passed &= t["passed"]
         measured.append(f"{label}: KS D={fmt(t['D'], 3)} (p={fmt(t['p_value'], 2)})")
-        if k == 0:
-            single_cos = np.abs(cos)
+        cos_by_case.append(cos)
         xs = np.sort(cos2)
         grid = np.quantile(xs, np.linspace(0, 1, 60))
         series.append(
@@ -467,11 +472,13 @@ def alignment_laws(ctx: Context) -> ClaimResult:
         series.append(
             {"x": grid.tolist(), "y": law.cdf(grid).tolist(), "style": "dashed", "label": f"{label} Beta law"}
         )
+    single_cos = np.abs(cos_by_case[0])  # the first case: one Gaussian direction
     tc = mean_matches(single_cos, theory.expected_cos_single(d), alpha)
     stats["E|cos| single gaussian"] = tc
     passed &= tc["passed"]
     return ClaimResult(
-        predicted=f"cos^2 ~ Beta laws of docs/theory.md §3.6 (d={d}, q={q}); E|cos| = {fmt(theory.expected_cos_single(d))} for one direction",
+        predicted=f"cos^2 ~ Beta laws of docs/theory.md §3.6 (d={d}, q={q}); E|cos| = "
+        f"{fmt(theory.expected_cos_single(d))} for one direction",
         measured="; ".join(measured) + f"; E|cos| = {fmt(tc['mean'])}",
         passed=bool(passed),
         statistics=stats,
@@ -551,8 +558,8 @@ def smoothing_bias_quadratic(ctx: Context) -> ClaimResult:
         + f" at radii {radii}",
         passed=bool(passed),
         statistics=stats,
-        verdict_rule=f"pass iff all {2 * len(radii)} z-tests pass (Bonferroni, total false alarm {FALSE_ALARM}) and the "
-        "Gaussian bias interval does not lie above the N4 bound",
+        verdict_rule=f"pass iff all {2 * len(radii)} z-tests pass (Bonferroni, total false alarm {FALSE_ALARM}) and "
+        "the Gaussian bias interval does not lie above the N4 bound",
         plots=[
             Plot(
                 title=f"smoothing bias on a quadratic, d={d}",
@@ -596,7 +603,7 @@ def smoothing_bias_lipschitz(ctx: Context) -> ClaimResult:
     n = ctx.pick(3000, 12000)
     seed = mix_seed(ctx.seed, salt("smoothing_bias_lipschitz"))
     fam = get_directions("gaussian")
-    x_star = problem.x_star[0]
+    x_star = problem.xstar_x.clone()
     x0 = problem.blocks[0].detach().clone()
     alpha = bonferroni(FALSE_ALARM, 2)
     bound = mu * L0 * math.sqrt(d)
@@ -613,14 +620,14 @@ def smoothing_bias_lipschitz(ctx: Context) -> ClaimResult:
     ok_away = bool(t_away["interval"][1] >= 0 and t_away["interval"][0] <= bound)
     passed = at_opt["passed"] and at_opt["interval"][0] <= bound and ok_away
     return ClaimResult(
-        predicted=f"f_mu(x*) - f* = mu L0 E||u|| = {fmt(mu * L0 * theory.gaussian_expected_norm(d))} <= mu L0 sqrt(d) = "
-        f"{fmt(bound)}; 0 <= f_mu(x0) - f(x0) <= {fmt(bound)}",
+        predicted=f"f_mu(x*) - f* = mu L0 E||u|| = {fmt(mu * L0 * theory.gaussian_expected_norm(d))} <= mu L0 sqrt(d) "
+        f"= {fmt(bound)}; 0 <= f_mu(x0) - f(x0) <= {fmt(bound)}",
         measured=f"at x*: {fmt(at_opt['mean'])} +- {fmt(at_opt['critical_z'] * at_opt['standard_error'], 2)}; at x0: "
         f"{fmt(t_away['mean'])} +- {fmt(t_away['critical_z'] * t_away['standard_error'], 2)}",
         passed=bool(passed),
         statistics={"d": d, "L0": L0, "mu": mu, "n": n, "at_x_star": at_opt, "at_x0": t_away, "N3_bound": bound},
-        verdict_rule=f"pass iff the z-test at x* passes (false alarm {alpha:.2g}) and its interval reaches below the bound, "
-        "and the interval at x0 intersects [0, mu L0 sqrt(d)]",
+        verdict_rule=f"pass iff the z-test at x* passes (false alarm {alpha:.2g}) and its interval reaches below the "
+        "bound, and the interval at x0 intersects [0, mu L0 sqrt(d)]",
         plots=[
             Plot(
                 title="Lipschitz smoothing bias (f = L0||x - x*||)",
@@ -660,8 +667,8 @@ def smoothing_bias_lipschitz(ctx: Context) -> ClaimResult:
     tags=("estimators", "smoothing"),
 )
 def smoothed_gradient_bias(ctx: Context) -> ClaimResult:
-    """For an L-smooth non-quadratic f (separable log-cosh), ||grad f_mu - grad f|| <= L mu sqrt(d) <= mu L (d+3)^(3/2) / 2,
-    and the central Gaussian estimator is unbiased for grad f_mu (not for grad f)."""
+    """For an L-smooth non-quadratic f (separable log-cosh), ||grad f_mu - grad f|| <= L mu sqrt(d) <= mu L (d+3)^(3/2)
+    / 2, and the central Gaussian estimator is unbiased for grad f_mu (not for grad f)."""
     d = 20
     problem = SeparableLInf(d, regime="gd", phi="logcosh", init_radius=2.0, seed=ctx.seed, dtype=torch.float64)
     L = problem.L_l2
@@ -675,7 +682,8 @@ def smoothed_gradient_bias(ctx: Context) -> ClaimResult:
     stats: dict[str, Any] = {"d": d, "L_l2": L, "n": n}
     passed, meas, bounds = True, [], []
     for k, mu in enumerate(radii):
-        # grad f_mu(x) = E grad f(x + mu u) (exact identity for L-smooth f): Monte Carlo over the same Gaussian directions
+        # grad f_mu(x) = E grad f(x + mu u) (exact identity for L-smooth f): Monte Carlo over the same Gaussian
+        # directions
         grads = np.stack(
             [flat(problem.exact_gradient([x + mu * fam.materialize([x], mix_seed(seed, k, s))[0]])) for s in range(n)]
         )
@@ -790,8 +798,8 @@ def forward_gaussian_oracle(ctx: Context) -> ClaimResult:
         + f"; central max rel. deviation {rel_exact:.1e}",
         passed=bool(passed),
         statistics=stats,
-        verdict_rule=f"pass iff the Hotelling and z-tests pass (Bonferroni, total false alarm {FALSE_ALARM}), the closed "
-        "form is below the N9 bound, and central estimates at radii 1e-3 and 1 agree with <grad,u>u to 1e-8",
+        verdict_rule=f"pass iff the Hotelling and z-tests pass (Bonferroni, total false alarm {FALSE_ALARM}), the "
+        "closed form is below the N9 bound, and central estimates at radii 1e-3 and 1 agree with <grad,u>u to 1e-8",
         plots=[ratio_plot(f"forward Gaussian second moment, d={d}", labels, ratios, widths, "measured / predicted")],
     )
 
@@ -808,6 +816,7 @@ def coordinate_finite_differences(ctx: Context) -> ClaimResult:
     d, tau = 20, 0.1
     quad = quadratic(d, ctx.seed)
     fam = get_directions("coordinate")
+    assert isinstance(fam, Coordinate)  # for fam.location, the coordinate a step seed picks
     x = quad.blocks[0]
     shapes = (x.shape,)
     g = flat(quad.exact_gradient())
@@ -839,8 +848,8 @@ def coordinate_finite_differences(ctx: Context) -> ClaimResult:
     passed = max(central_err) <= tol and max(forward_err) <= tol and worst <= 1.0
     return ClaimResult(
         predicted="central error 0, forward error tau A_ii/2 (quadratic); |error| <= L tau/2 (log-cosh)",
-        measured=f"max |central err| = {max(central_err):.1e}, max |forward err - tau A_ii/2| = {max(forward_err):.1e}; "
-        f"log-cosh worst |err| / (L tau/2) = {fmt(worst, 3)}",
+        measured=f"max |central err| = {max(central_err):.1e}, max |forward err - tau A_ii/2| = "
+        f"{max(forward_err):.1e}; log-cosh worst |err| / (L tau/2) = {fmt(worst, 3)}",
         passed=bool(passed),
         statistics={
             "d": d,
@@ -932,8 +941,12 @@ def one_point_vs_two_point(ctx: Context) -> ClaimResult:
     fit = robust_slope(np.log(deltas), np.log(one_m2))
     pred_fit = robust_slope(np.log(deltas), np.log(one_pred))
     stats["one_point_slope_in_delta"] = {"measured": fit, "closed_form_slope": pred_fit["slope"]}
-    # adding a constant to f: the one-point second moment moves to the new closed form, the two-point estimates do not move
-    shifted = lambda: problem() + const  # noqa: E731
+
+    # adding a constant to f: the one-point second moment moves to the new closed form, the two-point estimates do
+    # not move
+    def shifted() -> torch.Tensor:
+        return problem() + const
+
     delta = deltas[1]
     est_c = draw_estimates(problem, fam, n, mix_seed(seed, 50), radius=delta, scheme="one_point", closure=shifted)
     t_c = mean_matches((est_c**2).sum(axis=1), _one_point_second_moment(problem, delta, const), alpha)
@@ -950,8 +963,8 @@ def one_point_vs_two_point(ctx: Context) -> ClaimResult:
     return ClaimResult(
         predicted=f"one-point E||g||^2 ~ delta^-2 (closed-form slope {fmt(pred_fit['slope'], 3)}), shifts with f + c; "
         f"two-point E||g||^2 = d||grad||^2 = {fmt(d * float(g @ g))}, unchanged by f + c",
-        measured=f"one-point slope {fmt(fit['slope'], 3)}; with c={const}: {fmt(t_c['mean'])} vs {fmt(t_c['predicted'])}; "
-        f"two-point {fmt(t2['mean'])}, max rel. change with c: {shift:.1e}",
+        measured=f"one-point slope {fmt(fit['slope'], 3)}; with c={const}: {fmt(t_c['mean'])} vs "
+        f"{fmt(t_c['predicted'])}; two-point {fmt(t2['mean'])}, max rel. change with c: {shift:.1e}",
         passed=bool(passed),
         statistics=stats,
         verdict_rule=f"pass iff all {tests} mean tests pass (Bonferroni, total false alarm {FALSE_ALARM}) and adding c "

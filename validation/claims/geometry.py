@@ -1,4 +1,5 @@
-"""Which geometry wins: sign / l-infinity and spectral updates versus l2 (ZO-SGD), predicted from the problem's constants.
+"""Which geometry wins: sign / l-infinity and spectral updates versus l2 (ZO-SGD), predicted from the problem's
+constants.
 
 Prediction (first-order steepest-descent theory; ``problems.quadratic`` module docstring; Balles, Pedregosa &
 Le Roux 2020 for the sign case): steepest descent in a norm with smoothness ``L`` in that norm reaches
@@ -37,11 +38,18 @@ from zotheory.optim import ZOSGD, JaguarMuon, JaguarSignSGD, ZOSignSGD
 MARGIN = 1.5
 WIN_MARGIN = 1.2  # a measured "win" needs the other method's tuned error to be at least 1.2 times larger; else a tie
 
+MakeOptimizer = Callable[[float, int], torch.optim.Optimizer]  # (lr, seed) -> an optimizer of the problem
+
+
+def _maker(cls: Callable[..., torch.optim.Optimizer], problem: Problem, **options: Any) -> MakeOptimizer:
+    """``(lr, seed) -> cls(problem.parameters(), lr=lr, seed=seed, **options)``, bound to this ``problem``."""
+    return lambda lr, seed: cls(problem.parameters(), lr=lr, seed=seed, **options)
+
 
 def _final_error(
     problem: Problem,
     x0: list[torch.Tensor],
-    make: Callable[[float, int], torch.optim.Optimizer],
+    make: MakeOptimizer,
     lr: float,
     T: int,
     seed: int,
@@ -57,7 +65,9 @@ def _final_error(
     return value if math.isfinite(value) else math.inf
 
 
-def _tune(problem: Problem, x0: list[torch.Tensor], make, grid: np.ndarray, T: int, seeds: list[int]) -> dict[str, Any]:
+def _tune(
+    problem: Problem, x0: list[torch.Tensor], make: MakeOptimizer, grid: np.ndarray, T: int, seeds: list[int]
+) -> dict[str, Any]:
     curve = []
     for lr in grid:
         errs = [_final_error(problem, x0, make, float(lr), T, s) for s in seeds]
@@ -86,64 +96,66 @@ def _geometry_claim(ctx: Context, kind: str) -> ClaimResult:
     T = ctx.pick(800, 1500) if kind == "sign" else ctx.pick(1000, 2500)
     n_lr = 4
     seeds = [mix_seed(ctx.seed, salt(f"geometry_{kind}"), s) for s in range(1)]
-    regimes: list[tuple[str, Problem, list[torch.Tensor]]] = []
+    regimes: list[tuple[str, SeparableLInf | MatrixQuadratic, list[torch.Tensor]]] = []
     if kind == "sign":
         d = ctx.pick(16, 32)
         for regime in ("sign", "gd"):
-            p = SeparableLInf(d, regime=regime, seed=ctx.seed, dtype=torch.float64)
-            regimes.append((f"{regime} regime (separable, d={d})", p, p.x0))
-        p = SeparableLInf(d, regime="gd", seed=ctx.seed, dtype=torch.float64)
-        x0 = p.x_star
+            sep = SeparableLInf(d, regime=regime, seed=ctx.seed, dtype=torch.float64)
+            regimes.append((f"{regime} regime (separable, d={d})", sep, sep.x0))
+        sep = SeparableLInf(d, regime="gd", seed=ctx.seed, dtype=torch.float64)
+        x0 = [sep.xstar_x.clone()]
         x0[0][0] += 1.0
-        regimes.append((f"single dominant coordinate (d={d})", p, x0))
+        regimes.append((f"single dominant coordinate (d={d})", sep, x0))
     else:
         m = ctx.pick(6, 8)
         for regime in ("spectral", "flat"):
-            p = MatrixQuadratic(m, m, regime=regime, bias=False, seed=ctx.seed, dtype=torch.float64)
-            regimes.append((f"{regime} regime ({m}x{m})", p, p.x0))
-        p = MatrixQuadratic(m, m, regime="flat", bias=False, seed=ctx.seed, dtype=torch.float64)
+            mat = MatrixQuadratic(m, m, regime=regime, bias=False, seed=ctx.seed, dtype=torch.float64)
+            regimes.append((f"{regime} regime ({m}x{m})", mat, mat.x0))
+        mat = MatrixQuadratic(m, m, regime="flat", bias=False, seed=ctx.seed, dtype=torch.float64)
         gen = torch.Generator().manual_seed(mix_seed(ctx.seed, 11))
         u, v = (
             torch.randn(m, 1, generator=gen, dtype=torch.float64),
             torch.randn(m, 1, generator=gen, dtype=torch.float64),
         )
         regimes.append(
-            (f"rank-one start, flat curvature ({m}x{m})", p, [p.x_star[0] + (u @ v.T) / (u.norm() * v.norm())])
+            (f"rank-one start, flat curvature ({m}x{m})", mat, [mat.xstar_weight + (u @ v.T) / (u.norm() * v.norm())])
         )
 
     rows, passed, measured, predicted_txt = [], True, [], []
     for label, p, x0 in regimes:
-        diff = x0[0].double() - p.x_star[0].double()
-        if kind == "sign":
+        if isinstance(p, SeparableLInf):  # kind == "sign"
+            diff = x0[0].double() - p.xstar_x.double()
             L_geo, R_geo = p.L, float(diff.abs().max())
-            tr = float(p.l.sum())
-        else:
+            tr = float(p.l_vec.sum())
+        else:  # MatrixQuadratic
+            diff = x0[0].double() - p.xstar_weight.double()
             L_geo, R_geo = p.L_spec, float(torch.linalg.matrix_norm(diff, 2))
             tr = float(torch.diagonal(p.H_left).sum() * torch.diagonal(p.H_right).sum())
         L2, R2 = p.L_l2, float(diff.norm())
         rho = (L2 * R2**2) / (L_geo * R_geo**2)
         pred = _predict(rho)
         # l2 grid: up to 2/(tr A + 2 L), the step at which ZO-SGD's expected decrease vanishes on a quadratic
-        # (E f(x - g_hat g) = f - g||grad||^2 + g^2/2 (tr A ||grad||^2 + 2 grad^T A grad)); geometry grids: R/T multiples
+        # (E f(x - g_hat g) = f - g||grad||^2 + g^2/2 (tr A ||grad||^2 + 2 grad^T A grad));
+        # geometry grids: R/T multiples
         top = 2.0 / (tr + 2 * L2)
         l2_grid = top * np.geomspace(2.0 ** -(n_lr - 2), 2.0, n_lr)
         geo_grid = R_geo / T * np.geomspace(1.0, 2.0 ** (n_lr - 1), n_lr)
-        methods = {
-            "ZO-SGD (l2)": (lambda lr, s, p=p: ZOSGD(p.parameters(), lr=lr, eps=1e-5, seed=s), l2_grid),
+        methods: dict[str, tuple[MakeOptimizer, np.ndarray]] = {
+            "ZO-SGD (l2)": (_maker(ZOSGD, p, eps=1e-5), l2_grid),
         }
         if kind == "sign":
             methods["JAGUAR SignSGD (linf, coordinate memory)"] = (
-                lambda lr, s, p=p: JaguarSignSGD(p.parameters(), lr=lr, beta=0.0, eps=1e-5, seed=s),
+                _maker(JaguarSignSGD, p, beta=0.0, eps=1e-5),
                 geo_grid,
             )
             if ctx.size == "full":
                 methods["ZO-SignSGD (linf, Gaussian direction)"] = (
-                    lambda lr, s, p=p: ZOSignSGD(p.parameters(), lr=lr, eps=1e-5, seed=s),
+                    _maker(ZOSignSGD, p, eps=1e-5),
                     geo_grid * 2,
                 )
         else:
             methods["JAGUAR Muon (spectral, coordinate memory)"] = (
-                lambda lr, s, p=p: JaguarMuon(p.parameters(), lr=lr, beta=0.0, eps=1e-5, seed=s),
+                _maker(JaguarMuon, p, beta=0.0, eps=1e-5),
                 geo_grid,
             )
         tuned = {name: _tune(p, x0, make, grid, T, seeds) for name, (make, grid) in methods.items()}
@@ -255,6 +267,6 @@ def geometry_sign_vs_l2(ctx: Context) -> ClaimResult:
     cost=6.0,
 )
 def geometry_spectral_vs_l2(ctx: Context) -> ClaimResult:
-    """Spectral (polar-factor) updates beat ZO-SGD on a matrix problem with a few dominant curvature directions and lose on
-    flat curvature and from a rank-one start, as predicted by comparing L_spec R_op^2 with L_2 R_F^2."""
+    """Spectral (polar-factor) updates beat ZO-SGD on a matrix problem with a few dominant curvature directions and lose
+    on flat curvature and from a rank-one start, as predicted by comparing L_spec R_op^2 with L_2 R_F^2."""
     return _geometry_claim(ctx, "spectral")

@@ -23,6 +23,7 @@ Derived exact oracles used here (``[D]``, this file):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,8 @@ from zotheory.directions import mix_seed, tensor_generator
 from zotheory.optim import JaguarSignSGD
 
 FALSE_ALARM = 1e-3
+# one sweep of jaguar_memory_moving: (grid values, value -> (d, gamma, beta), the lemma's exponent of the value)
+_Grid = tuple[list[float], Callable[[float], tuple[int, float, float]], float]
 
 
 def _identity_quadratic(d: int, L: float, seed: int) -> Quadratic:
@@ -75,7 +78,7 @@ def jaguar_memory_static(ctx: Context) -> ClaimResult:
     # f = ||x - x*||^2 / 2 at x = x* + s with random signs s: every |g_i| = 1, so ||h^k - g||^2 counts the
     # coordinates not yet refreshed (beta = 0) and the statistic is not dominated by one large coordinate
     problem = _identity_quadratic(d, 1.0, ctx.seed)
-    x_star = problem.x_star[0]
+    x_star = problem.xstar_x.clone()
     start = x_star + torch.sign(torch.randn(d, generator=tensor_generator(ctx.seed, 5), dtype=torch.float64))
     problem.load_point([start])
     g = gradient_fn(problem)().clone()
@@ -123,16 +126,18 @@ def jaguar_memory_static(ctx: Context) -> ClaimResult:
             }
         )
     return ClaimResult(
-        predicted=f"E||h^k - g||^2/||g||^2 = (1-(1-beta^2)/d)^k, E<h^k - g, h^0 - g>/||g||^2 = (1-(1-beta)/d)^k (d={d})",
+        predicted="E||h^k - g||^2/||g||^2 = (1-(1-beta^2)/d)^k, E<h^k - g, h^0 - g>/||g||^2 = (1-(1-beta)/d)^k "
+        f"(d={d})",
         measured="; ".join(
-            f"beta={b}: at k={checks[-1]} second moment {fmt(stats[f'beta={b}'][f'k={checks[-1]}']['second_moment']['mean'], 3)} "
-            f"vs {fmt(theory.jaguar_second_moment_error_factor(b, d, checks[-1]), 3)}"
+            f"beta={b}: at k={checks[-1]} second moment "
+            f"{fmt(stats[f'beta={b}'][f'k={checks[-1]}']['second_moment']['mean'], 3)} vs "
+            f"{fmt(theory.jaguar_second_moment_error_factor(b, d, checks[-1]), 3)}"
             for b in betas
         ),
         passed=bool(passed),
         statistics=stats,
-        verdict_rule=f"pass iff all {tests} z-tests (over {reps} independent replicates) pass with Bonferroni-corrected "
-        f"level {alpha:.2g} (total false alarm {FALSE_ALARM})",
+        verdict_rule=f"pass iff all {tests} z-tests (over {reps} independent replicates) pass with "
+        f"Bonferroni-corrected level {alpha:.2g} (total false alarm {FALSE_ALARM})",
         plots=[
             Plot(
                 title=f"JAGUAR memory at a static point, d={d}",
@@ -142,8 +147,8 @@ def jaguar_memory_static(ctx: Context) -> ClaimResult:
                 yscale="log",
             )
         ],
-        notes="Run with JaguarSignSGD(lr=0): the memory is the optimizer's own state; the coordinate differences are exact "
-        "on the quadratic.",
+        notes="Run with JaguarSignSGD(lr=0): the memory is the optimizer's own state; the coordinate differences are "
+        "exact on the quadratic.",
     )
 
 
@@ -188,7 +193,7 @@ def _stationary_error(d: int, gamma: float, beta: float, seed: int, ctx: Context
     burn, measure = int(4 * window), int(ctx.pick(24, 32) * window)
     L = 1.0
     base = _identity_quadratic(d, L, seed)
-    x_star = base.x_star[0]
+    x_star = base.xstar_x.clone()
     signs = torch.sign(torch.randn(d, generator=tensor_generator(seed, 1), dtype=torch.float64))
     reach = gamma * (burn + measure) + 1.0
     base.load_point([x_star + reach * signs])  # every coordinate keeps the sign of its gradient for the whole run
@@ -202,13 +207,13 @@ def _stationary_error(d: int, gamma: float, beta: float, seed: int, ctx: Context
         opt.memories()[0].copy_(grad())
         for t in range(burn + measure):
             gt = grad().clone()
-            if sigma > 0:
+            if isinstance(problem, AdditiveNoise):  # sigma > 0
                 problem.set_sample(mix_seed(seed, 3, t))
             opt.step(problem)
             if t >= burn:
                 e = opt.memories()[0] - gt
                 errs[t - burn] = float(e @ e)
-    if sigma > 0:
+    if isinstance(problem, AdditiveNoise):
         problem.set_sample(None)
     return errs
 
@@ -226,12 +231,12 @@ def jaguar_memory_moving(ctx: Context) -> ClaimResult:
     seeds = ctx.pick(1, 2)
     base_seed = mix_seed(ctx.seed, salt("jaguar_memory_moving"))
     d0, g0, b0 = 16, 2e-3, 0.5
-    grids = {
+    grids: dict[str, _Grid] = {
         "gamma": ([1e-3, 2e-3, 4e-3, 8e-3], lambda v: (d0, v, b0), 2.0),
         "d": ([8, 16, 32], lambda v: (int(v), g0, b0), 3.0),
         "1-beta": ([0.5, 0.25, 0.125], lambda v: (8, g0, 1 - v), -2.0),
     }
-    noise_grids = {
+    noise_grids: dict[str, _Grid] = {
         "noise 1-beta": ([0.5, 0.25, 0.125], lambda v: (8, 0.0, 1 - v), 1.0),
         "noise d": ([8, 16, 32], lambda v: (int(v), 0.0, 0.5), 1.0),
     }
@@ -305,8 +310,8 @@ def jaguar_memory_moving(ctx: Context) -> ClaimResult:
             )
         )
     return ClaimResult(
-        predicted="exact stationary values; exponents gamma: 2, d: 3, (1-beta): -2 (drift term), (1-beta): 1 (noise term); "
-        "Lemma 3.4 also has d^1 on the noise term",
+        predicted="exact stationary values; exponents gamma: 2, d: 3, (1-beta): -2 (drift term), (1-beta): 1 (noise "
+        "term); Lemma 3.4 also has d^1 on the noise term",
         measured="; ".join(measured_txt),
         passed=bool(passed),
         statistics=stats,
@@ -317,10 +322,10 @@ def jaguar_memory_moving(ctx: Context) -> ClaimResult:
         f"Bonferroni over the {n_fits} exponents, total false alarm {FALSE_ALARM}) contains the exact formula's "
         "slope over the same grid; the lemma's exponents are reported beside them",
         plots=plots,
-        notes="The gamma grid uses common random numbers (the same coordinate sequence for every gamma), so its exponent "
-        "2 is exact path by path (the lag is linear in L gamma); the d and (1-beta) grids use independent runs. "
-        "Drift regime: f = ||x - x*||^2/2 started with every coordinate far from x*, so sign(m) is constant and the "
-        "gradient drifts by L gamma per step in every coordinate -- the worst case behind the lemma's first term, "
+        notes="The gamma grid uses common random numbers (the same coordinate sequence for every gamma), so its "
+        "exponent 2 is exact path by path (the lag is linear in L gamma); the d and (1-beta) grids use independent "
+        "runs. Drift regime: f = ||x - x*||^2/2 started with every coordinate far from x*, so sign(m) is constant and "
+        "the gradient drifts by L gamma per step in every coordinate -- the worst case behind the lemma's first term, "
         "which is attained (exponents 2, ~3, ~-2 up to the finite-d and (1+beta) factors of the exact formula). "
         "Noise regime: static x, F = f + <xi, x> with E||xi||^2 = sigma^2 = 1; the measured error does not grow with "
         "d (exponent ~0), so the lemma's d sigma^2 is an upper bound that is loose by d for isotropic noise.",
@@ -373,8 +378,8 @@ def jaguar_signsgd_rate(ctx: Context) -> ClaimResult:
             "measure": "E_N ||grad f(x_N)||_1 with N uniform on 1..T (trajectory average)",
             "problem": "Quadratic L=1, mu=0.25, ||x0-x*||_2 = 1 (delta_0, L, ||grad f(x0)||_2 independent of d)",
         },
-        verdict_rule="pass iff the 99% Theil-Sen interval in T contains -1/4 and the interval in d reaches down to 1 or below "
-        "while lying above 0 (grows, not faster than linearly)",
+        verdict_rule="pass iff the 99% Theil-Sen interval in T contains -1/4 and the interval in d reaches down to 1 "
+        "or below while lying above 0 (grows, not faster than linearly)",
         plots=[
             Plot(
                 title="JAGUAR SignSGD, Cor. 3.6 tuning",
@@ -419,6 +424,6 @@ def jaguar_signsgd_rate(ctx: Context) -> ClaimResult:
                 yscale="log",
             ),
         ],
-        notes="With gamma ~ T^(-3/4) the iterate needs ~T^(3/4) steps to travel O(1), so the trajectory average is dominated "
-        "by the delta_0/(gamma T) term of Thm 3.5, which decays like T^(-1/4): the exponent is tight here.",
+        notes="With gamma ~ T^(-3/4) the iterate needs ~T^(3/4) steps to travel O(1), so the trajectory average is "
+        "dominated by the delta_0/(gamma T) term of Thm 3.5, which decays like T^(-1/4): the exponent is tight here.",
     )

@@ -15,15 +15,15 @@ state their hypothesis (a prediction of the linear model of §2.4) before the nu
 from __future__ import annotations
 
 import math
-import zlib
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 from scipy import stats as sps
 
 from problems import NonconvexSine, Quadratic
+from validation.claims.estimators import flat, ratio_plot, salt
 from validation.core import (
     ClaimResult,
     Context,
@@ -50,22 +50,23 @@ from zotheory.policies import (
 
 FALSE_ALARM = 1e-3  # per claim, split over its tests by Bonferroni
 
+
 # The released LDSD run (docs/theory.md §1.4, run_script.sh): k = 5, sigma ("variance") = 1, lr_mu = 4e-2, eps = 1e-3.
-RELEASED_LDSD = {"k": 5, "sigma": 1.0, "lr_mu": 4e-2}
+class _LDSDSettings(TypedDict):
+    k: int
+    sigma: float
+    lr_mu: float
+
+
+RELEASED_LDSD: _LDSDSettings = {"k": 5, "sigma": 1.0, "lr_mu": 4e-2}
 RELEASED_EPS = 1e-3
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def salt(name: str) -> int:
-    return zlib.crc32(name.encode())
-
-
-def flat(tensors: Sequence[torch.Tensor]) -> np.ndarray:
-    return torch.cat([t.detach().reshape(-1).double() for t in tensors]).numpy()
-
-
 class LinearObjective(torch.nn.Module):
     """``f(x) = <g, x>``: the linear regime of ``docs/theory.md`` §2.4 (ranking by ``<g, z>`` exactly)."""
+
+    g: torch.Tensor  # a buffer registered in __init__ (nn.Module.__getattr__ is typed Tensor | Module)
 
     def __init__(self, d: int, seed: int) -> None:
         super().__init__()
@@ -135,25 +136,6 @@ def selection_moments(kind: str, M: int, top: int, n: int, rng: np.random.Genera
         a = x[:, 0]
         c = 1.0
     return float(np.mean(a**2)), float(np.mean(a**4)), c
-
-
-def ratio_plot(title: str, labels: list[str], ratios: list[float], widths: list[float], ylabel: str) -> Plot:
-    return Plot(
-        title=title,
-        xlabel="",
-        ylabel=ylabel,
-        series=[
-            {
-                "x": list(range(len(labels))),
-                "y": ratios,
-                "yerr": widths,
-                "style": "points",
-                "label": "measured / predicted (Bonferroni interval)",
-            }
-        ],
-        hlines=[{"y": 1.0, "label": "theory", "color": "k", "style": "--"}],
-        xticklabels=labels,
-    )
 
 
 # ---------------------------------------------------------------------------------------------- §5.16
@@ -308,7 +290,8 @@ def ldsd_estimator_moments(ctx: Context) -> ClaimResult:
 
     # part 2: alignment ratio with an aligned mean (§5.18)
     n2 = ctx.pick(1200, 4000)
-    labels, ratios, widths, rows = [], [], [], []
+    labels, ratios, widths = [], [], []
+    rows: list[dict[str, Any]] = []
     for gi, (dd, c, sg) in enumerate(grid):
         prob = Quadratic(dd, L=1.0, mu=0.05, rotated=True, seed=ctx.seed + gi, dtype=torch.float64)
         pol = LDSDPolicy(k=1, sigma=sg, lr_mu=0.0)
@@ -384,7 +367,7 @@ def _alignment_run(d: int, T: int, seed: int, lr_mu: float, windows: int) -> dic
     problem = Quadratic(d, L=1.0, mu=0.1, rotated=False, init_radius=1.0, seed=seed, dtype=torch.float64)
     policy = LDSDPolicy(k=RELEASED_LDSD["k"], sigma=RELEASED_LDSD["sigma"], lr_mu=lr_mu)
     opt = ZOSGD(problem.parameters(), lr=0.5 / d, eps=RELEASED_EPS, seed=seed, policy=policy)
-    a, xs, x = problem.A_diag, problem.xstar_x, problem.x
+    a, xs, x = problem.A_diag, problem.xstar_x, problem.blocks[0]
     cos_mu, cos_g = np.zeros(T), np.zeros(T)
     f0 = problem.suboptimality()
     for t in range(T):
@@ -433,7 +416,9 @@ def ldsd_alignment_over_iterations(ctx: Context) -> ClaimResult:
     seed = mix_seed(ctx.seed, salt("ldsd_alignment_over_iterations"))
     tests = 2 * len(configs)
     confidence = 1.0 - bonferroni(0.01, tests)
-    rows, series_mu, series_g = [], [], []
+    rows: list[dict[str, Any]] = []
+    series_mu: list[dict[str, Any]] = []
+    series_g: list[dict[str, Any]] = []
     passed = True
     for d, T, R, lr_mu in configs:
         runs = [_alignment_run(d, T, mix_seed(seed, d, s) % (2**31), lr_mu, windows) for s in range(R)]
@@ -550,7 +535,8 @@ def selection_alignment_gain(ctx: Context) -> ClaimResult:
     schemes = GV_SCHEMES + GREEDY_SCHEMES
     tests = len(schemes) + 2
     alpha = bonferroni(FALSE_ALARM, tests)
-    rows, labels, ratios, widths = [], [], [], []
+    labels, ratios, widths = [], [], []
+    rows: list[dict[str, Any]] = []
     passed = True
     cos2_tests = {}
     for si, (kind, M, top) in enumerate(schemes):
@@ -722,7 +708,8 @@ def policy_budget_one_step(ctx: Context) -> ClaimResult:
             spsa_cache[q] = moments_of(one)
         return spsa_cache[q]
 
-    rows, labels, ratios, widths = [], [], [], []
+    labels, ratios, widths = [], [], []
+    rows: list[dict[str, Any]] = []
     passed = True
     for pi, (label, kind, M, top, q) in enumerate(ONE_STEP_PAIRS):
         policy = _make_selection(kind, M, top)
@@ -899,6 +886,8 @@ def _hill_climb(evaluate: Callable[[float], dict[str, Any]], grid: list[float]) 
 
 
 def budget_runs(ctx: Context, problem_name: str) -> ClaimResult:
+    """The ``policy_budget_runs_<problem_name>`` claims: final error of budget-matched ZO-SGD runs (equal forward
+    passes) for each direction policy against q-averaged SPSA, each at its hill-climbed learning rate."""
     d = ctx.pick(20, 40)
     budget = ctx.pick(1000, 1500)
     seeds = ctx.pick(2, 3)
@@ -1025,9 +1014,9 @@ def budget_runs(ctx: Context, problem_name: str) -> ClaimResult:
         },
         verdict_rule=(
             "final suboptimality f(x_B)/f(x_0) after the same number B of forward passes, each method at its "
-            "best step size on the grid 2^-4 .. 2^4 (hill climbing; geometric mean over seeds, tuned on those seeds); pass iff every "
-            "pair with predicted efficiency ratio <= 0.6 ends with the SPSA side lower (the ordering the "
-            "linear model predicts); GV M=8 vs q=5 (0.91) and the carried-best variant (no i.i.d. model) are "
+            "best step size on the grid 2^-4 .. 2^4 (hill climbing; geometric mean over seeds, tuned on those seeds); "
+            "pass iff every pair with predicted efficiency ratio <= 0.6 ends with the SPSA side lower (the ordering "
+            "the linear model predicts); GV M=8 vs q=5 (0.91) and the carried-best variant (no i.i.d. model) are "
             "reported without a prediction"
         ),
         plots=[

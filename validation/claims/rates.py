@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from scipy.stats import t as t_dist
 
-from problems import AdditiveNoise, NonconvexSine, Problem, Quadratic
+from problems import AdditiveNoise, NonconvexSine, Problem, Quadratic, StochasticProblem
 from validation.claims.estimators import salt
 from validation.core import ClaimResult, Context, Plot, claim, fmt, robust_slope, slope_contains
 from zotheory import theory
@@ -62,6 +62,8 @@ def run_optimizer(
 
     ``norm``: ``"l2sq"`` (||grad||_2^2), ``"l2"`` or ``"l1"``. For a stochastic problem the sample of
     step ``k`` is ``mix_seed(sample_seed, k)`` (both evaluations of a difference share it)."""
+    if sample_seed is not None and not isinstance(problem, StochasticProblem):
+        raise TypeError(f"sample_seed={sample_seed} needs a StochasticProblem, got {type(problem).__name__}")
     out = np.empty(steps)
     for k in range(steps):
         g = grad()
@@ -70,10 +72,10 @@ def run_optimizer(
             for group in opt.param_groups:
                 group["lr"] = lr_of(k)
         if sample_seed is not None:
-            problem.set_sample(mix_seed(sample_seed, k))
+            cast(StochasticProblem, problem).set_sample(mix_seed(sample_seed, k))
         opt.step(problem)
     if sample_seed is not None:
-        problem.set_sample(None)
+        cast(StochasticProblem, problem).set_sample(None)
     return out
 
 
@@ -86,6 +88,7 @@ def t_upper(samples: np.ndarray, confidence: float = 0.99) -> float:
 
 
 def fit_text(fit: dict[str, Any]) -> str:
+    """A slope fit as text: ``slope [low, high]`` (3 significant digits)."""
     return f"{fmt(fit['slope'], 3)} [{fmt(fit['interval'][0], 3)}, {fmt(fit['interval'][1], 3)}]"
 
 
@@ -107,7 +110,7 @@ def zo_sgd_deterministic_rate(ctx: Context) -> ClaimResult:
     xs_avg, ys_avg, ys_min, curves = [], [], [], []
     base_seed = mix_seed(ctx.seed, salt("zo_sgd_deterministic_rate"))
     for s in range(seeds):
-        problem = NonconvexSine(d, a=2.0, init_radius=3.0, seed=ctx.seed + s, dtype=torch.float64)
+        problem: Problem = NonconvexSine(d, a=2.0, init_radius=3.0, seed=ctx.seed + s, dtype=torch.float64)
         gamma = 1.0 / (4 * (d + 4) * problem.L)
         opt = ZOSGD(problem.parameters(), lr=gamma, eps=1e-4, seed=mix_seed(base_seed, s))
         with torch.no_grad():
@@ -151,7 +154,8 @@ def zo_sgd_deterministic_rate(ctx: Context) -> ClaimResult:
     idx = np.unique(np.geomspace(1, n_max, 60).astype(int)) - 1
     c = mean_curve[horizons[-1] - 1] * horizons[-1]
     return ClaimResult(
-        predicted="slope -1 in N (trajectory average of ||grad f||^2), <= -1 (running minimum); iterations-to-eps ~ (d+4)^1",
+        predicted="slope -1 in N (trajectory average of ||grad f||^2), <= -1 (running minimum); iterations-to-eps ~ "
+        "(d+4)^1",
         measured=f"average: {fit_text(fit_avg)}; minimum: {fit_text(fit_min)}; iterations vs d+4: {fit_text(fit_d)}",
         passed=bool(passed),
         statistics={
@@ -168,8 +172,8 @@ def zo_sgd_deterministic_rate(ctx: Context) -> ClaimResult:
             "step": "1/(4(d+4)L)",
             "eps_relative": 1e-3,
         },
-        verdict_rule="pass iff the 99% Theil-Sen interval of the average's slope contains -1, the minimum's interval lies "
-        "at or below -1, and the interval of log(iterations to eps) on log(d+4) contains 1",
+        verdict_rule="pass iff the 99% Theil-Sen interval of the average's slope contains -1, the minimum's interval "
+        "lies at or below -1, and the interval of log(iterations to eps) on log(d+4) contains 1",
         plots=[
             Plot(
                 title=f"deterministic ZO-SGD, nonconvex sine d={d}",
@@ -204,9 +208,9 @@ def zo_sgd_deterministic_rate(ctx: Context) -> ClaimResult:
                 yscale="log",
             ),
         ],
-        notes="The proof bounds (1/N) sum_k E||grad f(x_k)||^2 (= E||grad f(x_R)||^2 for uniform R); once sum_k ||grad f||^2 "
-        "has converged that average decays exactly like 1/N, which is what is measured. The running minimum falls "
-        "much faster here (the sine problem is strongly convex near x*, so ZO-SGD ends up converging linearly): "
+        notes="The proof bounds (1/N) sum_k E||grad f(x_k)||^2 (= E||grad f(x_R)||^2 for uniform R); once sum_k ||grad "
+        "f||^2 has converged that average decays exactly like 1/N, which is what is measured. The running minimum "
+        "falls much faster here (the sine problem is strongly convex near x*, so ZO-SGD ends up converging linearly): "
         "the O(1/N) statement is an upper bound on it, not its rate.",
     )
 
@@ -279,7 +283,8 @@ def zo_sgd_stochastic_rate(ctx: Context) -> ClaimResult:
             "bound_holds": bound_ok,
             "problem": "AdditiveNoise(Quadratic L=1, mu=0.25, ||x0-x*||=1), E||grad F - grad f||^2 = sigma^2",
         },
-        verdict_rule="pass iff the 99% Theil-Sen intervals contain -1/2 (in N) and +1/2 (in d+4) and every run is below G3",
+        verdict_rule="pass iff the 99% Theil-Sen intervals contain -1/2 (in N) and +1/2 (in d+4) and every run is "
+        "below G3",
         plots=[
             Plot(
                 title="stochastic ZO-SGD, Cor. 3.3 step",
@@ -324,9 +329,9 @@ def zo_sgd_stochastic_rate(ctx: Context) -> ClaimResult:
                 yscale="log",
             ),
         ],
-        notes="G3 was read from secondary notes (docs/theory.md §3.2); it is used here as a sanity bound only. With the "
-        "N-dependent step both the optimisation term Delta/(gamma N) and the noise floor gamma L (d+2) sigma^2 scale "
-        "like sqrt((d+4)/N), which is why the exponents are tight at these sizes.",
+        notes="G3 was read from secondary notes (docs/theory.md §3.2); it is used here as a sanity bound only. With "
+        "the N-dependent step both the optimisation term Delta/(gamma N) and the noise floor gamma L (d+2) sigma^2 "
+        "scale like sqrt((d+4)/N), which is why the exponents are tight at these sizes.",
     )
 
 
@@ -338,14 +343,15 @@ def zo_sgd_stochastic_rate(ctx: Context) -> ClaimResult:
     cost=4.0,
 )
 def rsgf_bound(ctx: Context) -> ClaimResult:
-    """RSGF (forward Gaussian oracle, gamma_k < 1/(2(d+4)L), output index R drawn with P_R(k) ~ gamma_k - 2L(d+4)gamma_k^2)
-    on a nonconvex L-smooth problem: (1/L) E||grad f(x_R)||^2 never exceeds the G2 right-hand side."""
+    """RSGF (forward Gaussian oracle, gamma_k < 1/(2(d+4)L), output index R drawn with P_R(k) ~ gamma_k -
+    2L(d+4)gamma_k^2) on a nonconvex L-smooth problem: (1/L) E||grad f(x_R)||^2 never exceeds the G2 right-hand side."""
     d = 10
     n = ctx.pick(800, 2000)
     seeds = ctx.pick(3, 4)
     mu = 1e-3
     base_seed = mix_seed(ctx.seed, salt("rsgf_bound"))
-    rows, passed = [], True
+    rows: list[dict[str, Any]] = []
+    passed = True
     for sigma in (0.0, 1.0):
         for schedule in ("constant", "decreasing"):
             vals, rhs_list = [], []
@@ -355,7 +361,8 @@ def rsgf_bound(ctx: Context) -> ClaimResult:
                 L = base.L
                 g0 = 1.0 / (4 * (d + 4) * L)
                 gammas = np.full(n, g0) if schedule == "constant" else g0 * 1.5 / np.sqrt(np.arange(1, n + 1) + 1.0)
-                probs = theory.rsgf_output_probabilities(gammas, L, d)
+                lrs: list[float] = gammas.tolist()
+                probs = theory.rsgf_output_probabilities(lrs, L, d)
                 opt = ZOSGD(
                     problem.parameters(), lr=float(gammas[0]), eps=mu, scheme="forward", seed=mix_seed(base_seed, s)
                 )
@@ -367,10 +374,10 @@ def rsgf_bound(ctx: Context) -> ClaimResult:
                         n,
                         gradient_fn(problem),
                         sample_seed=mix_seed(base_seed, 9, s) if sigma > 0 else None,
-                        lr_of=lambda k, g=gammas: float(g[k]),
+                        lr_of=lrs.__getitem__,
                     )
                 vals.append(float(probs @ g2) / L)  # E_R (1/L)||grad f(x_R)||^2 for this run, exactly
-                rhs_list.append(theory.ghadimi_lan_rsgf_bound(f_gap, L, d, mu, sigma, gammas))
+                rhs_list.append(theory.ghadimi_lan_rsgf_bound(f_gap, L, d, mu, sigma, lrs))
             upper = t_upper(np.array(vals))
             rhs = float(np.min(rhs_list))
             ok = upper <= rhs
@@ -402,8 +409,9 @@ def rsgf_bound(ctx: Context) -> ClaimResult:
             "problem": "NonconvexSine a=2 (L=3, nonconvex), optionally + AdditiveNoise",
             "configurations": rows,
         },
-        verdict_rule="pass iff, in every configuration, the one-sided 99% t upper bound over seeds of (1/L) E_R||grad f(x_R)||^2 "
-        "(E_R computed exactly from the trajectory and P_R) is below the smallest G2 right-hand side of the seeds",
+        verdict_rule="pass iff, in every configuration, the one-sided 99% t upper bound over seeds of (1/L) E_R||grad "
+        "f(x_R)||^2 (E_R computed exactly from the trajectory and P_R) is below the smallest G2 right-hand side of the "
+        "seeds",
         plots=[
             Plot(
                 title="RSGF: measured / G2 bound",
@@ -427,7 +435,8 @@ def rsgf_bound(ctx: Context) -> ClaimResult:
                 xticklabels=labels,
             )
         ],
-        notes="The bound is valid but loose here (ratios in the statistics); it is checked as a bound (<=), PEPit style.",
+        notes="The bound is valid but loose here (ratios in the statistics); it is checked as a bound (<=), PEPit "
+        "style.",
     )
 
 
@@ -477,7 +486,8 @@ def zo_signsgd_rate(ctx: Context) -> ClaimResult:
             "measure": "E_R ||grad f(x_R)||_2 with R uniform (trajectory average)",
             "problem": "Quadratic L=1, mu=0.25, ||x0 - x*||_2 = 1 (constants independent of d)",
         },
-        verdict_rule="pass iff the 99% Theil-Sen interval in T contains -1/2 and the interval in d does not lie above +1/2",
+        verdict_rule="pass iff the 99% Theil-Sen interval in T contains -1/2 and the interval in d does not lie above "
+        "+1/2",
         plots=[
             Plot(
                 title="ZO-SignSGD, step 1/sqrt(dT)",
@@ -522,8 +532,8 @@ def zo_signsgd_rate(ctx: Context) -> ClaimResult:
                 yscale="log",
             ),
         ],
-        notes="One Gaussian direction per step and exact (deterministic) function values. The d-scaling is stated as an "
-        "upper bound: the problem's L, mu, f(x_1) - f* and ||x_1 - x*||_2 do not depend on d, so sqrt(d) can only "
+        notes="One Gaussian direction per step and exact (deterministic) function values. The d-scaling is stated as "
+        "an upper bound: the problem's L, mu, f(x_1) - f* and ||x_1 - x*||_2 do not depend on d, so sqrt(d) can only "
         "come from the estimator's noise.",
     )
 
@@ -605,8 +615,8 @@ def zo_frank_wolfe_rate(ctx: Context) -> ClaimResult:
             "problem": "Quadratic L=1, mu=0.1 over the l1 ball of radius ||x*||_1 (x* on its boundary, f* = 0)",
             "schedules": "rho_k = 4/(d^(1/3)(k+8)^(2/3)), step 2/(k+8), radius c_k = 2/(d^(3/2)(k+8)^(1/3))",
         },
-        verdict_rule="pass iff the upper end of the 99% Theil-Sen interval of the ZO-FW gap slope is <= -1/3 (decays at least "
-        "as fast as the bound) and the exact-FW bound holds at every iteration",
+        verdict_rule="pass iff the upper end of the 99% Theil-Sen interval of the ZO-FW gap slope is <= -1/3 (decays "
+        "at least as fast as the bound) and the exact-FW bound holds at every iteration",
         plots=[
             Plot(
                 title=f"Frank-Wolfe on the l1 ball, d={d}",
@@ -632,6 +642,6 @@ def zo_frank_wolfe_rate(ctx: Context) -> ClaimResult:
                 yscale="log",
             )
         ],
-        notes="The T^(-1/3) rate is a worst-case upper bound; on this strongly convex quadratic ZO-FW decays faster, which "
-        "the bound allows.",
+        notes="The T^(-1/3) rate is a worst-case upper bound; on this strongly convex quadratic ZO-FW decays faster, "
+        "which the bound allows.",
     )

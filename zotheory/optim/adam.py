@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
 
-from zotheory.directions import DirectionFamily
 from zotheory.estimators import ZOEstimate
-from zotheory.optim.base import OnNonFinite, ZOOptimizer, validate_unit_interval
-from zotheory.policies.base import DirectionPolicy
+from zotheory.optim.base import ZOOptimizer, validate_unit_interval
+from zotheory.optim.config import EstimatorOptions
 
 __all__ = ["ZOAdam", "adam_direction"]
 
@@ -58,28 +57,12 @@ class ZOAdam(ZOOptimizer):
         adam_eps: float = 1e-8,
         amsgrad: bool = False,
         bias_correction: bool = True,
-        eps: float = 1e-3,
-        q: int = 1,
-        directions: str | DirectionFamily = "gaussian",
-        scheme: str = "central",
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
-        policy: DirectionPolicy | None = None,
+        **options: Unpack[EstimatorOptions],
     ) -> None:
         super().__init__(
             params,
             dict(lr=lr, betas=tuple(betas), adam_eps=adam_eps, amsgrad=amsgrad, bias_correction=bias_correction),
-            eps=eps,
-            q=q,
-            directions=directions,
-            scheme=scheme,
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-            policy=policy,
+            **options,
         )
 
     def _validate_group(self, group: dict[str, Any]) -> None:

@@ -21,8 +21,9 @@ from torch import Tensor
 from zotheory.directions import Coordinate, mix_seed
 from zotheory.estimators import ZOEstimate, estimate_gradient
 from zotheory.lmo import CUBIC, MUON_QUINTIC, NS_EPS, NewtonSchulzSpectral, Norm, get_norm
-from zotheory.optim.adanaged import averaged_factor, parabolic_probe, power_spectral_norm, probe_factor, radius_floor
+from zotheory.optim.adanaged import averaged_factor, parabolic_probe, probe_factor
 from zotheory.optim.base import ZOOptimizer, _state_dtype, is_no_decay_name
+from zotheory.optim.measures import power_spectral_norm, radius_floor
 
 __all__ = ["REFERENCES", "ReferenceOptimizer", "literal_lmo", "literal_newton_schulz", "literal_rule"]
 

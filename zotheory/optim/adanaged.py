@@ -632,10 +632,6 @@ class AdaNAGED(ZOOptimizer):
     ) -> None:
         if momentum not in MOMENTA:
             raise ValueError(f"momentum must be one of {list(MOMENTA)}, got {momentum!r}")
-        if options.get("policy") is not None and momentum != "ema":
-            raise ValueError(
-                f"a direction policy needs momentum='ema' (JAGUAR memory draws coordinates), got {momentum!r}"
-            )
         if beta is None:
             beta = 0.9 if momentum == "ema" else 0.0
         if not isinstance(layerwise, bool):
@@ -648,14 +644,19 @@ class AdaNAGED(ZOOptimizer):
             raise TypeError(f"x0_dtype must be a floating torch.dtype, got {x0_dtype!r}")
         fixed: dict[str, Any] = {"eps": 1.0 if eps is None else eps, "scheme": "central"}  # eps: replaced by tau_0
         if momentum == "jaguar":
-            if options.get("q", 1) != 1:
-                raise ValueError(f"momentum='jaguar' samples one coordinate per step (q=1), got q={options['q']!r}")
             fixed["directions"] = Coordinate()
+        config = self.estimator_config(options, **fixed)
+        if config.policy is not None and momentum != "ema":
+            raise ValueError(
+                f"a direction policy needs momentum='ema' (JAGUAR memory draws coordinates), got {momentum!r}"
+            )
+        if momentum == "jaguar" and config.q != 1:
+            raise ValueError(f"momentum='jaguar' samples one coordinate per step (q=1), got q={config.q!r}")
         self.rule = get_step_rule(step_rule)
         if x0_dtype is not None and "dist" not in self.rule.needs:
             raise ValueError(f"x0_dtype={x0_dtype} applies to rules that keep x_0 (dog), not to {self.rule.name!r}")
         self.radius_rule = _get_radius_rule(radius_rule)
-        super().__init__(params, dict(lr=lr, norm=norm, beta=beta), config=self.estimator_config(options, **fixed))
+        super().__init__(params, dict(lr=lr, norm=norm, beta=beta), config=config)
         self.momentum = momentum
         self.layerwise = layerwise
         self.x0_dtype = x0_dtype

@@ -43,6 +43,7 @@ import copy
 import inspect
 import math
 from abc import abstractmethod
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Unpack
 
@@ -119,29 +120,23 @@ class ZOOptimizer(torch.optim.Optimizer):
         params: tensors, ``(name, tensor)`` pairs (names enable MeZO's weight-decay rule
             and name-based routing) or parameter groups.
         defaults: per-group hyper-parameters (must contain ``lr``).
-        config: the shared options as one :class:`~zotheory.optim.config.EstimatorConfig` (then no ``options``).
-        **options: the shared options one by one (:class:`~zotheory.optim.config.EstimatorOptions`).
+        **options: the shared options one by one, or all of them as ``config=``
+            :class:`~zotheory.optim.config.EstimatorConfig` (:class:`~zotheory.optim.config.EstimatorOptions`).
     """
 
     #: Shared options the method sets itself (refused from callers, left out of the signature).
     fixed_options: frozenset[str] = frozenset()
+    #: Per-parameter state (tensor keys, as torch's) and the optimizer's own entries (string keys: ``"zo"``, ...).
+    state: defaultdict[Any, Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.__signature__ = _full_signature(cls)  # type: ignore[attr-defined]  # read by inspect.signature
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        defaults: dict[str, Any],
-        *,
-        config: EstimatorConfig | None = None,
-        **options: Unpack[EstimatorOptions],
-    ) -> None:
-        if config is None:
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any], **options: Unpack[EstimatorOptions]) -> None:
+        config = options.get("config")
+        if not (isinstance(config, EstimatorConfig) and len(options) == 1):  # else checked by EstimatorConfig.of
             config = EstimatorConfig.of(type(self).__name__, options, self.fixed_options)
-        elif options:
-            raise TypeError(f"give the estimator options either as config or one by one, not both: {sorted(options)}")
         if "lr" not in defaults:
             raise ValueError("defaults must contain a learning rate 'lr'")
         validate_nonnegative("lr", defaults["lr"])
@@ -559,7 +554,8 @@ def _state_dtype(p: torch.Tensor) -> torch.dtype:
 
 def _full_signature(cls: type[ZOOptimizer]) -> inspect.Signature:
     """``cls.__init__``'s parameters without ``self`` and ``**options``, then the shared options ``cls`` takes
-    (those of :data:`~zotheory.optim.config.ESTIMATOR_OPTIONS` it neither fixes nor declares itself)."""
+    (those of :data:`~zotheory.optim.config.ESTIMATOR_OPTIONS` it neither fixes nor declares itself) and
+    ``config`` (all of them at once)."""
     own = [
         p
         for name, p in inspect.signature(cls.__init__).parameters.items()
@@ -573,4 +569,7 @@ def _full_signature(cls: type[ZOOptimizer]) -> inspect.Signature:
         for name, default in ESTIMATOR_OPTIONS.items()
         if name not in declared and name not in cls.fixed_options
     ]
-    return inspect.Signature([*own, *shared])
+    whole = inspect.Parameter(
+        "config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="EstimatorConfig | None"
+    )
+    return inspect.Signature([*own, *shared, whole])

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 from zotheory.directions import DirectionFamily
-from zotheory.estimators import validate_q, validate_radius, validate_scheme
+from zotheory.estimators import Scheme, validate_q, validate_radius, validate_scheme
 from zotheory.policies.base import DirectionPolicy
 
 __all__ = ["ESTIMATOR_OPTIONS", "EstimatorConfig", "EstimatorOptions", "OnNonFinite", "RadiusFreeOptions"]
@@ -28,12 +28,13 @@ class RadiusFreeOptions(TypedDict, total=False):
 
     q: int
     directions: str | DirectionFamily
-    scheme: str
+    scheme: Scheme
     seed: int
     on_nonfinite: OnNonFinite
     exact_restore: bool
     check_resolution: bool
     policy: DirectionPolicy | None
+    config: EstimatorConfig | None
 
 
 class EstimatorOptions(RadiusFreeOptions, total=False):
@@ -63,7 +64,7 @@ class EstimatorConfig:
     eps: float = 1e-3
     q: int = 1
     directions: str | DirectionFamily = "gaussian"
-    scheme: str = "central"
+    scheme: Scheme = "central"
     seed: int = 0
     on_nonfinite: OnNonFinite = "raise"
     exact_restore: bool = False
@@ -80,7 +81,25 @@ class EstimatorConfig:
     @classmethod
     def of(cls, owner: str, options: Mapping[str, Any], fixed: Collection[str] = (), **values: Any) -> EstimatorConfig:
         """The config of ``owner`` (a class name, for messages) from its caller's ``options`` and the ``values``
-        the method sets itself; an option of ``fixed`` or an unknown one is a ``TypeError`` naming it."""
+        the method sets itself; an option of ``fixed`` or an unknown one is a ``TypeError`` naming it.
+
+        ``options`` holds the shared options one by one or a whole ``config`` (then its non-default fields count
+        as given); ``values`` take precedence over both.
+        """
+        options = dict(options)
+        given = options.pop("config", None)
+        if given is not None:
+            if not isinstance(given, EstimatorConfig):
+                raise TypeError(f"{owner}(): config must be an EstimatorConfig, got {given!r}")
+            if options:
+                raise TypeError(
+                    f"{owner}(): give the estimator options either as config or one by one, not both: {sorted(options)}"
+                )
+            options = {
+                f.name: getattr(given, f.name)
+                for f in dataclasses.fields(given)
+                if getattr(given, f.name) is not f.default and getattr(given, f.name) != f.default
+            }
         for key in options:
             if key in fixed:
                 raise TypeError(f"{owner}() does not take the option {key!r}: the method fixes it")

@@ -260,7 +260,8 @@ def muon_param_groups(
         if items and isinstance(items[0], dict):
             raise ValueError("muon_param_groups expects parameters, not parameter groups")
         named = bool(items) and isinstance(items[0], tuple)
-    hidden_items, other_items = [], []
+    hidden_items: list[Any] = []
+    other_items: list[Any] = []
     for k, item in enumerate(items):
         name, p = item if named else (f"param_{k}", item)
         (hidden_items if is_hidden_matrix(name, p, max_rows) else other_items).append(item)
@@ -462,10 +463,11 @@ class MatrixEfficientZOMuon(ZOOptimizer):
         spectrum: str = "identity",
         **options: Unpack[EstimatorOptions],
     ) -> None:
-        scheme = options.get("scheme", "central")
-        if scheme not in ("central", "forward"):
-            raise ValueError(f"MatrixEfficientZOMuon needs a two-point scheme ('central' or 'forward'), got {scheme!r}")
         config = self.estimator_config(options, q=1, directions=SemiOrthogonal(spectrum))
+        if config.scheme not in ("central", "forward"):
+            raise ValueError(
+                f"MatrixEfficientZOMuon needs a two-point scheme ('central' or 'forward'), got {config.scheme!r}"
+            )
         super().__init__(params, dict(lr=lr, update=update, shape_scale=shape_scale), config=config)
 
     def _validate_group(self, group: dict[str, Any]) -> None:

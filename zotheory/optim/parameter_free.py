@@ -79,9 +79,9 @@ class _DoGBase(ZOOptimizer):
         params = self.zo_params()
         st = self.state["dog"]
         if st["rbar"] is None:
-            x0 = self._x0()
+            x_init = self._x0()
             st["rbar"] = float(
-                reps_initial_distance(self.reps_rel, math.sqrt(sum(float(x.double().pow(2).sum()) for x in x0)))
+                reps_initial_distance(self.reps_rel, math.sqrt(sum(float(x.double().pow(2).sum()) for x in x_init)))
             )
         grads = [g for _, _, _, g in self.dense_estimates(est)]
         st["G"] += sum(float(g.double().pow(2).sum()) for g in grads)

@@ -32,14 +32,14 @@ def import_graph() -> tuple[dict[str, set[str]], list[str]]:
     nested: list[str] = []
     for name, path in files.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in tree.body:
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                graph[name] |= imported_modules(node, modules) - {name}
+        for stmt in tree.body:
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                graph[name] |= imported_modules(stmt, modules) - {name}
         for fn in ast.walk(tree):
             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                for node in ast.walk(fn):
-                    if isinstance(node, (ast.Import, ast.ImportFrom)) and imported_modules(node, modules):
-                        nested.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+                for inner in ast.walk(fn):
+                    if isinstance(inner, (ast.Import, ast.ImportFrom)) and imported_modules(inner, modules):
+                        nested.append(f"{path.relative_to(PACKAGE.parent)}:{inner.lineno}")
     return graph, nested
 
 

@@ -84,12 +84,12 @@ class OptimizerSpec:
         return self.factory(params, **config)
 
     def parameters(self) -> dict[str, inspect.Parameter]:
-        """The method's options (name -> parameter with its default), read from the factory's signature;
-        no optimizer is built."""
+        """The method's options given by name (name -> parameter with its default), read from the factory's
+        signature without building an optimizer; ``params`` and ``config`` (all shared options at once) left out."""
         return {
             name: p
             for name, p in inspect.signature(self.factory).parameters.items()
-            if name != "params" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            if name not in ("params", "config") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }
 
 

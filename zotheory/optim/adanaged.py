@@ -58,7 +58,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, Unpack, runtime_checkable
 
 import torch
@@ -673,6 +673,7 @@ class AdaNAGED(ZOOptimizer):
         else:
             self.tau0 = float(eps)
         self.eps = self.tau0
+        self.config = replace(self.config, eps=self.tau0)
         self.state["adanaged"] = {
             "tau": self.tau0,
             "units": None,

@@ -113,8 +113,9 @@ class ZOOptimizer(torch.optim.Optimizer):
 
     The pending restore of the in-place estimate (parameters left at ``x - r z``) is handled here: before
     :meth:`_update` the parameters are put back at ``x_t``, unless :attr:`folds_restore` says that the method
-    consumes the estimate only through :meth:`dense_estimates` / :meth:`apply_estimate`, which fold the restore
-    into the update (one regeneration of each direction instead of two).
+    consumes the estimate only through :meth:`dense_estimates`, :meth:`apply_estimate` or
+    :meth:`regenerated_directions`, which fold the restore into the update (one regeneration of each direction
+    instead of two).
 
     Args:
         params: tensors, ``(name, tensor)`` pairs (names enable MeZO's weight-decay rule

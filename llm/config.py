@@ -341,8 +341,7 @@ def parse_key_values(items: Sequence[str] | None, *, flag: str = "--opt") -> dic
 
 
 def _constructor_parameters(target: Callable[..., Any]) -> dict[str, inspect.Parameter]:
-    fn = target.__init__ if inspect.isclass(target) else target  # type: ignore[misc]
-    sig = inspect.signature(fn)
+    sig = inspect.signature(target)  # a class's declared __signature__ (zotheory.optim) or its __init__'s
     return {
         name: p
         for name, p in sig.parameters.items()

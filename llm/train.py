@@ -65,7 +65,7 @@ from llm.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from llm.config import FinetuneConfig, coerce_options
+from llm.config import FinetuneConfig, accepted_options, coerce_options
 from llm.distributed import RankFailure
 from llm.step import (
     FO_FORWARD_EQUIVALENTS,
@@ -176,23 +176,12 @@ def _probe_params() -> list[tuple[str, nn.Parameter]]:
 
 
 def method_options(spec: MethodSpec) -> dict[str, inspect.Parameter]:
-    """The keyword options of a method: its factory's named parameters and, when the factory
-    forwards ``**kwargs`` (registry lambdas, Muon routing), those of the class it builds
-    (found by building it once on a 4x4 probe parameter). The factory's defaults win."""
-    from llm.config import accepted_options
-
-    factory = spec.factory
-    if inspect.isclass(factory):
-        return accepted_options(factory)
-    own = accepted_options(factory)
-    sig = inspect.signature(factory)
-    if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return own
-    try:
-        probe = factory(_probe_params())
-    except Exception:  # noqa: BLE001 - the probe is best effort; the constructor still checks
-        return own
-    return {**accepted_options(type(probe)), **own}
+    """The keyword options of a method, read from declared signatures (no optimizer is built): a ZO method's
+    :meth:`~zotheory.optim.registry.OptimizerSpec.parameters` (its own hyper-parameters, then the shared
+    estimator options it takes), a first-order baseline's constructor."""
+    if spec.kind == "zo":
+        return _zo_registry()[spec.name].parameters()
+    return accepted_options(spec.factory)
 
 
 def resolve_policy(name: str) -> type:

@@ -28,11 +28,9 @@ from zotheory.optim.adanaged import (
     StepTiedRadius,
     default_norm_name,
     get_step_rule,
-    power_spectral_norm,
-    radius_floor,
     realised_dual,
-    reps_initial_distance,
 )
+from zotheory.optim.measures import power_spectral_norm, radius_floor, reps_initial_distance
 
 F64 = torch.float64
 

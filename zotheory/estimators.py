@@ -55,16 +55,19 @@ def evaluations_needed(scheme: str, q: int, f0_given: bool = False) -> int:
 
 
 def validate_scheme(scheme: str) -> None:
+    """Refuse a finite-difference scheme not in :data:`SCHEMES` (``ValueError`` naming it)."""
     if scheme not in SCHEMES:
         raise ValueError(f"unknown finite-difference scheme {scheme!r}; choose one of {list(SCHEMES)}")
 
 
 def validate_q(q: int) -> None:
+    """Refuse a number of directions that is not an int ``>= 1`` (``ValueError`` naming it)."""
     if not isinstance(q, int) or isinstance(q, bool) or q < 1:
         raise ValueError(f"number of directions q must be an integer >= 1, got {q!r}")
 
 
 def validate_radius(radius: float) -> None:
+    """Refuse a smoothing radius that is not a finite number ``> 0`` (``ValueError`` naming it)."""
     if not isinstance(radius, (int, float)) or not math.isfinite(radius) or radius <= 0:
         raise ValueError(f"smoothing radius must be finite and > 0, got {radius!r}")
 
@@ -120,6 +123,7 @@ def mean_abs(t: torch.Tensor, chunk: int = 1 << 20) -> float:
 
 
 def as_loss(value: torch.Tensor | float) -> torch.Tensor:
+    """A closure's value as a detached one-element tensor (``ValueError`` for more than one element)."""
     loss = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
     if loss.numel() != 1:
         raise ValueError(f"the closure must return a scalar loss, got a tensor of shape {tuple(loss.shape)}")
@@ -201,7 +205,7 @@ class ZOEstimate:
     def _restore_tensor(self, p: torch.Tensor, index: int, z: torch.Tensor) -> None:
         if self.backup is not None:
             p.copy_(self.backup[index])
-        else:
+        elif self.pending is not None:
             p.add_(z, alpha=self.pending[1])
 
     def apply_(self, tensors: Sequence[torch.Tensor], alpha: Alphas) -> None:
@@ -213,7 +217,7 @@ class ZOEstimate:
             self.restore_(tensors)
         for j in range(self.q):
             coef = self.coefficients[j]
-            factors = [0 if _is_zero(a) else coef * a for a in alphas]
+            factors: list[float | torch.Tensor] = [0 if _is_zero(a) else coef * a for a in alphas]
             if self.pending is not None and self.pending[0] == j:
                 factors = [self.pending[1] if _is_zero(f) else f + self.pending[1] for f in factors]
                 self.pending = None

@@ -268,7 +268,7 @@ def spectral_lmo(g: Tensor, radius: float = 1.0) -> Tensor:
     g = _check_tensor(g)
     m = _as_matrix(_up(g), "spectral LMO")
     u, s, vh = torch.linalg.svd(m, full_matrices=False)
-    keep = _svd_rank_mask(s, tuple(m.shape))
+    keep = _svd_rank_mask(s, (m.shape[0], m.shape[1]))
     out = -r * (u * keep) @ vh
     return out.reshape(g.shape).to(g.dtype)
 
@@ -770,16 +770,23 @@ class SumNorm(BlockNorm):
         object.__setattr__(self, "blocks", blocks)
         w = (1.0,) * len(blocks) if self.weights is None else self.weights
         object.__setattr__(self, "weights", _check_weights(w, len(blocks), "weights"))
+
         object.__setattr__(self, "exact", all(b.exact for b in blocks))
+
+    @property
+    def _w(self) -> tuple[float, ...]:
+        """The checked weights (``__post_init__`` replaces ``None`` by ones)."""
+        assert self.weights is not None
+        return self.weights
 
     def norm(self, xs: Sequence[Tensor]) -> Tensor:
         xs = _check_blocks(xs, len(self.blocks), "xs")
         dt = _common_dtype(xs)
-        return torch.stack([w * b.norm(x).to(dt) for b, x, w in zip(self.blocks, xs, self.weights, strict=False)]).sum()
+        return torch.stack([w * b.norm(x).to(dt) for b, x, w in zip(self.blocks, xs, self._w, strict=False)]).sum()
 
     def _scaled_duals(self, gs: list[Tensor]) -> Tensor:
         dt = _common_dtype(gs)
-        return torch.stack([b.dual_norm(g).to(dt) / w for b, g, w in zip(self.blocks, gs, self.weights, strict=False)])
+        return torch.stack([b.dual_norm(g).to(dt) / w for b, g, w in zip(self.blocks, gs, self._w, strict=False)])
 
     def dual_norm(self, gs: Sequence[Tensor]) -> Tensor:
         gs = _check_blocks(gs, len(self.blocks), "gs")
@@ -789,9 +796,7 @@ class SumNorm(BlockNorm):
         r = check_radius(radius)
         gs = _check_blocks(gs, len(self.blocks), "gs")
         star = int(torch.argmax(self._scaled_duals(gs)).item())
-        return [
-            self.blocks[l].lmo(g, r / self.weights[l]) if l == star else torch.zeros_like(g) for l, g in enumerate(gs)
-        ]
+        return [self.blocks[k].lmo(g, r / self._w[k]) if k == star else torch.zeros_like(g) for k, g in enumerate(gs)]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -60,7 +60,8 @@ def pair_batch_rows(plus: torch.Tensor, minus: torch.Tensor, what: str, rows: in
     if plus.shape[0] == 1 and rows != 1:
         if rows is None or rows % 2:
             raise ValueError(
-                f"{what} is shared by the batch (first dimension 1): paired evaluation needs the doubled batch's even row count, got {rows!r}"
+                f"{what} is shared by the batch (first dimension 1): paired evaluation needs the doubled batch's "
+                f"even row count, got {rows!r}"
             )
         return torch.cat([plus.expand(rows // 2, *plus.shape[1:]), minus.expand(rows // 2, *minus.shape[1:])], dim=0)
     return torch.cat([_halves(plus, what)[0], _halves(minus, what)[1]], dim=0)
@@ -120,7 +121,8 @@ class PairedPerturbation:
         missing = [i for i in range(len(self.params)) if i not in owned]
         if missing:
             raise ValueError(
-                f"paired evaluation: parameter {missing[0]} (shape {tuple(self._shapes[missing[0]])}) is not a parameter of "
+                f"paired evaluation: parameter {missing[0]} (shape {tuple(self._shapes[missing[0]])}) "
+                "is not a parameter of "
                 "any module of the model, so its perturbation cannot be applied per layer"
             )
         self._saved: list[tuple[nn.Module, Any]] = []
@@ -139,10 +141,12 @@ class PairedPerturbation:
         if type(module).forward is nn.Linear.forward and set(mine) <= {"weight", "bias"}:
 
             def linear_forward(x: torch.Tensor) -> torch.Tensor:
-                w = self._pair(mine["weight"]) if "weight" in mine else module.weight.expand(2, *module.weight.shape)
-                b = module.bias
-                if b is not None:
-                    b = self._pair(mine["bias"]) if "bias" in mine else b.expand(2, *b.shape)
+                weight, bias = module.weight, module.bias
+                assert isinstance(weight, torch.Tensor)  # an nn.Linear's
+                w = self._pair(mine["weight"]) if "weight" in mine else weight.expand(2, *weight.shape)
+                b: torch.Tensor | None = None
+                if isinstance(bias, torch.Tensor):
+                    b = self._pair(mine["bias"]) if "bias" in mine else bias.expand(2, *bias.shape)
                 return _paired_linear(x, w, b)
 
             return linear_forward
@@ -154,13 +158,15 @@ class PairedPerturbation:
                 saved = {name: module._parameters[name] for name in pairs}
                 try:
                     for name, pm in pairs.items():
-                        module._parameters[name] = pm[half]  # transient rebinding; the Parameter is not written
+                        # transient rebinding; the Parameter is not written
+                        module._parameters[name] = pm[half]  # type: ignore[assignment]  # a tensor, not a Parameter
                     outs.append(original(*args, **kwargs))
                 finally:
                     module._parameters.update(saved)
             if not isinstance(outs[0], torch.Tensor):
                 raise TypeError(
-                    f"paired evaluation supports modules returning one tensor; {type(module).__name__} returned {type(outs[0]).__name__}"
+                    f"paired evaluation supports modules returning one tensor; {type(module).__name__} "
+                    f"returned {type(outs[0]).__name__}"
                 )
             return pair_batch_rows(outs[0], outs[1], f"the output of {type(module).__name__}", self.rows)
 
@@ -171,7 +177,7 @@ class PairedPerturbation:
             for module, mine in self._owners:
                 own = module.__dict__.get("forward")
                 self._saved.append((module, own))
-                module.forward = self._forward_for(module, mine, module.forward)  # type: ignore[method-assign]
+                module.forward = self._forward_for(module, mine, module.forward)
         except BaseException:
             self._restore()
             raise
@@ -182,7 +188,7 @@ class PairedPerturbation:
             if own is None:
                 del module.forward
             else:
-                module.forward = own  # type: ignore[method-assign]
+                module.forward = own
         self._saved.clear()
 
     def __exit__(self, *exc: Any) -> None:
@@ -195,7 +201,8 @@ class PairedClosure:
     ``loss()``: the plain loss at the current parameters (what every closure returns; the in-place path and
     methods that evaluate other points use it). ``pair_loss()``: the losses of the two halves of the doubled
     batch, a ``(2,)`` tensor, meant to be called inside a :class:`PairedPerturbation` over ``model``; ``rows``: the
-    doubled batch's first dimension (for outputs shared by the batch). ``calls`` counts plain calls and ``pair_calls`` paired ones (each worth two forward passes).
+    doubled batch's first dimension (for outputs shared by the batch). ``calls`` counts plain calls and
+    ``pair_calls`` paired ones (each worth two forward passes).
     """
 
     def __init__(
@@ -254,7 +261,8 @@ def paired_estimate(
     if not bool(torch.isfinite(stacked).all()):
         bad = int(torch.nonzero(~torch.isfinite(stacked))[0])
         raise NonFiniteLossError(
-            f"paired evaluation {bad + 1} of {stacked.numel()} returned {float(stacked[bad])}; parameters were not written"
+            f"paired evaluation {bad + 1} of {stacked.numel()} returned {float(stacked[bad])}; "
+            "parameters were not written"
         )
     pairs = stacked.view(q, 2)
     d = (pairs[:, 0] - pairs[:, 1]) / (2.0 * radius)

@@ -14,7 +14,7 @@ numbers or numpy arrays; outputs are Python floats (numpy arrays where the quant
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import integrate, special, stats
@@ -178,8 +178,10 @@ def mse_ratio(family: str, d: int, q: int = 1) -> float:
 
 
 def forward_gaussian_second_moment(grad_norm_sq: float, d: int, mu: float, trA: float, trA2: float) -> float:
-    """``E ||g_mu||^2`` for the forward Gaussian oracle ``g_mu = (f(x + mu u) - f(x)) / mu * u`` on the quadratic
-    ``f = x^T A x / 2 + b^T x + c`` (§5.5, section 3.1, [D]):
+    """``E ||g_mu||^2`` for the forward Gaussian oracle on a quadratic.
+
+    The oracle is ``g_mu = (f(x + mu u) - f(x)) / mu * u`` on ``f = x^T A x / 2 + b^T x + c`` (§5.5, section 3.1,
+    [D]):
 
     ``(d + 2) ||grad f||^2 + mu^2 / 4 * (d + 4) * [(tr A)^2 + 2 tr(A^2)]``.
     """
@@ -216,7 +218,7 @@ _ALIGN_FAMILIES = ("single", "gaussian", "orthonormal")
 
 
 def alignment_cos2_distribution(family: str, d: int, q: int = 1) -> stats.rv_continuous:
-    """Exact law of ``cos^2(g_hat, g)`` (§5.13, section 3.6, [D]) as a frozen ``scipy.stats.beta``:
+    """Exact law of ``cos^2(g_hat, g)`` (§5.13, section 3.6, [D]) as a frozen ``scipy.stats.beta``.
 
     * ``"single"`` (one Gaussian or spherical direction; ``q`` must be 1): ``Beta(1/2, (d - 1)/2)``;
     * ``"gaussian"`` (``q`` i.i.d. Gaussian directions averaged): ``Beta(q/2, (d - 1)/2)``
@@ -296,7 +298,7 @@ def ldsd_mean_matrix_apply(mu: np.ndarray, sigma: float, g: np.ndarray) -> np.nd
 
 
 def ldsd_second_moment(g: np.ndarray, mu: np.ndarray, sigma: float, d: int) -> float:
-    """``E ||<g, z> z||^2`` for ``z ~ N(mu, sigma^2 I_d)`` (§5.17, section 1.3, [D]); with ``m = <g, mu>``:
+    """``E ||<g, z> z||^2`` for ``z ~ N(mu, sigma^2 I_d)`` (§5.17, section 1.3, [D]); with ``m = <g, mu>``.
 
     ``||mu||^2 m^2 + sigma^2 ||mu||^2 ||g||^2 + 4 sigma^2 m^2 + sigma^2 d m^2 + sigma^4 (d + 2) ||g||^2``.
 
@@ -313,7 +315,7 @@ def ldsd_second_moment(g: np.ndarray, mu: np.ndarray, sigma: float, d: int) -> f
 
 
 def ldsd_alignment_ratio(c: float, sigma: float, d: int) -> float:
-    """``rho = ||E g_hat||^2 / E||g_hat||^2`` for a perfectly aligned mean ``mu = c g / ||g||`` (§5.18, [D]):
+    """``rho = ||E g_hat||^2 / E||g_hat||^2`` for a perfectly aligned mean ``mu = c g / ||g||`` (§5.18, [D]).
 
     ``rho = (sigma^2 + c^2)^2 / (c^4 + sigma^2 c^2 (d + 5) + sigma^4 (d + 2))``; ``1 / (d + 2)`` at ``c = 0`` and
     ``-> 1`` as ``sigma^2 d / c^2 -> 0``.
@@ -391,7 +393,7 @@ def greedy_selected_second_moment(M: int) -> float:
     return _integrate_real_line(lambda t: t * t * math.exp(_log_os_density(t, M, 1)))
 
 
-def _integrate_real_line(fn) -> float:  # type: ignore[no-untyped-def]
+def _integrate_real_line(fn: Callable[[float], float]) -> float:
     # The order-statistic densities of <= a few hundred normals are negligible beyond |t| = 12.
     pieces = (-12.0, -4.0, -2.0, 0.0, 2.0, 4.0, 12.0)
     total = 0.0
@@ -544,7 +546,7 @@ def ns_invariant_band(coefficients: Sequence[float] = MUON_QUINTIC) -> tuple[flo
 def nesterov_spokoiny_second_moment_bound(
     mu: float, L: float, d: int, grad_norm_sq: float, central: bool = False
 ) -> float:
-    """Nesterov–Spokoiny bound on the Gaussian oracle's second moment ([Q] N9: FoCM 2017, Thm 4, Eq. (35), p. 538):
+    """Nesterov–Spokoiny bound on the Gaussian oracle's second moment ([Q] N9: FoCM 2017, Thm 4, Eq. (35), p. 538).
 
     forward ``E||g_mu||^2 <= mu^2 / 2 * L^2 (d + 6)^3 + 2 (d + 4) ||grad f||^2``;
     central ``E||g_hat_mu||^2 <= mu^2 / 8 * L^2 (d + 6)^3 + 2 (d + 4) ||grad f||^2`` (§5.5, 5.6).
@@ -579,9 +581,11 @@ def rsgf_output_probabilities(gammas: Sequence[float], L: float, d: int) -> np.n
 
 
 def ghadimi_lan_rsgf_bound(f_gap: float, L: float, d: int, mu: float, sigma: float, gammas: Sequence[float]) -> float:
-    """Right-hand side of the RSGF bound on ``(1/L) E||grad f(x_R)||^2`` ([Q] Ghadimi–Lan 2013, arXiv:1309.5549,
-    Thm 3.2(a), Eq. (3.16); G2, §5.22); nonconvex, ``L``-smooth, gradient-noise variance ``sigma^2``,
-    ``0 < gamma_k < 1/(2(d+4)L)``, ``R`` drawn by :func:`rsgf_output_probabilities`:
+    """Right-hand side of the RSGF bound on ``(1/L) E||grad f(x_R)||^2``.
+
+    From [Q] Ghadimi–Lan 2013, arXiv:1309.5549, Thm 3.2(a), Eq. (3.16); G2, §5.22; nonconvex, ``L``-smooth,
+    gradient-noise variance ``sigma^2``, ``0 < gamma_k < 1/(2(d+4)L)``,
+    ``R`` drawn by :func:`rsgf_output_probabilities`:
 
     ``[D_f^2 + 2 mu^2 (d+4) (1 + L (d+4)^2 sum_k (gamma_k/4 + L gamma_k^2)) + 2 (d+4) sigma^2 sum_k gamma_k^2]
     / sum_k (gamma_k - 2 L (d+4) gamma_k^2)`` with ``D_f^2 = 2 (f(x_1) - f^*) / L``.

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
 
-from zotheory.directions import DirectionFamily
 from zotheory.estimators import ZOEstimate
-from zotheory.optim.base import OnNonFinite, ZOOptimizer, validate_unit_interval
-from zotheory.policies.base import DirectionPolicy
+from zotheory.optim.base import ZOOptimizer, validate_unit_interval
+from zotheory.optim.config import EstimatorOptions
 
-__all__ = ["ZOAdam", "adam_direction"]
+__all__ = ["ZOAdam", "adam_direction", "adam_moments_"]
 
 
 def adam_direction(
@@ -58,28 +57,12 @@ class ZOAdam(ZOOptimizer):
         adam_eps: float = 1e-8,
         amsgrad: bool = False,
         bias_correction: bool = True,
-        eps: float = 1e-3,
-        q: int = 1,
-        directions: str | DirectionFamily = "gaussian",
-        scheme: str = "central",
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
-        policy: DirectionPolicy | None = None,
+        **options: Unpack[EstimatorOptions],
     ) -> None:
         super().__init__(
             params,
             dict(lr=lr, betas=tuple(betas), adam_eps=adam_eps, amsgrad=amsgrad, bias_correction=bias_correction),
-            eps=eps,
-            q=q,
-            directions=directions,
-            scheme=scheme,
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-            policy=policy,
+            **options,
         )
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -98,19 +81,27 @@ class ZOAdam(ZOOptimizer):
         for _, p, group, g in self.dense_estimates(est):
             beta1, beta2 = group["betas"]
             state = self.state[p]
-            if "exp_avg" not in state:
-                state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(g)
-                state["exp_avg_sq"] = torch.zeros_like(g)
-                if group["amsgrad"]:
-                    state["max_exp_avg_sq"] = torch.zeros_like(g)
-            state["step"] += 1
-            m, v = state["exp_avg"], state["exp_avg_sq"]
-            m.mul_(beta1).add_(g, alpha=1.0 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-            if group["amsgrad"]:
-                vmax = state["max_exp_avg_sq"]
-                torch.maximum(vmax, v, out=vmax)
-                v = vmax
+            m, v = adam_moments_(state, g, beta1, beta2, group["amsgrad"])
             d = adam_direction(m, v, state["step"], beta1, beta2, group["adam_eps"], group["bias_correction"])
             p.add_(d.to(p.dtype), alpha=-group["lr"])
+
+
+def adam_moments_(state: dict[str, Any], g: Tensor, beta1: float, beta2: float, amsgrad: bool) -> tuple[Tensor, Tensor]:
+    r"""``m <- beta1 m + (1 - beta1) g``, ``v <- beta2 v + (1 - beta2) g^2`` (and ``v_max <- max(v_max, v)`` for
+    AMSGrad) in ``state`` (zeros at first, ``state["step"]`` counts the updates); returns ``(m, v or v_max)``
+    (Kingma & Ba 2015, Alg. 1; Reddi et al. 2018)."""
+    if "exp_avg" not in state:
+        state["step"] = 0
+        state["exp_avg"] = torch.zeros_like(g)
+        state["exp_avg_sq"] = torch.zeros_like(g)
+        if amsgrad:
+            state["max_exp_avg_sq"] = torch.zeros_like(g)
+    state["step"] += 1
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    m.mul_(beta1).add_(g, alpha=1.0 - beta1)
+    v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+    if amsgrad:
+        vmax = state["max_exp_avg_sq"]
+        torch.maximum(vmax, v, out=vmax)
+        v = vmax
+    return m, v

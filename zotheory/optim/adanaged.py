@@ -13,7 +13,8 @@ components, every rule derived in ``docs/adanaged.md``. It is not claimed to be 
     s_{t,l} &= \mathrm{lmo}_l(m_{t,l}),\ \|s_{t,l}\|_{(l)} = 1 \quad(\text{per parameter block } l) \\
     \gamma_t &= \text{step-size rule (function-value search by default, DoG, ALIAS, or any } \texttt{StepSizeRule}) \\
     x_{t+1,l} &= x_{t,l} + \mathrm{lr}\,\gamma_t\, s_{t,l} \\
-    \tau_{t+1} &= \mathrm{clip}\big(\tfrac12\,\mathrm{rms}(x_{t+1}-x_t)/\mathrm{typ}(z),\ \tau^{\min}_{t+1},\ \tau_0\big)
+    \tau_{t+1} &= \mathrm{clip}\big(\tfrac12\,\mathrm{rms}(x_{t+1}-x_t)/\mathrm{typ}(z),\
+        \tau^{\min}_{t+1},\ \tau_0\big)
 
 Geometry: the product norm ``||x|| = max_l ||x_l||_(l)`` over the parameter blocks (dual
 ``||g||_* = sum_l ||g_l||_(l),*``; its LMO is the block-wise LMO, ``docs/theory.md`` §5.30 — the layer-wise
@@ -27,7 +28,8 @@ Step-size rules (pluggable, :class:`StepSizeRule`):
   chose none of the probed steps), the loss at the anchor ``x_a`` (the point of the previous probe), at the
   midpoint and at ``x_t``; the parabola through these three values along the displacement ``D = x_t - x_a``
   gives the best multiple ``lambda*`` of ``D``. The iterate moves back to ``x_a + lambda* D`` when
-  ``1/4 <= lambda* < 1`` (to ``x_a`` when ``lambda* < 1/4``), and ``gamma`` is multiplied by ``clip(lambda* c_K, 1/4, 4)``, where
+  ``1/4 <= lambda* < 1`` (to ``x_a`` when ``lambda* < 1/4``), and ``gamma`` is multiplied by
+  ``clip(lambda* c_K, 1/4, 4)``, where
   ``c_K = Var(sum_{t<K} m_t) / (K sigma^2)`` (:func:`momentum_correction`) removes the bias that the
   correlation of the momentum's consecutive steps gives a short displacement. 3 extra evaluations per probe;
   derivation and evidence in ``docs/adanaged.md`` §3.3;
@@ -55,28 +57,26 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, Unpack, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from zotheory.directions import Coordinate, DirectionFamily
+from zotheory.directions import Coordinate
 from zotheory.estimators import NonFiniteLossError, ZOEstimate, as_loss, dtype_resolution, validate_radius
 from zotheory.lmo import NewtonSchulzSpectral, Norm, Nuclear, Spectral, block_lmos, get_norm
 from zotheory.optim.base import (
-    OnNonFinite,
     ZOOptimizer,
     _state_dtype,
-    _StateCopy,
     validate_nonnegative,
     validate_unit_interval,
 )
+from zotheory.optim.config import RadiusFreeOptions
 from zotheory.optim.jaguar import jaguar_coordinate_update_
+from zotheory.optim.measures import power_spectral_norm, radius_floor, reps_initial_distance
 from zotheory.optim.muon import NS_BATCH_BUDGET, is_hidden_matrix
-from zotheory.optim.registry import OptimizerSpec, dense_reference, register_optimizer
-from zotheory.policies.base import DirectionPolicy
 
 __all__ = [
     "ALIASRule",
@@ -94,7 +94,6 @@ __all__ = [
     "StepSizeRule",
     "StepTiedRadius",
     "default_norm_name",
-    "power_spectral_norm",
     "get_step_rule",
     "ema_sum_variance",
     "momentum_correction",
@@ -102,9 +101,7 @@ __all__ = [
     "normalised_slope_curvature",
     "parabolic_probe",
     "probe_factor",
-    "radius_floor",
     "realised_dual",
-    "reps_initial_distance",
 ]
 
 #: Perturbation-to-step ratio of :class:`StepTiedRadius` (derived in ``docs/adanaged.md``: the smoothing
@@ -113,51 +110,9 @@ STEP_TIED_RATIO: float = 0.5
 
 
 # ------------------------------------------------------------------------------------------- pure formulas
-def reps_initial_distance(reps_rel: float, x0_norm: float | Tensor) -> Tensor:
-    """DoG's initial movement ``r_eps = reps_rel * (1 + ||x_0||)`` (Ivgi et al. 2023, Sec. 3; ``reps_rel``)."""
-    return reps_rel * (1.0 + torch.as_tensor(x0_norm, dtype=torch.float64))
-
-
 def realised_dual(m: Tensor, s: Tensor) -> Tensor:
     """``<m, -s>`` in float64 for ``s = lmo(m, 1)``: ``||m||_*`` for an exact LMO (docs/theory.md §5.28)."""
     return -(m.double() * s.double()).sum()
-
-
-def radius_floor(tensors: Sequence[Tensor], family: DirectionFamily, tau0: float) -> float:
-    """Smallest smoothing radius AdaNAGED uses: ``sqrt(eps) * max_l max(mean|x_l|, tau0 typ(z))`` per entry.
-
-    A perturbation of size ``r * typ(z)`` keeps about half of the mantissa bits of an entry of size
-    ``mean|x|`` (the classical ``sqrt(eps)`` relative finite-difference step), a factor ``eps^(-1/2)`` above
-    the hard resolution limit that :func:`zotheory.estimators.check_radius_resolution` enforces; the
-    ``tau0 typ(z)`` term gives an absolute floor where ``x = 0``. Returns the radius (divided by ``typ(z)``).
-    """
-    dim = sum(t.numel() for t in tensors)
-    typ = family.typical_entry(dim)
-    floor = 0.0
-    for t in tensors:
-        if not t.is_floating_point() or t.numel() == 0:
-            continue
-        scale = max(float(t.detach().abs().float().mean()), tau0 * typ)
-        floor = max(floor, math.sqrt(dtype_resolution(t.dtype)) * scale)
-    return floor / typ
-
-
-#: Power iterations of :func:`power_spectral_norm` (from a fixed start: deterministic, stateless).
-POWER_STEPS: int = 6
-
-
-def power_spectral_norm(x: Tensor, steps: int = POWER_STEPS) -> Tensor:
-    """Lower estimate of ``||x||_op`` (matrix view ``(shape[0], -1)``) by ``steps`` power iterations on
-    ``x^T x`` from the all-ones vector: ``||x v_k||`` with ``v_k`` the normalised iterate, in float64 for
-    float64 input and float32 otherwise. Exact for rank one; ``<= sigma_1`` always."""
-    mat = x.reshape(x.shape[0], -1)
-    mat = mat.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
-    v = torch.ones(mat.shape[1], dtype=mat.dtype, device=mat.device) / math.sqrt(mat.shape[1])
-    for _ in range(steps):
-        w = mat.mT @ (mat @ v)
-        nw = torch.linalg.vector_norm(w)
-        v = torch.where(nw > 0, w / torch.where(nw > 0, nw, torch.ones_like(nw)), v)
-    return torch.linalg.vector_norm(mat @ v).double()
 
 
 def default_norm_name(p: Tensor, name: str = "") -> str:
@@ -222,8 +177,8 @@ class DoGRule:
     i.e. ``x_{t+1} = x_t - eta_t m_t^#`` with DoG's ``eta_t = rbar_t / sqrt(G_t)`` (Ivgi et al. 2023, Eq. 1)
     and the sharp operator ``m^# = -||m||_* lmo(m)`` (``docs/theory.md`` §4.2) of the momentum in
     place of the gradient. ``G`` accumulates the dual norms of the *fresh estimates* ``g_i``
-    (``accumulate="estimate"``, default): their zeroth-order noise (the ``d + 2`` of ``docs/theory.md`` §5.3) is what DoG's
-    denominator must see. Then ``||m||_* / ||g||_* ~ sqrt((1 - beta)/(1 + beta))`` cancels the momentum
+    (``accumulate="estimate"``, default): their zeroth-order noise (the ``d + 2`` of ``docs/theory.md`` §5.3) is
+    what DoG's denominator must see. Then ``||m||_* / ||g||_* ~ sqrt((1 - beta)/(1 + beta))`` cancels the momentum
     correlation of the random-walk part of the steps, which otherwise inflates ``rbar`` geometrically;
     ``accumulate="momentum"`` (``G = sum ||m_i||_*^2``) shows it: it diverges (``docs/adanaged.md`` 3.3).
     ``gamma_0 = r_eps``. Invariant to ``f -> c f`` (``c > 0``): ``m, g -> c m, c g``, ``G -> c^2 G``,
@@ -390,8 +345,9 @@ class ProbeOutcome:
 
 
 def parabolic_probe(f0: float, fh: float, f1: float, tol: float) -> ProbeOutcome:
-    r"""The parabola through ``phi(0) = f0``, ``phi(1/2) = fh``, ``phi(1) = f1`` (``phi(lambda) = f(x_a +
-    lambda D)``; non-finite values count as ``+inf``):
+    r"""The parabola through ``phi(0) = f0``, ``phi(1/2) = fh``, ``phi(1) = f1``.
+
+    Here ``phi(lambda) = f(x_a + lambda D)``; non-finite values count as ``+inf``:
 
     .. math::
         a = 4\,(f_1 - 2 f_h + f_0) = \phi'',\quad b = f_1 - f_0 - a/2 = \phi'(0),\quad \lambda^* = -b/a \ (a > 0)
@@ -400,7 +356,8 @@ def parabolic_probe(f0: float, fh: float, f1: float, tol: float) -> ProbeOutcome
     random direction; the 1-D step of random pursuit, Stich, Müller, Gärtner, SIAM J. Optim. 23(2), 2013).
     Without upward curvature, or with a second difference below ``tol`` (the loss's resolution), the probe says
     "grow" (``inf``) if ``f1`` is the lowest value (``f1 < f0`` for an unresolved curvature), else "shrink" (``0``)
-    and goes back to the anchor (also when a value is non-finite). The move is ``clip(lambda*, 0, 1)``: never beyond ``x_t``; when
+    and goes back to the anchor (also when a value is non-finite). The move is ``clip(lambda*, 0, 1)``: never
+    beyond ``x_t``; when
     ``lambda* < 1/4`` it is ``0`` (the anchor): on a minibatch the slope's noise ``<grad F - grad f, D>`` grows with
     ``||D||``, and after a step far too long it would otherwise pick a point in a random direction along ``D``.
     """
@@ -528,7 +485,7 @@ class ParabolicSearchRule:
         return state["gamma"].clone()
 
     def scale(self, state: dict[str, Any], factor: float, cap: Tensor) -> None:
-        """``gamma <- min(factor * gamma, cap)`` after a probe; ``cap = 1 + ||x_0||`` (the ``r_eps`` of ``reps_rel = 1``):
+        """``gamma <- min(factor * gamma, cap)`` after a probe; ``cap = 1 + ||x_0||`` (``r_eps`` of ``reps_rel = 1``):
         no single step may be longer than the initial point's own scale."""
         state["gamma"] = torch.minimum(state["gamma"] * factor, cap)
 
@@ -654,6 +611,8 @@ class AdaNAGED(ZOOptimizer):
         ValueError / TypeError naming the bad argument.
     """
 
+    fixed_options = frozenset({"scheme"})
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -668,21 +627,11 @@ class AdaNAGED(ZOOptimizer):
         eps: float | None = None,
         radius_rule: str | RadiusRule = "step",
         lr: float = 1.0,
-        q: int = 1,
-        directions: str | DirectionFamily = "gaussian",
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
         x0_dtype: torch.dtype | None = None,
-        policy: DirectionPolicy | None = None,
+        **options: Unpack[RadiusFreeOptions],
     ) -> None:
         if momentum not in MOMENTA:
             raise ValueError(f"momentum must be one of {list(MOMENTA)}, got {momentum!r}")
-        if policy is not None and momentum != "ema":
-            raise ValueError(
-                f"a direction policy needs momentum='ema' (JAGUAR memory draws coordinates), got {momentum!r}"
-            )
         if beta is None:
             beta = 0.9 if momentum == "ema" else 0.0
         if not isinstance(layerwise, bool):
@@ -693,27 +642,21 @@ class AdaNAGED(ZOOptimizer):
             validate_radius(eps)
         if x0_dtype is not None and (not isinstance(x0_dtype, torch.dtype) or not x0_dtype.is_floating_point):
             raise TypeError(f"x0_dtype must be a floating torch.dtype, got {x0_dtype!r}")
+        fixed: dict[str, Any] = {"eps": 1.0 if eps is None else eps, "scheme": "central"}  # eps: replaced by tau_0
         if momentum == "jaguar":
-            if q != 1:
-                raise ValueError(f"momentum='jaguar' samples one coordinate per step (q=1), got q={q!r}")
-            directions = Coordinate()
+            fixed["directions"] = Coordinate()
+        config = self.estimator_config(options, **fixed)
+        if config.policy is not None and momentum != "ema":
+            raise ValueError(
+                f"a direction policy needs momentum='ema' (JAGUAR memory draws coordinates), got {momentum!r}"
+            )
+        if momentum == "jaguar" and config.q != 1:
+            raise ValueError(f"momentum='jaguar' samples one coordinate per step (q=1), got q={config.q!r}")
         self.rule = get_step_rule(step_rule)
         if x0_dtype is not None and "dist" not in self.rule.needs:
             raise ValueError(f"x0_dtype={x0_dtype} applies to rules that keep x_0 (dog), not to {self.rule.name!r}")
         self.radius_rule = _get_radius_rule(radius_rule)
-        super().__init__(
-            params,
-            dict(lr=lr, norm=norm, beta=beta),
-            eps=1.0 if eps is None else eps,  # replaced below by tau_0
-            q=q,
-            directions=directions,
-            scheme="central",
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-            policy=policy,
-        )
+        super().__init__(params, dict(lr=lr, norm=norm, beta=beta), config=config)
         self.momentum = momentum
         self.layerwise = layerwise
         self.x0_dtype = x0_dtype
@@ -730,6 +673,7 @@ class AdaNAGED(ZOOptimizer):
         else:
             self.tau0 = float(eps)
         self.eps = self.tau0
+        self.config = replace(self.config, eps=self.tau0)
         self.state["adanaged"] = {
             "tau": self.tau0,
             "units": None,
@@ -795,8 +739,8 @@ class AdaNAGED(ZOOptimizer):
 
     def _distance(self, i: int, p: Tensor) -> Tensor:
         """``||x_t - x_0||`` in block ``i``'s norm: exact, except for Newton–Schulz blocks, whose spectral norm
-        comes from :data:`POWER_STEPS` power iterations started at the all-ones vector (no SVD, no state; a
-        lower estimate of ``sigma_1``, so ``rbar`` errs on the small, safe side)."""
+        comes from :data:`~zotheory.optim.measures.POWER_STEPS` power iterations started at the all-ones vector
+        (no SVD, no state; a lower estimate of ``sigma_1``, so ``rbar`` errs on the small, safe side)."""
         sd = _state_dtype(p)
         diff = p.detach().to(sd) - self.state[p]["x0"].to(sd)
         norm = self.norms[i]
@@ -805,25 +749,27 @@ class AdaNAGED(ZOOptimizer):
         return power_spectral_norm(diff)
 
     # ------------------------------------------------------------------ the step
-    def _zo_step(self, closure: Any) -> tuple[Tensor, int]:
-        """Estimate at ``x_t``; when a probe is due, probe on the same batch (which chose none of the probed steps)
-        before the update. A non-finite estimate therefore changes nothing, probe included."""
+    @property
+    def _probe_due(self) -> bool:
         ad = self.state["adanaged"]
-        params = self.zo_params()
-        saved = _StateCopy(self) if self.exact_restore else None  # as the base class: a bad update undoes the probe too
-        est = self.estimate(closure)
-        extra = 0
-        try:
-            if self.probes and ad["units"] is not None and ad["since"] >= ad["interval"]:
-                est.restore_(params)  # the probe needs x_t itself (one more sweep, every K steps)
-                extra = self._probe(closure)
-            self._update(est)
-        finally:
-            est.restore_(params)
-        self._check_update(est, saved)
+        return self.probes and ad["units"] is not None and ad["since"] >= ad["interval"]
+
+    @property
+    def folds_restore(self) -> bool:
+        """The first step (``x_0`` measured), a probe (it needs ``x_t``) and the JAGUAR memory (one entry) want the
+        parameters restored before the update; the EMA's dense estimates fold the restore in otherwise."""
+        return self.momentum == "ema" and self.state["adanaged"]["units"] is not None and not self._probe_due
+
+    def _before_update(self, closure: Any) -> int:
+        """A due probe runs on the batch of this step's estimate (which chose none of the probed steps), before
+        the update: a non-finite estimate therefore changes nothing, probe included."""
+        return self._probe(closure) if self._probe_due else 0
+
+    def _zo_step(self, closure: Any) -> tuple[Tensor, int]:
+        loss, n_evals = super()._zo_step(closure)
         if self.probes:
-            ad["since"] += 1
-        return est.loss, est.n_evals + extra
+            self.state["adanaged"]["since"] += 1
+        return loss, n_evals
 
     def _probe(self, closure: Any) -> int:
         """Evaluate ``f`` at ``x_t``, at the anchor ``x_a`` and at the midpoint; move, rescale ``gamma``, re-anchor.
@@ -927,8 +873,7 @@ class AdaNAGED(ZOOptimizer):
         params = self.zo_params()
         groups = self.zo_param_groups()
         first = ad["units"] is None
-        if first:
-            est.restore_(params)  # r_eps and the x_0 copy from x_0 itself, not from the perturbed point
+        if first:  # r_eps and the x_0 copy from x_0 itself (restored by the base class: folds_restore)
             ad["units"] = self._init_units()
             if self.probes:
                 for p in params:
@@ -960,7 +905,6 @@ class AdaNAGED(ZOOptimizer):
                         diff_dual[i] = self.norms[i].dual_norm((g - m).mul_(1.0 - group["beta"])).double()
                     m.mul_(group["beta"]).add_(g, alpha=1.0 - group["beta"])
         else:
-            est.restore_(params)  # a single entry: cheap
             self._jaguar_memory(est, params, groups, needs, want_diff, want_dec, est_dual, diff_dual, decrease)
         # lmo(m) of every block, the Newton-Schulz ones of equal shape stacked into one batched chain
         moms = [self.state[p]["m"] for p in params]
@@ -1051,37 +995,3 @@ class AdaNAGED(ZOOptimizer):
         """The last ``gamma_t`` of every unit (for logging); empty before the first step."""
         units = self.state["adanaged"]["units"]
         return [] if units is None else [float(u["last_gamma"]) for u in units if "last_gamma" in u]
-
-
-def _adanaged_state_multiple(config: Any) -> float:
-    """Declared state: the momentum / memory ``m`` plus the probe's anchor or the ``x_0`` copy (state dtype)."""
-    rule = get_step_rule(config.get("step_rule", "search"))
-    x0 = 1.0 if ("dist" in rule.needs or "probe" in rule.needs) else 0.0
-    if "dist" in rule.needs and config.get("x0_dtype") is not None:
-        x0 = 0.5 if config["x0_dtype"] in (torch.float16, torch.bfloat16) else x0
-    return 1.0 + x0
-
-
-register_optimizer(
-    OptimizerSpec(
-        name="adanaged",
-        factory=AdaNAGED,
-        evals_per_step=lambda c: 2 * int(c.get("q", 1)),
-        state_multiple=_adanaged_state_multiple,
-        test_config={"lr": 1.0, "reps_rel": 1e-3, "eps": 1e-3},
-        reference=dense_reference("adanaged"),
-        description="AdaNAGED (reconstruction): ZO momentum + block LMO + function-value step search "
-        "(3-point parabola every K steps), step-tied smoothing (arXiv 2606.14970 components)",
-    )
-)
-register_optimizer(
-    OptimizerSpec(
-        name="adanaged-alias",
-        factory=lambda params, step_rule="alias", **c: AdaNAGED(params, step_rule=step_rule, **c),
-        evals_per_step=lambda c: 2 * int(c.get("q", 1)),
-        state_multiple=lambda c: 1.0,
-        test_config={"lr": 1.0, "reps_rel": 1e-2, "eps": 1e-3},
-        reference=dense_reference("adanaged-alias"),
-        description="AdaNAGED with the ALIAS-type step-size rule (generalised to any norm)",
-    )
-)

@@ -40,28 +40,35 @@ Memory. No ``.grad`` buffer is ever allocated; methods with state declare it
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Unpack
 
 import torch
 
-from zotheory.directions import DirectionFamily, get_directions, mix_seed
+from zotheory.directions import get_directions, mix_seed
 from zotheory.estimators import (
     NonFiniteLossError,
     ZOEstimate,
     check_radius_resolution,
     estimate_gradient,
     evaluations_needed,
-    validate_q,
-    validate_radius,
-    validate_scheme,
 )
+from zotheory.optim.config import ESTIMATOR_OPTIONS, EstimatorConfig, EstimatorOptions, OnNonFinite
 from zotheory.paired import PairedClosure, paired_estimate
-from zotheory.policies.base import DirectionPolicy
 
-OnNonFinite = Literal["raise", "skip"]
+__all__ = [
+    "NO_DECAY_NAME_PARTS",
+    "NonFiniteUpdateError",
+    "OnNonFinite",
+    "ZOOptimizer",
+    "is_no_decay_name",
+    "validate_nonnegative",
+    "validate_unit_interval",
+]
 NO_DECAY_NAME_PARTS: tuple[str, ...] = ("bias", "layer_norm", "layernorm", "ln_", "norm.weight")
 
 
@@ -81,11 +88,13 @@ def is_no_decay_name(name: str) -> bool:
 
 
 def validate_nonnegative(name: str, value: float) -> None:
+    """Refuse ``value`` unless it is a finite number ``>= 0`` (``ValueError`` naming ``name`` and the value)."""
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
 
 
 def validate_unit_interval(name: str, value: float, *, closed_right: bool = False) -> None:
+    """Refuse ``value`` outside ``[0, 1)`` (``[0, 1]`` with ``closed_right``), naming ``name`` and the value."""
     ok = 0.0 <= value <= 1.0 if closed_right else 0.0 <= value < 1.0
     if not isinstance(value, (int, float)) or not math.isfinite(value) or not ok:
         bound = "[0, 1]" if closed_right else "[0, 1)"
@@ -93,62 +102,64 @@ def validate_unit_interval(name: str, value: float, *, closed_right: bool = Fals
 
 
 class ZOOptimizer(torch.optim.Optimizer):
-    """Base class: subclasses implement :meth:`_update` (and may override :meth:`_zo_step`).
+    """Base class: a method declares its own hyper-parameters and implements :meth:`_update`.
+
+    A subclass constructor takes its own hyper-parameters (``lr`` and the like, stored per parameter group)
+    and passes the shared estimator options on as ``**options``: ``eps``, ``q``, ``directions``, ``scheme``,
+    ``seed``, ``on_nonfinite``, ``exact_restore``, ``check_resolution`` and ``policy``, declared and checked
+    once by :class:`~zotheory.optim.config.EstimatorConfig`. Options a method sets itself are listed in
+    :attr:`fixed_options` and refused from callers. ``inspect.signature`` of a subclass shows its own
+    parameters followed by the shared options it takes (:func:`_full_signature`).
+
+    The pending restore of the in-place estimate (parameters left at ``x - r z``) is handled here: before
+    :meth:`_update` the parameters are put back at ``x_t``, unless :attr:`folds_restore` says that the method
+    consumes the estimate only through :meth:`dense_estimates`, :meth:`apply_estimate` or
+    :meth:`regenerated_directions`, which fold the restore into the update (one regeneration of each direction
+    instead of two).
 
     Args:
         params: tensors, ``(name, tensor)`` pairs (names enable MeZO's weight-decay rule
             and name-based routing) or parameter groups.
         defaults: per-group hyper-parameters (must contain ``lr``).
-        eps: smoothing radius ``r`` of the finite differences.
-        q: directions per step.
-        directions: a family name from :func:`zotheory.directions.get_directions` or an instance.
-        scheme: ``central`` (default), ``forward`` or ``one_point``.
-        seed: master seed; step ``t`` uses ``mix_seed(seed, t)``.
-        on_nonfinite: ``"raise"`` or ``"skip"`` (module docstring).
-        exact_restore: restore from a copy (bit-exact in any dtype; one extra copy of the
-            parameters while a step runs).
-        check_resolution: refuse a radius below a tensor's dtype resolution.
-        policy: a :class:`~zotheory.policies.base.DirectionPolicy` that chooses the
-            direction(s) of each estimate (learned or prior-informed); ``None`` draws
-            ``q`` fresh directions of ``directions``.
+        **options: the shared options one by one, or all of them as ``config=``
+            :class:`~zotheory.optim.config.EstimatorConfig` (:class:`~zotheory.optim.config.EstimatorOptions`).
     """
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        defaults: dict[str, Any],
-        *,
-        eps: float = 1e-3,
-        q: int = 1,
-        directions: str | DirectionFamily = "gaussian",
-        scheme: str = "central",
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
-        policy: DirectionPolicy | None = None,
-    ) -> None:
-        validate_radius(eps)
-        validate_q(q)
-        validate_scheme(scheme)
-        if on_nonfinite not in ("raise", "skip"):
-            raise ValueError(f"on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
+    #: Shared options the method sets itself (refused from callers, left out of the signature).
+    fixed_options: frozenset[str] = frozenset()
+    #: Per-parameter state (tensor keys, as torch's) and the optimizer's own entries (string keys: ``"zo"``, ...).
+    state: defaultdict[Any, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = _full_signature(cls)  # type: ignore[attr-defined]  # read by inspect.signature
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any], **options: Unpack[EstimatorOptions]) -> None:
+        config = options.get("config")
+        if not (isinstance(config, EstimatorConfig) and len(options) == 1):  # else checked by EstimatorConfig.of
+            config = EstimatorConfig.of(type(self).__name__, options, self.fixed_options)
         if "lr" not in defaults:
             raise ValueError("defaults must contain a learning rate 'lr'")
         validate_nonnegative("lr", defaults["lr"])
         super().__init__(params, defaults)
-        self.eps = float(eps)
-        self.q = q
-        self.directions = get_directions(directions)
-        self.scheme = scheme
-        self.on_nonfinite = on_nonfinite
-        self.exact_restore = exact_restore
-        self.check_resolution = check_resolution
+        self.config = config
+        self.eps = float(config.eps)
+        self.q = config.q
+        self.directions = get_directions(config.directions)
+        self.scheme = config.scheme
+        self.on_nonfinite = config.on_nonfinite
+        self.exact_restore = config.exact_restore
+        self.check_resolution = config.check_resolution
         self._checked_radius: float | None = None
-        self.policy = policy
-        if policy is not None:
-            policy.bind(self.zo_params())
-        self.state["zo"] = {"seed": int(seed), "step": 0, "skipped": 0, "evals": 0}
+        self.policy = config.policy
+        if self.policy is not None:
+            self.policy.bind(self.zo_params())
+        self.state["zo"] = {"seed": int(config.seed), "step": 0, "skipped": 0, "evals": 0}
+
+    def estimator_config(self, options: Mapping[str, Any], **values: Any) -> EstimatorConfig:
+        """The :class:`EstimatorConfig` from a caller's ``options`` and the values this method fixes
+        (:attr:`fixed_options`; giving one of them is a ``TypeError`` naming it)."""
+        return EstimatorConfig.of(type(self).__name__, options, self.fixed_options, **values)
 
     # ------------------------------------------------------------------ parameters
     def zo_params(self) -> list[torch.Tensor]:
@@ -267,15 +278,31 @@ class ZOOptimizer(torch.optim.Optimizer):
         return loss
 
     def _zo_step(self, closure: Callable[[], Any]) -> tuple[torch.Tensor, int]:
-        """Estimate, then update; returns ``(loss, closure calls)``. Override for other shapes."""
+        """Estimate, settle the pending restore, run :meth:`_before_update`, update; returns ``(loss, closure
+        calls)``. The parameters are back at ``x_t`` for :meth:`_update` unless :attr:`folds_restore`."""
         saved = _StateCopy(self) if self.exact_restore else None  # before estimate: some methods move state there
         est = self.estimate(closure)
+        params = self.zo_params()
         try:
+            if est.backup is not None or not self.folds_restore:
+                est.restore_(params)  # from the exact copy when there is one: no direction regenerated
+            extra = self._before_update(closure)
             self._update(est)
         finally:
-            est.restore_(self.zo_params())
+            est.restore_(params)
         self._check_update(est, saved)
-        return est.loss, est.n_evals
+        return est.loss, est.n_evals + extra
+
+    @property
+    def folds_restore(self) -> bool:
+        """Whether the coming :meth:`_update` takes the estimate only through :meth:`dense_estimates` or
+        :meth:`apply_estimate` (which fold the pending restore in); otherwise the parameters are restored first."""
+        return True
+
+    def _before_update(self, closure: Callable[[], Any]) -> int:
+        """Work between the estimate and the update, with the parameters at ``x_t`` whenever
+        :attr:`folds_restore` is false (AdaNAGED's probe); returns the extra closure calls."""
+        return 0
 
     def _check_update(self, est: ZOEstimate, saved: _StateCopy | None) -> None:
         """Raise :class:`NonFiniteUpdateError` if a parameter is NaN/inf after the update (module
@@ -293,7 +320,8 @@ class ZOOptimizer(torch.optim.Optimizer):
             return
         name = self.zo_param_names()[bad]
         count = int((~torch.isfinite(params[bad])).sum())
-        where = f"the update of step {self.step_count} made {count} entr{'y' if count == 1 else 'ies'} of {name!r} non-finite"
+        entries = "entry" if count == 1 else "entries"
+        where = f"the update of step {self.step_count} made {count} {entries} of {name!r} non-finite"
         if saved is None or est.backup is None:
             raise NonFiniteUpdateError(
                 f"{where}; the parameters cannot be restored without exact_restore=True: reload the last checkpoint "
@@ -308,7 +336,8 @@ class ZOOptimizer(torch.optim.Optimizer):
 
     @abstractmethod
     def _update(self, est: ZOEstimate) -> None:
-        """Apply the method's update from the estimate; must leave no pending offset."""
+        """Apply the method's update from the estimate (the pending restore is the base class's: see
+        :attr:`folds_restore`)."""
 
     # ------------------------------------------------------------------ helpers for subclasses
     def dense_estimates(self, est: ZOEstimate) -> Iterable[tuple[int, torch.Tensor, dict[str, Any], torch.Tensor]]:
@@ -320,6 +349,28 @@ class ZOOptimizer(torch.optim.Optimizer):
             g = est.tensor_estimate(shapes, i, p.device, _state_dtype(p), restore_into=p)
             yield i, p, group, g
         est.pending = None
+
+    def regenerated_directions(
+        self, est: ZOEstimate
+    ) -> Iterator[tuple[int, torch.Tensor, dict[str, Any], torch.Tensor]]:
+        """Yield ``(i, p, group, z_i)`` for a one-direction estimate: the direction of each tensor regenerated
+        once in ``p``'s dtype, the pending restore of ``p`` applied with it (for methods whose update is a
+        function of ``z`` rather than of the dense estimate ``c z``)."""
+        if est.q != 1:
+            raise ValueError(f"regenerated_directions needs a one-direction estimate, got q={est.q}")
+        params = self.zo_params()
+        shapes = tuple(p.shape for p in params)
+        for i, (p, group) in enumerate(zip(params, self.zo_param_groups(), strict=True)):
+            z = self.directions.tensor_direction(shapes, i, est.step_seed, 0, p.dtype, p.device)
+            if est.pending is not None:
+                p.add_(z, alpha=est.pending[1])
+            yield i, p, group, z
+        est.pending = None
+
+    def apply_estimate(self, est: ZOEstimate, alphas: Sequence[float]) -> None:
+        """``x_i <- x_i + alpha_i sum_j c_j z_j`` per tensor, the pending restore folded into the last
+        direction's pass (:meth:`~zotheory.estimators.ZOEstimate.apply_`)."""
+        est.apply_(self.zo_params(), list(alphas))
 
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
@@ -359,7 +410,8 @@ class ZOOptimizer(torch.optim.Optimizer):
         for name, p, shape in zip(names, params, shapes, strict=False):
             if tuple(shape) != tuple(p.shape):
                 raise ValueError(
-                    f"the state_dict's parameter {name!r} has shape {tuple(shape)}, this optimizer's has {tuple(p.shape)}"
+                    f"the state_dict's parameter {name!r} has shape {tuple(shape)}, "
+                    f"this optimizer's has {tuple(p.shape)}"
                 )
 
     def _restore_state_dtypes(self, state_dict: dict[str, Any]) -> None:
@@ -412,7 +464,7 @@ class ZOOptimizer(torch.optim.Optimizer):
         self._validate_group(self.param_groups[-1])
 
     def _check_new_params(self, items: Sequence[Any]) -> None:
-        """Refuse non-real-floating parameters and a tensor given twice (torch only warns: it would be updated twice)."""
+        """Refuse non-real-floating parameters and a tensor given twice (torch only warns; it would move twice)."""
         offset = sum(len(g["params"]) for g in self.param_groups)
         seen: dict[int, str] = {id(p): n for p, n in zip(self.zo_params(), self.zo_param_names(), strict=False)}
         for k, item in enumerate(items):
@@ -499,3 +551,26 @@ def _copy_value(v: Any) -> Any:
 def _state_dtype(p: torch.Tensor) -> torch.dtype:
     """Estimates and states are kept in fp32 for half-precision parameters."""
     return torch.float32 if p.dtype in (torch.float16, torch.bfloat16) else p.dtype
+
+
+def _full_signature(cls: type[ZOOptimizer]) -> inspect.Signature:
+    """``cls.__init__``'s parameters without ``self`` and ``**options``, then the shared options ``cls`` takes
+    (those of :data:`~zotheory.optim.config.ESTIMATOR_OPTIONS` it neither fixes nor declares itself) and
+    ``config`` (all of them at once)."""
+    own = [
+        p
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and p.kind is not p.VAR_KEYWORD
+    ]
+    declared = {p.name for p in own}
+    shared = [
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=EstimatorConfig.__annotations__[name]
+        )
+        for name, default in ESTIMATOR_OPTIONS.items()
+        if name not in declared and name not in cls.fixed_options
+    ]
+    whole = inspect.Parameter(
+        "config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="EstimatorConfig | None"
+    )
+    return inspect.Signature([*own, *shared, whole])

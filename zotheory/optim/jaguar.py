@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -42,9 +42,9 @@ from torch import Tensor
 from zotheory.directions import Coordinate, DirectionFamily, block_selection, draw_generator, mix_seed
 from zotheory.estimators import ZOEstimate
 from zotheory.lmo import CUBIC
-from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_unit_interval
+from zotheory.optim.base import ZOOptimizer, _state_dtype, validate_unit_interval
+from zotheory.optim.config import EstimatorOptions
 from zotheory.optim.muon import apply_update_rules_, validate_ns, validate_ns_dtype, validate_update_group
-from zotheory.policies.base import DirectionPolicy
 
 __all__ = [
     "ESTIMATORS",
@@ -162,6 +162,8 @@ class _Jaguar(ZOOptimizer):
 
     rules: tuple[str, ...] = ("sign",)
 
+    fixed_options = frozenset({"q", "directions", "scheme"})
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -170,28 +172,17 @@ class _Jaguar(ZOOptimizer):
         estimator: str,
         block_fraction: float,
         block_signs: str,
-        eps: float,
-        seed: int,
-        on_nonfinite: OnNonFinite,
-        exact_restore: bool,
-        check_resolution: bool,
-        policy: DirectionPolicy | None = None,
+        **options: Unpack[EstimatorOptions],
     ) -> None:
         family = _jaguar_family(estimator, block_fraction, block_signs)
         self.estimator = estimator
-        super().__init__(
-            params,
-            defaults,
-            eps=eps,
-            q=1,
-            directions=family,
-            scheme="central",
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-            policy=policy,
-        )
+        config = self.estimator_config(options, q=1, directions=family, scheme="central")
+        super().__init__(params, defaults, config=config)
+
+    @property
+    def folds_restore(self) -> bool:
+        """A policy's dense estimate folds the restore; a coordinate or block is restored first (cheap)."""
+        return self.policy is not None
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -224,7 +215,6 @@ class _Jaguar(ZOOptimizer):
                 memories[i].mul_(group["beta"]).add_(g, alpha=1.0 - group["beta"])
             self._apply_update(params, memories, groups)
             return
-        est.restore_(params)  # a single entry (coordinate) or the blocks: cheap, done before the update
         delta = est.directional_derivatives[0]
         shapes = tuple(p.shape for p in params)
         if isinstance(self.directions, Coordinate):
@@ -258,7 +248,8 @@ class JaguarSignSGD(_Jaguar):
     r"""JAGUAR SignSGD (Petrov et al., arXiv 2506.04430, Alg. 1): coordinate memory, then sign descent.
 
     .. math::
-        m^t_i = \beta m^{t-1}_i + (1-\beta)\hat g_i\ (i\ \text{sampled}),\qquad x^{t+1} = x^t - \gamma\,\mathrm{sign}(m^t)
+        m^t_i = \beta m^{t-1}_i + (1-\beta)\hat g_i\ (i\ \text{sampled}),\qquad
+        x^{t+1} = x^t - \gamma\,\mathrm{sign}(m^t)
 
     The sign is taken over the whole memory, so coordinates sampled earlier keep moving (Alg. 1; sign(0) = 0
     leaves never-sampled coordinates in place). ``beta = 0`` is the original JAGUAR replacement; the paper's
@@ -283,12 +274,7 @@ class JaguarSignSGD(_Jaguar):
         estimator: str = "coordinate",
         block_fraction: float = 0.1,
         block_signs: str = "rademacher",
-        eps: float = 1e-3,
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
-        policy: DirectionPolicy | None = None,
+        **options: Unpack[EstimatorOptions],
     ) -> None:
         super().__init__(
             params,
@@ -296,12 +282,7 @@ class JaguarSignSGD(_Jaguar):
             estimator=estimator,
             block_fraction=block_fraction,
             block_signs=block_signs,
-            eps=eps,
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-            policy=policy,
+            **options,
         )
 
 
@@ -338,12 +319,7 @@ class JaguarMuon(_Jaguar):
         estimator: str = "coordinate",
         block_fraction: float = 0.1,
         block_signs: str = "rademacher",
-        eps: float = 1e-3,
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
-        policy: DirectionPolicy | None = None,
+        **options: Unpack[EstimatorOptions],
     ) -> None:
         coeffs, steps = validate_ns(ns_coefficients, ns_steps)
         super().__init__(
@@ -360,10 +336,5 @@ class JaguarMuon(_Jaguar):
             estimator=estimator,
             block_fraction=block_fraction,
             block_signs=block_signs,
-            eps=eps,
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-            policy=policy,
+            **options,
         )

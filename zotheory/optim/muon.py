@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor, nn
@@ -41,8 +41,8 @@ from torch import Tensor, nn
 from zotheory.directions import DirectionFamily, draw_generator, mix_seed
 from zotheory.estimators import ZOEstimate
 from zotheory.lmo import MUON_QUINTIC, l2_lmo, linf_lmo, muon_shape_scale, newton_schulz, newton_schulz_batched
-from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_unit_interval
-from zotheory.policies.base import DirectionPolicy
+from zotheory.optim.base import ZOOptimizer, _state_dtype, validate_unit_interval
+from zotheory.optim.config import EstimatorOptions
 
 __all__ = [
     "EMBEDDING_NAME_PARTS",
@@ -184,6 +184,7 @@ def _orthogonalise_batch_(
 
 
 def validate_ns_dtype(ns_dtype: str) -> str:
+    """``ns_dtype`` itself if it is one of :data:`NS_DTYPES` (else a ``ValueError`` naming it)."""
     if ns_dtype not in NS_DTYPES:
         raise ValueError(f"unknown ns_dtype {ns_dtype!r}; choose one of {list(NS_DTYPES)}")
     return ns_dtype
@@ -259,7 +260,8 @@ def muon_param_groups(
         if items and isinstance(items[0], dict):
             raise ValueError("muon_param_groups expects parameters, not parameter groups")
         named = bool(items) and isinstance(items[0], tuple)
-    hidden_items, other_items = [], []
+    hidden_items: list[Any] = []
+    other_items: list[Any] = []
     for k, item in enumerate(items):
         name, p = item if named else (f"param_{k}", item)
         (hidden_items if is_hidden_matrix(name, p, max_rows) else other_items).append(item)
@@ -302,15 +304,7 @@ class ZOMuon(ZOOptimizer):
         ns_steps: int = 5,
         shape_scale: bool = False,
         ns_dtype: str = "auto",
-        eps: float = 1e-3,
-        q: int = 1,
-        directions: str | DirectionFamily = "gaussian",
-        scheme: str = "central",
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
-        policy: DirectionPolicy | None = None,
+        **options: Unpack[EstimatorOptions],
     ) -> None:
         coeffs, steps = validate_ns(ns_coefficients, ns_steps)
         defaults = dict(
@@ -325,15 +319,7 @@ class ZOMuon(ZOOptimizer):
         super().__init__(
             params,
             defaults,
-            eps=eps,
-            q=q,
-            directions=directions,
-            scheme=scheme,
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-            policy=policy,
+            **options,
         )
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -393,6 +379,8 @@ class SemiOrthogonal(DirectionFamily):
         if spectrum not in self.SPECTRA:
             raise ValueError(f"unknown spectrum {spectrum!r}; choose one of {list(self.SPECTRA)}")
         self.spectrum = spectrum
+        # the factors of the last tensor asked for: a direction and its polar factor share them (two QRs, not four)
+        self._last: tuple[Any, tuple[Tensor, Tensor, Tensor]] | None = None
 
     def scale(self, dim: int) -> float:
         return 1.0
@@ -400,10 +388,20 @@ class SemiOrthogonal(DirectionFamily):
     def factors(
         self, shapes: Sequence[torch.Size], index: int, step_seed: int, j: int, dtype: torch.dtype, device: torch.device
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """``(U, s, V)`` of tensor ``index`` (>= 2 dims) in the work dtype (float64 or float32)."""
+        """``(U, s, V)`` of tensor ``index`` (>= 2 dims) in the work dtype (float64 or float32); the last
+        call's factors are kept and returned again for the same arguments (callers must not modify them)."""
         shape = shapes[index]
         if len(shape) < 2:
             raise ValueError(f"SemiOrthogonal.factors needs a matrix, got shape {tuple(shape)}")
+        key = (tuple(shape), index, step_seed, j, dtype, device)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        self._last = (key, self._draw_factors(shape, index, step_seed, j, dtype, device))
+        return self._last[1]
+
+    def _draw_factors(
+        self, shape: torch.Size, index: int, step_seed: int, j: int, dtype: torch.dtype, device: torch.device
+    ) -> tuple[Tensor, Tensor, Tensor]:
         work = torch.float64 if dtype == torch.float64 else torch.float32
         rows, cols = shape[0], math.prod(shape[1:])
         k = min(rows, cols)
@@ -453,6 +451,8 @@ class MatrixEfficientZOMuon(ZOOptimizer):
     scratch. Cost: two thin QR factorisations per matrix and step (and an SVD for ``spectrum="gaussian"``).
     """
 
+    fixed_options = frozenset({"q", "directions", "policy"})
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -461,55 +461,31 @@ class MatrixEfficientZOMuon(ZOOptimizer):
         update: str = "muon",
         shape_scale: bool = False,
         spectrum: str = "identity",
-        eps: float = 1e-3,
-        scheme: str = "central",
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
+        **options: Unpack[EstimatorOptions],
     ) -> None:
-        if scheme not in ("central", "forward"):
-            raise ValueError(f"MatrixEfficientZOMuon needs a two-point scheme ('central' or 'forward'), got {scheme!r}")
-        super().__init__(
-            params,
-            dict(lr=lr, update=update, shape_scale=shape_scale),
-            eps=eps,
-            q=1,
-            directions=SemiOrthogonal(spectrum),
-            scheme=scheme,
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-        )
+        config = self.estimator_config(options, q=1, directions=SemiOrthogonal(spectrum))
+        if config.scheme not in ("central", "forward"):
+            raise ValueError(
+                f"MatrixEfficientZOMuon needs a two-point scheme ('central' or 'forward'), got {config.scheme!r}"
+            )
+        super().__init__(params, dict(lr=lr, update=update, shape_scale=shape_scale), config=config)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
         validate_update_group(group)
 
     def _update(self, est: ZOEstimate) -> None:
-        params = self.zo_params()
-        if est.backup is not None:
-            est.restore_(params)
         family: SemiOrthogonal = self.directions  # type: ignore[assignment]
-        shapes = tuple(p.shape for p in params)
+        shapes = tuple(p.shape for p in self.zo_params())
         c = est.coefficients[0]
         sign_c = torch.sign(c)
-        pending = est.pending
-        for i, (p, group) in enumerate(zip(params, self.zo_param_groups(), strict=False)):
-            work = _state_dtype(p)
+        for i, p, group, z in self.regenerated_directions(est):
             if group["update"] == "muon":
-                u, s, v = family.factors(shapes, i, est.step_seed, 0, p.dtype, p.device)
-                polar = (u @ v.T).reshape(p.shape)
-                if pending is not None:
-                    p.add_(((u * s.unsqueeze(0)) @ v.T).to(p.dtype).reshape(p.shape), alpha=pending[1])
+                polar = family.polar(shapes, i, est.step_seed, 0, p.dtype, p.device)
                 if group["shape_scale"]:
                     polar.mul_(muon_shape_scale(p.shape))
                 p.add_(polar.mul_(sign_c.to(polar.dtype)).to(p.dtype), alpha=-group["lr"])
             else:
-                z = family.tensor_direction(shapes, i, est.step_seed, 0, p.dtype, p.device)
-                if pending is not None:
-                    p.add_(z, alpha=pending[1])
+                work = _state_dtype(p)
                 g = z.to(work).mul_(c.to(work))
                 p.add_(update_direction(group["update"], g).to(p.dtype), alpha=-group["lr"])
-        est.pending = None

@@ -28,15 +28,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
 
 from zotheory.estimators import ZOEstimate
-from zotheory.optim.adanaged import radius_floor, reps_initial_distance
-from zotheory.optim.base import OnNonFinite, ZOOptimizer, _state_dtype, validate_unit_interval
-from zotheory.optim.registry import OptimizerSpec, dense_reference, register_optimizer
+from zotheory.optim.base import ZOOptimizer, _state_dtype, validate_unit_interval
+from zotheory.optim.config import EstimatorOptions
+from zotheory.optim.measures import radius_floor, reps_initial_distance
 
 __all__ = ["ZOALIASSign", "ZODoG", "ZOPOEM"]
 
@@ -50,33 +50,22 @@ def _check_positive(name: str, value: float) -> float:
 class _DoGBase(ZOOptimizer):
     """Shared DoG machinery (global Euclidean distance from ``x_0``, sum of squared estimate norms)."""
 
+    fixed_options = frozenset({"q", "directions", "scheme", "policy"})
+    #: The direction family of the estimates (DoG: Gaussian; POEM: the sphere).
+    family: str = "gaussian"
+
     def __init__(
-        self,
-        params: Iterable[Any],
-        *,
-        lr: float,
-        reps_rel: float,
-        eps: float,
-        directions: str,
-        seed: int,
-        on_nonfinite: OnNonFinite,
-        exact_restore: bool,
-        check_resolution: bool,
+        self, params: Iterable[Any], lr: float = 1.0, *, reps_rel: float = 1e-6, **options: Unpack[EstimatorOptions]
     ) -> None:
         self.reps_rel = _check_positive("reps_rel", reps_rel)
-        super().__init__(
-            params,
-            dict(lr=lr),
-            eps=eps,
-            q=1,
-            directions=directions,
-            scheme="central",
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-        )
+        config = self.estimator_config(options, q=1, directions=self.family, scheme="central")
+        super().__init__(params, dict(lr=lr), config=config)
         self.state["dog"] = {"rbar": None, "G": 0.0, "dist": 0.0}
+
+    @property
+    def folds_restore(self) -> bool:
+        """The first step measures ``x_0`` itself: restored first."""
+        return self.state["dog"]["rbar"] is not None
 
     def _x0(self) -> list[Tensor]:
         params = self.zo_params()
@@ -90,10 +79,9 @@ class _DoGBase(ZOOptimizer):
         params = self.zo_params()
         st = self.state["dog"]
         if st["rbar"] is None:
-            est.restore_(params)
-            x0 = self._x0()
+            x_init = self._x0()
             st["rbar"] = float(
-                reps_initial_distance(self.reps_rel, math.sqrt(sum(float(x.double().pow(2).sum()) for x in x0)))
+                reps_initial_distance(self.reps_rel, math.sqrt(sum(float(x.double().pow(2).sum()) for x in x_init)))
             )
         grads = [g for _, _, _, g in self.dense_estimates(est)]
         st["G"] += sum(float(g.double().pow(2).sum()) for g in grads)
@@ -122,30 +110,6 @@ class ZODoG(_DoGBase):
         eps: fixed smoothing radius. The rest: :class:`~zotheory.optim.base.ZOOptimizer`.
     """
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1.0,
-        *,
-        reps_rel: float = 1e-6,
-        eps: float = 1e-3,
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
-    ) -> None:
-        super().__init__(
-            params,
-            lr=lr,
-            reps_rel=reps_rel,
-            eps=eps,
-            directions="gaussian",
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-        )
-
     def _update(self, est: ZOEstimate) -> None:
         self._dog_step(est)
 
@@ -158,30 +122,13 @@ class ZOPOEM(_DoGBase):
             smoothing radius ``mu_0``. The rest: :class:`~zotheory.optim.base.ZOOptimizer`.
     """
 
+    family = "sphere"
+
     def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1.0,
-        *,
-        reps_rel: float = 1e-6,
-        eps: float = 1e-3,
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
+        self, params: Iterable[Any], lr: float = 1.0, *, reps_rel: float = 1e-6, **options: Unpack[EstimatorOptions]
     ) -> None:
-        super().__init__(
-            params,
-            lr=lr,
-            reps_rel=reps_rel,
-            eps=eps,
-            directions="sphere",
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-        )
-        self.mu0 = float(eps)
+        super().__init__(params, lr, reps_rel=reps_rel, **options)
+        self.mu0 = self.eps
         self.state["dog"]["mu"] = self.mu0
 
     def radius(self) -> float:
@@ -208,6 +155,8 @@ class ZOALIASSign(ZOOptimizer):
     Memory: the previous estimate / momentum (one parameter-sized buffer).
     """
 
+    fixed_options = frozenset({"q", "directions", "scheme", "policy"})
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -215,33 +164,23 @@ class ZOALIASSign(ZOOptimizer):
         *,
         momentum: float = 0.0,
         reps_rel: float = 1e-6,
-        eps: float = 1e-3,
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
+        **options: Unpack[EstimatorOptions],
     ) -> None:
         self.reps_rel = _check_positive("reps_rel", reps_rel)
         validate_unit_interval("momentum", momentum)
-        super().__init__(
-            params,
-            dict(lr=lr, momentum=momentum),
-            eps=eps,
-            q=1,
-            directions="gaussian",
-            scheme="central",
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-        )
+        config = self.estimator_config(options, q=1, directions="gaussian", scheme="central")
+        super().__init__(params, dict(lr=lr, momentum=momentum), config=config)
         self.state["alias"] = {"gamma": None, "Lsum": 0.0, "dsum": 0.0, "d": None, "prev_step": 0.0}
+
+    @property
+    def folds_restore(self) -> bool:
+        """The first step measures ``x_0`` itself: restored first."""
+        return self.state["alias"]["gamma"] is not None
 
     def _update(self, est: ZOEstimate) -> None:
         params = self.zo_params()
         st = self.state["alias"]
         if st["gamma"] is None:
-            est.restore_(params)
             x0_inf = max(float(p.detach().double().abs().max()) for p in params)
             st["gamma"] = float(reps_initial_distance(self.reps_rel, x0_inf))
         grads = [g for _, _, _, g in self.dense_estimates(est)]
@@ -276,36 +215,3 @@ class ZOALIASSign(ZOOptimizer):
     def step_size(self) -> float:
         g = self.state["alias"]["gamma"]
         return 0.0 if g is None else float(g)
-
-
-# ---------------------------------------------------------------------------------------------- registry
-for _spec in (
-    OptimizerSpec(
-        name="zo-dog",
-        reference=dense_reference("zo-dog"),
-        factory=ZODoG,
-        evals_per_step=lambda c: 2,
-        state_multiple=lambda c: 1.0,
-        test_config={"lr": 1.0, "reps_rel": 1e-2, "eps": 1e-3},
-        description="DoG step (Ivgi et al. 2023) on two-point Gaussian ZO estimates",
-    ),
-    OptimizerSpec(
-        name="zo-poem",
-        reference=dense_reference("zo-poem"),
-        factory=ZOPOEM,
-        evals_per_step=lambda c: 2,
-        state_multiple=lambda c: 1.0,
-        test_config={"lr": 1.0, "reps_rel": 1e-2, "eps": 1e-3},
-        description="POEM-style: sphere estimates, DoG step, step-tied smoothing (Ren & Luo 2025; mu rule ours)",
-    ),
-    OptimizerSpec(
-        name="zo-alias-sign",
-        reference=dense_reference("zo-alias-sign"),
-        factory=ZOALIASSign,
-        evals_per_step=lambda c: 2,
-        state_multiple=lambda c: 1.0,
-        test_config={"lr": 1.0, "reps_rel": 1e-2, "eps": 1e-3, "momentum": 0.9},
-        description="ALIAS parameter-free Sign-SGD (Medyakov et al. 2025) on Gaussian ZO estimates",
-    ),
-):
-    register_optimizer(_spec)

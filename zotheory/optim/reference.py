@@ -12,6 +12,7 @@ from a full SVD. The conformance suite checks that the fast in-place optimizers 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,8 +22,9 @@ from torch import Tensor
 from zotheory.directions import Coordinate, mix_seed
 from zotheory.estimators import ZOEstimate, estimate_gradient
 from zotheory.lmo import CUBIC, MUON_QUINTIC, NS_EPS, NewtonSchulzSpectral, Norm, get_norm
-from zotheory.optim.adanaged import averaged_factor, parabolic_probe, power_spectral_norm, probe_factor, radius_floor
+from zotheory.optim.adanaged import averaged_factor, parabolic_probe, probe_factor
 from zotheory.optim.base import ZOOptimizer, _state_dtype, is_no_decay_name
+from zotheory.optim.measures import power_spectral_norm, radius_floor
 
 __all__ = ["REFERENCES", "ReferenceOptimizer", "literal_lmo", "literal_newton_schulz", "literal_rule"]
 
@@ -276,7 +278,7 @@ class ReferenceZOLMO(ReferenceOptimizer):
 
 
 def _l2(tensors: Sequence[Tensor]) -> float:
-    return float(torch.sqrt(sum((t.double() ** 2).sum() for t in tensors)))
+    return math.sqrt(sum(float((t.double() ** 2).sum()) for t in tensors))
 
 
 class ReferenceDoG(ReferenceOptimizer):
@@ -464,6 +466,7 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
             diff, decrease = [0.0] * n, [0.0] * n
         else:
             old = self.m
+            assert old is not None  # set at the first step
             beta = [self.groups[i]["beta"] for i in range(n)]
             self.m = [b * h + (1 - b) * g for b, h, g in zip(beta, old, grads, strict=False)]
             diff = [float(self.norms[i].dual_norm(self.m[i] - old[i])) for i in range(n)]

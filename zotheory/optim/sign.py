@@ -13,17 +13,21 @@ They coincide only in special cases (Rademacher ``z``, ``q = 1``: ``sign(c z) = 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
 
-from zotheory.directions import DirectionFamily
 from zotheory.estimators import ZOEstimate
-from zotheory.optim.base import OnNonFinite, ZOOptimizer
-from zotheory.policies.base import DirectionPolicy
+from zotheory.optim.base import ZOOptimizer
+from zotheory.optim.config import EstimatorOptions
 
-__all__ = ["ZOSGDSign", "ZOSignSGD", "scalar_sign_coefficients"]
+__all__ = ["ZOSGDSign", "ZOSignSGD", "scalar_sign_coefficients", "sign_direction_"]
+
+
+def sign_direction_(g: Tensor) -> Tensor:
+    """``sign(g)`` in place: the ZO-signSGD direction (Liu et al. 2019, Alg. 1), minus the max-norm LMO of ``g``."""
+    return g.sign_()
 
 
 def scalar_sign_coefficients(directional_derivatives: Tensor) -> Tensor:
@@ -44,38 +48,12 @@ class ZOSignSGD(ZOOptimizer):
     estimate per tensor at a time as scratch.
     """
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-3,
-        *,
-        eps: float = 1e-3,
-        q: int = 1,
-        directions: str | DirectionFamily = "gaussian",
-        scheme: str = "central",
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
-        policy: DirectionPolicy | None = None,
-    ) -> None:
-        super().__init__(
-            params,
-            dict(lr=lr),
-            eps=eps,
-            q=q,
-            directions=directions,
-            scheme=scheme,
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-            policy=policy,
-        )
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, **options: Unpack[EstimatorOptions]) -> None:
+        super().__init__(params, dict(lr=lr), **options)
 
     def _update(self, est: ZOEstimate) -> None:
         for _, p, group, g in self.dense_estimates(est):
-            p.add_(g.sign_().to(p.dtype), alpha=-group["lr"])
+            p.add_(sign_direction_(g).to(p.dtype), alpha=-group["lr"])
 
 
 class ZOSGDSign(ZOOptimizer):
@@ -90,35 +68,9 @@ class ZOSGDSign(ZOOptimizer):
     (``docs/theory.md`` §6.5); this is the plain SGD form its paper describes.
     """
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-3,
-        *,
-        eps: float = 1e-3,
-        q: int = 1,
-        directions: str | DirectionFamily = "gaussian",
-        scheme: str = "central",
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
-        policy: DirectionPolicy | None = None,
-    ) -> None:
-        super().__init__(
-            params,
-            dict(lr=lr),
-            eps=eps,
-            q=q,
-            directions=directions,
-            scheme=scheme,
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-            policy=policy,
-        )
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, **options: Unpack[EstimatorOptions]) -> None:
+        super().__init__(params, dict(lr=lr), **options)
 
     def _update(self, est: ZOEstimate) -> None:
         est.coefficients = scalar_sign_coefficients(est.directional_derivatives)
-        est.apply_(self.zo_params(), [-g["lr"] for g in self.zo_param_groups()])
+        self.apply_estimate(est, [-g["lr"] for g in self.zo_param_groups()])

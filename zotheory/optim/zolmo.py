@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Unpack
 
-from zotheory.directions import DirectionFamily
 from zotheory.estimators import ZOEstimate
 from zotheory.lmo import NORMS, NewtonSchulzSpectral, Norm, Nuclear, Spectral, get_norm
-from zotheory.optim.base import OnNonFinite, ZOOptimizer, validate_unit_interval
+from zotheory.optim.base import ZOOptimizer, validate_unit_interval
+from zotheory.optim.config import EstimatorOptions
 from zotheory.optim.muon import ema_
-from zotheory.policies.base import DirectionPolicy
 
 __all__ = ["MATRIX_NORMS", "ZOLMO", "needs_matrix", "resolve_norm"]
 
@@ -71,15 +70,7 @@ class ZOLMO(ZOOptimizer):
         norm: str | Norm = "l2",
         beta: float = 0.9,
         lr_schedule: LRSchedule | None = None,
-        eps: float = 1e-3,
-        q: int = 1,
-        directions: str | DirectionFamily = "gaussian",
-        scheme: str = "central",
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
-        policy: DirectionPolicy | None = None,
+        **options: Unpack[EstimatorOptions],
     ) -> None:
         if lr_schedule is not None and not callable(lr_schedule):
             raise ValueError(f"lr_schedule must be a callable t -> factor, got {lr_schedule!r}")
@@ -88,15 +79,7 @@ class ZOLMO(ZOOptimizer):
         super().__init__(
             params,
             dict(lr=lr, norm=norm, beta=beta),
-            eps=eps,
-            q=q,
-            directions=directions,
-            scheme=scheme,
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-            policy=policy,
+            **options,
         )
 
     def _validate_group(self, group: dict[str, Any]) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
-from zotheory.directions import DirectionFamily
+from torch import Tensor
+
 from zotheory.estimators import ZOEstimate
-from zotheory.optim.base import OnNonFinite, ZOOptimizer, validate_nonnegative, validate_unit_interval
-from zotheory.policies.base import DirectionPolicy
+from zotheory.optim.base import ZOOptimizer, validate_nonnegative, validate_unit_interval
+from zotheory.optim.config import EstimatorOptions
+
+__all__ = ["ZOSGD", "heavy_ball_"]
 
 
 class ZOSGD(ZOOptimizer):
@@ -38,52 +41,39 @@ class ZOSGD(ZOOptimizer):
         *,
         momentum: float = 0.0,
         weight_decay: float = 0.0,
-        eps: float = 1e-3,
-        q: int = 1,
-        directions: str | DirectionFamily = "gaussian",
-        scheme: str = "central",
-        seed: int = 0,
-        on_nonfinite: OnNonFinite = "raise",
-        exact_restore: bool = False,
-        check_resolution: bool = True,
-        policy: DirectionPolicy | None = None,
+        **options: Unpack[EstimatorOptions],
     ) -> None:
         validate_unit_interval("momentum", momentum)
         validate_nonnegative("weight_decay", weight_decay)
-        super().__init__(
-            params,
-            dict(lr=lr, momentum=momentum, weight_decay=weight_decay),
-            eps=eps,
-            q=q,
-            directions=directions,
-            scheme=scheme,
-            seed=seed,
-            on_nonfinite=on_nonfinite,
-            exact_restore=exact_restore,
-            check_resolution=check_resolution,
-            policy=policy,
-        )
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay), **options)
+
+    @property
+    def folds_restore(self) -> bool:
+        """Weight decay applies to the unperturbed ``x_t`` (one extra pass, only with decay)."""
+        return not any(self.weight_decay_factors())
 
     def _update(self, est: ZOEstimate) -> None:
         params = self.zo_params()
         groups = self.zo_param_groups()
-        decays = self.weight_decay_factors()
-        if any(decays):
-            est.restore_(params)  # decay the unperturbed x_t (one extra pass, only with decay)
-            for p, group, wd in zip(params, groups, decays, strict=False):
-                if wd:
-                    p.mul_(1.0 - group["lr"] * wd)
+        for p, group, wd in zip(params, groups, self.weight_decay_factors(), strict=False):
+            if wd:
+                p.mul_(1.0 - group["lr"] * wd)
         if all(g["momentum"] == 0 for g in groups):
-            est.apply_(params, [-g["lr"] for g in groups])
+            self.apply_estimate(est, [-g["lr"] for g in groups])
             return
-        for i, p, group, g in self.dense_estimates(est):
+        for _, p, group, g in self.dense_estimates(est):
             if group["momentum"] == 0:
                 p.add_(g.to(p.dtype), alpha=-group["lr"])
                 continue
-            state = self.state[p]
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = g.clone()
-            else:
-                buf.mul_(group["momentum"]).add_(g)
-            p.add_(buf.to(p.dtype), alpha=-group["lr"])
+            p.add_(heavy_ball_(self.state[p], g, group["momentum"]).to(p.dtype), alpha=-group["lr"])
+
+
+def heavy_ball_(state: dict[str, Any], g: Tensor, momentum: float) -> Tensor:
+    """``m_t = beta m_{t-1} + g_t`` (``m_0 = g_0``) in ``state["momentum_buffer"]``, returned (heavy-ball
+    momentum as torch's SGD keeps it, ZO-Bench's ZO-SGD-MMT)."""
+    buf = state.get("momentum_buffer")
+    if buf is None:
+        buf = state["momentum_buffer"] = g.clone()
+    else:
+        buf.mul_(momentum).add_(g)
+    return buf

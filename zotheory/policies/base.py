@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from zotheory.estimators import ZOEstimate
+from zotheory.estimators import Scheme, ZOEstimate
 
 
 class DirectionPolicy(ABC):
@@ -27,11 +27,11 @@ class DirectionPolicy(ABC):
 
     name: str = "abstract"
 
-    def bind(self, params: Sequence[torch.Tensor]) -> None:
+    def bind(self, params: Sequence[torch.Tensor]) -> None:  # noqa: B027  # optional hook, empty by default
         """Called once by the optimizer with its parameters (allocate per-tensor state here)."""
 
     @abstractmethod
-    def evals_per_step(self, scheme: str, q: int) -> int:
+    def evals_per_step(self, scheme: Scheme, q: int) -> int:
         """Closure calls of one :meth:`estimate` (candidates included)."""
 
     @abstractmethod
@@ -42,7 +42,7 @@ class DirectionPolicy(ABC):
         *,
         step_seed: int,
         radius: float,
-        scheme: str,
+        scheme: Scheme,
         q: int,
         leave_pending: bool,
         exact_restore: bool,

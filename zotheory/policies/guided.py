@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 from zotheory.directions import DirectionFamily, get_directions
-from zotheory.estimators import ZOEstimate, estimate_gradient, evaluations_needed
+from zotheory.estimators import Scheme, ZOEstimate, estimate_gradient, evaluations_needed
 from zotheory.policies.base import DirectionPolicy
 
 NORMALIZATIONS: tuple[str, ...] = ("none", "unit_variance")
@@ -161,7 +161,7 @@ def estimate_along(
     *,
     step_seed: int,
     radius: float,
-    scheme: str,
+    scheme: Scheme,
     leave_pending: bool,
     exact_restore: bool,
 ) -> ZOEstimate:
@@ -193,6 +193,7 @@ def require_single_direction(q: int, policy: str) -> None:
 
 
 def check_int_at_least(name: str, value: object, minimum: int) -> int:
+    """``value`` if it is an int ``>= minimum`` (not a bool), else a ``ValueError`` naming ``name`` and the value."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
     return int(value)
@@ -241,7 +242,7 @@ class _CandidatePolicy(DirectionPolicy):
         self.base = get_directions(directions)
         self.last: dict[str, Any] = {}
 
-    def evals_per_step(self, scheme: str, q: int) -> int:
+    def evals_per_step(self, scheme: Scheme, q: int) -> int:
         require_single_direction(q, type(self).__name__)
         return self.M + evaluations_needed(scheme, 1)
 
@@ -255,7 +256,7 @@ class _CandidatePolicy(DirectionPolicy):
         *,
         step_seed: int,
         radius: float,
-        scheme: str,
+        scheme: Scheme,
         q: int,
         leave_pending: bool,
         exact_restore: bool,
@@ -369,7 +370,7 @@ class CarriedBestPolicy(DirectionPolicy):
         self.best: tuple[int, int] | None = None
         self.last: dict[str, Any] = {}
 
-    def evals_per_step(self, scheme: str, q: int) -> int:
+    def evals_per_step(self, scheme: Scheme, q: int) -> int:
         require_single_direction(q, type(self).__name__)
         return 2 + evaluations_needed(scheme, 1)
 
@@ -380,7 +381,7 @@ class CarriedBestPolicy(DirectionPolicy):
         *,
         step_seed: int,
         radius: float,
-        scheme: str,
+        scheme: Scheme,
         q: int,
         leave_pending: bool,
         exact_restore: bool,

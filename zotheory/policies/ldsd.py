@@ -61,7 +61,7 @@ from typing import Any
 import torch
 
 from zotheory.directions import DirectionFamily, Gaussian, mix_seed, tensor_generator
-from zotheory.estimators import ZOEstimate, evaluations_needed
+from zotheory.estimators import Scheme, ZOEstimate, evaluations_needed
 from zotheory.policies.base import DirectionPolicy
 from zotheory.policies.guided import (
     PinnedCombinations,
@@ -94,9 +94,13 @@ def _state_dtype(p: torch.Tensor) -> torch.dtype:
 
 
 def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    if not ok:
+    """``float(value)`` if it is a finite number ``> 0`` (``>= 0`` with ``allow_zero``), else a ``ValueError``."""
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not (value >= 0 if allow_zero else value > 0)
+    ):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {name}={value!r}")
     return float(value)
@@ -301,7 +305,7 @@ class LDSDPolicy(DirectionPolicy):
         return 0 if self._mu is None else sum(m.numel() * m.element_size() for m in self._mu)
 
     # ------------------------------------------------------------------ the step
-    def evals_per_step(self, scheme: str, q: int) -> int:
+    def evals_per_step(self, scheme: Scheme, q: int) -> int:
         require_single_direction(q, type(self).__name__)
         return self.k + evaluations_needed(scheme, 1)
 
@@ -318,7 +322,7 @@ class LDSDPolicy(DirectionPolicy):
         *,
         step_seed: int,
         radius: float,
-        scheme: str,
+        scheme: Scheme,
         q: int,
         leave_pending: bool,
         exact_restore: bool,

@@ -49,6 +49,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from llm.memory import process_peak_rss, reset_process_peak
+
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "optimizer_overhead.json"
 SLOW = ("muon", "lmo")  # names containing these orthogonalise / decompose full matrices every step
@@ -78,14 +80,17 @@ def build_model(blocks: int, width: int, seed: int = 0, dtype: torch.dtype = tor
 
 
 def rss_peak() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("VmHWM not found")
+    """The process's peak resident set (:func:`llm.memory.process_peak_rss`); this benchmark needs Linux."""
+    peak = process_peak_rss()
+    if peak is None:
+        raise RuntimeError("the peak resident set (VmHWM of /proc/self/status) cannot be read: run on Linux")
+    return peak
 
 
 def reset_peak() -> None:
-    Path("/proc/self/clear_refs").write_text("5")
+    """Reset the peak resident set to the current one (:func:`llm.memory.reset_process_peak`)."""
+    if not reset_process_peak():
+        raise RuntimeError("/proc/self/clear_refs cannot be written: the peak resident set cannot be reset")
 
 
 def cpu_model() -> str:

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import json
 import math
 import platform
@@ -64,6 +63,7 @@ from typing import Any
 
 import torch
 
+from llm.memory import CudaMeter, Meter, make_meter, optimizer_state_bytes
 from zotheory import atomicio
 
 __all__ = [
@@ -292,106 +292,9 @@ def parse_modes(text: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------- devices
-class DeviceMeter:
-    """Synchronisation and peak-memory readings of one device (the CPU here).
-
-    On the CPU, memory is the process's resident set: ``peak()`` reads ``VmHWM`` and ``reset_peak()``
-    writes ``5`` to ``/proc/self/clear_refs`` (Linux >= 4.0), which resets it to the current RSS.
-    Where that is not possible, ``peak()`` returns the never-reset high-water mark and
-    ``peak_resettable`` is False (recorded with every measurement).
-    """
-
-    kind = "cpu"
-    memory_kind = "cpu_process_rss"
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.peak_resettable = True
-
-    def synchronize(self) -> None:
-        return None
-
-    def empty_cache(self) -> None:
-        gc.collect()
-
-    def reset_peak(self) -> None:
-        try:
-            with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-                f.write("5")
-        except OSError:
-            self.peak_resettable = False
-
-    def allocated(self) -> int | None:
-        return _status_kb("VmRSS")
-
-    def peak(self) -> int | None:
-        return _status_kb("VmHWM")
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "device": "cpu",
-            "processor": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-        }
-
-
-CpuMeter = DeviceMeter
-
-
-class CudaMeter(DeviceMeter):
-    """``torch.cuda`` readings: ``max_memory_allocated`` after ``reset_peak_memory_stats`` (anchors 5.4)."""
-
-    kind = "cuda"
-    memory_kind = "cuda_max_memory_allocated"
-
-    def synchronize(self) -> None:
-        torch.cuda.synchronize(self.device)
-
-    def empty_cache(self) -> None:
-        gc.collect()
-        torch.cuda.empty_cache()
-
-    def reset_peak(self) -> None:
-        torch.cuda.reset_peak_memory_stats(self.device)
-
-    def allocated(self) -> int | None:
-        return int(torch.cuda.memory_allocated(self.device))
-
-    def peak(self) -> int | None:
-        return int(torch.cuda.max_memory_allocated(self.device))
-
-    def describe(self) -> dict[str, Any]:
-        props = torch.cuda.get_device_properties(self.device)
-        return {
-            "device": torch.cuda.get_device_name(self.device),
-            "total_memory_bytes": int(props.total_memory),
-            "cuda": torch.version.cuda,
-            "capability": f"{props.major}.{props.minor}",
-        }
-
-
-def make_meter(device: str | torch.device) -> DeviceMeter:
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
-        if dev.index is None:
-            dev = torch.device("cuda", torch.cuda.current_device())
-        return CudaMeter(dev)
-    if dev.type == "cpu":
-        return CpuMeter(dev)
-    raise ValueError(f"unsupported device {str(device)!r}; use cpu or cuda[:N]")
-
-
-def _status_kb(name: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith(name + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+#: the meters of :mod:`llm.memory` under the names this script has always exported
+DeviceMeter = Meter
+CpuMeter = Meter
 
 
 def timed(fn: Callable[[], Any], meter: DeviceMeter) -> tuple[Any, float]:
@@ -531,18 +434,6 @@ def measurement_batch(run: Any, protocol: Protocol) -> Any:
     return next(stream).to(run.device)
 
 
-def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    if hasattr(optimizer, "state_bytes"):
-        return int(optimizer.state_bytes())
-    total = 0
-    for st in optimizer.state.values():
-        if isinstance(st, dict):
-            total += sum(
-                v.numel() * v.element_size() for v in st.values() if isinstance(v, torch.Tensor) and v.dim() > 0
-            )
-    return total
-
-
 def _median(xs: Sequence[float]) -> float | None:
     return float(statistics.median(xs)) if xs else None
 
@@ -591,7 +482,7 @@ def measure_run(
     steady_peak = meter.peak()
     peaks = [b for b in (first_step_peak, steady_peak) if b is not None]
     step_peak = max(peaks) if peaks else None
-    state = _state_bytes(optimizer)
+    state = optimizer_state_bytes(optimizer)
     evals = getattr(optimizer, "evals_per_step", None)
     if not zo:
         from llm.train import FO_FORWARD_EQUIVALENTS

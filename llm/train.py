@@ -67,6 +67,7 @@ from llm.checkpoint import (
 )
 from llm.config import FinetuneConfig, coerce_options
 from llm.distributed import RankFailure
+from llm.memory import optimizer_state_bytes, peak_memory
 from llm.step import (
     FO_FORWARD_EQUIVALENTS,
 )  # the step's closure and accounting live in llm.step (shared with llm.hf_trainer)
@@ -509,33 +510,6 @@ def evaluate(
     return {"accuracy": res.accuracy, "loss": res.loss, "num_examples": res.num_examples, "forward_passes": calls}
 
 
-def _read_status_kb(field_name: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def peak_memory(device: torch.device) -> dict[str, Any]:
-    """Peak memory so far: CUDA ``max_memory_allocated`` on a GPU, else the process's peak
-    resident set size (``VmHWM``, falling back to ``ru_maxrss``)."""
-    if device.type == "cuda":
-        return {
-            "peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)),
-            "peak_memory_kind": "cuda_max_memory_allocated",
-        }
-    kb = _read_status_kb("VmHWM")
-    if kb is None:
-        import resource
-
-        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"peak_memory_bytes": int(kb) * 1024, "peak_memory_kind": "cpu_peak_rss_process"}
-
-
 # --------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------
@@ -968,7 +942,7 @@ def _finish(
         "wall_time_s": wall(),
         "train_time_s": state.train_time,
         "num_trainable_parameters": run.num_trainable,
-        "optimizer_state_bytes": opt.state_bytes() if hasattr(opt, "state_bytes") else _torch_state_bytes(opt),
+        "optimizer_state_bytes": optimizer_state_bytes(opt),
         **peak_memory(run.device),
         "data": run.data_info,
         "options": {k: v for k, v in cfg.optimizer_options().items()},
@@ -978,16 +952,6 @@ def _finish(
     if out_dir is not None:
         atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
     return results
-
-
-def _torch_state_bytes(opt: torch.optim.Optimizer) -> int:
-    total = 0
-    for st in opt.state.values():
-        if isinstance(st, dict):
-            for v in st.values():
-                if isinstance(v, torch.Tensor) and v.dim() > 0:
-                    total += v.numel() * v.element_size()
-    return total
 
 
 def train(

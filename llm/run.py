@@ -104,7 +104,8 @@ def check_output_dir(out: str | None, resume: bool) -> None:
         taken = [n for n in _RUN_FILES if (p / n).exists()]
         if taken:
             raise ValueError(
-                f"output directory {out!r} already holds a run ({taken}); pass resume=True / --resume or choose another --out"
+                f"output directory {out!r} already holds a run ({taken}); "
+                "pass resume=True / --resume or choose another --out"
             )
 
 

@@ -130,16 +130,20 @@ def evaluate(
     """Accuracy and mean loss on ``encoded`` (eval mode, inference mode); counts forward passes."""
     from llm.data import iter_batches
 
-    calls = 0
+    served: list[Any] = []  # the batches handed to the objective: one forward pass each
 
     def counted() -> Iterator[Any]:
-        nonlocal calls
         for b in iter_batches(encoded, collate, batch_size):
-            calls += 1
+            served.append(None)
             yield b
 
     res = objective.evaluate(counted(), device=device)
-    return {"accuracy": res.accuracy, "loss": res.loss, "num_examples": res.num_examples, "forward_passes": calls}
+    return {
+        "accuracy": res.accuracy,
+        "loss": res.loss,
+        "num_examples": res.num_examples,
+        "forward_passes": len(served),
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -270,6 +274,188 @@ def _load_trainable(named: Sequence[tuple[str, nn.Parameter]], tensors: dict[str
             p.copy_(t)
 
 
+@dataclass
+class _Loop:
+    """One training session's state, passed explicitly to the loop's steps (no shared closures).
+
+    ``last_saved``: step of the newest ``last.pt`` (named in error messages); ``best_in_memory``: the
+    best-dev trainable tensors when there is no output folder to hold ``best.pt``.
+    """
+
+    run: Run
+    out_dir: Path | None
+    state: TrainerState
+    log: _MetricsLog
+    session_start: float = field(default_factory=time.perf_counter)
+    last_saved: int | None = None
+    best_in_memory: dict[str, torch.Tensor] | None = None
+
+    def wall(self) -> float:
+        """Wall seconds of the run: earlier sessions plus this one."""
+        return self.state.elapsed + (time.perf_counter() - self.session_start)
+
+
+def _start_output(run: Run, out_dir: Path, resume: bool) -> TrainerState:
+    """Prepare ``out_dir``: restore ``last.pt`` (``resume``) or clear a failed start's files; remove stale
+    temporaries; write ``config.json``. Returns the trainer state to continue from."""
+    cfg = run.cfg
+    state = TrainerState()
+    if resume:
+        last = out_dir / "last.pt"
+        ckpt = load_checkpoint(last, kind="resume")
+        changed = _check_resume_config(ckpt["trainer"]["config"], cfg, last, int(ckpt["step"]))
+        _load_trainable(run.named_params, ckpt["trainable"], str(last))
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        run.stream.load_state_dict(ckpt["data"])
+        restore_rng_state(ckpt["rng"])
+        state = TrainerState.from_dict(ckpt["trainer"]["state"])
+        if changed:
+            state.resumes.append({"step": state.step, "changed": changed})
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in _START_FILES:  # left by a start that failed before its first checkpoint
+            (out_dir / name).unlink(missing_ok=True)
+    removed = atomicio.remove_stale_temporaries(out_dir)
+    if removed:
+        print(
+            f"removed {len(removed)} temporary file(s) left by an interrupted save in {str(out_dir)!r}",
+            file=sys.stderr,
+        )
+    atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    return state
+
+
+def _save_resume(loop: _Loop) -> None:
+    """Write ``last.pt`` (trainable tensors, optimizer, data order, RNG, counters); nothing without ``out``."""
+    if loop.out_dir is None:
+        return
+    run, state = loop.run, loop.state
+    st = state.to_dict()
+    st["elapsed"] = loop.wall()
+    atomic_save(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "kind": "resume",
+            "step": state.step,
+            "trainable": _trainable_state(run.named_params),
+            "optimizer": run.optimizer.state_dict(),
+            "data": run.stream.state_dict(),
+            "rng": capture_rng_state(),
+            "trainer": {"state": st, "config": run.cfg.to_dict(), "method": run.spec.name},
+        },
+        loop.out_dir / "last.pt",
+        keep_previous=True,
+    )
+    loop.last_saved = state.step
+
+
+def _save_best(loop: _Loop) -> None:
+    """Keep the current trainable tensors as the best-dev weights (``best.pt``, or in memory without ``out``)."""
+    named = loop.run.named_params
+    if loop.out_dir is None:
+        loop.best_in_memory = {n: p.detach().clone() for n, p in named}
+        return
+    atomic_save(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "kind": "weights",
+            "step": loop.state.step,
+            "trainable": _trainable_state(named),
+        },
+        loop.out_dir / "best.pt",
+    )
+
+
+def _eval_dev(loop: _Loop) -> None:
+    """Dev accuracy now; a new best saves the weights; one ``eval`` record in the metrics."""
+    run, state = loop.run, loop.state
+    if not run.dev:
+        return
+    res = evaluate(run.objective, run.dev, run.collate, run.cfg.eval_batch_size, run.device)
+    state.eval_forward_passes += res["forward_passes"]
+    if state.step == 0:
+        state.dev_accuracy_step0 = res["accuracy"]
+    improved = state.best_dev_accuracy is None or res["accuracy"] > state.best_dev_accuracy
+    if improved:
+        state.best_dev_accuracy = res["accuracy"]
+        state.best_step = state.step
+        _save_best(loop)
+    loop.log.write(
+        {
+            "type": "eval",
+            "split": "dev",
+            "step": state.step,
+            "accuracy": res["accuracy"],
+            "loss": res["loss"],
+            "forward_passes": state.forward_passes,
+            "eval_forward_passes": state.eval_forward_passes,
+            "best": improved,
+            "wall_time": loop.wall(),
+        }
+    )
+
+
+def _checked_step(loop: _Loop, batch: Any) -> torch.Tensor:
+    """:func:`_one_step`, with a lost rank or a non-finite loss or update turned into a one-line error that
+    names the step, the advice and the last good checkpoint."""
+    run, step = loop.run, loop.state.step + 1
+    last_good = _last_good(loop.out_dir, loop.last_saved)
+    try:
+        return _one_step(run, batch, loop.state)
+    except RankFailure as e:
+        raise RankFailure(
+            f"step {step} of {run.spec.name}: {e}. A rank that stops answering is given up on "
+            f"after --dist-timeout {run.cfg.dist_timeout:g} s. {last_good}"
+        ) from e.__cause__
+    except NonFiniteLossError as e:
+        what = "update" if "update" in str(e) else "loss"
+        raise TrainingDiverged(
+            f"step {step} of {run.spec.name}: the {what} became non-finite ({e}). Lower the learning rate (--lr) "
+            f"or the radius (--opt eps=...), or pass --opt on_nonfinite=skip to skip such steps. {last_good}"
+        ) from None
+
+
+def _train_step(loop: _Loop) -> float:
+    """One optimizer step on the next batch: counters, skip accounting and the ``train`` record; the loss."""
+    run, state = loop.run, loop.state
+    batch = next(run.stream).to(run.device)
+    t0 = time.perf_counter()
+    skipped_before = _skipped(run.optimizer)
+    loss = _checked_step(loop, batch)
+    state.train_time += time.perf_counter() - t0
+    state.step += 1
+    skipped_now = _skipped(run.optimizer) > skipped_before
+    state.skipped += skipped_now
+    state.consecutive_skipped = state.consecutive_skipped + 1 if skipped_now else 0
+    loss_f = _float(loss)
+    loop.log.write(
+        {
+            "type": "train",
+            "step": state.step,
+            "loss": loss_f if math.isfinite(loss_f) else None,
+            "skipped": skipped_now,
+            "forward_passes": state.forward_passes,
+            "lr": _current_lr(run.optimizer),
+            "wall_time": loop.wall(),
+        }
+    )
+    return loss_f
+
+
+def _after_step(loop: _Loop, stop_at: int | None) -> bool:
+    """Skip limits, then the dev evaluation and resume checkpoint that fall due; True to stop at ``stop_at``."""
+    cfg, state = loop.run.cfg, loop.state
+    _check_skips(cfg, state, loop.run.spec.name, loop.out_dir, loop.last_saved)
+    at_eval = bool(cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps
+    if at_eval:
+        _eval_dev(loop)
+    if at_eval or (cfg.save_every and state.step % cfg.save_every == 0) or state.step == stop_at:
+        _save_resume(loop)
+    return stop_at is not None and stop_at <= state.step < cfg.steps
+
+
 def train_loop(
     run: Run,
     out: str | Path | None,
@@ -280,169 +466,33 @@ def train_loop(
     """Train ``run`` for ``run.cfg.steps`` steps; returns the final results (also written to
     ``out/results.json``). ``stop_at``: save the resume state after that step and return
     ``{"stopped_at": step}`` without the final evaluation (an interruption on purpose)."""
-    cfg = run.cfg
-    out_dir = Path(out) if out is not None else None
-    opt = run.optimizer
-    state = TrainerState()
-    best_in_memory: dict[str, torch.Tensor] | None = None
-
-    check_output_dir(str(out_dir) if out_dir is not None else None, resume)
-    last_saved: int | None = None
-    if out_dir is not None:
-        last = out_dir / "last.pt"
-        if resume:
-            ckpt = load_checkpoint(last, kind="resume")
-            changed = _check_resume_config(ckpt["trainer"]["config"], cfg, last, int(ckpt["step"]))
-            _load_trainable(run.named_params, ckpt["trainable"], str(last))
-            opt.load_state_dict(ckpt["optimizer"])
-            run.stream.load_state_dict(ckpt["data"])
-            restore_rng_state(ckpt["rng"])
-            state = TrainerState.from_dict(ckpt["trainer"]["state"])
-            last_saved = state.step
-            if changed:
-                state.resumes.append({"step": state.step, "changed": changed})
-        else:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            for name in _START_FILES:  # left by a start that failed before its first checkpoint
-                (out_dir / name).unlink(missing_ok=True)
-        removed = atomicio.remove_stale_temporaries(out_dir)
-        if removed:
-            print(
-                f"removed {len(removed)} temporary file(s) left by an interrupted save in {str(out_dir)!r}",
-                file=sys.stderr,
-            )
-        atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
-
-    log = _MetricsLog(out_dir / "metrics.jsonl" if out_dir is not None else None)
-    log.open(state.step if resume else None)
-    session_start = time.perf_counter()
-
-    def wall() -> float:
-        return state.elapsed + (time.perf_counter() - session_start)
-
-    def save_resume() -> None:
-        nonlocal last_saved
-        if out_dir is None:
-            return
-        st = state.to_dict()
-        st["elapsed"] = wall()
-        atomic_save(
-            {
-                "format": FORMAT,
-                "version": VERSION,
-                "kind": "resume",
-                "step": state.step,
-                "trainable": _trainable_state(run.named_params),
-                "optimizer": opt.state_dict(),
-                "data": run.stream.state_dict(),
-                "rng": capture_rng_state(),
-                "trainer": {"state": st, "config": cfg.to_dict(), "method": run.spec.name},
-            },
-            out_dir / "last.pt",
-            keep_previous=True,
-        )
-        last_saved = state.step
-
-    def save_best() -> None:
-        nonlocal best_in_memory
-        if out_dir is None:
-            best_in_memory = {n: p.detach().clone() for n, p in run.named_params}
-            return
-        atomic_save(
-            {
-                "format": FORMAT,
-                "version": VERSION,
-                "kind": "weights",
-                "step": state.step,
-                "trainable": _trainable_state(run.named_params),
-            },
-            out_dir / "best.pt",
-        )
-
-    def eval_dev() -> None:
-        if not run.dev:
-            return
-        res = evaluate(run.objective, run.dev, run.collate, cfg.eval_batch_size, run.device)
-        state.eval_forward_passes += res["forward_passes"]
-        if state.step == 0:
-            state.dev_accuracy_step0 = res["accuracy"]
-        improved = state.best_dev_accuracy is None or res["accuracy"] > state.best_dev_accuracy
-        if improved:
-            state.best_dev_accuracy = res["accuracy"]
-            state.best_step = state.step
-            save_best()
-        log.write(
-            {
-                "type": "eval",
-                "split": "dev",
-                "step": state.step,
-                "accuracy": res["accuracy"],
-                "loss": res["loss"],
-                "forward_passes": state.forward_passes,
-                "eval_forward_passes": state.eval_forward_passes,
-                "best": improved,
-                "wall_time": wall(),
-            }
-        )
-
     from tqdm.auto import tqdm
 
+    cfg = run.cfg
+    out_dir = Path(out) if out is not None else None
+    check_output_dir(str(out_dir) if out_dir is not None else None, resume)
+    state = _start_output(run, out_dir, resume) if out_dir is not None else TrainerState()
+    log = _MetricsLog(out_dir / "metrics.jsonl" if out_dir is not None else None)
+    log.open(state.step if resume else None)
+    loop = _Loop(run, out_dir, state, log, last_saved=state.step if resume else None)
     try:
         if state.step == 0 and not resume:
             if cfg.eval_at_start:
-                eval_dev()
-            save_resume()  # from here on the run is resumable, whatever fails
+                _eval_dev(loop)
+            _save_resume(loop)  # from here on the run is resumable, whatever fails
         bar = tqdm(
             total=cfg.steps, initial=state.step, disable=not cfg.progress, desc=run.spec.name, dynamic_ncols=True
         )
         try:
             while state.step < cfg.steps:
-                batch = next(run.stream).to(run.device)
-                t0 = time.perf_counter()
-                skipped_before = _skipped(opt)
-                try:
-                    loss = _one_step(run, batch, state)
-                except RankFailure as e:
-                    raise RankFailure(
-                        f"step {state.step + 1} of {run.spec.name}: {e}. A rank that stops answering is given up on "
-                        f"after --dist-timeout {cfg.dist_timeout:g} s. {_last_good(out_dir, last_saved)}"
-                    ) from e.__cause__
-                except NonFiniteLossError as e:
-                    raise TrainingDiverged(
-                        f"step {state.step + 1} of {run.spec.name}: the {'update' if 'update' in str(e) else 'loss'} became "
-                        f"non-finite ({e}). Lower the learning rate (--lr) or the radius (--opt eps=...), or pass "
-                        f"--opt on_nonfinite=skip to skip such steps. {_last_good(out_dir, last_saved)}"
-                    ) from None
-                state.train_time += time.perf_counter() - t0
-                state.step += 1
-                skipped_now = _skipped(opt) > skipped_before
-                state.skipped += skipped_now
-                state.consecutive_skipped = state.consecutive_skipped + 1 if skipped_now else 0
-                loss_f = _float(loss)
-                log.write(
-                    {
-                        "type": "train",
-                        "step": state.step,
-                        "loss": loss_f if math.isfinite(loss_f) else None,
-                        "skipped": skipped_now,
-                        "forward_passes": state.forward_passes,
-                        "lr": _current_lr(opt),
-                        "wall_time": wall(),
-                    }
-                )
+                loss = _train_step(loop)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_f:.4f}", fp=state.forward_passes, skipped=state.skipped, refresh=False)
-                _check_skips(cfg, state, run.spec.name, out_dir, last_saved)
-                at_eval = (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps
-                if at_eval:
-                    eval_dev()
-                if at_eval or (cfg.save_every and state.step % cfg.save_every == 0) or state.step == stop_at:
-                    save_resume()
-                if stop_at is not None and state.step >= stop_at and state.step < cfg.steps:
+                bar.set_postfix(loss=f"{loss:.4f}", fp=state.forward_passes, skipped=state.skipped, refresh=False)
+                if _after_step(loop, stop_at):
                     return {"stopped_at": state.step}
         finally:
             bar.close()
-        return _finish(run, state, out_dir, best_in_memory, wall, log)
+        return _finish(loop)
     finally:
         log.close()
 
@@ -501,7 +551,10 @@ def _check_skips(
     """Stop the run (:class:`TrainingDiverged`) past the skip limits of ``cfg``."""
     why = None
     if state.consecutive_skipped >= cfg.max_consecutive_skips:
-        why = f"{state.consecutive_skipped} consecutive steps skipped (limit --max-consecutive-skips {cfg.max_consecutive_skips})"
+        why = (
+            f"{state.consecutive_skipped} consecutive steps skipped "
+            f"(limit --max-consecutive-skips {cfg.max_consecutive_skips})"
+        )
     elif state.skipped > cfg.skip_limit():
         why = f"{state.skipped} steps skipped in total (limit --max-skips {cfg.skip_limit()})"
     if why is not None:
@@ -511,22 +564,17 @@ def _check_skips(
         )
 
 
-def _finish(
-    run: Run,
-    state: TrainerState,
-    out_dir: Path | None,
-    best_in_memory: dict[str, torch.Tensor] | None,
-    wall: Callable[[], float],
-    log: _MetricsLog,
-) -> dict[str, Any]:
+def _finish(loop: _Loop) -> dict[str, Any]:
+    """Load the best-dev weights, evaluate the eval split, and write ``results.json``; the results."""
+    run, state, out_dir, wall, log = loop.run, loop.state, loop.out_dir, loop.wall, loop.log
     cfg = run.cfg
     # the final weights are in last.pt; the model now takes the best-dev weights for the eval split
     if run.dev:
         if out_dir is not None:
             best = load_checkpoint(out_dir / "best.pt", kind="weights")
             _load_trainable(run.named_params, best["trainable"], str(out_dir / "best.pt"))
-        elif best_in_memory is not None:
-            _load_trainable(run.named_params, best_in_memory, "best weights")
+        elif loop.best_in_memory is not None:
+            _load_trainable(run.named_params, loop.best_in_memory, "best weights")
     eval_res = evaluate(run.objective, run.eval, run.collate, cfg.eval_batch_size, run.device) if run.eval else None
     if eval_res is not None:
         state.eval_forward_passes += eval_res["forward_passes"]

@@ -17,7 +17,8 @@ when freed, so the resident set follows the live tensors):
   does not);
 * memory: the peak resident set (``VmHWM`` of ``/proc/self/status``, reset by writing 5 to
   ``/proc/self/clear_refs``) during the timed steps, minus the peak while only evaluating the closure
-  before the first step: ``extra_peak_bytes`` (it includes the state allocated by the warm-up step). Torch has no CPU allocator statistics, so the resident set is the measure;
+  before the first step: ``extra_peak_bytes`` (it includes the state allocated by the warm-up step). Torch has
+  no CPU allocator statistics, so the resident set is the measure (read by :mod:`llm.memory`);
   ``state_bytes`` (``optimizer.state_bytes()``, measured) and ``declared_state_bytes`` (registry) are listed
   next to it, and ``transient_bytes = extra_peak_bytes - state_bytes`` is the scratch a step needs.
   Targets: ZO-SGD extra memory <= the largest tensor, overhead <= 10% of the forward passes.
@@ -73,6 +74,7 @@ class Block(nn.Module):
 
 
 def build_model(blocks: int, width: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """``blocks`` :class:`Block` s of ``width``, in eval mode, initialised from ``seed``."""
     torch.manual_seed(seed)  # model initialisation only (the optimizers never touch the global RNG)
     model = nn.Sequential(*[Block(width) for _ in range(blocks)]).to(dtype)
     model.eval()
@@ -94,6 +96,7 @@ def reset_peak() -> None:
 
 
 def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
@@ -101,6 +104,7 @@ def cpu_model() -> str:
 
 
 def median_time(fn: Any, n: int) -> float:
+    """Median wall time of ``n`` calls of ``fn``."""
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -111,6 +115,7 @@ def median_time(fn: Any, n: int) -> float:
 
 # ---------------------------------------------------------------------------------------------- worker
 def worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Time and memory of optimizer ``name`` (run in a fresh subprocess, so that peaks do not mix)."""
     from zotheory.optim.registry import OPTIMIZERS, declared_state_bytes
 
     spec = OPTIMIZERS[name]
@@ -174,6 +179,7 @@ def worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def drift(name: str, dtype: torch.dtype, steps: int) -> dict[str, Any]:
+    """Parameter drift of optimizer ``name`` at lr = 0 in ``dtype`` over ``steps`` steps (module docstring)."""
     from zotheory.optim.registry import OPTIMIZERS
 
     out: dict[str, Any] = {"name": name, "dtype": str(dtype).removeprefix("torch."), "steps": steps}
@@ -185,7 +191,7 @@ def drift(name: str, dtype: torch.dtype, steps: int) -> dict[str, Any]:
         x0 = [p.detach().clone() for p in model.parameters()]
         inputs = torch.randn(32, 256, generator=torch.Generator().manual_seed(2)).to(dtype)
 
-        def closure() -> torch.Tensor:
+        def closure(model: nn.Module = model, inputs: torch.Tensor = inputs) -> torch.Tensor:
             return model(inputs).float().pow(2).mean()
 
         opt = OPTIMIZERS[name].make(list(model.named_parameters()), lr=0.0, eps=1e-3, exact_restore=exact)
@@ -207,6 +213,7 @@ def drift(name: str, dtype: torch.dtype, steps: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- driver
 def main() -> None:
+    """The command line: run every worker, merge into the JSON, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=7)
     parser.add_argument("--batch", type=int, default=256)
@@ -273,7 +280,8 @@ def main() -> None:
         )
     if not args.skip_drift:
         print(
-            f"\nlr = 0 drift over {args.drift_steps} steps (radius 1e-3), max |x_T - x_0| and in spacings at max(|x_0|, r)"
+            f"\nlr = 0 drift over {args.drift_steps} steps (radius 1e-3), "
+            "max |x_T - x_0| and in spacings at max(|x_0|, r)"
         )
         for name in names:
             for dtype in (torch.float16, torch.bfloat16):

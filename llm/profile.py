@@ -229,7 +229,7 @@ def measure_case(
         opts.update(case.method_options)
         opts.update(options or {})
         optimizer = build_optimizer(spec, named, opts, seed=0)
-    step_closure = make_backward_closure(objective, batch) if kind == "fo" else forward
+    step_closure: Any = make_backward_closure(objective, batch) if kind == "fo" else forward
     build_s = time.perf_counter() - t0
     gc.collect()
     after_build = meter.allocated()
@@ -372,6 +372,7 @@ class StepBreakdown:
 
 def _subclasses(cls: type) -> list[type]:
     out = [cls]
+    sub: type
     for sub in cls.__subclasses__():
         out.extend(_subclasses(sub))
     return out
@@ -424,7 +425,7 @@ def run_cases(
             wall = time.perf_counter() - t0
             if proc.returncode != 0 or not res_path.exists():
                 tail = (proc.stderr or "").strip().splitlines()[-3:]
-                rec = {
+                rec: dict[str, Any] = {
                     "case": case.key,
                     "preset": case.preset,
                     "mode": case.mode,
@@ -635,6 +636,7 @@ def _worker(spec_json: str, result_path: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (``python -m llm.profile``); the exit status."""
     args = build_parser().parse_args(argv)
     if args.worker:
         return _worker(args.worker, args.result)
@@ -702,10 +704,12 @@ def _report(
         "settings": settings,
         "notes": [
             "each case ran in a fresh subprocess; memory = peak during the first call(s) after building",
-            "CPU memory: process peak RSS (VmHWM reset via /proc/self/clear_refs); baseline = RSS before the model was built",
+            "CPU memory: process peak RSS (VmHWM reset via /proc/self/clear_refs); "
+            "baseline = RSS before the model was built",
             "GPU memory: torch.cuda.max_memory_allocated after reset_peak_memory_stats",
             "time ratio = median(step) / (evals_per_step * median(forward)), measured interleaved in one process",
-            "breakdown_s: median of instrumented steps (synchronised around every timed call): forward = closure calls, "
+            "breakdown_s: median of instrumented steps (synchronised around every timed call): "
+            "forward = closure calls, "
             "sweeps = in-place perturb/restore/update passes (draws included), draws = random generation alone, "
             "lmo = update rules and LMOs (Newton-Schulz, sign, l2, norms), other = step - forward - sweeps - lmo",
             "synthetic batch of random token ids, no padding; OPT presets with random weights",

@@ -195,12 +195,15 @@ def build_run(cfg: FinetuneConfig, *, data_parallel: DataParallel | None = None)
     model, tokenizer, kind = _load_model(cfg, task.num_labels)
     lora = _lora_kwargs(cfg, kind) if cfg.mode == "lora" else {}
     if kind == "prototype":
-        from llm.prototype_head import prepare_prototype_model
+        from llm.prototype_head import PrototypeClassifier, prepare_prototype_model
 
+        if not isinstance(model, PrototypeClassifier):
+            raise TypeError(f"a prototype model must be a PrototypeClassifier, got {type(model).__name__}")
         model = prepare_prototype_model(model, cfg.mode, seed=cfg.seed, **lora)
     else:
         model = models.prepare_model(model, cfg.mode, seed=cfg.seed, **lora)
     model.to(device)
+    encode: Callable[[list[D.Example]], list[Any]]
     if kind == "causal":
         objective: nn.Module = CausalLMClassificationObjective(model)
         encode = lambda exs: D.encode_classification(tokenizer, exs, task, max_length=cfg.max_length)  # noqa: E731

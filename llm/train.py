@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from torch import nn
@@ -137,7 +137,8 @@ def evaluate(
             served.append(None)
             yield b
 
-    res = objective.evaluate(counted(), device=device)
+    # nn.Module.__getattr__ types attributes as Tensor | Module; the llm.objective classes define evaluate()
+    res = objective.evaluate(counted(), device=device)  # type: ignore[operator]
     return {
         "accuracy": res.accuracy,
         "loss": res.loss,
@@ -195,7 +196,7 @@ class _MetricsLog:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.records: list[dict[str, Any]] = []
-        self._f = None
+        self._f: TextIO | None = None
 
     def open(self, resume_step: int | None) -> None:
         if self.path is None:
@@ -535,7 +536,8 @@ def _check_resume_config(saved: dict[str, Any], cfg: FinetuneConfig, where: Path
 
 
 def _skipped(opt: torch.optim.Optimizer) -> int:
-    zo = opt.state.get("zo") if isinstance(opt.state, dict) else None
+    state: Any = opt.state  # zotheory optimizers keep their counters under the string key "zo"
+    zo = state.get("zo") if isinstance(state, dict) else None
     return int(zo["skipped"]) if isinstance(zo, dict) and "skipped" in zo else 0
 
 

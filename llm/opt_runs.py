@@ -117,7 +117,7 @@ def make_config(
 def rebind(run: Any, cfg: Any) -> Any:
     """The same model, data and objective with the optimizer of ``cfg`` (built by the loop's own
     :func:`llm.train.check_method_options` / :func:`llm.train.build_optimizer`)."""
-    from llm.train import build_optimizer, check_method_options
+    from llm.methods import build_optimizer, check_method_options
 
     spec, opts, policy_cls, policy_opts = check_method_options(cfg)
     policy = policy_cls(**policy_opts) if policy_cls is not None else None
@@ -210,7 +210,7 @@ def measure_run(
     state = optimizer_state_bytes(optimizer)
     evals = getattr(optimizer, "evals_per_step", None)
     if not zo:
-        from llm.train import FO_FORWARD_EQUIVALENTS
+        from llm.step import FO_FORWARD_EQUIVALENTS
 
         evals = FO_FORWARD_EQUIVALENTS
         for _, p in run.named_params:
@@ -258,7 +258,7 @@ def measure_mode(
     A method that fails (not registered, out of memory, an error) gets a record with ``error`` and
     the others go on.
     """
-    from llm.train import build_run
+    from llm.run import build_run
 
     records: list[dict[str, Any]] = []
     run = None

@@ -199,8 +199,8 @@ def measure_case(
 
     from llm import models
     from llm.memory import make_meter, optimizer_state_bytes
+    from llm.methods import build_optimizer, resolve_method
     from llm.objective import CausalLMClassificationObjective, make_backward_closure, make_closure
-    from llm.train import build_optimizer, resolve_method
 
     dev = torch.device(device)
     meter = make_meter(dev)
@@ -649,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.methods:
             keep = {m.strip() for m in args.methods.split(",")} | {"inference"}
             cases = [c for c in cases if c.method in keep]
-    from llm.train import available_methods
+    from llm.methods import available_methods
 
     known = set(available_methods()) | {"inference"}
     skipped = sorted({c.method for c in cases if c.method_name not in known})

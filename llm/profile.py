@@ -10,7 +10,8 @@ peaks do not mix:
   CPU: the process's peak resident set size ``VmHWM``, reset just before the measured
   phase by writing ``5`` to ``/proc/self/clear_refs`` (Linux >= 4.0); the resident size
   before the model was built (Python, torch, transformers) is recorded as ``baseline`` and
-  ratios are given both on absolute peaks and on peaks above that baseline.
+  ratios are given both on absolute peaks and on peaks above that baseline. The readings are those
+  of :mod:`llm.memory`; a CPU profile needs ``/proc`` (Linux) and says so where it is absent.
 * time: in the same process, after the memory phase, ``repeats`` interleaved pairs of
   (one forward pass of the step's closure, one optimizer step); the ratio is
   ``median(step) / (evals_per_step * median(forward))``: the price of a step beyond the

@@ -18,7 +18,7 @@ when freed, so the resident set follows the live tensors):
 * memory: the peak resident set (``VmHWM`` of ``/proc/self/status``, reset by writing 5 to
   ``/proc/self/clear_refs``) during the timed steps, minus the peak while only evaluating the closure
   before the first step: ``extra_peak_bytes`` (it includes the state allocated by the warm-up step). Torch has
-  no CPU allocator statistics, so the resident set is the measure;
+  no CPU allocator statistics, so the resident set is the measure (read by :mod:`llm.memory`);
   ``state_bytes`` (``optimizer.state_bytes()``, measured) and ``declared_state_bytes`` (registry) are listed
   next to it, and ``transient_bytes = extra_peak_bytes - state_bytes`` is the scratch a step needs.
   Targets: ZO-SGD extra memory <= the largest tensor, overhead <= 10% of the forward passes.
@@ -50,6 +50,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from llm.memory import process_peak_rss, reset_process_peak
+
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
 OUT = RESULTS / "optimizer_overhead.json"
 SLOW = ("muon", "lmo")  # names containing these orthogonalise / decompose full matrices every step
@@ -72,7 +74,7 @@ class Block(nn.Module):
 
 
 def build_model(blocks: int, width: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """A stack of ``blocks`` residual MLP blocks of ``width``, seeded, in eval mode."""
+    """``blocks`` :class:`Block` s of ``width``, in eval mode, initialised from ``seed``."""
     torch.manual_seed(seed)  # model initialisation only (the optimizers never touch the global RNG)
     model = nn.Sequential(*[Block(width) for _ in range(blocks)]).to(dtype)
     model.eval()
@@ -80,20 +82,21 @@ def build_model(blocks: int, width: int, seed: int = 0, dtype: torch.dtype = tor
 
 
 def rss_peak() -> int:
-    """Peak resident set of this process in bytes (``VmHWM``)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("VmHWM not found")
+    """The process's peak resident set (:func:`llm.memory.process_peak_rss`); this benchmark needs Linux."""
+    peak = process_peak_rss()
+    if peak is None:
+        raise RuntimeError("the peak resident set (VmHWM of /proc/self/status) cannot be read: run on Linux")
+    return peak
 
 
 def reset_peak() -> None:
-    """Reset ``VmHWM`` to the current resident set."""
-    Path("/proc/self/clear_refs").write_text("5")
+    """Reset the peak resident set to the current one (:func:`llm.memory.reset_process_peak`)."""
+    if not reset_process_peak():
+        raise RuntimeError("/proc/self/clear_refs cannot be written: the peak resident set cannot be reset")
 
 
 def cpu_model() -> str:
-    """The CPU's model name, for the JSON."""
+    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
@@ -101,7 +104,7 @@ def cpu_model() -> str:
 
 
 def median_time(fn: Any, n: int) -> float:
-    """Median wall seconds of ``n`` calls of ``fn``."""
+    """Median wall time of ``n`` calls of ``fn``."""
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -112,7 +115,7 @@ def median_time(fn: Any, n: int) -> float:
 
 # ---------------------------------------------------------------------------------------------- worker
 def worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Time and measure the memory of optimizer ``name`` (run in its own process, so that peaks do not mix)."""
+    """Time and memory of optimizer ``name`` (run in a fresh subprocess, so that peaks do not mix)."""
     from zotheory.optim.registry import OPTIMIZERS, declared_state_bytes
 
     spec = OPTIMIZERS[name]
@@ -176,7 +179,7 @@ def worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def drift(name: str, dtype: torch.dtype, steps: int) -> dict[str, Any]:
-    """Parameter drift of ``steps`` lr = 0 steps in ``dtype``, with arithmetic and with exact restores."""
+    """Parameter drift of optimizer ``name`` at lr = 0 in ``dtype`` over ``steps`` steps (module docstring)."""
     from zotheory.optim.registry import OPTIMIZERS
 
     out: dict[str, Any] = {"name": name, "dtype": str(dtype).removeprefix("torch."), "steps": steps}
@@ -210,7 +213,7 @@ def drift(name: str, dtype: torch.dtype, steps: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- driver
 def main() -> None:
-    """Command line: time every optimizer, measure the drift, and merge the rows into ``--out``."""
+    """The command line: run every worker, merge into the JSON, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=7)
     parser.add_argument("--batch", type=int, default=256)

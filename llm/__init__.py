@@ -3,12 +3,15 @@
 Submodules (imported lazily, so ``import llm`` does not pull in transformers):
 
 - `llm.data`      tasks as prompts + label words, loaders, MeZO sampling, tokenisation,
-                  collation, resumable batch order
+                  collation, resumable batch order (a package: tasks, readers, sampling,
+                  encoding, batches)
 - `llm.models`    checkpoint loading, offline OPT presets, offline tokenizer, LoRA,
                   MiniLM / BERT classifiers
 - `llm.objective` loss modules and the closures the optimizers call
 - `llm.step`      one optimizer step: closure over micro-batches, forward-pass accounting
 - `llm.hf_trainer` `ZOTrainer`, a `transformers.Trainer` for every zotheory method
+- `llm.train`     the plain loop (`llm.methods` resolves methods, `llm.run` builds a run)
+- `llm.memory`    peak RSS, GPU peak and optimizer-state bytes, the device meters
 
 Typical use (offline, tiny)::
 

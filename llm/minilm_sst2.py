@@ -91,7 +91,8 @@ METHODS: dict[str, MethodEntry] = {
 def _evals_per_step(entry: MethodEntry, opts: dict[str, Any]) -> int:
     """Forward passes per step: 3 for FO; for ZO the optimizer's ``evals_per_step``, read
     from an instance built on a 4x4 probe (a policy's extra evaluations included)."""
-    from llm.train import FO_FORWARD_EQUIVALENTS, _probe_params, build_optimizer, resolve_method, resolve_policy
+    from llm.methods import _probe_params, build_optimizer, resolve_method, resolve_policy
+    from llm.step import FO_FORWARD_EQUIVALENTS
 
     spec = resolve_method(entry.method)
     if spec.kind == "fo":

@@ -10,7 +10,8 @@ peaks do not mix:
   CPU: the process's peak resident set size ``VmHWM``, reset just before the measured
   phase by writing ``5`` to ``/proc/self/clear_refs`` (Linux >= 4.0); the resident size
   before the model was built (Python, torch, transformers) is recorded as ``baseline`` and
-  ratios are given both on absolute peaks and on peaks above that baseline.
+  ratios are given both on absolute peaks and on peaks above that baseline. The readings are those
+  of :mod:`llm.memory`; a CPU profile needs ``/proc`` (Linux) and says so where it is absent.
 * time: in the same process, after the memory phase, ``repeats`` interleaved pairs of
   (one forward pass of the step's closure, one optimizer step); the ratio is
   ``median(step) / (evals_per_step * median(forward))``: the price of a step beyond the
@@ -149,73 +150,15 @@ def parse_cases(text: str) -> list[Case]:
 
 
 # --------------------------------------------------------------------------------------
-# memory readings
-# --------------------------------------------------------------------------------------
-
-
-def _status_kb(name: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith(name + ":"):
-                return int(line.split()[1])
-    raise KeyError(name)
-
-
-class _Meter:
-    """Current and peak memory on one device; ``reset()`` starts a new peak."""
-
-    def __init__(self, device: Any) -> None:
-        import torch
-
-        self.device = device
-        self.cuda = device.type == "cuda"
-        self.torch = torch
-        self.resettable = True
-        if not self.cuda:
-            try:
-                self._clear_refs()
-                _status_kb("VmHWM")
-            except (OSError, KeyError):
-                self.resettable = False
-
-    @staticmethod
-    def _clear_refs() -> None:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")
-
-    def current(self) -> int:
-        if self.cuda:
-            return int(self.torch.cuda.memory_allocated(self.device))
-        try:
-            return _status_kb("VmRSS") * 1024
-        except (OSError, KeyError):  # pragma: no cover - non-Linux
-            import resource
-
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-    def reset(self) -> None:
-        gc.collect()
-        if self.cuda:
-            self.torch.cuda.synchronize(self.device)
-            self.torch.cuda.empty_cache()
-            self.torch.cuda.reset_peak_memory_stats(self.device)
-        elif self.resettable:
-            self._clear_refs()
-
-    def peak(self) -> int:
-        if self.cuda:
-            self.torch.cuda.synchronize(self.device)
-            return int(self.torch.cuda.max_memory_allocated(self.device))
-        if self.resettable:
-            return _status_kb("VmHWM") * 1024
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-# --------------------------------------------------------------------------------------
 # one case (runs inside the worker subprocess)
 # --------------------------------------------------------------------------------------
+
+
+def _reading(value: int | None, what: str) -> int:
+    """A memory reading the profile cannot do without (``None``: ``/proc/self/status`` is unreadable)."""
+    if value is None:
+        raise RuntimeError(f"{what} cannot be read on this system: CPU profiling needs /proc/self/status (Linux)")
+    return value
 
 
 def synthetic_batch(vocab_size: int, batch_size: int, seq_len: int, seed: int = 0) -> Any:
@@ -256,17 +199,18 @@ def measure_case(
     import torch
 
     from llm import models
+    from llm.memory import make_meter, optimizer_state_bytes
+    from llm.methods import build_optimizer, resolve_method
     from llm.objective import CausalLMClassificationObjective, make_backward_closure, make_closure
-    from llm.train import build_optimizer, resolve_method
 
     dev = torch.device(device)
-    meter = _Meter(dev)
+    meter = make_meter(dev)
     import transformers.models.opt.modeling_opt  # noqa: F401 - imported before the baseline reading
 
     if case.mode == "lora":
         import peft  # noqa: F401
     gc.collect()
-    baseline = meter.current()
+    baseline = _reading(meter.allocated(), "current memory")
     t0 = time.perf_counter()
     preset = models.get_opt_preset(case.preset)
     model = models.build_opt_from_preset(preset, dtype=dtype, seed=0, device=dev)
@@ -286,14 +230,12 @@ def measure_case(
         opts.update(case.method_options)
         opts.update(options or {})
         optimizer = build_optimizer(spec, named, opts, seed=0)
-    step_closure = make_backward_closure(objective, batch) if kind == "fo" else forward
+    step_closure: Any = make_backward_closure(objective, batch) if kind == "fo" else forward
     build_s = time.perf_counter() - t0
     gc.collect()
-    after_build = meter.current()
+    after_build = meter.allocated()
 
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+    sync = meter.synchronize
 
     def one() -> None:
         if optimizer is None:
@@ -302,13 +244,15 @@ def measure_case(
             optimizer.step(step_closure)
 
     # memory phase: the first call(s) after building (no warm-up: the peak of a fresh process)
-    meter.reset()
+    meter.empty_cache()
+    meter.synchronize()
+    meter.reset_peak()
     t0 = time.perf_counter()
     for _ in range(memory_steps):
         one()
     sync()
     first_s = time.perf_counter() - t0
-    peak = meter.peak()
+    peak = _reading(meter.peak(), "peak memory")
 
     result: dict[str, Any] = {
         "case": case.key,
@@ -327,7 +271,7 @@ def measure_case(
         "peak_bytes": peak,
         "peak_over_baseline_bytes": peak - baseline,
         "memory_steps": memory_steps,
-        "optimizer_state_bytes": _state_bytes(optimizer),
+        "optimizer_state_bytes": None if optimizer is None else optimizer_state_bytes(optimizer),
         "build_s": build_s,
         "first_calls_s": first_s,
     }
@@ -429,6 +373,7 @@ class StepBreakdown:
 
 def _subclasses(cls: type) -> list[type]:
     out = [cls]
+    sub: type
     for sub in cls.__subclasses__():
         out.extend(_subclasses(sub))
     return out
@@ -449,21 +394,6 @@ def measure_breakdown(optimizer: Any, closure: Any, steps: int, sync: Any) -> di
         row["other"] = total - row["forward"] - row["sweeps"] - row["lmo"]
         rows.append(row)
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-
-
-def _state_bytes(optimizer: Any) -> int | None:
-    if optimizer is None:
-        return None
-    if hasattr(optimizer, "state_bytes"):
-        return int(optimizer.state_bytes())
-    import torch
-
-    total = 0
-    for st in optimizer.state.values():
-        for v in st.values() if isinstance(st, dict) else ():
-            if isinstance(v, torch.Tensor) and v.dim() > 0:
-                total += v.numel() * v.element_size()
-    return total
 
 
 # --------------------------------------------------------------------------------------
@@ -496,7 +426,7 @@ def run_cases(
             wall = time.perf_counter() - t0
             if proc.returncode != 0 or not res_path.exists():
                 tail = (proc.stderr or "").strip().splitlines()[-3:]
-                rec = {
+                rec: dict[str, Any] = {
                     "case": case.key,
                     "preset": case.preset,
                     "mode": case.mode,
@@ -707,6 +637,7 @@ def _worker(spec_json: str, result_path: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (``python -m llm.profile``); the exit status."""
     args = build_parser().parse_args(argv)
     if args.worker:
         return _worker(args.worker, args.result)
@@ -719,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.methods:
             keep = {m.strip() for m in args.methods.split(",")} | {"inference"}
             cases = [c for c in cases if c.method in keep]
-    from llm.train import available_methods
+    from llm.methods import available_methods
 
     known = set(available_methods()) | {"inference"}
     skipped = sorted({c.method for c in cases if c.method_name not in known})
@@ -774,10 +705,12 @@ def _report(
         "settings": settings,
         "notes": [
             "each case ran in a fresh subprocess; memory = peak during the first call(s) after building",
-            "CPU memory: process peak RSS (VmHWM reset via /proc/self/clear_refs); baseline = RSS before the model was built",
+            "CPU memory: process peak RSS (VmHWM reset via /proc/self/clear_refs); "
+            "baseline = RSS before the model was built",
             "GPU memory: torch.cuda.max_memory_allocated after reset_peak_memory_stats",
             "time ratio = median(step) / (evals_per_step * median(forward)), measured interleaved in one process",
-            "breakdown_s: median of instrumented steps (synchronised around every timed call): forward = closure calls, "
+            "breakdown_s: median of instrumented steps (synchronised around every timed call): "
+            "forward = closure calls, "
             "sweeps = in-place perturb/restore/update passes (draws included), draws = random generation alone, "
             "lmo = update rules and LMOs (Newton-Schulz, sign, l2, norms), other = step - forward - sweeps - lmo",
             "synthetic batch of random token ids, no padding; OPT presets with random weights",

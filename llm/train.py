@@ -42,17 +42,15 @@ bit (same parameters, same metric records apart from wall-clock fields).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, TextIO
 
 import torch
 from torch import nn
@@ -65,8 +63,21 @@ from llm.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from llm.config import FinetuneConfig, accepted_options, coerce_options
+from llm.config import FinetuneConfig
 from llm.distributed import RankFailure
+from llm.memory import optimizer_state_bytes, peak_memory
+from llm.methods import (
+    FIRST_ORDER_METHODS,
+    POLICIES,
+    MethodSpec,
+    available_methods,
+    build_optimizer,
+    check_method_options,
+    method_options,
+    resolve_method,
+    resolve_policy,
+)
+from llm.run import _START_FILES, DataParallel, Run, build_run, check_output_dir, parse_device
 from llm.step import (
     FO_FORWARD_EQUIVALENTS,
 )  # the step's closure and accounting live in llm.step (shared with llm.hf_trainer)
@@ -104,375 +115,8 @@ class TrainingDiverged(RuntimeError):
     line with the step, the method, the advice and the last good checkpoint (``--resume`` continues there)."""
 
 
-#: First-order baselines (backpropagation) reachable as methods.
-FIRST_ORDER_METHODS: dict[str, type[torch.optim.Optimizer]] = {
-    "fo-sgd": torch.optim.SGD,
-    "fo-adam": torch.optim.Adam,
-}
-
-#: Direction policies: CLI name -> class name in ``zotheory.policies``.
-POLICIES: dict[str, str] = {
-    "ldsd": "LDSDPolicy",
-    "gv": "GuidedVectorPolicy",
-    "greedy": "GreedyPolicy",
-    "carried-best": "CarriedBestPolicy",
-}
-
-# Options the loop sets itself (from the config), refused inside --opt.
-_LOOP_MANAGED = ("seed", "policy")
-
-
 # --------------------------------------------------------------------------------------
-# Methods, policies, optimizers
-# --------------------------------------------------------------------------------------
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_\s]", "", name.lower())
-
-
-def _zo_registry() -> dict[str, Any]:
-    """``zotheory.optim.registry.OPTIMIZERS``: name -> ``OptimizerSpec`` (with ``.factory``)."""
-    from zotheory.optim.registry import OPTIMIZERS
-
-    return dict(OPTIMIZERS)
-
-
-def available_methods() -> list[str]:
-    """Every method name the loop accepts (registry names, then first-order baselines)."""
-    return sorted(_zo_registry()) + sorted(FIRST_ORDER_METHODS)
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A resolved method: its canonical name, kind and constructor ``factory(params, **options)``."""
-
-    name: str
-    kind: Literal["zo", "fo"]
-    factory: Callable[..., torch.optim.Optimizer]
-
-
-def resolve_method(name: str) -> MethodSpec:
-    """Find ``name`` among the first-order baselines and the ZO registry.
-
-    Matching ignores case, ``-`` and ``_`` (``ZO_SGD`` = ``zo-sgd`` = ``zosgd``). Raises
-    ``ValueError`` naming the unknown method and listing the known ones.
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"method must be a non-empty string, got {name!r}")
-    key = _normalise(name)
-    for fo_name, cls in FIRST_ORDER_METHODS.items():
-        if _normalise(fo_name) == key:
-            return MethodSpec(fo_name, "fo", cls)
-    registry = _zo_registry()
-    for zo_name, entry in registry.items():
-        if zo_name == name or _normalise(zo_name) == key:
-            return MethodSpec(zo_name, "zo", getattr(entry, "factory", entry))
-    raise ValueError(f"unknown method {name!r}; available: {available_methods()}")
-
-
-def _probe_params() -> list[tuple[str, nn.Parameter]]:
-    return [("probe.weight", nn.Parameter(torch.zeros(4, 4))), ("probe.bias", nn.Parameter(torch.zeros(4)))]
-
-
-def method_options(spec: MethodSpec) -> dict[str, inspect.Parameter]:
-    """The keyword options of a method, read from declared signatures (no optimizer is built): a ZO method's
-    :meth:`~zotheory.optim.registry.OptimizerSpec.parameters` (its own hyper-parameters, then the shared
-    estimator options it takes), a first-order baseline's constructor."""
-    if spec.kind == "zo":
-        return _zo_registry()[spec.name].parameters()
-    return accepted_options(spec.factory)
-
-
-def resolve_policy(name: str) -> type:
-    """The direction-policy class for a CLI name (``ldsd``, ``gv``, ``greedy``, ``carried-best``)."""
-    import zotheory.policies as policies
-
-    key = _normalise(name)
-    for cli, cls_name in POLICIES.items():
-        if key in (_normalise(cli), _normalise(cls_name), _normalise(cls_name.removesuffix("Policy"))):
-            cls = getattr(policies, cls_name, None)
-            if cls is None:
-                raise ValueError(f"direction policy {name!r} ({cls_name}) is not available in zotheory.policies")
-            return cls
-    raise ValueError(f"unknown direction policy {name!r}; available: {sorted(POLICIES)}")
-
-
-def check_method_options(cfg: FinetuneConfig) -> tuple[MethodSpec, dict[str, Any], type | None, dict[str, Any]]:
-    """Resolve the method and policy and type-check every option (no model needed)."""
-    spec = resolve_method(cfg.method)
-    opts = coerce_options(
-        cfg.optimizer_options(), method_options(spec), what=f"method {spec.name!r}", exclude=_LOOP_MANAGED
-    )
-    policy_cls: type | None = None
-    policy_opts: dict[str, Any] = {}
-    if cfg.policy is not None:
-        if spec.kind != "zo":
-            raise ValueError(f"a direction policy ({cfg.policy!r}) needs a zeroth-order method, not {spec.name!r}")
-        policy_cls = resolve_policy(cfg.policy)
-        policy_opts = coerce_options(cfg.policy_opt, policy_cls, what=f"policy {cfg.policy!r}")
-    return spec, opts, policy_cls, policy_opts
-
-
-def build_optimizer(
-    spec: MethodSpec,
-    named_params: Sequence[tuple[str, nn.Parameter]],
-    options: dict[str, Any],
-    *,
-    seed: int,
-    policy: Any = None,
-) -> torch.optim.Optimizer:
-    """Construct the optimizer over ``(name, tensor)`` pairs; constructor errors name the method."""
-    params = list(named_params)
-    if not params:
-        raise ValueError("the model has no trainable parameters")
-    try:
-        if spec.kind == "fo":
-            return spec.factory(params, **options)
-        kwargs = dict(options, seed=seed)
-        if policy is not None:
-            kwargs["policy"] = policy
-        return spec.factory(params, **kwargs)
-    except TypeError as e:
-        raise ValueError(f"method {spec.name!r} rejected its options {sorted(options)}: {e}") from None
-
-
-# --------------------------------------------------------------------------------------
-# Building a run
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """Everything the loop needs, built and validated before anything is written."""
-
-    cfg: FinetuneConfig
-    spec: MethodSpec
-    model: nn.Module
-    tokenizer: Any
-    objective: nn.Module
-    optimizer: torch.optim.Optimizer
-    named_params: list[tuple[str, nn.Parameter]]
-    stream: Any  # llm.data.BatchStream
-    dev: list[Any]
-    eval: list[Any]
-    collate: Callable[[Sequence[Any]], Any]
-    device: torch.device
-    data_info: dict[str, Any] = field(default_factory=dict)
-    data_parallel: DataParallel | None = None
-
-    @property
-    def num_trainable(self) -> int:
-        return sum(p.numel() for _, p in self.named_params)
-
-
-@dataclass
-class DataParallel:
-    """This process's place in a data-parallel ZO run (``--distributed``, :mod:`llm.distributed`).
-
-    Every rank draws the same batch (same seed), keeps its contiguous shard of it
-    (:func:`llm.distributed.shard_bounds`) and evaluates the closure on that shard; the closure
-    all-reduces the example-weighted loss (two float64 scalars per evaluation), so every rank
-    sees the full-batch loss and applies the same update. ``log`` counts the bytes sent.
-    """
-
-    rank: int
-    world: int
-    log: Any  # llm.distributed.CommunicationLog
-
-
-def _shard_collate(collate: Callable[[Sequence[Any]], Any], rank: int, world: int) -> Callable[[Sequence[Any]], Any]:
-    """Collate only this rank's contiguous shard of each batch's examples."""
-    from llm.distributed import shard_bounds
-
-    def shard(examples: Sequence[Any]) -> Any:
-        start, stop = shard_bounds(len(examples), rank, world)
-        return collate(list(examples)[start:stop])
-
-    return shard
-
-
-def parse_device(name: str) -> torch.device:
-    """``torch.device(name)``, with a ``ValueError`` naming the device when it is unknown or absent."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but CUDA is not available")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} requested but MPS is not available")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {name!r} is not supported; use cpu, cuda, cuda:N or mps")
-    return device
-
-
-#: Files a finished or resumable run holds; a folder with none of them (a failed start) may be re-run.
-_RUN_FILES = ("last.pt", "results.json")
-#: Files of a failed start that a fresh run replaces.
-_START_FILES = ("best.pt", "metrics.jsonl", "last.prev.pt", "config.json")
-
-
-def check_output_dir(out: str | None, resume: bool) -> None:
-    """Refuse an ``out`` that is a file, a run to overwrite, or a resume without a checkpoint (writes nothing)."""
-    if out is None:
-        if resume:
-            raise ValueError("resume needs an output directory")
-        return
-    p = Path(out)
-    if p.exists() and not p.is_dir():
-        raise ValueError(f"--out {out!r} is a file, not a directory")
-    if resume and not (p / "last.pt").is_file():
-        raise ValueError(f"cannot resume: {str(p / 'last.pt')!r} does not exist")
-    if not resume:
-        taken = [n for n in _RUN_FILES if (p / n).exists()]
-        if taken:
-            raise ValueError(
-                f"output directory {out!r} already holds a run ({taken}); pass resume=True / --resume or choose another --out"
-            )
-
-
-def _load_model(cfg: FinetuneConfig, num_labels: int) -> tuple[nn.Module, Any, str]:
-    """``(model, tokenizer, kind)`` with kind ``"causal"``, ``"seqcls"`` or ``"prototype"``
-    (an encoder with the cosine-prototype head of :mod:`llm.prototype_head`; scored like ``seqcls``)."""
-    from llm import models
-
-    if cfg.model.startswith("preset:"):
-        name = cfg.model.removeprefix("preset:")
-        preset = models.get_opt_preset(name)
-        model = models.build_opt_from_preset(preset, dtype=cfg.dtype, seed=cfg.seed, device=cfg.device)
-        tokenizer = models.offline_tokenizer(vocab_size=min(preset.vocab_size, 4096))
-        return model, tokenizer, "causal"
-    if cfg.model.lower() in ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"):
-        from llm.prototype_head import default_label_sentences, load_minilm_prototype_classifier
-
-        sentences = cfg.label_sentences if cfg.label_sentences is not None else default_label_sentences(cfg.task)
-        if len(sentences) != num_labels:
-            raise ValueError(
-                f"label_sentences has {len(sentences)} entries, task {cfg.task!r} has {num_labels} classes"
-            )
-        model, tokenizer = load_minilm_prototype_classifier(
-            sentences, pooling=cfg.pooling, scale=cfg.head_scale, dtype=cfg.dtype, device=cfg.device
-        )
-        return model, tokenizer, "prototype"
-    if cfg.model.lower() == "minilm-linear":
-        model, tokenizer = models.load_minilm_classifier(num_labels, dtype=cfg.dtype, device=cfg.device, seed=cfg.seed)
-        return model, tokenizer, "seqcls"
-    model, tokenizer = models.load_causal_lm(cfg.model, dtype=cfg.dtype, device=cfg.device)
-    return model, tokenizer, "causal"
-
-
-def _lora_kwargs(cfg: FinetuneConfig, kind: str) -> dict[str, Any]:
-    kw: dict[str, Any] = {"r": cfg.lora_r, "alpha": cfg.lora_alpha}
-    if kind in ("seqcls", "prototype"):
-        kw["target_modules"] = ("query", "value")
-    return kw
-
-
-def _by_length(encoded: list[Any]) -> list[Any]:
-    """Evaluation sets sorted by length (less padding, same accuracy); stable."""
-
-    def length(e: Any) -> int:
-        return len(getattr(e, "prompt_ids", None) or e.input_ids)
-
-    return sorted(encoded, key=length)
-
-
-def build_run(cfg: FinetuneConfig, *, data_parallel: DataParallel | None = None) -> Run:
-    """Validate the method and its options, load and sample the data, build model,
-    objective and optimizer. Raises ``ValueError`` for bad input; writes nothing.
-    ``data_parallel``: train on this rank's shard of every batch (see :class:`DataParallel`)."""
-    from llm import data as D
-    from llm import models
-    from llm.objective import CausalLMClassificationObjective, SequenceClassificationObjective
-
-    spec, opts, policy_cls, policy_opts = check_method_options(cfg)
-    if data_parallel is not None:
-        if spec.kind != "zo":
-            raise ValueError(f"--distributed supports zeroth-order methods only (scalar all-reduce), not {spec.name!r}")
-        if cfg.batch_size < data_parallel.world:
-            raise ValueError(
-                f"batch_size {cfg.batch_size} is smaller than the {data_parallel.world} data-parallel ranks"
-            )
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = parse_device(cfg.device)
-
-    task = D.get_task(cfg.task)
-    train_pool = D.load_examples(task, "train", cfg.data_dir, allow_download=cfg.allow_download)
-    eval_pool = (
-        D.load_examples(task, "validation", cfg.data_dir, allow_download=cfg.allow_download)
-        if cfg.eval_from == "dev"
-        else None
-    )
-    splits = D.sample_splits(
-        train_pool, cfg.num_train, cfg.num_dev, cfg.num_eval, seed=cfg.data_seed, eval_examples=eval_pool
-    )
-    if not splits.train:
-        raise ValueError("num_train=0: nothing to train on")
-    if cfg.batch_size > len(splits.train):
-        raise ValueError(
-            f"batch_size {cfg.batch_size} is larger than the {len(splits.train)} training examples; lower --batch-size"
-        )
-
-    model, tokenizer, kind = _load_model(cfg, task.num_labels)
-    lora = _lora_kwargs(cfg, kind) if cfg.mode == "lora" else {}
-    if kind == "prototype":
-        from llm.prototype_head import prepare_prototype_model
-
-        model = prepare_prototype_model(model, cfg.mode, seed=cfg.seed, **lora)
-    else:
-        model = models.prepare_model(model, cfg.mode, seed=cfg.seed, **lora)
-    model.to(device)
-    if kind == "causal":
-        objective: nn.Module = CausalLMClassificationObjective(model)
-        encode = lambda exs: D.encode_classification(tokenizer, exs, task, max_length=cfg.max_length)  # noqa: E731
-        collate: Callable[[Sequence[Any]], Any] = D.CausalLMCollator.from_tokenizer(tokenizer)
-    else:
-        objective = SequenceClassificationObjective(model)
-        encode = lambda exs: D.encode_sequence_classification(tokenizer, exs, task, max_length=cfg.max_length)  # noqa: E731
-        collate = D.SequenceClassificationCollator.from_tokenizer(tokenizer)
-    train_enc = encode(splits.train)
-    train_collate = (
-        collate if data_parallel is None else _shard_collate(collate, data_parallel.rank, data_parallel.world)
-    )
-    stream = D.BatchStream(train_enc, train_collate, cfg.batch_size, seed=cfg.seed)
-    named = models.named_trainable_parameters(model)
-    policy = policy_cls(**policy_opts) if policy_cls is not None else None
-    optimizer = build_optimizer(spec, named, opts, seed=cfg.seed, policy=policy)
-    if hasattr(optimizer, "check_radius"):
-        optimizer.check_radius()  # a radius below the dtype's resolution fails now, before anything is written
-    return Run(
-        cfg=cfg,
-        spec=spec,
-        model=model,
-        tokenizer=tokenizer,
-        objective=objective,
-        optimizer=optimizer,
-        named_params=named,
-        stream=stream,
-        dev=_by_length(encode(splits.dev)),
-        eval=_by_length(encode(splits.eval)),
-        collate=collate,
-        device=device,
-        data_parallel=data_parallel,
-        data_info={
-            "task": task.name,
-            "num_train": len(splits.train),
-            "num_dev": len(splits.dev),
-            "num_eval": len(splits.eval),
-            "eval_source": splits.eval_source,
-            "data_seed": splits.seed,
-            "model_kind": kind,
-        },
-    )
-
-
-# --------------------------------------------------------------------------------------
-# Evaluation, memory
+# Evaluation
 # --------------------------------------------------------------------------------------
 
 
@@ -486,43 +130,21 @@ def evaluate(
     """Accuracy and mean loss on ``encoded`` (eval mode, inference mode); counts forward passes."""
     from llm.data import iter_batches
 
-    calls = 0
+    served: list[Any] = []  # the batches handed to the objective: one forward pass each
 
     def counted() -> Iterator[Any]:
-        nonlocal calls
         for b in iter_batches(encoded, collate, batch_size):
-            calls += 1
+            served.append(None)
             yield b
 
-    res = objective.evaluate(counted(), device=device)
-    return {"accuracy": res.accuracy, "loss": res.loss, "num_examples": res.num_examples, "forward_passes": calls}
-
-
-def _read_status_kb(field_name: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def peak_memory(device: torch.device) -> dict[str, Any]:
-    """Peak memory so far: CUDA ``max_memory_allocated`` on a GPU, else the process's peak
-    resident set size (``VmHWM``, falling back to ``ru_maxrss``)."""
-    if device.type == "cuda":
-        return {
-            "peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)),
-            "peak_memory_kind": "cuda_max_memory_allocated",
-        }
-    kb = _read_status_kb("VmHWM")
-    if kb is None:
-        import resource
-
-        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"peak_memory_bytes": int(kb) * 1024, "peak_memory_kind": "cpu_peak_rss_process"}
+    # nn.Module.__getattr__ types attributes as Tensor | Module; the llm.objective classes define evaluate()
+    res = objective.evaluate(counted(), device=device)  # type: ignore[operator]
+    return {
+        "accuracy": res.accuracy,
+        "loss": res.loss,
+        "num_examples": res.num_examples,
+        "forward_passes": len(served),
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -574,7 +196,7 @@ class _MetricsLog:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.records: list[dict[str, Any]] = []
-        self._f = None
+        self._f: TextIO | None = None
 
     def open(self, resume_step: int | None) -> None:
         if self.path is None:
@@ -654,6 +276,198 @@ def _load_trainable(named: Sequence[tuple[str, nn.Parameter]], tensors: dict[str
             p.copy_(t)
 
 
+@dataclass
+class _Loop:
+    """One training session's state, passed explicitly to the loop's steps (no shared closures).
+
+    ``last_saved``: step of the newest ``last.pt`` (named in error messages); ``best_in_memory``: the
+    best-dev trainable tensors when there is no output folder to hold ``best.pt``.
+    """
+
+    run: Run
+    out_dir: Path | None
+    state: TrainerState
+    log: _MetricsLog
+    session_start: float = field(default_factory=time.perf_counter)
+    last_saved: int | None = None
+    best_in_memory: dict[str, torch.Tensor] | None = None
+
+    def wall(self) -> float:
+        """Wall seconds of the run: earlier sessions plus this one."""
+        return self.state.elapsed + (time.perf_counter() - self.session_start)
+
+    def budget_left(self) -> bool:
+        """Whether one more step fits in ``max_forward_passes`` (``evals_per_step`` passes, 3 for FO)."""
+        cap = self.run.cfg.max_forward_passes
+        if cap is None:
+            return True
+        opt = self.run.optimizer
+        per_step = FO_FORWARD_EQUIVALENTS if self.run.spec.kind != "zo" else int(getattr(opt, "evals_per_step", 1))
+        return self.state.forward_passes + per_step <= cap
+
+
+def _start_output(run: Run, out_dir: Path, resume: bool) -> TrainerState:
+    """Prepare ``out_dir``: restore ``last.pt`` (``resume``) or clear a failed start's files; remove stale
+    temporaries; write ``config.json``. Returns the trainer state to continue from."""
+    cfg = run.cfg
+    state = TrainerState()
+    if resume:
+        last = out_dir / "last.pt"
+        ckpt = load_checkpoint(last, kind="resume")
+        changed = _check_resume_config(ckpt["trainer"]["config"], cfg, last, int(ckpt["step"]))
+        _load_trainable(run.named_params, ckpt["trainable"], str(last))
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        run.stream.load_state_dict(ckpt["data"])
+        restore_rng_state(ckpt["rng"])
+        state = TrainerState.from_dict(ckpt["trainer"]["state"])
+        if changed:
+            state.resumes.append({"step": state.step, "changed": changed})
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in _START_FILES:  # left by a start that failed before its first checkpoint
+            (out_dir / name).unlink(missing_ok=True)
+    removed = atomicio.remove_stale_temporaries(out_dir)
+    if removed:
+        print(
+            f"removed {len(removed)} temporary file(s) left by an interrupted save in {str(out_dir)!r}",
+            file=sys.stderr,
+        )
+    atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    return state
+
+
+def _save_resume(loop: _Loop) -> None:
+    """Write ``last.pt`` (trainable tensors, optimizer, data order, RNG, counters); nothing without ``out``."""
+    if loop.out_dir is None:
+        return
+    run, state = loop.run, loop.state
+    st = state.to_dict()
+    st["elapsed"] = loop.wall()
+    atomic_save(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "kind": "resume",
+            "step": state.step,
+            "trainable": _trainable_state(run.named_params),
+            "optimizer": run.optimizer.state_dict(),
+            "data": run.stream.state_dict(),
+            "rng": capture_rng_state(),
+            "trainer": {"state": st, "config": run.cfg.to_dict(), "method": run.spec.name},
+        },
+        loop.out_dir / "last.pt",
+        keep_previous=True,
+    )
+    loop.last_saved = state.step
+
+
+def _save_best(loop: _Loop) -> None:
+    """Keep the current trainable tensors as the best-dev weights (``best.pt``, or in memory without ``out``)."""
+    named = loop.run.named_params
+    if loop.out_dir is None:
+        loop.best_in_memory = {n: p.detach().clone() for n, p in named}
+        return
+    atomic_save(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "kind": "weights",
+            "step": loop.state.step,
+            "trainable": _trainable_state(named),
+        },
+        loop.out_dir / "best.pt",
+    )
+
+
+def _eval_dev(loop: _Loop) -> None:
+    """Dev accuracy now; a new best saves the weights; one ``eval`` record in the metrics."""
+    run, state = loop.run, loop.state
+    if not run.dev:
+        return
+    res = evaluate(run.objective, run.dev, run.collate, run.cfg.eval_batch_size, run.device)
+    state.eval_forward_passes += res["forward_passes"]
+    if state.step == 0:
+        state.dev_accuracy_step0 = res["accuracy"]
+    improved = state.best_dev_accuracy is None or res["accuracy"] > state.best_dev_accuracy
+    if improved:
+        state.best_dev_accuracy = res["accuracy"]
+        state.best_step = state.step
+        _save_best(loop)
+    loop.log.write(
+        {
+            "type": "eval",
+            "split": "dev",
+            "step": state.step,
+            "accuracy": res["accuracy"],
+            "loss": res["loss"],
+            "forward_passes": state.forward_passes,
+            "eval_forward_passes": state.eval_forward_passes,
+            "best": improved,
+            "wall_time": loop.wall(),
+        }
+    )
+
+
+def _checked_step(loop: _Loop, batch: Any) -> torch.Tensor:
+    """:func:`_one_step`, with a lost rank or a non-finite loss or update turned into a one-line error that
+    names the step, the advice and the last good checkpoint."""
+    run, step = loop.run, loop.state.step + 1
+    last_good = _last_good(loop.out_dir, loop.last_saved)
+    try:
+        return _one_step(run, batch, loop.state)
+    except RankFailure as e:
+        raise RankFailure(
+            f"step {step} of {run.spec.name}: {e}. A rank that stops answering is given up on "
+            f"after --dist-timeout {run.cfg.dist_timeout:g} s. {last_good}"
+        ) from e.__cause__
+    except NonFiniteLossError as e:
+        what = "update" if "update" in str(e) else "loss"
+        raise TrainingDiverged(
+            f"step {step} of {run.spec.name}: the {what} became non-finite ({e}). Lower the learning rate (--lr) "
+            f"or the radius (--opt eps=...), or pass --opt on_nonfinite=skip to skip such steps. {last_good}"
+        ) from None
+
+
+def _train_step(loop: _Loop) -> float:
+    """One optimizer step on the next batch: counters, skip accounting and the ``train`` record; the loss."""
+    run, state = loop.run, loop.state
+    batch = next(run.stream).to(run.device)
+    t0 = time.perf_counter()
+    skipped_before = _skipped(run.optimizer)
+    loss = _checked_step(loop, batch)
+    state.train_time += time.perf_counter() - t0
+    state.step += 1
+    skipped_now = _skipped(run.optimizer) > skipped_before
+    state.skipped += skipped_now
+    state.consecutive_skipped = state.consecutive_skipped + 1 if skipped_now else 0
+    loss_f = _float(loss)
+    loop.log.write(
+        {
+            "type": "train",
+            "step": state.step,
+            "loss": loss_f if math.isfinite(loss_f) else None,
+            "skipped": skipped_now,
+            "forward_passes": state.forward_passes,
+            "lr": _current_lr(run.optimizer),
+            "wall_time": loop.wall(),
+        }
+    )
+    return loss_f
+
+
+def _after_step(loop: _Loop, stop_at: int | None) -> bool:
+    """Skip limits, then the dev evaluation and resume checkpoint that fall due; True to stop at ``stop_at``."""
+    cfg, state = loop.run.cfg, loop.state
+    _check_skips(cfg, state, loop.run.spec.name, loop.out_dir, loop.last_saved)
+    last = state.step == cfg.steps or not loop.budget_left()
+    at_eval = bool(cfg.eval_every and state.step % cfg.eval_every == 0) or last
+    if at_eval:
+        _eval_dev(loop)
+    if at_eval or (cfg.save_every and state.step % cfg.save_every == 0) or state.step == stop_at:
+        _save_resume(loop)
+    return stop_at is not None and stop_at <= state.step < cfg.steps
+
+
 def train_loop(
     run: Run,
     out: str | Path | None,
@@ -664,176 +478,33 @@ def train_loop(
     """Train ``run`` for ``run.cfg.steps`` steps; returns the final results (also written to
     ``out/results.json``). ``stop_at``: save the resume state after that step and return
     ``{"stopped_at": step}`` without the final evaluation (an interruption on purpose)."""
-    cfg = run.cfg
-    out_dir = Path(out) if out is not None else None
-    opt = run.optimizer
-    state = TrainerState()
-    best_in_memory: dict[str, torch.Tensor] | None = None
-
-    check_output_dir(str(out_dir) if out_dir is not None else None, resume)
-    last_saved: int | None = None
-    if out_dir is not None:
-        last = out_dir / "last.pt"
-        if resume:
-            ckpt = load_checkpoint(last, kind="resume")
-            changed = _check_resume_config(ckpt["trainer"]["config"], cfg, last, int(ckpt["step"]))
-            _load_trainable(run.named_params, ckpt["trainable"], str(last))
-            opt.load_state_dict(ckpt["optimizer"])
-            run.stream.load_state_dict(ckpt["data"])
-            restore_rng_state(ckpt["rng"])
-            state = TrainerState.from_dict(ckpt["trainer"]["state"])
-            last_saved = state.step
-            if changed:
-                state.resumes.append({"step": state.step, "changed": changed})
-        else:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            for name in _START_FILES:  # left by a start that failed before its first checkpoint
-                (out_dir / name).unlink(missing_ok=True)
-        removed = atomicio.remove_stale_temporaries(out_dir)
-        if removed:
-            print(
-                f"removed {len(removed)} temporary file(s) left by an interrupted save in {str(out_dir)!r}",
-                file=sys.stderr,
-            )
-        atomic_write_text(out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
-
-    log = _MetricsLog(out_dir / "metrics.jsonl" if out_dir is not None else None)
-    log.open(state.step if resume else None)
-    session_start = time.perf_counter()
-
-    def wall() -> float:
-        return state.elapsed + (time.perf_counter() - session_start)
-
-    def save_resume() -> None:
-        nonlocal last_saved
-        if out_dir is None:
-            return
-        st = state.to_dict()
-        st["elapsed"] = wall()
-        atomic_save(
-            {
-                "format": FORMAT,
-                "version": VERSION,
-                "kind": "resume",
-                "step": state.step,
-                "trainable": _trainable_state(run.named_params),
-                "optimizer": opt.state_dict(),
-                "data": run.stream.state_dict(),
-                "rng": capture_rng_state(),
-                "trainer": {"state": st, "config": cfg.to_dict(), "method": run.spec.name},
-            },
-            out_dir / "last.pt",
-            keep_previous=True,
-        )
-        last_saved = state.step
-
-    def save_best() -> None:
-        nonlocal best_in_memory
-        if out_dir is None:
-            best_in_memory = {n: p.detach().clone() for n, p in run.named_params}
-            return
-        atomic_save(
-            {
-                "format": FORMAT,
-                "version": VERSION,
-                "kind": "weights",
-                "step": state.step,
-                "trainable": _trainable_state(run.named_params),
-            },
-            out_dir / "best.pt",
-        )
-
-    def eval_dev() -> None:
-        if not run.dev:
-            return
-        res = evaluate(run.objective, run.dev, run.collate, cfg.eval_batch_size, run.device)
-        state.eval_forward_passes += res["forward_passes"]
-        if state.step == 0:
-            state.dev_accuracy_step0 = res["accuracy"]
-        improved = state.best_dev_accuracy is None or res["accuracy"] > state.best_dev_accuracy
-        if improved:
-            state.best_dev_accuracy = res["accuracy"]
-            state.best_step = state.step
-            save_best()
-        log.write(
-            {
-                "type": "eval",
-                "split": "dev",
-                "step": state.step,
-                "accuracy": res["accuracy"],
-                "loss": res["loss"],
-                "forward_passes": state.forward_passes,
-                "eval_forward_passes": state.eval_forward_passes,
-                "best": improved,
-                "wall_time": wall(),
-            }
-        )
-
     from tqdm.auto import tqdm
 
+    cfg = run.cfg
+    out_dir = Path(out) if out is not None else None
+    check_output_dir(str(out_dir) if out_dir is not None else None, resume)
+    state = _start_output(run, out_dir, resume) if out_dir is not None else TrainerState()
+    log = _MetricsLog(out_dir / "metrics.jsonl" if out_dir is not None else None)
+    log.open(state.step if resume else None)
+    loop = _Loop(run, out_dir, state, log, last_saved=state.step if resume else None)
     try:
         if state.step == 0 and not resume:
             if cfg.eval_at_start:
-                eval_dev()
-            save_resume()  # from here on the run is resumable, whatever fails
+                _eval_dev(loop)
+            _save_resume(loop)  # from here on the run is resumable, whatever fails
         bar = tqdm(
             total=cfg.steps, initial=state.step, disable=not cfg.progress, desc=run.spec.name, dynamic_ncols=True
         )
-        per_step = FO_FORWARD_EQUIVALENTS if run.spec.kind != "zo" else int(getattr(opt, "evals_per_step", 1))
-
-        def budget_left() -> bool:
-            cap = cfg.max_forward_passes
-            return cap is None or state.forward_passes + per_step <= cap
-
         try:
-            while state.step < cfg.steps and budget_left():
-                batch = next(run.stream).to(run.device)
-                t0 = time.perf_counter()
-                skipped_before = _skipped(opt)
-                try:
-                    loss = _one_step(run, batch, state)
-                except RankFailure as e:
-                    raise RankFailure(
-                        f"step {state.step + 1} of {run.spec.name}: {e}. A rank that stops answering is given up on "
-                        f"after --dist-timeout {cfg.dist_timeout:g} s. {_last_good(out_dir, last_saved)}"
-                    ) from e.__cause__
-                except NonFiniteLossError as e:
-                    raise TrainingDiverged(
-                        f"step {state.step + 1} of {run.spec.name}: the {'update' if 'update' in str(e) else 'loss'} became "
-                        f"non-finite ({e}). Lower the learning rate (--lr) or the radius (--opt eps=...), or pass "
-                        f"--opt on_nonfinite=skip to skip such steps. {_last_good(out_dir, last_saved)}"
-                    ) from None
-                state.train_time += time.perf_counter() - t0
-                state.step += 1
-                skipped_now = _skipped(opt) > skipped_before
-                state.skipped += skipped_now
-                state.consecutive_skipped = state.consecutive_skipped + 1 if skipped_now else 0
-                loss_f = _float(loss)
-                log.write(
-                    {
-                        "type": "train",
-                        "step": state.step,
-                        "loss": loss_f if math.isfinite(loss_f) else None,
-                        "skipped": skipped_now,
-                        "forward_passes": state.forward_passes,
-                        "lr": _current_lr(opt),
-                        "wall_time": wall(),
-                    }
-                )
+            while state.step < cfg.steps and loop.budget_left():
+                loss = _train_step(loop)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_f:.4f}", fp=state.forward_passes, skipped=state.skipped, refresh=False)
-                _check_skips(cfg, state, run.spec.name, out_dir, last_saved)
-                last = state.step == cfg.steps or not budget_left()
-                at_eval = (cfg.eval_every and state.step % cfg.eval_every == 0) or last
-                if at_eval:
-                    eval_dev()
-                if at_eval or (cfg.save_every and state.step % cfg.save_every == 0) or state.step == stop_at:
-                    save_resume()
-                if stop_at is not None and state.step >= stop_at and state.step < cfg.steps:
+                bar.set_postfix(loss=f"{loss:.4f}", fp=state.forward_passes, skipped=state.skipped, refresh=False)
+                if _after_step(loop, stop_at):
                     return {"stopped_at": state.step}
         finally:
             bar.close()
-        return _finish(run, state, out_dir, best_in_memory, wall, log)
+        return _finish(loop)
     finally:
         log.close()
 
@@ -876,7 +547,8 @@ def _check_resume_config(saved: dict[str, Any], cfg: FinetuneConfig, where: Path
 
 
 def _skipped(opt: torch.optim.Optimizer) -> int:
-    zo = opt.state.get("zo") if isinstance(opt.state, dict) else None
+    state: Any = opt.state  # zotheory optimizers keep their counters under the string key "zo"
+    zo = state.get("zo") if isinstance(state, dict) else None
     return int(zo["skipped"]) if isinstance(zo, dict) and "skipped" in zo else 0
 
 
@@ -892,7 +564,10 @@ def _check_skips(
     """Stop the run (:class:`TrainingDiverged`) past the skip limits of ``cfg``."""
     why = None
     if state.consecutive_skipped >= cfg.max_consecutive_skips:
-        why = f"{state.consecutive_skipped} consecutive steps skipped (limit --max-consecutive-skips {cfg.max_consecutive_skips})"
+        why = (
+            f"{state.consecutive_skipped} consecutive steps skipped "
+            f"(limit --max-consecutive-skips {cfg.max_consecutive_skips})"
+        )
     elif state.skipped > cfg.skip_limit():
         why = f"{state.skipped} steps skipped in total (limit --max-skips {cfg.skip_limit()})"
     if why is not None:
@@ -902,22 +577,17 @@ def _check_skips(
         )
 
 
-def _finish(
-    run: Run,
-    state: TrainerState,
-    out_dir: Path | None,
-    best_in_memory: dict[str, torch.Tensor] | None,
-    wall: Callable[[], float],
-    log: _MetricsLog,
-) -> dict[str, Any]:
+def _finish(loop: _Loop) -> dict[str, Any]:
+    """Load the best-dev weights, evaluate the eval split, and write ``results.json``; the results."""
+    run, state, out_dir, wall, log = loop.run, loop.state, loop.out_dir, loop.wall, loop.log
     cfg = run.cfg
     # the final weights are in last.pt; the model now takes the best-dev weights for the eval split
     if run.dev:
         if out_dir is not None:
             best = load_checkpoint(out_dir / "best.pt", kind="weights")
             _load_trainable(run.named_params, best["trainable"], str(out_dir / "best.pt"))
-        elif best_in_memory is not None:
-            _load_trainable(run.named_params, best_in_memory, "best weights")
+        elif loop.best_in_memory is not None:
+            _load_trainable(run.named_params, loop.best_in_memory, "best weights")
     eval_res = evaluate(run.objective, run.eval, run.collate, cfg.eval_batch_size, run.device) if run.eval else None
     if eval_res is not None:
         state.eval_forward_passes += eval_res["forward_passes"]
@@ -965,7 +635,7 @@ def _finish(
         "wall_time_s": wall(),
         "train_time_s": state.train_time,
         "num_trainable_parameters": run.num_trainable,
-        "optimizer_state_bytes": opt.state_bytes() if hasattr(opt, "state_bytes") else _torch_state_bytes(opt),
+        "optimizer_state_bytes": optimizer_state_bytes(opt),
         **peak_memory(run.device),
         "data": run.data_info,
         "options": {k: v for k, v in cfg.optimizer_options().items()},
@@ -975,16 +645,6 @@ def _finish(
     if out_dir is not None:
         atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
     return results
-
-
-def _torch_state_bytes(opt: torch.optim.Optimizer) -> int:
-    total = 0
-    for st in opt.state.values():
-        if isinstance(st, dict):
-            for v in st.values():
-                if isinstance(v, torch.Tensor) and v.dim() > 0:
-                    total += v.numel() * v.element_size()
-    return total
 
 
 def train(

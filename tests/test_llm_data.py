@@ -84,6 +84,22 @@ def test_load_glue_tsv_fixture():
     assert exs[6].texts[0] == 'it \'s a "small" picture with a big heart '  # no quote processing in TSV
 
 
+def test_tsv_has_no_quoting_skips_blank_lines_and_counts_lines(tmp_path):
+    """GLUE TSV read through ``csv`` with ``QUOTE_NONE``: a field that starts with an unbalanced quote stays one
+    field on one line (a quoting reader would swallow the following lines), whitespace-only lines are skipped,
+    CRLF endings are accepted and sources keep the file's line numbers."""
+    p = tmp_path / "train.tsv"
+    p.write_bytes(b'sentence\tlabel\r\n"an unbalanced quote \t1\r\n   \r\n\r\nplain text \t0\r\n')
+    exs = data.load_examples(SST2, "train", p)
+    assert [(e.texts, e.label, e.source) for e in exs] == [
+        (('"an unbalanced quote ',), 1, f"{p}:2"),
+        (("plain text ",), 0, f"{p}:5"),
+    ]
+    p.write_text("sentence\tlabel\nok \t1\n\ntoo\tmany\tfields\n")
+    with pytest.raises(ValueError, match=r"train.tsv:4: expected 2 tab-separated columns"):
+        data.load_examples(SST2, "train", p)
+
+
 def test_load_directory_by_split(tmp_path):
     (tmp_path / "train.tsv").write_text((FIX / "sst2_tiny.tsv").read_text())
     (tmp_path / "dev.tsv").write_text("sentence\tlabel\nshort one \t1\n")

@@ -240,6 +240,7 @@ def test_fast_sweep_equals_the_dense_axpy(monkeypatch, name: str, dtype: torch.d
     GPU) as well."""
     import zotheory.directions as directions
 
+    monkeypatch.setattr(directions, "SCRATCH_MIN", 8)  # chunks of >= 8 entries go through the scratch buffers
     family = get_directions(name)
     gen = torch.Generator().manual_seed(3)
     base = [torch.randn(s, generator=gen).to(dtype) for s in ([9, 7], [130], [5], [3, 3, 3])]
@@ -310,9 +311,10 @@ def test_sweep_there_and_back_is_the_dense_round_trip(monkeypatch, name: str) ->
 
     monkeypatch.setattr(directions, "DRAW_CHUNK", 64)
     monkeypatch.setattr(directions, "TABLE_CPU_CHUNK", 64)
+    monkeypatch.setattr(directions, "SCRATCH_MIN", 16)
     family = get_directions(name)
     gen = torch.Generator().manual_seed(5)
-    base = [torch.randn(s, generator=gen) for s in ([300], [7, 9], [64], [200, 3])]
+    base = [torch.randn(s, generator=gen) for s in ([300], [7, 9], [5], [64], [200, 3])]
     zs = family.materialize(base, 8, 3)
     for a in (0.37, torch.tensor(-1.3, dtype=torch.float64)):
         xs = [b.clone() for b in base]
@@ -361,13 +363,13 @@ def test_quantised_gaussian_table_moments() -> None:
     from zotheory.directions import _normal_quantile_table
 
     for dtype, tol in ((torch.float32, 1e-9), (torch.float16, 4e-6)):
-        t = _normal_quantile_table(dtype, "cpu")
+        t = _normal_quantile_table(dtype, torch.device("cpu"))
         assert t.numel() == 1 << 16 and torch.equal(t.flip(0), -t)
         assert bool((t[1:] >= t[:-1]).all())
         m = t.double()
         assert float(m.sum()) == 0.0
         assert abs(float(m.square().mean()) - 1.0) <= tol
-    m4 = float(_normal_quantile_table(torch.float32, "cpu").double().pow(4).mean())
+    m4 = float(_normal_quantile_table(torch.float32, torch.device("cpu")).double().pow(4).mean())
     assert abs(m4 - 2.99925) <= 1e-5
 
 
@@ -391,10 +393,27 @@ def test_quantised_gaussian_draws_are_uniform_over_the_table() -> None:
     uniform: chi-square over the 256 high bytes, false-alarm probability 1e-3."""
     from zotheory.directions import _normal_quantile_table
 
-    table = _normal_quantile_table(torch.float32, "cpu")
+    table = _normal_quantile_table(torch.float32, torch.device("cpu"))
     z = QuantisedGaussian().materialize([torch.zeros(1 << 18)], 99, 0)[0]
     assert torch.equal(z, QuantisedGaussian().materialize([torch.zeros(1 << 18)], 99, 0)[0])
     idx = torch.searchsorted(table, z)
     assert torch.equal(table[idx], z)
     counts = torch.bincount(idx >> 8, minlength=256).numpy()
     assert stats.chisquare(counts).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("name", ["rademacher", "qgaussian"])
+def test_table_family_draws_do_not_depend_on_the_cpu_chunk(monkeypatch, name: str) -> None:
+    """The table families read one stream of 64-bit words per tensor, so any CPU chunk that is a multiple of
+    64 entries (tuned per machine: :data:`TABLE_CPU_CHUNK`) gives the same directions, dense and swept."""
+    import zotheory.directions as directions
+
+    family = get_directions(name)
+    shapes = [torch.zeros(1000, 3), torch.zeros(77)]
+    reference = family.materialize(shapes, 4, 2)
+    for chunk in (64, 192, 1 << 11):
+        monkeypatch.setattr(directions, "TABLE_CPU_CHUNK", chunk)
+        assert all(torch.equal(a, b) for a, b in zip(family.materialize(shapes, 4, 2), reference, strict=True))
+        xs = [torch.zeros_like(t) for t in shapes]
+        family.add_(xs, 4, 2, 1.0)
+        assert all(torch.equal(a, b) for a, b in zip(xs, reference, strict=True))

@@ -76,7 +76,12 @@ def tensor_generator(seed: int, index: int, device: torch.device | str = "cpu") 
     return gen
 
 
-_DRAW_GENERATORS: dict[str, torch.Generator] = {}
+_DRAW_GENERATORS: dict[torch.device, torch.Generator] = {}
+
+
+def _device(device: torch.device | str) -> torch.device:
+    """``device`` as a ``torch.device`` (no new object when it already is one: this runs per tensor and chunk)."""
+    return device if isinstance(device, torch.device) else torch.device(device)
 
 
 def draw_generator(seed: int, index: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -87,7 +92,7 @@ def draw_generator(seed: int, index: int, device: torch.device | str = "cpu") ->
     creating ~3 generators per tensor per step (1,200 per step for OPT-1.3B). The object is
     shared: use it for the draws of one tensor, before the next call.
     """
-    key = str(torch.device(device))
+    key = _device(device)
     gen = _DRAW_GENERATORS.get(key)
     if gen is None:
         gen = _DRAW_GENERATORS[key] = torch.Generator(device=device)
@@ -199,22 +204,28 @@ DEVICE_DRAW_CHUNKS: dict[str, int] = {"cuda": 1 << 24}
 #: grouping, each tensor is added right after its draw while the draw is still in cache.
 FOREACH_BUDGETS: dict[str, int] = {"cuda": 1 << 20}
 
-#: Chunk size of the table-driven families (:class:`Rademacher`, :class:`QuantisedGaussian`) on the CPU:
-#: the random words, their indices and the addend of one chunk (about 1.3 MiB for 2^17 fp32 entries) stay
-#: in the L2 cache while the chunk is added, so a sweep streams the parameters once; per-chunk Python
-#: overhead (~5 small ops) is amortised over 2^17 entries. Measured side by side on a 1 MiB-L2 core
-#: (``results/benchmarks/direction_sweeps.json``).
-TABLE_CPU_CHUNK = 1 << 17
+#: Chunk size of the table-driven families (:class:`Rademacher`, :class:`QuantisedGaussian`) on the CPU.
+#: Each chunk runs about ten small tensor operations (~25 us of overhead on a loaded core), so larger chunks
+#: win until the chunk's buffers outgrow the caches; 2^19 entries (a 2 MiB fp32 addend) was the fastest of
+#: 2^16 .. 2^20 for MiniLM's 22.7M parameters on one core (``results/benchmarks/direction_sweeps_minilm.json``).
+#: The numbers drawn do not depend on it: the words are one stream per tensor, and a chunk that is a
+#: multiple of 64 entries consumes whole words.
+TABLE_CPU_CHUNK = 1 << 19
 
 #: Reused 1-D buffers of the in-place sweeps, one per (device, dtype): a chunk's draws, words and indices
 #: are written into them instead of fresh allocations (a fresh multi-MiB CPU tensor costs page faults,
 #: ~1.4 ns per Gaussian entry). Never returned by :meth:`DirectionFamily.tensor_direction`.
-_SCRATCH: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+_SCRATCH: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+
+#: Chunks below this many entries are drawn into fresh tensors even in sweeps (a small allocation costs less
+#: than the bookkeeping of the scratch buffers; the numbers are the same either way).
+SCRATCH_MIN = 1 << 12
 
 
 def _scratch(n: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
     """A reused buffer of ``n`` entries (:data:`_SCRATCH`); valid until the next call with the same key."""
-    key = (str(torch.device(device)), dtype)
+    key = (_device(device), dtype)
     buf = _SCRATCH.get(key)
     if buf is None or buf.numel() < n:
         buf = _SCRATCH[key] = torch.empty(n, dtype=dtype, device=device)
@@ -223,7 +234,7 @@ def _scratch(n: int, dtype: torch.dtype, device: torch.device | str) -> torch.Te
 
 def draw_chunk(device: torch.device | str) -> int:
     """The draw chunk of a device (:data:`DRAW_CHUNK` unless :data:`DEVICE_DRAW_CHUNKS` names its type)."""
-    return DEVICE_DRAW_CHUNKS.get(torch.device(device).type, DRAW_CHUNK)
+    return DEVICE_DRAW_CHUNKS.get(_device(device).type, DRAW_CHUNK)
 
 
 def _wide(dtype: torch.dtype) -> torch.dtype:
@@ -322,7 +333,7 @@ class _ChunkedIID(DirectionFamily):
             flat = p.view(-1)
             for start in range(0, numel, chunk):
                 n = min(chunk, numel - start)
-                t, s = self._addend(n, gen, p.dtype, p.device, a, reuse=True)
+                t, s = self._addend(n, gen, p.dtype, p.device, a, reuse=n >= SCRATCH_MIN)
                 flat[start : start + n].add_(t, alpha=s)
         flush()
 
@@ -373,10 +384,10 @@ def _scaled(table: torch.Tensor, alpha: Alpha) -> torch.Tensor:
 
 
 @lru_cache(maxsize=32)
-def _sign_table(dtype: torch.dtype, device: str) -> torch.Tensor:
+def _sign_table(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """``(256, 8)`` table: row ``b`` holds ``2 bit_k(b) - 1`` for the 8 bits ``k`` of byte ``b`` (LSB first)."""
     bits = (torch.arange(256).unsqueeze(1) >> torch.arange(8).unsqueeze(0)) & 1
-    return (2 * bits - 1).to(dtype=dtype, device=torch.device(device))
+    return (2 * bits - 1).to(dtype=dtype, device=device)
 
 
 class Rademacher(_ChunkedIID):
@@ -399,18 +410,18 @@ class Rademacher(_ChunkedIID):
 
     def chunk_size(self, device: torch.device) -> int:
         size = draw_chunk(device)
-        return min(size, TABLE_CPU_CHUNK) if torch.device(device).type == "cpu" else size
+        return min(size, TABLE_CPU_CHUNK) if _device(device).type == "cpu" else size
 
     def _draw(self, n, gen, dtype, device, reuse):
-        return _table_lookup(_sign_table(dtype, str(torch.device(device))), n, 8, gen, reuse, row=8)
+        return _table_lookup(_sign_table(dtype, _device(device)), n, 8, gen, reuse, row=8)
 
     def _addend(self, n, gen, dtype, device, alpha, reuse):
-        table = _scaled(_sign_table(_wide(dtype), str(torch.device(device))), alpha)
+        table = _scaled(_sign_table(_wide(dtype), _device(device)), alpha)
         return _table_lookup(table, n, 8, gen, reuse, row=8), 1.0
 
 
 @lru_cache(maxsize=32)
-def _normal_quantile_table(dtype: torch.dtype, device: str) -> torch.Tensor:
+def _normal_quantile_table(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The 65,536 normal quantiles ``Phi^{-1}((k + 1/2) / 2^16)``, divided by their root mean square.
 
     Built in float64 from the upper half and mirrored, so ``t[2^16 - 1 - k] = -t[k]`` holds exactly (also
@@ -420,7 +431,7 @@ def _normal_quantile_table(dtype: torch.dtype, device: str) -> torch.Tensor:
     upper = torch.special.ndtri(0.5 + (k + 0.5) / (1 << 16))
     table = torch.cat([-upper.flip(0), upper])
     table = table / table.square().mean().sqrt()
-    return table.to(dtype=dtype, device=torch.device(device))
+    return table.to(dtype=dtype, device=device)
 
 
 class QuantisedGaussian(_ChunkedIID):
@@ -442,10 +453,10 @@ class QuantisedGaussian(_ChunkedIID):
 
     def chunk_size(self, device: torch.device) -> int:
         size = draw_chunk(device)
-        return min(size, TABLE_CPU_CHUNK) if torch.device(device).type == "cpu" else size
+        return min(size, TABLE_CPU_CHUNK) if _device(device).type == "cpu" else size
 
     def _draw(self, n, gen, dtype, device, reuse):
-        return _table_lookup(_normal_quantile_table(dtype, str(torch.device(device))), n, 16, gen, reuse)
+        return _table_lookup(_normal_quantile_table(dtype, _device(device)), n, 16, gen, reuse)
 
 
 @lru_cache(maxsize=256)

@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,11 +44,34 @@ def _params(workload: str) -> list[torch.Tensor]:
     return [p.detach() for _, p in models.named_trainable_parameters(model)]
 
 
+def _code_version() -> dict[str, str]:
+    """The ``zotheory`` that was timed: its path and the commit of its git tree (so that a run against an older
+    checkout, ``PYTHONPATH=OLD_TREE``, says which code it timed)."""
+    root = Path(D.__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {"path": str(root), "commit": commit, "dirty": "unknown" if commit == "unknown" else str(_dirty(root))}
+
+
+def _dirty(root: Path) -> bool:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "zotheory"], capture_output=True, text=True
+        )
+    except OSError:
+        return True
+    return bool(out.stdout.strip())
+
+
 def _variants(families: list[str], chunks: list[int]) -> list[tuple[str, str, int | None]]:
     """(label, family, TABLE_CPU_CHUNK or None) for every family; table families once per chunk."""
     out: list[tuple[str, str, int | None]] = []
     for name in families:
-        if name in ("rademacher", "qgaussian"):
+        if name in ("rademacher", "qgaussian") and hasattr(D, "TABLE_CPU_CHUNK"):
             out += [(f"{name} chunk 2^{c.bit_length() - 1}", name, c) for c in chunks]
         else:
             out.append((name, name, None))
@@ -68,14 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     params = _params(args.workload)
     numel = sum(p.numel() for p in params)
     variants = _variants(args.families.split(","), [int(c) for c in args.chunks.split(",")])
-    default_chunk = D.TABLE_CPU_CHUNK
+    default_chunk = getattr(D, "TABLE_CPU_CHUNK", None)  # absent from checkouts before the table families
     times: dict[str, list[float]] = {label: [] for label, _, _ in variants}
     cpu: dict[str, list[float]] = {label: [] for label, _, _ in variants}
     alpha_t = torch.tensor(1e-3, dtype=torch.float64)
     with torch.no_grad():
         for k in range(args.repeats + 1):  # the first round warms caches and buffers and is not kept
             for label, name, chunk in variants:
-                D.TABLE_CPU_CHUNK = default_chunk if chunk is None else chunk
+                if chunk is not None:
+                    D.TABLE_CPU_CHUNK = chunk
                 family = D.get_directions(name)
                 alpha = alpha_t if k % 2 else 1e-3
                 t0, c0 = time.perf_counter(), time.thread_time()
@@ -88,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"[{k}/{args.repeats}] " + " ".join(f"{lb} {t[-1] / numel * 1e9:.2f}" for lb, t in times.items() if t)
             )
-    D.TABLE_CPU_CHUNK = default_chunk
+    if default_chunk is not None:
+        D.TABLE_CPU_CHUNK = default_chunk
     rows = [
         {
             "variant": label,
@@ -105,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "what": "one in-place sweep family.add_(params, seed, j, alpha), median over repeats, ns per parameter",
         "workload": args.workload,
+        "zotheory": _code_version(),
         "parameters": numel,
         "tensors": len(params),
         "command": "python benchmarks/direction_sweeps.py " + " ".join(sys.argv[1:] if argv is None else argv),

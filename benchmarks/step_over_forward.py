@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     model, batches, objective = (_opt125m if args.workload == "opt-125m" else _minilm)(args)
     named = named_trainable_parameters(model)
     chosen = [m for m in METHODS if args.methods is None or m[0] in args.methods.split(",")]
-    opts = [(label, build_optimizer(resolve_method(name), named, dict(o), seed=0)) for label, name, o in chosen]
+    # ZO optimizers (they have evals_per_step and take loss closures returning tensors)
+    opts: list[tuple[str, Any]] = [
+        (label, build_optimizer(resolve_method(name), named, dict(o), seed=0)) for label, name, o in chosen
+    ]
     for _, opt in opts:  # warm-up: radius checks, allocator, state
         opt.step(make_closure(objective, batches[0]))
     fwd: list[float] = []

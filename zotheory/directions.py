@@ -206,8 +206,9 @@ FOREACH_BUDGETS: dict[str, int] = {"cuda": 1 << 20}
 
 #: Chunk size of the table-driven families (:class:`Rademacher`, :class:`QuantisedGaussian`) on the CPU.
 #: Each chunk runs about ten small tensor operations (~25 us of overhead on a loaded core), so larger chunks
-#: win until the chunk's buffers outgrow the caches; 2^19 entries (a 2 MiB fp32 addend) was the fastest of
-#: 2^16 .. 2^20 for MiniLM's 22.7M parameters on one core (``results/benchmarks/direction_sweeps_minilm.json``).
+#: win until the chunk's buffers outgrow the caches; with 2^19 entries (a 2 MiB fp32 addend) both families
+#: were within 3% of their fastest of 2^16 .. 2^20 for MiniLM's 22.7M parameters on one core, against 40%
+#: slower at 2^16 (``results/benchmarks/direction_sweeps_minilm.json``, CPU time).
 #: The numbers drawn do not depend on it: the words are one stream per tensor, and a chunk that is a
 #: multiple of 64 entries consumes whole words.
 TABLE_CPU_CHUNK = 1 << 19

@@ -23,6 +23,7 @@ from zotheory.directions import (
     Gaussian,
     LowRank,
     Orthonormal,
+    QuantisedGaussian,
     Rademacher,
     Sphere,
     get_directions,
@@ -43,6 +44,7 @@ def families() -> list[DirectionFamily]:
     return [
         Gaussian(),
         Rademacher(),
+        QuantisedGaussian(),
         Sphere(),
         Coordinate(),
         Block(0.5),
@@ -211,13 +213,14 @@ def test_mix_seed_is_a_deterministic_63_bit_hash(seed: int, parts: list[int]) ->
     assert a != mix_seed(seed, *parts, 0)
 
 
-@pytest.mark.parametrize("name", ["gaussian", "rademacher"])
+@pytest.mark.parametrize("name", ["gaussian", "rademacher", "qgaussian"])
 def test_chunked_draws_of_large_tensors_agree_with_the_dense_direction(monkeypatch, name: str) -> None:
     """Tensors above DRAW_CHUNK entries are perturbed chunk by chunk (bounded scratch); the
     in-place add_ and the dense direction must draw the same numbers, for every tensor."""
     import zotheory.directions as directions
 
     monkeypatch.setattr(directions, "DRAW_CHUNK", 16)
+    monkeypatch.setattr(directions, "TABLE_CPU_CHUNK", 16)
     family = get_directions(name)
     tensors = [torch.zeros(10, 7), torch.zeros(5), torch.zeros(3, 3, 3)]  # 70 and 27 entries are chunked
     family.add_(tensors, 11, 2, 0.5)
@@ -228,7 +231,7 @@ def test_chunked_draws_of_large_tensors_agree_with_the_dense_direction(monkeypat
 
 
 # ---------------------------------------------------------------------------------------------- fast sweeps
-@pytest.mark.parametrize("name", ["gaussian", "rademacher"])
+@pytest.mark.parametrize("name", ["gaussian", "rademacher", "qgaussian"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
 def test_fast_sweep_equals_the_dense_axpy(monkeypatch, name: str, dtype: torch.dtype) -> None:
     """``add_`` (packed-sign table for Rademacher, foreach groups, chunks) gives exactly
@@ -237,6 +240,7 @@ def test_fast_sweep_equals_the_dense_axpy(monkeypatch, name: str, dtype: torch.d
     GPU) as well."""
     import zotheory.directions as directions
 
+    monkeypatch.setattr(directions, "SCRATCH_MIN", 8)  # chunks of >= 8 entries go through the scratch buffers
     family = get_directions(name)
     gen = torch.Generator().manual_seed(3)
     base = [torch.randn(s, generator=gen).to(dtype) for s in ([9, 7], [130], [5], [3, 3, 3])]
@@ -244,7 +248,7 @@ def test_fast_sweep_equals_the_dense_axpy(monkeypatch, name: str, dtype: torch.d
     for grouped in (False, True):
         if grouped:
             monkeypatch.setattr(directions, "FOREACH_BUDGETS", {"cpu": 100})
-            monkeypatch.setattr(directions, "RADEMACHER_CPU_CHUNK", 40)
+            monkeypatch.setattr(directions, "TABLE_CPU_CHUNK", 40)
         for alpha in factors:
             xs = [b.clone() for b in base]
             family.add_(xs, 17, 1, alpha)
@@ -280,3 +284,167 @@ def test_draw_chunk_is_per_device() -> None:
     assert draw_chunk("cuda") == DEVICE_DRAW_CHUNKS["cuda"] > DRAW_CHUNK
     assert Rademacher().chunk_size(torch.device("cpu")) < DRAW_CHUNK
     assert Rademacher().chunk_size(torch.device("cuda")) == DEVICE_DRAW_CHUNKS["cuda"]
+
+
+# ------------------------------------------------------------------------- fast paths against their references
+def test_gaussian_draws_are_torch_randn_chunk_by_chunk(monkeypatch) -> None:
+    """Reusing a scratch buffer does not change the Gaussian numbers: a chunked tensor's direction is the
+    concatenation of ``torch.randn(chunk, generator=g)`` on the tensor's generator, in the sweep as well."""
+    import zotheory.directions as directions
+
+    monkeypatch.setattr(directions, "DRAW_CHUNK", 32)
+    shapes = [torch.Size([10, 7]), torch.Size([5])]
+    gen = directions.tensor_generator(directions.mix_seed(21, 1), 0)
+    expected = torch.cat([torch.randn(n, generator=gen) for n in (32, 32, 6)]).view(10, 7)
+    assert torch.equal(Gaussian().tensor_direction(shapes, 0, 21, 1, torch.float32, torch.device("cpu")), expected)
+    xs = [torch.zeros(s) for s in shapes]
+    Gaussian().add_(xs, 21, 1, 1.0)
+    assert torch.equal(xs[0], expected)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "rademacher", "qgaussian"])
+def test_sweep_there_and_back_is_the_dense_round_trip(monkeypatch, name: str) -> None:
+    """``add_(+a)`` then ``add_(-a)`` (perturb, then undo) gives bit for bit the dense ``(x + a z) - a z``, with
+    tensors of several sizes so that a chunk's scratch buffers are reused across chunks and tensors. For
+    Rademacher with ``a = 2^-4`` on fp64 parameters of size ~1 the round trip is exact: they come back unchanged."""
+    import zotheory.directions as directions
+
+    monkeypatch.setattr(directions, "DRAW_CHUNK", 64)
+    monkeypatch.setattr(directions, "TABLE_CPU_CHUNK", 64)
+    monkeypatch.setattr(directions, "SCRATCH_MIN", 16)
+    family = get_directions(name)
+    gen = torch.Generator().manual_seed(5)
+    base = [torch.randn(s, generator=gen) for s in ([300], [7, 9], [5], [64], [200, 3])]
+    zs = family.materialize(base, 8, 3)
+    for a in (0.37, torch.tensor(-1.3, dtype=torch.float64)):
+        xs = [b.clone() for b in base]
+        family.add_(xs, 8, 3, a)
+        family.add_(xs, 8, 3, -a)
+        af = torch.tensor(float(a))
+        for x, b, z in zip(xs, base, zs, strict=True):
+            if isinstance(a, torch.Tensor):
+                there = b + af * z
+                back = there + (-af) * z
+            else:
+                back = torch.add(torch.add(b, z, alpha=float(a)), z, alpha=-float(a))
+            assert torch.equal(x, back), name
+    xs = [b.double() for b in base]
+    family.add_(xs, 8, 3, 2.0**-4)
+    family.add_(xs, 8, 3, -(2.0**-4))
+    if name == "rademacher":
+        assert all(torch.equal(x, b.double()) for x, b in zip(xs, base, strict=True))
+
+
+def directions_generator(step_seed: int, index: int, j: int = 0) -> torch.Generator:
+    """A fresh copy of the generator that draws direction ``j`` of tensor ``index`` under ``step_seed``."""
+    import zotheory.directions as directions
+
+    return directions.tensor_generator(directions.mix_seed(step_seed, j), index)
+
+
+def test_rademacher_uses_every_bit_of_its_64_bit_words() -> None:
+    """Entry ``64 m + b`` is bit ``b`` of word ``m`` (bytes in memory order, LSB first); the words come from
+    ``random_`` over the full int64 range, so every bit position, the sign bit 63 included, is a fair coin:
+    over 4,096 words each position's fraction of +1 is within z_crit standard errors of 1/2 (Bonferroni
+    over 64 positions, false-alarm probability 1e-3)."""
+    z = Rademacher().materialize([torch.zeros(64 * 4096)], 31, 0)[0].view(4096, 64)
+    frac = (z > 0).double().mean(0)
+    z_crit = stats.norm.isf(1e-3 / (2 * 64))
+    assert float((frac - 0.5).abs().max()) <= z_crit * 0.5 / math.sqrt(4096)
+    gen = directions_generator(31, 0)
+    words = torch.empty(4096, dtype=torch.int64).random_(-(2**63), None, generator=gen)
+    bits = (words.view(torch.uint8).view(4096, 8, 1).int() >> torch.arange(8)) & 1
+    assert torch.equal(z, (2 * bits.view(4096, 64) - 1).float())
+
+
+def test_quantised_gaussian_table_moments() -> None:
+    """The 2^16 quantile table is antisymmetric (``t[-1 - k] = -t[k]`` exactly, so the mean is exactly 0, in
+    fp32 and fp16 alike), increasing, with mean square 1 (1e-9 in fp32) and 4th moment 2.99925 (Gaussian: 3)."""
+    from zotheory.directions import _normal_quantile_table
+
+    for dtype, tol in ((torch.float32, 1e-9), (torch.float16, 4e-6)):
+        t = _normal_quantile_table(dtype, torch.device("cpu"))
+        assert t.numel() == 1 << 16 and torch.equal(t.flip(0), -t)
+        assert bool((t[1:] >= t[:-1]).all())
+        m = t.double()
+        assert float(m.sum()) == 0.0
+        assert abs(float(m.square().mean()) - 1.0) <= tol
+    m4 = float(_normal_quantile_table(torch.float32, torch.device("cpu")).double().pow(4).mean())
+    assert abs(m4 - 2.99925) <= 1e-5
+
+
+def test_quantised_gaussian_estimator_is_unbiased_with_its_second_moment() -> None:
+    """``X = <g, z> z`` with i.i.d. table entries: ``E X = g`` and ``E||X||^2 = ||g||^2 (d - 1 + m4)`` (expand
+    ``E[z_i z_j z_k^2]``; ``m4 = E z^4 = 2.99925``). 4,000 seeds, d = 16, z-tests per coordinate (Bonferroni
+    over d) and on the mean square, false-alarm probability 1e-3 each."""
+    n = 4000
+    g = torch.linspace(-1.0, 2.0, D, dtype=torch.float64)
+    zs = torch.stack([flat(QuantisedGaussian().materialize(like(), s, 0)) for s in range(n)])
+    x = (zs @ g).unsqueeze(1) * zs
+    se = x.std(0) / math.sqrt(n)
+    assert bool(((x.mean(0) - g).abs() <= stats.norm.isf(1e-3 / (2 * D)) * se).all())
+    sq = (x * x).sum(1)
+    predicted = float(g @ g) * (D - 1 + 2.99925)
+    assert abs(float(sq.mean()) - predicted) <= stats.norm.isf(1e-3 / 2) * float(sq.std()) / math.sqrt(n)
+
+
+def test_quantised_gaussian_draws_are_uniform_over_the_table() -> None:
+    """Every entry is a table value, replay is bit-identical, and the 2^16 table indices of 2^18 entries are
+    uniform: chi-square over the 256 high bytes, false-alarm probability 1e-3."""
+    from zotheory.directions import _normal_quantile_table
+
+    table = _normal_quantile_table(torch.float32, torch.device("cpu"))
+    z = QuantisedGaussian().materialize([torch.zeros(1 << 18)], 99, 0)[0]
+    assert torch.equal(z, QuantisedGaussian().materialize([torch.zeros(1 << 18)], 99, 0)[0])
+    idx = torch.searchsorted(table, z)
+    assert torch.equal(table[idx], z)
+    counts = torch.bincount(idx >> 8, minlength=256).numpy()
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("name", ["rademacher", "qgaussian"])
+def test_table_family_draws_do_not_depend_on_the_cpu_chunk(monkeypatch, name: str) -> None:
+    """The table families read one stream of 64-bit words per tensor, so any CPU chunk that is a multiple of
+    64 entries (tuned per machine: :data:`TABLE_CPU_CHUNK`) gives the same directions, dense and swept."""
+    import zotheory.directions as directions
+
+    family = get_directions(name)
+    shapes = [torch.zeros(1000, 3), torch.zeros(77)]
+    reference = family.materialize(shapes, 4, 2)
+    for chunk in (64, 192, 1 << 11):
+        monkeypatch.setattr(directions, "TABLE_CPU_CHUNK", chunk)
+        assert all(torch.equal(a, b) for a, b in zip(family.materialize(shapes, 4, 2), reference, strict=True))
+        xs = [torch.zeros_like(t) for t in shapes]
+        family.add_(xs, 4, 2, 1.0)
+        assert all(torch.equal(a, b) for a, b in zip(xs, reference, strict=True))
+
+
+@pytest.mark.parametrize("name", ["rademacher", "qgaussian"])
+def test_zo_sgd_with_a_table_family_follows_its_dense_reference(monkeypatch, name: str) -> None:
+    """30 float64 ZO-SGD steps, in place (chunked sweeps through the scratch buffers, restore folded into
+    the update) and by the literal dense reference (``zotheory.optim.reference``), stay within 1e-10:
+    they differ only by the rounding of the folded restore."""
+    import zotheory.directions as directions
+    from zotheory.optim.reference import ReferenceZOSGD
+    from zotheory.optim.zosgd import ZOSGD
+
+    monkeypatch.setattr(directions, "TABLE_CPU_CHUNK", 64)
+    monkeypatch.setattr(directions, "SCRATCH_MIN", 16)
+    gen = torch.Generator().manual_seed(2)
+    start = [
+        torch.randn(20, 15, generator=gen, dtype=torch.float64),
+        torch.randn(9, generator=gen, dtype=torch.float64),
+    ]
+    fast = [torch.nn.Parameter(t.clone(), requires_grad=False) for t in start]
+    slow = [t.clone() for t in start]
+    opt = ZOSGD(fast, lr=5e-4, eps=1e-4, directions=name, seed=3)
+    ref = ReferenceZOSGD(opt, slow)
+
+    def loss(ps: Sequence[torch.Tensor]) -> torch.Tensor:
+        return 0.5 * (ps[0] ** 2).sum() + (ps[1] ** 4).sum() / 4
+
+    for _ in range(30):
+        opt.step(lambda: loss(fast))
+        ref.step(lambda: loss(slow))
+    assert max(float((a - b).abs().max()) for a, b in zip(fast, slow, strict=True)) <= 1e-10
+    assert float(loss(fast)) < float(loss(start))  # and the steps went somewhere: the loss decreased

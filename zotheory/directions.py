@@ -20,6 +20,8 @@ family         z                                                 scale(d)
 =============  ===============================================  ==============
 gaussian       N(0, I)                                           1
 rademacher     uniform on {-1, +1}^d                             1
+qgaussian      i.i.d. uniform over 65,536 normal quantiles       1
+               (mean 0, mean square 1; a cheap Gaussian stand-in)
 sphere         uniform on the unit sphere S^{d-1}                d (Flaxman)
 coordinate     e_i, i uniform on {1..d}                          d
 block          Rademacher signs on a random block, times 1/sqrt(p_l) 1
@@ -74,7 +76,12 @@ def tensor_generator(seed: int, index: int, device: torch.device | str = "cpu") 
     return gen
 
 
-_DRAW_GENERATORS: dict[str, torch.Generator] = {}
+_DRAW_GENERATORS: dict[torch.device, torch.Generator] = {}
+
+
+def _device(device: torch.device | str) -> torch.device:
+    """``device`` as a ``torch.device`` (no new object when it already is one: this runs per tensor and chunk)."""
+    return device if isinstance(device, torch.device) else torch.device(device)
 
 
 def draw_generator(seed: int, index: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -85,7 +92,7 @@ def draw_generator(seed: int, index: int, device: torch.device | str = "cpu") ->
     creating ~3 generators per tensor per step (1,200 per step for OPT-1.3B). The object is
     shared: use it for the draws of one tensor, before the next call.
     """
-    key = str(torch.device(device))
+    key = _device(device)
     gen = _DRAW_GENERATORS.get(key)
     if gen is None:
         gen = _DRAW_GENERATORS[key] = torch.Generator(device=device)
@@ -197,14 +204,39 @@ DEVICE_DRAW_CHUNKS: dict[str, int] = {"cuda": 1 << 24}
 #: grouping, each tensor is added right after its draw while the draw is still in cache.
 FOREACH_BUDGETS: dict[str, int] = {"cuda": 1 << 20}
 
-#: Chunk size of Rademacher sweeps on the CPU: the sign chunk (256 KiB in fp32) is added while it
-#: sits in the L2 cache, so a sweep streams the parameters once (about 2x faster than 1 << 22).
-RADEMACHER_CPU_CHUNK = 1 << 16
+#: Chunk size of the table-driven families (:class:`Rademacher`, :class:`QuantisedGaussian`) on the CPU.
+#: Each chunk runs about ten small tensor operations (~25 us of overhead on a loaded core), so larger chunks
+#: win until the chunk's buffers outgrow the caches; with 2^19 entries (a 2 MiB fp32 addend) both families
+#: were within 3% of their fastest of 2^16 .. 2^20 for MiniLM's 22.7M parameters on one core, against 40%
+#: slower at 2^16 (``results/benchmarks/direction_sweeps_minilm.json``, CPU time).
+#: The numbers drawn do not depend on it: the words are one stream per tensor, and a chunk that is a
+#: multiple of 64 entries consumes whole words.
+TABLE_CPU_CHUNK = 1 << 19
+
+#: Reused 1-D buffers of the in-place sweeps, one per (device, dtype): a chunk's draws, words and indices
+#: are written into them instead of fresh allocations (one thread: ``torch.randn`` of 2^22 fresh entries took
+#: 4.8 ns per entry, ``normal_`` into a reused buffer 3.4). Never returned by
+#: :meth:`DirectionFamily.tensor_direction`.
+_SCRATCH: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+
+#: Chunks below this many entries are drawn into fresh tensors even in sweeps (a small allocation costs less
+#: than the bookkeeping of the scratch buffers; the numbers are the same either way).
+SCRATCH_MIN = 1 << 12
+
+
+def _scratch(n: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """A reused buffer of ``n`` entries (:data:`_SCRATCH`); valid until the next call with the same key."""
+    key = (_device(device), dtype)
+    buf = _SCRATCH.get(key)
+    if buf is None or buf.numel() < n:
+        buf = _SCRATCH[key] = torch.empty(n, dtype=dtype, device=device)
+    return buf[:n]
 
 
 def draw_chunk(device: torch.device | str) -> int:
     """The draw chunk of a device (:data:`DRAW_CHUNK` unless :data:`DEVICE_DRAW_CHUNKS` names its type)."""
-    return DEVICE_DRAW_CHUNKS.get(torch.device(device).type, DRAW_CHUNK)
+    return DEVICE_DRAW_CHUNKS.get(_device(device).type, DRAW_CHUNK)
 
 
 def _wide(dtype: torch.dtype) -> torch.dtype:
@@ -215,9 +247,9 @@ def _wide(dtype: torch.dtype) -> torch.dtype:
 class _ChunkedIID(DirectionFamily):
     """Families of i.i.d. entries, drawn chunk by chunk from one generator per tensor.
 
-    The chunking depends only on the tensor size and the device (:func:`draw_chunk`), so the
+    The chunking depends only on the tensor size and the device (:meth:`chunk_size`), so the
     in-place sweep (:meth:`add_`) and the dense direction (:meth:`tensor_direction`) draw the
-    same numbers. Subclasses implement :meth:`_chunk` and may override :meth:`_addend`
+    same numbers. Subclasses implement :meth:`_draw` and may override :meth:`_addend`
     (``alpha * z`` for a chunk, cheaper than drawing ``z`` then scaling it) and :meth:`chunk_size`.
     """
 
@@ -225,17 +257,24 @@ class _ChunkedIID(DirectionFamily):
         """Entries drawn per chunk on ``device``."""
         return draw_chunk(device)
 
+    @abstractmethod
+    def _draw(
+        self, n: int, gen: torch.Generator, dtype: torch.dtype, device: torch.device, reuse: bool
+    ) -> torch.Tensor:
+        """One chunk of ``n`` entries of ``z``: a fresh tensor, or with ``reuse`` one living in :func:`_scratch`
+        buffers (valid until the next chunk)."""
+
     def _chunk(self, n: int, gen: torch.Generator, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        raise NotImplementedError
+        return self._draw(n, gen, dtype, device, reuse=False)
 
     def _addend(
-        self, n: int, gen: torch.Generator, dtype: torch.dtype, device: torch.device, alpha: Alpha
+        self, n: int, gen: torch.Generator, dtype: torch.dtype, device: torch.device, alpha: Alpha, reuse: bool
     ) -> tuple[torch.Tensor, float]:
         """``(t, s)`` with ``s * t = alpha * z`` for one chunk, for ``p.add_(t, alpha=s)``.
 
         A Python ``alpha`` stays a scalar of the add (one fused pass, one rounding); a 0-d tensor ``alpha``
         (no host synchronisation) is multiplied in, in fp32 for half-precision tensors."""
-        z = self._chunk(n, gen, dtype, device)
+        z = self._draw(n, gen, dtype, device, reuse)
         if isinstance(alpha, torch.Tensor):
             z = z.to(_wide(dtype))
             return z.mul_(alpha.to(z.dtype)), 1.0
@@ -259,8 +298,9 @@ class _ChunkedIID(DirectionFamily):
         return out.view(shape)
 
     def add_(self, tensors, step_seed, j, alpha):
-        """``tensors[i] += alpha_i z_j[i]``: large tensors chunk by chunk, small ones (on devices listed in
-        :data:`FOREACH_BUDGETS`) in groups added by one ``torch._foreach_add_`` (same draws, same sums)."""
+        """``tensors[i] += alpha_i z_j[i]``: chunk by chunk through reused :func:`_scratch` buffers (no allocation
+        per chunk), or, for small tensors on devices listed in :data:`FOREACH_BUDGETS`, in groups added by one
+        ``torch._foreach_add_`` (same draws, same sums)."""
         seed = _direction_seed(step_seed, j)
         group_p: list[torch.Tensor] = []
         group_t: list[torch.Tensor] = []
@@ -283,54 +323,86 @@ class _ChunkedIID(DirectionFamily):
                 _axpy_(p, self.tensor_direction(_shapes(tensors), i, step_seed, j, p.dtype, p.device), a)
                 continue
             gen = draw_generator(seed, i, p.device)
-            if numel <= chunk:
-                t, s = self._addend(numel, gen, p.dtype, p.device, a)
+            if numel <= min(chunk, budget):  # grouped: the addends must outlive the next draw, so fresh ones
+                t, s = self._addend(numel, gen, p.dtype, p.device, a, reuse=False)
                 if group_p and (group["n"] + numel > budget or s != group["s"] or group_p[0].device != p.device):
                     flush()
                 group_p.append(p.view(-1))
                 group_t.append(t)
                 group["n"] += numel
                 group["s"] = s
-                if group["n"] > budget:
-                    flush()
                 continue
             flat = p.view(-1)
             for start in range(0, numel, chunk):
                 n = min(chunk, numel - start)
-                t, s = self._addend(n, gen, p.dtype, p.device, a)
+                t, s = self._addend(n, gen, p.dtype, p.device, a, reuse=n >= SCRATCH_MIN)
                 flat[start : start + n].add_(t, alpha=s)
         flush()
 
 
 class Gaussian(_ChunkedIID):
-    """``z ~ N(0, I)``; ``E<g,z>z = g`` (Nesterov & Spokoiny 2017, Eq. 25; §5.1)."""
+    """``z ~ N(0, I)``; ``E<g,z>z = g`` (Nesterov & Spokoiny 2017, Eq. 25; §5.1).
+
+    Each chunk is ``Tensor.normal_`` on the tensor's generator: the numbers of ``torch.randn(n, generator=...)``,
+    written by a sweep into a reused buffer."""
 
     name = "gaussian"
 
     def scale(self, dim: int) -> float:
         return 1.0
 
-    def _chunk(self, n, gen, dtype, device):
-        return torch.randn(n, generator=gen, dtype=dtype, device=device)
+    def _draw(self, n, gen, dtype, device, reuse):
+        out = _scratch(n, dtype, device) if reuse else torch.empty(n, dtype=dtype, device=device)
+        return out.normal_(generator=gen)
+
+
+def _random_words(n_words: int, gen: torch.Generator, device: torch.device | str, reuse: bool) -> torch.Tensor:
+    """``n_words`` uniform 64-bit words as int64: ``random_`` over the full int64 range, one generator call
+    per word, where ``randint(0, 256, dtype=uint8)`` spends one call per byte."""
+    w = _scratch(n_words, torch.int64, device) if reuse else torch.empty(n_words, dtype=torch.int64, device=device)
+    return w.random_(-(2**63), None, generator=gen)
+
+
+def _table_lookup(
+    table: torch.Tensor, n: int, bits: int, gen: torch.Generator, reuse: bool, row: int = 1
+) -> torch.Tensor:
+    """``n`` entries read from ``table`` (``2^bits`` rows of ``row`` values) at uniform random rows.
+
+    The row indices are the unsigned ``bits``-bit pieces (8 or 16) of :func:`_random_words`, in memory
+    order (little-endian byte order on every device torch supports); ``ceil(n / row)`` indices are used."""
+    unit = {8: torch.uint8, 16: torch.uint16}[bits]
+    per_word = 64 // bits * row
+    pieces = _random_words((n + per_word - 1) // per_word, gen, table.device, reuse).view(unit)
+    if reuse:
+        idx = _scratch(pieces.numel(), torch.int32, table.device).copy_(pieces)
+        out = _scratch(pieces.numel() * row, table.dtype, table.device).view(pieces.numel(), *table.shape[1:])
+        return torch.index_select(table, 0, idx, out=out).view(-1)[:n]
+    return table.index_select(0, pieces.int()).view(-1)[:n]
+
+
+def _scaled(table: torch.Tensor, alpha: Alpha) -> torch.Tensor:
+    """``alpha * table`` (``alpha * z`` entry by entry, rounded once in the table's dtype)."""
+    return table * (alpha.to(table.dtype) if isinstance(alpha, torch.Tensor) else float(alpha))
 
 
 @lru_cache(maxsize=32)
-def _sign_table(dtype: torch.dtype, device: str) -> torch.Tensor:
+def _sign_table(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """``(256, 8)`` table: row ``b`` holds ``2 bit_k(b) - 1`` for the 8 bits ``k`` of byte ``b`` (LSB first)."""
     bits = (torch.arange(256).unsqueeze(1) >> torch.arange(8).unsqueeze(0)) & 1
-    return (2 * bits - 1).to(dtype=dtype, device=torch.device(device))
+    return (2 * bits - 1).to(dtype=dtype, device=device)
 
 
 class Rademacher(_ChunkedIID):
     """``z`` uniform on ``{-1, +1}^d``; ``E zz^T = I`` and ``||z||^2 = d`` exactly.
 
-    Fast path (the cheap option for CPUs, where Gaussian draws cost about 5 ns per entry and
-    one thread): each generated byte gives 8 signs, read through a 256 x 8 sign table, so a
-    sweep costs one random byte per 8 entries, one table gather and one add. For an update
-    the table is scaled by ``alpha`` first (``alpha * z`` is exact for ``z = +-1``; it is formed
-    in fp32 for half-precision tensors, so the add rounds once as ``add_(z, alpha=...)`` does).
-    Rademacher directions are FZOO's choice (unbiased, ``scale = 1``, the same second moment
-    ``E zz^T = I`` as Gaussian; ``E||z||^4`` smaller, which lowers the estimator variance).
+    Fast path (the cheap option for CPUs, where a Gaussian entry costs about 3.5 ns on one thread): a
+    chunk of ``n`` entries draws ``ceil(n / 64)`` uniform 64-bit words (:func:`_random_words`); each of
+    their bytes gives 8 signs through a 256 x 8 sign table (bit ``k`` of byte ``b`` is entry ``8b + k``),
+    so a sweep costs one generator call per 64 entries, one table gather and one add. For an update
+    the table is scaled by ``alpha`` first (``alpha * z`` is exact for ``z = +-1``; it is formed in fp32
+    for half-precision tensors, so the add rounds once as ``add_(z, alpha=...)`` does). Rademacher
+    directions are FZOO's choice (unbiased, ``scale = 1``, the same ``E zz^T = I`` as Gaussian;
+    ``E z_i^4 = 1`` instead of 3, which lowers the estimator variance).
     """
 
     name = "rademacher"
@@ -340,21 +412,56 @@ class Rademacher(_ChunkedIID):
 
     def chunk_size(self, device: torch.device) -> int:
         size = draw_chunk(device)
-        return min(size, RADEMACHER_CPU_CHUNK) if torch.device(device).type == "cpu" else size
+        return min(size, TABLE_CPU_CHUNK) if _device(device).type == "cpu" else size
 
-    @staticmethod
-    def _bytes(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-        return torch.randint(0, 256, ((n + 7) // 8,), generator=gen, device=device, dtype=torch.uint8).int()
+    def _draw(self, n, gen, dtype, device, reuse):
+        return _table_lookup(_sign_table(dtype, _device(device)), n, 8, gen, reuse, row=8)
 
-    def _chunk(self, n, gen, dtype, device):
-        table = _sign_table(dtype, str(torch.device(device)))
-        return table.index_select(0, self._bytes(n, gen, device)).view(-1)[:n]
+    def _addend(self, n, gen, dtype, device, alpha, reuse):
+        table = _scaled(_sign_table(_wide(dtype), _device(device)), alpha)
+        return _table_lookup(table, n, 8, gen, reuse, row=8), 1.0
 
-    def _addend(self, n, gen, dtype, device, alpha):
-        wide = _wide(dtype)
-        table = _sign_table(wide, str(torch.device(device)))
-        table = table * (alpha.to(wide) if isinstance(alpha, torch.Tensor) else float(alpha))
-        return table.index_select(0, self._bytes(n, gen, device)).view(-1)[:n], 1.0
+
+@lru_cache(maxsize=32)
+def _normal_quantile_table(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The 65,536 normal quantiles ``Phi^{-1}((k + 1/2) / 2^16)``, divided by their root mean square.
+
+    Built in float64 from the upper half and mirrored, so ``t[2^16 - 1 - k] = -t[k]`` holds exactly (also
+    after rounding to ``dtype``): the mean is exactly 0, the mean square is 1 in float64 (within 1e-9 after
+    rounding to fp32), the 4th moment is 2.99925 and ``max |t| = 4.325``."""
+    k = torch.arange(1 << 15, dtype=torch.float64)
+    upper = torch.special.ndtri(0.5 + (k + 0.5) / (1 << 16))
+    table = torch.cat([-upper.flip(0), upper])
+    table = table / table.square().mean().sqrt()
+    return table.to(dtype=dtype, device=device)
+
+
+class QuantisedGaussian(_ChunkedIID):
+    """i.i.d. entries uniform over the 65,536 normalised normal quantiles of :func:`_normal_quantile_table`.
+
+    ``E z = 0`` and ``E zz^T = I`` (the table's mean square is 1), so ``scale = 1`` and the two-point
+    estimator is unbiased like Gaussian's. The 4th moment is ``m4 = 2.99925`` (Gaussian: 3, Rademacher: 1),
+    so with exact directional derivatives ``E||<g,z> z||^2 = (d - 1 + m4) ||g||^2``, just below Gaussian's
+    ``(d + 2) ||g||^2``. It is not the Gaussian law: the smoothing identity of Nesterov & Spokoiny holds
+    only approximately, and ``|z_i| <= 4.33``.
+
+    Fast path: the four 16-bit pieces of each uniform 64-bit word (:func:`_random_words`) index the table.
+    On one CPU thread a sweep costs 2.4 ns per parameter against 4.1 for Gaussian and 0.9 for Rademacher
+    (``direction_sweeps_minilm.json`` in ``results/benchmarks``). Half-precision tensors use the rounded
+    table (mean still exactly 0, mean square 1 within 4e-6).
+    """
+
+    name = "qgaussian"
+
+    def scale(self, dim: int) -> float:
+        return 1.0
+
+    def chunk_size(self, device: torch.device) -> int:
+        size = draw_chunk(device)
+        return min(size, TABLE_CPU_CHUNK) if _device(device).type == "cpu" else size
+
+    def _draw(self, n, gen, dtype, device, reuse):
+        return _table_lookup(_normal_quantile_table(dtype, _device(device)), n, 16, gen, reuse)
 
 
 @lru_cache(maxsize=256)
@@ -595,6 +702,7 @@ class LowRank(DirectionFamily):
 _FAMILIES = {
     "gaussian": Gaussian,
     "rademacher": Rademacher,
+    "qgaussian": QuantisedGaussian,
     "sphere": Sphere,
     "coordinate": Coordinate,
     "block": Block,
@@ -604,7 +712,7 @@ _FAMILIES = {
 
 
 def get_directions(spec: str | DirectionFamily, **options: float | int) -> DirectionFamily:
-    """A direction family from its name (``gaussian``, ``rademacher``, ``sphere``,
+    """A direction family from its name (``gaussian``, ``rademacher``, ``qgaussian``, ``sphere``,
     ``coordinate``, ``block``, ``orthonormal``, ``lowrank``) or an instance (returned as is)."""
     if isinstance(spec, DirectionFamily):
         return spec

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from zotheory.optim import ZOSGD, ZOAdam, make_optimizer
-from zotheory.optim.base import NonFiniteUpdateError, ZOOptimizer
+from zotheory.optim.base import NonFiniteUpdateError, ZOOptimizer, all_finite
 from zotheory.optim.registry import OPTIMIZERS
 
 NAMES = sorted(OPTIMIZERS)
@@ -178,3 +178,24 @@ def test_a_state_dict_for_other_shapes_is_refused_at_load_time() -> None:
     b = ZOAdam([torch.zeros(5, 6, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)], lr=0.1)
     with pytest.raises(ValueError, match=r"param_0.*\(6, 5\).*\(5, 6\)"):
         b.load_state_dict(a.state_dict())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_all_finite_agrees_with_isfinite_including_overflowing_sums(dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(0)
+    big = torch.finfo(dtype).max
+    for trial in range(40):
+        ts = [torch.randn(int(n), generator=g).to(dtype) for n in torch.randint(1, 50, (3,), generator=g)]
+        kind = trial % 4
+        if kind == 1:  # one non-finite entry somewhere
+            t = ts[trial % 3]
+            t[int(torch.randint(0, t.numel(), (1,), generator=g))] = [float("nan"), float("inf"), -float("inf")][
+                trial % 3
+            ]
+        elif kind == 2:  # finite entries whose sum overflows: the inconclusive case, decided exactly
+            ts[0] = torch.full((8,), big, dtype=dtype)
+        elif kind == 3:  # +inf and -inf: the sum is NaN
+            ts[1][0], ts[1][-1] = float("inf"), -float("inf")
+        expect = all(bool(torch.isfinite(t).all()) for t in ts)
+        assert all_finite(ts) == expect, (trial, kind, dtype)
+    assert all_finite([]) is True

@@ -19,8 +19,8 @@ smoothing radius below a tensor's floating-point resolution is refused
 scalar (a Python ``int``/``float`` or a one-element real floating or integer tensor); ``None``,
 strings, booleans, complex or multi-element tensors are a ``TypeError`` naming the value.
 
-The update is checked too: after ``_update`` one ``isfinite`` reduction per parameter group
-(one device synchronisation per group). A non-finite parameter after the update raises
+The update is checked too: after ``_update`` one finiteness reduction per parameter group
+(one device synchronisation per group, :func:`all_finite`). A non-finite parameter after the update raises
 :class:`NonFiniteUpdateError`. With ``exact_restore=True`` the parameters are first put back
 bit-exactly from the pre-step copy the estimate already holds, and the optimizer state from a
 copy taken before the step (so ``exact_restore`` costs one copy of the parameters *and* of
@@ -65,6 +65,7 @@ __all__ = [
     "NonFiniteUpdateError",
     "OnNonFinite",
     "ZOOptimizer",
+    "all_finite",
     "is_no_decay_name",
     "validate_nonnegative",
     "validate_unit_interval",
@@ -99,6 +100,26 @@ def validate_unit_interval(name: str, value: float, *, closed_right: bool = Fals
     if not isinstance(value, (int, float)) or not math.isfinite(value) or not ok:
         bound = "[0, 1]" if closed_right else "[0, 1)"
         raise ValueError(f"{name} must lie in {bound}, got {value!r}")
+
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether every entry of every tensor is finite, at the cost of one sum per tensor.
+
+    A sum is finite only if every summand is (a NaN or an infinity makes it NaN or infinite), so a finite
+    sum proves the tensor finite. A sum that overflows although every entry is finite is the one
+    inconclusive case (also a float64 sum beyond the fp32 range, as the sums are compared in fp32); it falls
+    back to the exact ``isfinite`` test. Half-precision tensors are summed in fp32. One pass that only
+    reads, against ``isfinite``'s pass that also writes a boolean tensor.
+    """
+    if not tensors:
+        return True
+    sums = torch.stack([t.sum(dtype=torch.float32 if t.dtype in _HALF else None).float() for t in tensors])
+    if bool(torch.isfinite(sums).all()):
+        return True
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
 class ZOOptimizer(torch.optim.Optimizer):
@@ -312,7 +333,7 @@ class ZOOptimizer(torch.optim.Optimizer):
         bad: int | None = None
         for group in self.param_groups:
             n = len(group["params"])
-            if n and not bool(torch.stack([torch.isfinite(p).all() for p in group["params"]]).all()):
+            if n and not all_finite(group["params"]):
                 bad = i + next(k for k, p in enumerate(group["params"]) if not bool(torch.isfinite(p).all()))
                 break
             i += n

@@ -9,6 +9,7 @@ ratios are measured side by side in one process.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -33,7 +34,21 @@ def _timed(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
+def _mean_last_logit(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """The ZO closure timed here: mean of the last position's logits on ``ids`` (inference mode)."""
+    with torch.inference_mode():
+        return model(input_ids=ids, logits_to_keep=1).logits.float().mean()
+
+
+def _draw_all(fam: Gaussian | Rademacher, params: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """One direction tensor per parameter (the RNG cost of a step, without the parameter writes)."""
+    return [
+        fam.tensor_direction(tuple(p.shape for p in params), i, 1, 0, p.dtype, device) for i, p in enumerate(params)
+    ]
+
+
 def main() -> None:
+    """Command line: time forward, step, perturbation pass and direction draws per sequence length; write JSON."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--preset", default="opt-1.3b")
     ap.add_argument("--dtype", default="fp16")
@@ -50,27 +65,16 @@ def main() -> None:
     rows = []
     for seq in [int(s) for s in args.seq_lens.split(",")]:
         ids = torch.randint(4, model.config.vocab_size, (args.batch, seq), generator=gen, device=device)
-
-        def closure() -> torch.Tensor:
-            with torch.inference_mode():
-                return model(input_ids=ids, logits_to_keep=1).logits.float().mean()
-
+        closure = functools.partial(_mean_last_logit, model, ids)
         for family in ("gaussian", "rademacher"):
             opt = ZOSGD(params, lr=0.0, eps=1e-3, directions=family)
             opt.step(closure)  # warm-up (radius check, allocator)
             fam = Gaussian() if family == "gaussian" else Rademacher()
             t_fwd = _timed(closure, args.repeats * 2, device)
-            t_step = _timed(lambda: opt.step(closure), args.repeats, device)
+            t_step = _timed(functools.partial(opt.step, closure), args.repeats, device)
             with torch.no_grad():
-                t_pass = _timed(lambda: fam.add_(params, 1, 0, 0.0 + 1e-3), args.repeats, device)
-            t_rng = _timed(
-                lambda: [
-                    fam.tensor_direction(tuple(p.shape for p in params), i, 1, 0, p.dtype, device)
-                    for i, p in enumerate(params)
-                ],
-                args.repeats,
-                device,
-            )
+                t_pass = _timed(functools.partial(fam.add_, params, 1, 0, 0.0 + 1e-3), args.repeats, device)
+            t_rng = _timed(functools.partial(_draw_all, fam, params, device), args.repeats, device)
             row = {
                 "seq_len": seq,
                 "family": family,

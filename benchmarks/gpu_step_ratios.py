@@ -20,6 +20,10 @@ from pathlib import Path
 
 import torch
 
+from llm import profile
+from zotheory.lmo import MUON_QUINTIC, newton_schulz
+from zotheory.optim.muon import apply_update_rules_
+
 CASES = [
     "opt-1.3b:ft:inference",
     "opt-1.3b:ft:zo-sgd",
@@ -36,9 +40,6 @@ CASES = [
 def newton_schulz_bench(device: torch.device, repeats: int) -> dict:
     """Median seconds of Newton-Schulz over OPT-1.3B's matrices: one call per matrix (fp32) against the batched
     update rule (fp32 and bf16)."""
-    from zotheory.lmo import MUON_QUINTIC, newton_schulz
-    from zotheory.optim.muon import apply_update_rules_
-
     d = 2048
     shapes = [(d, d)] * 4 * 24 + [(4 * d, d), (d, 4 * d)] * 24  # q, k, v, out; fc1, fc2 per layer
     gen = torch.Generator(device=device).manual_seed(0)
@@ -84,8 +85,6 @@ def main() -> int:
     out_ns.parent.mkdir(parents=True, exist_ok=True)
     out_ns.write_text(json.dumps(ns, indent=2) + "\n")
     print(json.dumps(ns, indent=2), flush=True)
-    from llm import profile
-
     return profile.main(
         [
             "--device",

@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from llm.memory import process_peak_rss, reset_process_peak
+from zotheory.optim.registry import OPTIMIZERS, declared_state_bytes
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
 OUT = RESULTS / "optimizer_overhead.json"
@@ -116,8 +117,6 @@ def median_time(fn: Any, n: int) -> float:
 # ---------------------------------------------------------------------------------------------- worker
 def worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Time and memory of optimizer ``name`` (run in a fresh subprocess, so that peaks do not mix)."""
-    from zotheory.optim.registry import OPTIMIZERS, declared_state_bytes
-
     spec = OPTIMIZERS[name]
     model = build_model(args.blocks, 768)
     params = [p for p in model.parameters()]
@@ -180,8 +179,6 @@ def worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def drift(name: str, dtype: torch.dtype, steps: int) -> dict[str, Any]:
     """Parameter drift of optimizer ``name`` at lr = 0 in ``dtype`` over ``steps`` steps (module docstring)."""
-    from zotheory.optim.registry import OPTIMIZERS
-
     out: dict[str, Any] = {"name": name, "dtype": str(dtype).removeprefix("torch."), "steps": steps}
     for exact in (False, True):
         torch.manual_seed(0)
@@ -234,8 +231,6 @@ def main() -> None:
         with torch.no_grad():
             print(json.dumps(worker(args.worker, args)))
         return
-
-    from zotheory.optim.registry import OPTIMIZERS
 
     names = [n for n in args.only.split(",") if n] or sorted(OPTIMIZERS)
     unknown = [n for n in names if n not in OPTIMIZERS]

@@ -28,6 +28,21 @@ from typing import Any
 
 import torch
 
+from llm import data as D
+from llm import models
+from llm.models import named_trainable_parameters
+from llm.objective import (
+    CausalLMClassificationObjective,
+    SequenceClassificationObjective,
+    make_closure,
+    make_paired_closure,
+)
+from llm.profile import synthetic_batch
+from zotheory.directions import get_directions
+from zotheory.estimators import estimate_gradient
+from zotheory.optim.zosgd import ZOSGD
+from zotheory.paired import paired_estimate
+
 
 def _timed(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
@@ -49,18 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from llm import models
-    from llm.models import named_trainable_parameters
-    from llm.objective import make_closure, make_paired_closure
-    from zotheory.directions import get_directions
-    from zotheory.estimators import estimate_gradient
-    from zotheory.optim.zosgd import ZOSGD
-    from zotheory.paired import paired_estimate
-
     if args.workload == "minilm-sst2":
-        from llm import data as D
-        from llm.objective import SequenceClassificationObjective
-
         task = D.get_task("sst2")
         examples = D.load_examples(task, "train", args.data_dir)[: args.batch_size * args.repeats]
         model, tok = models.load_minilm_classifier(2, seed=0)
@@ -69,9 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         batches = list(D.iter_batches(enc, collate, args.batch_size))
         objective = SequenceClassificationObjective(model)
     else:
-        from llm.objective import CausalLMClassificationObjective
-        from llm.profile import synthetic_batch
-
         preset = models.get_opt_preset(args.workload)
         model = models.build_opt_from_preset(preset, dtype="fp32", seed=0)
         batches = [

@@ -37,7 +37,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import torch
 
@@ -129,7 +129,7 @@ def atomic_save(obj: Mapping[str, Any], path: str | Path, *, keep_previous: bool
     payload["sha256"] = content_digest(payload)
     target = Path(path)
     with atomicio.atomic_file(target, "wb") as f:
-        torch.save(payload, f)
+        torch.save(payload, cast(BinaryIO, f))  # atomic_file yields the file it opened with mode "wb"
         if keep_previous and target.exists():
             with atomicio.atomic_path(previous_path(target)) as tmp:
                 tmp.unlink()
@@ -190,6 +190,7 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Set the global CPU (and, when saved and available, CUDA) generators to a :func:`capture_rng_state` result."""
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(state["cuda"]))

@@ -127,8 +127,8 @@ def data_parallel_closure(
             dist.all_reduce(payload, op=dist.ReduceOp.SUM, group=group)
         except Exception as exc:  # noqa: BLE001 - any collective failure means a broken world
             raise RankFailure(
-                f"rank {dist.get_rank(group)} of {dist.get_world_size(group)}: the all-reduce of the loss failed, another "
-                f"rank died, raised or stopped answering ({exc}); this rank's parameters were restored"
+                f"rank {dist.get_rank(group)} of {dist.get_world_size(group)}: the all-reduce of the loss failed, "
+                f"another rank died, raised or stopped answering ({exc}); this rank's parameters were restored"
             ) from exc
         if log is not None:
             log.record(payload)

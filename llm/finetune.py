@@ -1,10 +1,10 @@
-"""Command line: fine-tune a Hugging Face model with a zotheory optimizer (or an FO baseline).
+r"""Command line: fine-tune a Hugging Face model with a zotheory optimizer (or an FO baseline).
 
 Examples::
 
     # MeZO protocol (1000 train / 500 dev / 1000 eval, batch 16) on OPT-1.3B, ZO-SGD, LoRA
-    python -m llm.finetune --model facebook/opt-1.3b --task sst2 --data-dir data/sst2 \\
-        --method zo-sgd --mode lora --opt lr=1e-4 --opt eps=1e-2 --steps 20000 \\
+    python -m llm.finetune --model facebook/opt-1.3b --task sst2 --data-dir data/sst2 \
+        --method zo-sgd --mode lora --opt lr=1e-4 --opt eps=1e-2 --steps 20000 \
         --eval-every 1000 --dtype fp16 --device cuda --out runs/opt13-zosgd-lora
 
     # offline smoke run: random tiny OPT, two steps
@@ -51,6 +51,7 @@ def _int_or_none(text: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m llm.finetune`` parser; every flag defaults to absent, so only given flags override."""
     p = argparse.ArgumentParser(
         prog="python -m llm.finetune",
         description="Fine-tune a Hugging Face model with a zotheory zeroth-order optimizer (or fo-sgd / fo-adam).",
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", help="JSON or TOML file with config keys (the long flag names with '_')")
     g.add_argument(
         "--model",
-        help=f"HF name or local path, preset:NAME (random weights: tiny, opt-125m, opt-1.3b, ...), minilm (prototype head), or minilm-linear (random head) [default {d.model}]",
+        help="HF name or local path, preset:NAME (random weights: tiny, opt-125m, opt-1.3b, ...), "
+        f"minilm (prototype head), or minilm-linear (random head) [default {d.model}]",
     )
     g.add_argument("--task", help=f"task name [default {d.task}]")
     g.add_argument(
@@ -97,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="label_sentences",
         action="append",
         metavar="TEXT",
-        help="minilm prototype head: one label sentence per class, in label order, repeated [default: the task's, SST-2 'It was terrible.' / 'It was great.']",
+        help="minilm prototype head: one label sentence per class, in label order, repeated "
+        "[default: the task's, SST-2 'It was terrible.' / 'It was great.']",
     )
     g.add_argument("--pooling", choices=("mean", "cls"), help=f"minilm prototype head pooling [default {d.pooling}]")
     g.add_argument(
@@ -157,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dist-timeout",
         dest="dist_timeout",
         type=float,
-        help=f"--distributed: seconds a rank waits for the others in the loss all-reduce before it stops with an error naming the step and the rank [default {d.dist_timeout:g}]",
+        help="--distributed: seconds a rank waits for the others in the loss all-reduce before it stops with an "
+        f"error naming the step and the rank [default {d.dist_timeout:g}]",
     )
     g.add_argument(
         "--max-forward-passes",
@@ -173,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-consecutive-skips",
         dest="max_consecutive_skips",
         type=int,
-        help=f"stop after this many consecutive skipped steps (--opt on_nonfinite=skip) [default {d.max_consecutive_skips}]",
+        help="stop after this many consecutive skipped steps (--opt on_nonfinite=skip) "
+        f"[default {d.max_consecutive_skips}]",
     )
     g.add_argument(
         "--max-skips",
@@ -213,8 +218,10 @@ def _describe_options(options: dict[str, inspect.Parameter], title: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: parse, check and run one fine-tuning job; the exit status (module docstring)."""
     parser = build_parser()
     ns = parser.parse_args(argv)
+    # Imported after parsing: --help and a bad flag answer without loading torch (llm.train and llm.distributed do).
     from llm.distributed import RankFailure
     from llm.train import TrainingDiverged, available_methods, method_options, resolve_method, resolve_policy, train
 

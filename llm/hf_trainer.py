@@ -59,6 +59,10 @@ import torch
 from torch import nn
 from transformers import Trainer
 
+from llm.config import FinetuneConfig
+from llm.distributed import CommunicationLog
+from llm.methods import build_optimizer, check_method_options
+from llm.models import named_trainable_parameters
 from llm.objective import eval_closure
 from llm.step import ForwardCount, zo_step
 
@@ -81,6 +85,8 @@ class DeferredStepOptimizer(torch.optim.Optimizer):
         self.zo = zo
         self.count = ForwardCount()
 
+    # Optimizer declares these three as plain attributes; here they are read-only views of the wrapped ZO
+    # optimizer's, hence the ignore[override] on each property.
     @property
     def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
         return self.zo.param_groups
@@ -93,7 +99,7 @@ class DeferredStepOptimizer(torch.optim.Optimizer):
     def defaults(self) -> dict[str, Any]:  # type: ignore[override]
         return self.zo.defaults
 
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Any = None) -> Any:
         return None if closure is None else self.zo.step(closure)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -144,9 +150,6 @@ class ZOTrainer(Trainer):
         zo_policy_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        from llm.config import FinetuneConfig
-        from llm.train import check_method_options
-
         optimizers = kwargs.get("optimizers", (None, None))
         if optimizers[0] is not None or kwargs.get("optimizer_cls_and_kwargs") is not None:
             raise ValueError(
@@ -177,11 +180,10 @@ class ZOTrainer(Trainer):
     # ------------------------------------------------------------------ optimizer
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         """Build the ZO method over the trainable parameters, wrapped in :class:`DeferredStepOptimizer`."""
-        from llm.models import named_trainable_parameters
-        from llm.train import build_optimizer
-
         if self.optimizer is None:
             net = self.model if model is None else model
+            if net is None:
+                raise ValueError("ZOTrainer.create_optimizer: no model to optimize (model=None and self.model is None)")
             options = dict(self.zo_options)
             options.setdefault("lr", float(self.args.learning_rate))
             policy = self._zo_policy_cls(**self._zo_policy_options) if self._zo_policy_cls is not None else None
@@ -218,6 +220,8 @@ class ZOTrainer(Trainer):
         net = self.accelerator.unwrap_model(model)
         losses = [eval_closure(net, functools.partial(self._zo_micro_loss, net, batch)) for batch in micro]
         counts = [_num_examples(batch) for batch in micro]
+        if self.zo_optimizer is None:
+            raise RuntimeError("ZOTrainer: the optimizer is not created yet (call train())")
         loss, count = zo_step(self.zo_optimizer, losses, counts, data_parallel=self._data_parallel(), log=self._zo_comm)
         count.add_to(self._deferred().count)
         return torch.tensor(float(loss), dtype=torch.float32, device=self.args.device)
@@ -226,14 +230,14 @@ class ZOTrainer(Trainer):
         """The Trainer's loss of one micro-batch, its own mean (``compute_loss`` may pop labels: a copy)."""
         with self.compute_loss_context_manager():
             loss = self.compute_loss(model, dict(inputs))
+        if not isinstance(loss, torch.Tensor):  # only return_outputs=True (not passed) gives a tuple
+            raise TypeError(f"ZOTrainer: compute_loss returned {type(loss).__name__}, expected the loss tensor")
         return loss.detach()
 
     def _data_parallel(self) -> bool:
         if self.args.world_size <= 1:
             return False
         if self._zo_comm is None:
-            from llm.distributed import CommunicationLog
-
             self._zo_comm = CommunicationLog()
         return True
 

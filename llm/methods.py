@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from llm.config import FinetuneConfig, accepted_options, coerce_options
+from zotheory import policies
+from zotheory.optim.registry import OPTIMIZERS
 
 #: First-order baselines (backpropagation) reachable as methods.
 FIRST_ORDER_METHODS: dict[str, type[torch.optim.Optimizer]] = {
@@ -38,8 +40,6 @@ def _normalise(name: str) -> str:
 
 def _zo_registry() -> dict[str, Any]:
     """``zotheory.optim.registry.OPTIMIZERS``: name -> ``OptimizerSpec`` (with ``.factory``)."""
-    from zotheory.optim.registry import OPTIMIZERS
-
     return dict(OPTIMIZERS)
 
 
@@ -91,8 +91,6 @@ def method_options(spec: MethodSpec) -> dict[str, inspect.Parameter]:
 
 def resolve_policy(name: str) -> type:
     """The direction-policy class for a CLI name (``ldsd``, ``gv``, ``greedy``, ``carried-best``)."""
-    import zotheory.policies as policies
-
     key = _normalise(name)
     for cli, cls_name in POLICIES.items():
         if key in (_normalise(cli), _normalise(cls_name), _normalise(cls_name.removesuffix("Policy"))):

@@ -49,7 +49,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llm.config import parse_key_values
+from llm.methods import _probe_params, build_optimizer, resolve_method, resolve_policy
+from llm.step import FO_FORWARD_EQUIVALENTS
+from llm.train import read_metrics
 from zotheory import atomicio
+from zotheory.optim.base import ZOOptimizer
 
 __all__ = ["METHODS", "MethodEntry", "run_config", "run_name", "collect_runs", "summarise", "carry_over", "main"]
 
@@ -91,14 +96,13 @@ METHODS: dict[str, MethodEntry] = {
 def _evals_per_step(entry: MethodEntry, opts: dict[str, Any]) -> int:
     """Forward passes per step: 3 for FO; for ZO the optimizer's ``evals_per_step``, read
     from an instance built on a 4x4 probe (a policy's extra evaluations included)."""
-    from llm.methods import _probe_params, build_optimizer, resolve_method, resolve_policy
-    from llm.step import FO_FORWARD_EQUIVALENTS
-
     spec = resolve_method(entry.method)
     if spec.kind == "fo":
         return FO_FORWARD_EQUIVALENTS
     policy = resolve_policy(entry.policy)() if entry.policy else None
     opt = build_optimizer(spec, _probe_params(), opts, seed=0, policy=policy)
+    if not isinstance(opt, ZOOptimizer):
+        raise TypeError(f"method {entry.method!r} is zeroth-order but built a {type(opt).__name__}")
     return int(opt.evals_per_step)
 
 
@@ -211,8 +215,6 @@ def launch(cfg: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
 
 def collect_runs(work: str | Path) -> list[dict[str, Any]]:
     """Every finished run in ``work``: its runner metadata, config, results and metric log."""
-    from llm.train import read_metrics
-
     rows = []
     for res_path in sorted(Path(work).glob("*/results.json")):
         d = res_path.parent
@@ -248,8 +250,8 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any
     """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in runs:
-        key = (r["label"], r["mode"], r["budget"], r["value"], json.dumps(r.get("extra", {}), sort_keys=True))
-        groups.setdefault(key, []).append(r)
+        group = (r["label"], r["mode"], r["budget"], r["value"], json.dumps(r.get("extra", {}), sort_keys=True))
+        groups.setdefault(group, []).append(r)
     sweeps: dict[str, list[dict[str, Any]]] = {}
     for (label, mode, budget, value, extra), rs in sorted(groups.items()):
         dev, _ = _mean_sd([100 * r["results"]["best_dev_accuracy"] for r in rs])
@@ -330,8 +332,8 @@ SYNTHETIC = {
     "curvature), l2 wins elsewhere; the MiniLM comparison says which regime the task is in",
     "spectral": "geometry_spectral_vs_l2 passes: spectral beats l2 only with a few dominant curvature directions "
     "(rho > 1); the MiniLM comparison says which regime the task is in",
-    "gv": "policy_budget_runs_quadratic / _nonconvex pass: budget-matched, GV (M = 8) loses to plain SPSA with the same "
-    "forward passes",
+    "gv": "policy_budget_runs_quadratic / _nonconvex pass: budget-matched, GV (M = 8) loses to plain SPSA with the "
+    "same forward passes",
     "adanaged": "adanaged_robust_* pass with the function-value step search (default): within 1.02x-1.80x of the tuned "
     "baselines for every reps_rel in 1e-10..1, on 4 deterministic and 2 stochastic problems",
 }
@@ -360,14 +362,20 @@ def carry_over(summary: dict[str, Any], sweeps: dict[str, Any]) -> list[dict[str
             )
             return
         if summary[a]["forward_passes"] != summary[b]["forward_passes"]:
-            text = f"not comparable: budgets differ ({a}: {summary[a]['forward_passes']}, {b}: {summary[b]['forward_passes']} forward passes)"
+            text = (
+                f"not comparable: budgets differ ({a}: {summary[a]['forward_passes']}, "
+                f"{b}: {summary[b]['forward_passes']} forward passes)"
+            )
             rows.append(
                 {"claim": claim, "synthetic": synthetic, "minilm": text, "agrees": "pending", "confidence": "-"}
             )
             return
         d, se, conf = res
         se_txt = "" if math.isnan(se) else f" +/- {se:.2f}"
-        text = f"{a} {summary[a]['eval_acc_mean']:.1f}% vs {b} {summary[b]['eval_acc_mean']:.1f}% (diff {d:+.1f}{se_txt} points)"
+        text = (
+            f"{a} {summary[a]['eval_acc_mean']:.1f}% vs {b} {summary[b]['eval_acc_mean']:.1f}% "
+            f"(diff {d:+.1f}{se_txt} points)"
+        )
         if expect == "regime":
             agrees = f"n/a: {a.split('/')[0] if d > 0 else b.split('/')[0]} wins"
         else:
@@ -411,7 +419,8 @@ def carry_over(summary: dict[str, Any], sweeps: dict[str, Any]) -> list[dict[str
                 {
                     "claim": claim,
                     "synthetic": SYNTHETIC["adanaged"],
-                    "minilm": f"eval accuracy spread {spread:.1f} points over reps_rel {values} (insensitive: spread <= 2 points)",
+                    "minilm": f"eval accuracy spread {spread:.1f} points over reps_rel {values} "
+                    "(insensitive: spread <= 2 points)",
                     "agrees": "insensitive" if spread <= 2.0 else "sensitive",
                     "confidence": "low (single seed per value)"
                     if all(len(g["seeds"]) == 1 for g in sweep)
@@ -480,7 +489,8 @@ def _markdown(summary: dict[str, Any], sweeps: dict[str, Any], carry: list[dict[
         opt = METHODS[key.split("/")[0]].option
         sd = "" if s["eval_acc_sd"] is None else f" +/- {s['eval_acc_sd']:.1f}"
         lines.append(
-            f"| {key} | {s['eval_acc_mean']:.1f}{sd} | {len(s['seeds'])} | {s['steps']} | {s['forward_passes']} | {opt}={s[opt]:g} | {s['best_dev_acc_mean']:.1f} | {s['selection']} |"
+            f"| {key} | {s['eval_acc_mean']:.1f}{sd} | {len(s['seeds'])} | {s['steps']} | {s['forward_passes']} "
+            f"| {opt}={s[opt]:g} | {s['best_dev_acc_mean']:.1f} | {s['selection']} |"
         )
     lines += [
         "",
@@ -493,7 +503,8 @@ def _markdown(summary: dict[str, Any], sweeps: dict[str, Any], carry: list[dict[
         opt = METHODS[key.split("/")[0]].option
         for g in gs:
             lines.append(
-                f"| {key} | {opt}={g[opt]:g} | {g['extra_options'] or '-'} | {g['seeds']} | {g['forward_passes']} | {g['best_dev_acc_mean']:.1f} | {g['eval_acc_mean']:.1f} |"
+                f"| {key} | {opt}={g[opt]:g} | {g['extra_options'] or '-'} | {g['seeds']} | {g['forward_passes']} "
+                f"| {g['best_dev_acc_mean']:.1f} | {g['eval_acc_mean']:.1f} |"
             )
     lines += [
         "",
@@ -596,7 +607,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("ft", "lora"), default="ft")
     p.add_argument(
         "--values",
-        help="comma list of the swept option's values (lr; reps_rel for adanaged) [default: the first per-mode default]",
+        help="comma list of the swept option's values (lr; reps_rel for adanaged) "
+        "[default: the first per-mode default]",
     )
     p.add_argument("--seeds", default="0", help="comma list of seeds")
     p.add_argument("--budget", type=int, default=6000, help="training forward passes per run (FO step = 3)")
@@ -614,8 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llm.config import parse_key_values
-
+    """Command line: run one (method, mode, budget, seed) or rewrite the report from --work; the exit status."""
     args = build_parser().parse_args(argv)
     try:
         if args.method:
@@ -659,7 +670,8 @@ def main(argv: list[str] | None = None) -> int:
                     t0 = time.perf_counter()
                     res = launch(cfg, meta)
                     print(
-                        f"{Path(cfg['out']).name}: eval {100 * res['eval_accuracy']:.1f}% best dev {100 * res['best_dev_accuracy']:.1f}% ({time.perf_counter() - t0:.0f} s)",
+                        f"{Path(cfg['out']).name}: eval {100 * res['eval_accuracy']:.1f}% "
+                        f"best dev {100 * res['best_dev_accuracy']:.1f}% ({time.perf_counter() - t0:.0f} s)",
                         flush=True,
                     )
         if args.report:

@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from llm.data import TASKS
+
 __all__ = [
     "DTYPES",
     "resolve_dtype",
@@ -226,7 +228,7 @@ def load_causal_lm(
         kw["revision"] = revision
     if device_map is not None:
         kw["device_map"] = device_map
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=td, **kw)
+    model: nn.Module = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=td, **kw)
     if device_map is None:
         model.to(torch.device(device))
     model.eval()
@@ -405,7 +407,8 @@ def build_opt_from_preset(
     with _isolated_rng([dev]):
         with torch.device("meta"):
             model = OPTForCausalLM(cfg)
-        model = model.to(dtype=td)
+        # transformers types PreTrainedModel.to as an unbound wrapper; it is nn.Module.to after its checks
+        model = model.to(dtype=td)  # type: ignore[call-arg]
         model.config.dtype = td
         if dev.type != "meta":
             buffers = [n for n, _ in model.named_buffers()]
@@ -447,8 +450,6 @@ DEFAULT_TOKENIZER_CORPUS: tuple[str, ...] = (
 def _task_corpus() -> list[str]:
     """Template text and label words of the registered tasks, weighted so that a
     small BPE vocabulary makes every label word (with its leading space) one token."""
-    from llm.data import TASKS
-
     out: list[str] = []
     for task in TASKS.values():
         filler = {c: "the movie" for c in task.text_columns}
@@ -558,10 +559,12 @@ def _init_lora_(model: nn.Module, seed: int) -> int:
         if not isinstance(lora_a, nn.ModuleDict) or not isinstance(lora_b, nn.ModuleDict):
             continue
         for adapter in sorted(lora_a.keys()):
-            a = lora_a[adapter].weight
+            a, b = lora_a[adapter].weight, lora_b[adapter].weight
+            if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+                raise TypeError(f"LoRA adapter {adapter!r} of {type(module).__name__} has no weight tensors to draw")
             bound = 1.0 / math.sqrt(a.shape[1])
             a.copy_(torch.empty(a.shape, dtype=torch.float32).uniform_(-bound, bound, generator=gen))
-            lora_b[adapter].weight.zero_()
+            b.zero_()
             n += 1
     return n
 
@@ -607,7 +610,7 @@ def apply_lora(
         task_type = "SEQ_CLS" if type(model).__name__.endswith("ForSequenceClassification") else "CAUSAL_LM"
     cfg = LoraConfig(
         r=r,
-        lora_alpha=alpha,
+        lora_alpha=alpha,  # type: ignore[arg-type]  # peft annotates int; a float alpha only enters alpha / r
         lora_dropout=dropout,
         target_modules=list(target_modules),
         bias="none",
@@ -746,10 +749,11 @@ def build_tiny_bert_classifier(
 
     seed = _check_seed(seed)
     td = resolve_dtype(dtype)
-    cfg = BertConfig(**{**TINY_BERT, **config_overrides}, num_labels=num_labels)
+    cfg = BertConfig(**{**TINY_BERT, **config_overrides})
+    cfg.num_labels = num_labels  # PretrainedConfig's setter (also sets id2label / label2id)
     # Built on the CPU, not on meta: BERT keeps index buffers (position_ids,
     # token_type_ids) that to_empty would leave uninitialised.  Tiny, so cheap.
     with _isolated_rng():
-        model = BertForSequenceClassification(cfg)
+        model: nn.Module = BertForSequenceClassification(cfg)
     init_weights_(model, seed=seed, std=cfg.initializer_range)
     return model.to(dtype=td).eval()

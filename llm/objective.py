@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +54,8 @@ __all__ = [
     "eval_closure",
     "make_backward_closure",
 ]
+
+Batch = CausalLMBatch | SequenceClassificationBatch  # what the objectives read (llm.data's collators)
 
 
 @contextlib.contextmanager
@@ -91,15 +94,15 @@ class _ClassificationObjective(nn.Module):
 
     model: nn.Module
 
-    def scores(self, batch) -> torch.Tensor:  # type: ignore[no-untyped-def]  # pragma: no cover
+    def scores(self, batch: Any) -> torch.Tensor:  # pragma: no cover - each subclass names its batch type
         raise NotImplementedError
 
-    def forward(self, batch) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    def forward(self, batch: Batch) -> torch.Tensor:
         """Mean cross-entropy over the batch, a 0-d float32 tensor."""
         s = self.scores(batch)
         return F.cross_entropy(s, batch.labels.to(s.device))
 
-    def pair_losses(self, doubled) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    def pair_losses(self, doubled: Batch) -> torch.Tensor:
         """``(2,)`` float64: the mean cross-entropy of the first and of the second half of a
         :func:`doubled_batch` (the ``+`` and ``-`` copies of a paired evaluation, :mod:`zotheory.paired`)."""
         s = self.scores(doubled)
@@ -107,7 +110,7 @@ class _ClassificationObjective(nn.Module):
         return per_example.view(2, -1).mean(dim=1)
 
     @torch.inference_mode()
-    def predict(self, batch) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    def predict(self, batch: Batch) -> torch.Tensor:
         """Predicted class per example, ``(B,)`` long (eval mode, no autograd)."""
         with eval_mode(self):
             return self.scores(batch).argmax(dim=-1)
@@ -115,8 +118,8 @@ class _ClassificationObjective(nn.Module):
     @torch.inference_mode()
     def evaluate(
         self,
-        batches: Iterable,
-        device: torch.device | str | None = None,  # type: ignore[type-arg]
+        batches: Iterable[Batch],
+        device: torch.device | str | None = None,
     ) -> EvalResult:
         """Example-weighted mean loss and accuracy over ``batches`` (eval mode, no autograd).
 
@@ -138,7 +141,7 @@ class _ClassificationObjective(nn.Module):
             raise ValueError("evaluate: no examples in batches")
         return EvalResult(loss=total_loss / n, accuracy=correct / n, num_examples=n)
 
-    def accuracy(self, batches: Iterable, device: torch.device | str | None = None) -> float:  # type: ignore[type-arg]
+    def accuracy(self, batches: Iterable[Batch], device: torch.device | str | None = None) -> float:
         """Fraction of examples whose `predict` equals the label."""
         return self.evaluate(batches, device=device).accuracy
 
@@ -215,14 +218,14 @@ class SequenceClassificationObjective(_ClassificationObjective):
 # --------------------------------------------------------------------------------------
 
 
-def _move(batch, device):  # type: ignore[no-untyped-def]
+def _move(batch: Batch, device: torch.device | str | None) -> Batch:
     return batch if device is None else batch.to(device)
 
 
 def make_closure(
     objective: nn.Module,
-    batch,
-    device: torch.device | str | None = None,  # type: ignore[no-untyped-def]
+    batch: Batch,
+    device: torch.device | str | None = None,
 ) -> Callable[[], torch.Tensor]:
     """Zero-argument closure: the loss of ``objective`` on the fixed ``batch``.
 
@@ -235,7 +238,7 @@ def make_closure(
     return eval_closure(objective, lambda: objective(b))
 
 
-def doubled_batch(batch):  # type: ignore[no-untyped-def]
+def doubled_batch(batch: Batch) -> Batch:
     """The batch twice, one copy after the other (every tensor concatenated with itself along dim 0): the input of a
     paired evaluation, whose first half runs at ``x + r z`` and second half at ``x - r z``."""
     changes = {
@@ -243,13 +246,14 @@ def doubled_batch(batch):  # type: ignore[no-untyped-def]
         for f in fields(batch)
         if isinstance(getattr(batch, f.name), torch.Tensor)
     }
-    return replace(batch, **changes)
+    # mypy checks replace() against the intersection of the union's fields; each key is a tensor field of batch
+    return replace(batch, **changes)  # type: ignore[arg-type]
 
 
 def make_paired_closure(
-    objective: nn.Module,
-    batch,
-    device: torch.device | str | None = None,  # type: ignore[no-untyped-def]
+    objective: _ClassificationObjective,
+    batch: Batch,
+    device: torch.device | str | None = None,
 ) -> PairedClosure:
     """The closure of :func:`make_closure` that can also run the ``+`` and ``-`` evaluations of a central difference
     as one forward over :func:`doubled_batch` (:class:`zotheory.paired.PairedClosure`; the optimizer uses it for
@@ -279,7 +283,7 @@ def eval_closure(module: nn.Module, loss: Callable[[], torch.Tensor]) -> Callabl
 
 def make_backward_closure(
     objective: nn.Module,
-    batch,  # type: ignore[no-untyped-def]
+    batch: Batch,
     *,
     train: bool = False,
     dropout_seed: int | None = None,

@@ -17,9 +17,17 @@ from typing import Any
 
 import torch
 
+from llm import data as D
+from llm import models
+from llm.config import FinetuneConfig
 from llm.memory import Meter, optimizer_state_bytes
+from llm.methods import build_optimizer, check_method_options
+from llm.objective import make_backward_closure, make_closure
 from llm.opt_methods import MethodEntry
 from llm.opt_tables import JAGUAR_SOURCE, format_gb, format_value, index_records, render_tables
+from llm.run import build_run
+from llm.step import FO_FORWARD_EQUIVALENTS
+from llm.train import read_metrics, train
 from zotheory import atomicio
 
 
@@ -81,10 +89,8 @@ def make_config(
     out: str | None = None,
     steps: int | None = None,
     extra_opt: dict[str, Any] | None = None,
-) -> Any:
+) -> FinetuneConfig:
     """The :class:`llm.config.FinetuneConfig` of one (method, mode)."""
-    from llm.config import FinetuneConfig
-
     opt = entry.options(mode)
     opt.update(extra_opt or {})
     return FinetuneConfig(
@@ -114,11 +120,9 @@ def make_config(
     )
 
 
-def rebind(run: Any, cfg: Any) -> Any:
+def rebind(run: Any, cfg: FinetuneConfig) -> Any:
     """The same model, data and objective with the optimizer of ``cfg`` (built by the loop's own
     :func:`llm.train.check_method_options` / :func:`llm.train.build_optimizer`)."""
-    from llm.methods import build_optimizer, check_method_options
-
     spec, opts, policy_cls, policy_opts = check_method_options(cfg)
     policy = policy_cls(**policy_opts) if policy_cls is not None else None
     optimizer = build_optimizer(spec, run.named_params, opts, seed=cfg.seed, policy=policy)
@@ -146,9 +150,6 @@ def measurement_batch(run: Any, protocol: Protocol) -> Any:
         return next(run.stream).to(run.device)
     if protocol.measure_tokenizer != "sst2-bpe":
         raise ValueError(f"measure_tokenizer must be one of {MEASURE_TOKENIZERS}, got {protocol.measure_tokenizer!r}")
-    from llm import data as D
-    from llm import models
-
     task = D.get_task("sst2")
     pool = D.load_examples(task, "train", protocol.data_dir)
     splits = D.sample_splits(pool, protocol.num_train, protocol.num_dev, protocol.num_eval, seed=run.cfg.data_seed)
@@ -171,8 +172,6 @@ def measure_run(
     ``time_cap``: seconds for the timed steps; fewer than ``steps`` are taken when they would
     exceed it (at least one). Returns a JSON-ready record.
     """
-    from llm.objective import make_backward_closure, make_closure
-
     objective, optimizer = run.objective, run.optimizer
     zo = run.spec.kind == "zo"
     forward = make_closure(objective, batch)
@@ -210,8 +209,6 @@ def measure_run(
     state = optimizer_state_bytes(optimizer)
     evals = getattr(optimizer, "evals_per_step", None)
     if not zo:
-        from llm.step import FO_FORWARD_EQUIVALENTS
-
         evals = FO_FORWARD_EQUIVALENTS
         for _, p in run.named_params:
             p.grad = None
@@ -258,8 +255,6 @@ def measure_mode(
     A method that fails (not registered, out of memory, an error) gets a record with ``error`` and
     the others go on.
     """
-    from llm.run import build_run
-
     records: list[dict[str, Any]] = []
     run = None
     batch = None
@@ -326,8 +321,6 @@ def train_method(
     ``run_dir`` receives the loop's files (config.json, metrics.jsonl, best.pt, last.pt,
     results.json); without ``keep_checkpoints`` the ``.pt`` files are deleted afterwards.
     """
-    from llm.train import read_metrics, train
-
     cfg = make_config(protocol, entry, mode, out=str(run_dir), steps=steps)
     res = train(cfg)
     metrics = read_metrics(run_dir / "metrics.jsonl")

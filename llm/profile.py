@@ -49,7 +49,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from zotheory import atomicio
+import torch
+
+from llm import models
+from llm.data import CausalLMBatch
+from llm.memory import make_meter, optimizer_state_bytes
+from llm.methods import available_methods, build_optimizer, resolve_method
+from llm.objective import CausalLMClassificationObjective, make_backward_closure, make_closure
+from zotheory import atomicio, directions, lmo
+from zotheory.optim import OPTIMIZERS, jaguar, muon
 
 __all__ = [
     "Case",
@@ -115,8 +123,6 @@ def _cases(presets_modes: list[tuple[str, str]], methods: list[str], time_: bool
 
 
 def _registry_methods() -> list[str]:
-    from zotheory.optim import OPTIMIZERS
-
     return list(OPTIMIZERS)
 
 
@@ -163,10 +169,6 @@ def _reading(value: int | None, what: str) -> int:
 
 def synthetic_batch(vocab_size: int, batch_size: int, seq_len: int, seed: int = 0) -> Any:
     """A ``CausalLMBatch`` of random token ids (shared layout, two single-token label words)."""
-    import torch
-
-    from llm.data import CausalLMBatch
-
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(4, vocab_size, (batch_size, seq_len), generator=g)
     labels = torch.randint(0, 2, (batch_size,), generator=g)
@@ -196,13 +198,6 @@ def measure_case(
     breakdown_steps: int = 1,
 ) -> dict[str, Any]:
     """Build the case's model, batch and optimizer; measure memory, then (if ``case.time``) time."""
-    import torch
-
-    from llm import models
-    from llm.memory import make_meter, optimizer_state_bytes
-    from llm.methods import build_optimizer, resolve_method
-    from llm.objective import CausalLMClassificationObjective, make_backward_closure, make_closure
-
     dev = torch.device(device)
     meter = make_meter(dev)
     import transformers.models.opt.modeling_opt  # noqa: F401 - imported before the baseline reading
@@ -349,9 +344,6 @@ class StepBreakdown:
         return self._timer(fn, "forward")
 
     def __enter__(self) -> StepBreakdown:
-        from zotheory import directions, lmo
-        from zotheory.optim import jaguar, muon
-
         for cls in _subclasses(directions.DirectionFamily):
             self._wrap(cls, "add_", "sweeps")
             for draw in ("_chunk", "_bytes", "_block", "block", "factors", "location"):
@@ -548,8 +540,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _machine(device: str) -> dict[str, Any]:
-    import torch
-
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -615,8 +605,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _worker(spec_json: str, result_path: str) -> int:
     spec = json.loads(spec_json)
     s = spec["settings"]
-    import torch
-
     if s.get("threads"):
         torch.set_num_threads(int(s["threads"]))
     res = measure_case(
@@ -650,8 +638,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.methods:
             keep = {m.strip() for m in args.methods.split(",")} | {"inference"}
             cases = [c for c in cases if c.method in keep]
-    from llm.methods import available_methods
-
     known = set(available_methods()) | {"inference"}
     skipped = sorted({c.method for c in cases if c.method_name not in known})
     cases = [c for c in cases if c.method_name in known]

@@ -34,13 +34,14 @@ chooses what else trains (every encoder weight, or LoRA adapters on ``query``/``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from llm.config import DEFAULT_HEAD_SCALE, POOLINGS
+from llm.models import minilm_model_path, prepare_model, resolve_dtype
 
 __all__ = [
     "POOLINGS",
@@ -182,8 +183,6 @@ def load_minilm_prototype_classifier(
     random numbers are drawn. Returns ``(model, tokenizer)``."""
     from transformers import AutoModel, AutoTokenizer
 
-    from llm.models import minilm_model_path, resolve_dtype
-
     if isinstance(label_sentences, str) or len(label_sentences) < 2:
         raise ValueError(f"need one label sentence per class (>= 2), got {label_sentences!r}")
     path = minilm_model_path()
@@ -202,11 +201,10 @@ def prepare_prototype_model(
     """Select what trains: ``ft`` every parameter; ``lora`` LoRA adapters on the encoder's
     ``query``/``value`` projections (`llm.models.apply_lora`, PEFT feature-extraction wrapper)
     plus the prototypes. Returns ``model`` (its ``encoder`` replaced by the PEFT wrapper for LoRA)."""
-    from llm.models import prepare_model
-
     if mode == "lora":
         kw = {"target_modules": ("query", "value"), **lora_kwargs}
         model.encoder = prepare_model(model.encoder, "lora", seed=seed, task_type="FEATURE_EXTRACTION", **kw)
         model.prototypes.requires_grad_(True)
         return model
-    return prepare_model(model, mode, seed=seed, **lora_kwargs)  # ft: everything trains; else the error
+    # ft: everything trains and prepare_model returns ``model`` itself; any other mode raises there
+    return cast(PrototypeClassifier, prepare_model(model, mode, seed=seed, **lora_kwargs))

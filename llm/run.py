@@ -11,8 +11,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from llm import data as D
+from llm import models
 from llm.config import FinetuneConfig
+from llm.distributed import shard_bounds
 from llm.methods import MethodSpec, build_optimizer, check_method_options
+from llm.objective import CausalLMClassificationObjective, SequenceClassificationObjective
+from llm.prototype_head import (
+    PrototypeClassifier,
+    default_label_sentences,
+    load_minilm_prototype_classifier,
+    prepare_prototype_model,
+)
 
 
 @dataclass
@@ -56,7 +66,6 @@ class DataParallel:
 
 def _shard_collate(collate: Callable[[Sequence[Any]], Any], rank: int, world: int) -> Callable[[Sequence[Any]], Any]:
     """Collate only this rank's contiguous shard of each batch's examples."""
-    from llm.distributed import shard_bounds
 
     def shard(examples: Sequence[Any]) -> Any:
         start, stop = shard_bounds(len(examples), rank, world)
@@ -112,8 +121,6 @@ def check_output_dir(out: str | None, resume: bool) -> None:
 def _load_model(cfg: FinetuneConfig, num_labels: int) -> tuple[nn.Module, Any, str]:
     """``(model, tokenizer, kind)`` with kind ``"causal"``, ``"seqcls"`` or ``"prototype"``
     (an encoder with the cosine-prototype head of :mod:`llm.prototype_head`; scored like ``seqcls``)."""
-    from llm import models
-
     if cfg.model.startswith("preset:"):
         name = cfg.model.removeprefix("preset:")
         preset = models.get_opt_preset(name)
@@ -121,8 +128,6 @@ def _load_model(cfg: FinetuneConfig, num_labels: int) -> tuple[nn.Module, Any, s
         tokenizer = models.offline_tokenizer(vocab_size=min(preset.vocab_size, 4096))
         return model, tokenizer, "causal"
     if cfg.model.lower() in ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"):
-        from llm.prototype_head import default_label_sentences, load_minilm_prototype_classifier
-
         sentences = cfg.label_sentences if cfg.label_sentences is not None else default_label_sentences(cfg.task)
         if len(sentences) != num_labels:
             raise ValueError(
@@ -159,10 +164,6 @@ def build_run(cfg: FinetuneConfig, *, data_parallel: DataParallel | None = None)
     """Validate the method and its options, load and sample the data, build model,
     objective and optimizer. Raises ``ValueError`` for bad input; writes nothing.
     ``data_parallel``: train on this rank's shard of every batch (see :class:`DataParallel`)."""
-    from llm import data as D
-    from llm import models
-    from llm.objective import CausalLMClassificationObjective, SequenceClassificationObjective
-
     spec, opts, policy_cls, policy_opts = check_method_options(cfg)
     if data_parallel is not None:
         if spec.kind != "zo":
@@ -195,8 +196,6 @@ def build_run(cfg: FinetuneConfig, *, data_parallel: DataParallel | None = None)
     model, tokenizer, kind = _load_model(cfg, task.num_labels)
     lora = _lora_kwargs(cfg, kind) if cfg.mode == "lora" else {}
     if kind == "prototype":
-        from llm.prototype_head import PrototypeClassifier, prepare_prototype_model
-
         if not isinstance(model, PrototypeClassifier):
             raise TypeError(f"a prototype model must be a PrototypeClassifier, got {type(model).__name__}")
         model = prepare_prototype_model(model, cfg.mode, seed=cfg.seed, **lora)

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
+from llm.distributed import accumulating_closure, data_parallel_closure
 from zotheory.paired import PairedClosure
 
 __all__ = [
@@ -89,8 +90,6 @@ def step_closure(
     """The closure of one step over ``micro_losses`` (one per micro-batch, each its mean loss over
     ``counts[k]`` examples): the example-weighted mean, all-reduced across ranks with ``data_parallel``
     (``log``: a :class:`llm.distributed.CommunicationLog`). One micro-batch is used as it is."""
-    from llm.distributed import accumulating_closure, data_parallel_closure
-
     if len(micro_losses) != len(counts) or not micro_losses:
         raise ValueError(
             f"need one example count per micro-batch, got {len(micro_losses)} closures and {len(counts)} counts"
@@ -120,6 +119,12 @@ def paired_step_closure(micro: Sequence[PairedClosure], counts: Sequence[int]) -
     )
 
 
+def _run_step(optimizer: torch.optim.Optimizer, closure: LossFn) -> torch.Tensor:
+    """``optimizer.step(closure)``: the loss tensor the closure returned. torch's stubs type a step closure as
+    returning ``float``; zotheory's optimizers and torch's first-order ones return the closure's tensor."""
+    return cast(torch.Tensor, optimizer.step(cast(Callable[[], float], closure)))
+
+
 def zo_step(
     optimizer: torch.optim.Optimizer,
     micro_losses: Sequence[LossFn],
@@ -135,24 +140,25 @@ def zo_step(
     (:func:`llm.objective.make_paired_closure`), the step's closure is their example-weighted mean as a
     paired closure, so a central estimate runs each ``+``/``-`` pair as one batched forward per micro-batch
     without writing the parameters; each pair counts as two forward passes and one forward call per micro-batch."""
-    if micro_losses and all(isinstance(fn, PairedClosure) for fn in micro_losses):
+    paired_losses = [fn for fn in micro_losses if isinstance(fn, PairedClosure)]
+    if micro_losses and len(paired_losses) == len(micro_losses):
         if data_parallel:
             raise ValueError("paired evaluation is not implemented with data parallelism; use plain closures")
-        paired = paired_step_closure(micro_losses, counts)  # type: ignore[arg-type]
-        loss = optimizer.step(paired)
+        paired = paired_step_closure(paired_losses, counts)
+        loss = _run_step(optimizer, paired)
         calls = paired.calls + paired.pair_calls
         return loss, ForwardCount(
             forward_passes=paired.calls + 2 * paired.pair_calls, forward_calls=calls * len(micro_losses)
         )
     closure = CountingClosure(step_closure(micro_losses, counts, data_parallel=data_parallel, log=log))
-    loss = optimizer.step(closure)
+    loss = _run_step(optimizer, closure)
     return loss, ForwardCount(forward_passes=closure.calls, forward_calls=closure.calls * len(micro_losses))
 
 
 def fo_step(optimizer: torch.optim.Optimizer, backward_closure: LossFn) -> tuple[torch.Tensor, ForwardCount]:
     """One first-order ``optimizer.step`` on a closure that runs forward and backward."""
     closure = CountingClosure(backward_closure)
-    loss = optimizer.step(closure)
+    loss = _run_step(optimizer, closure)
     return loss, ForwardCount(
         forward_passes=FO_FORWARD_EQUIVALENTS * closure.calls, forward_calls=closure.calls, backward_calls=closure.calls
     )

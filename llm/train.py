@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from llm.checkpoint import (
@@ -64,7 +65,8 @@ from llm.checkpoint import (
     restore_rng_state,
 )
 from llm.config import FinetuneConfig
-from llm.distributed import RankFailure
+from llm.data import iter_batches
+from llm.distributed import CommunicationLog, RankFailure, init_process_group_from_env, replicas_identical
 from llm.memory import optimizer_state_bytes, peak_memory
 from llm.methods import (
     FIRST_ORDER_METHODS,
@@ -77,10 +79,13 @@ from llm.methods import (
     resolve_method,
     resolve_policy,
 )
+from llm.objective import make_backward_closure, make_closure
 from llm.run import _START_FILES, DataParallel, Run, build_run, check_output_dir, parse_device
-from llm.step import (
+from llm.step import (  # the step's closure and accounting live in llm.step (shared with llm.hf_trainer)
     FO_FORWARD_EQUIVALENTS,
-)  # the step's closure and accounting live in llm.step (shared with llm.hf_trainer)
+    fo_step,
+    zo_step,
+)
 from zotheory import atomicio
 from zotheory.atomicio import write_text as atomic_write_text
 from zotheory.estimators import NonFiniteLossError
@@ -128,8 +133,6 @@ def evaluate(
     device: torch.device,
 ) -> dict[str, Any]:
     """Accuracy and mean loss on ``encoded`` (eval mode, inference mode); counts forward passes."""
-    from llm.data import iter_batches
-
     served: list[Any] = []  # the batches handed to the objective: one forward pass each
 
     def counted() -> Iterator[Any]:
@@ -511,9 +514,6 @@ def train_loop(
 
 def _one_step(run: Run, batch: Any, state: TrainerState) -> torch.Tensor:
     """One step through :mod:`llm.step` (closure, data-parallel loss, forward-pass accounting)."""
-    from llm.objective import make_backward_closure, make_closure
-    from llm.step import fo_step, zo_step
-
     if run.spec.kind == "zo":
         dp = run.data_parallel
         loss, count = zo_step(
@@ -661,10 +661,6 @@ def train(
     if not distributed:
         run = build_run(cfg)
         return train_loop(run, cfg.out, resume=resume, stop_at=stop_at)
-    import torch.distributed as dist
-
-    from llm.distributed import CommunicationLog, init_process_group_from_env, replicas_identical
-
     if resume or stop_at is not None:
         raise ValueError("--distributed does not support --resume or --stop-at yet")
     rank, world = init_process_group_from_env(timeout=cfg.dist_timeout)

@@ -188,10 +188,10 @@ def _argv(data: str, out: str, *extra: str) -> list[str]:
 def _inject(real_make_closure, rank: int, bad_rank: int, what: str) -> None:  # type: ignore[no-untyped-def]
     """Make ``bad_rank``'s closure misbehave at step BAD_STEP of the next run: ``nan`` (a non-finite
     loss), ``raise`` (an exception in the forward pass) or ``hang`` (it stops answering); the other
-    ranks get ``real_make_closure`` back."""
-    import llm.objective
+    ranks get ``real_make_closure`` back. Patched where the loop looks it up: ``llm.train.make_closure``."""
+    import llm.train
 
-    llm.objective.make_closure = real_make_closure
+    llm.train.make_closure = real_make_closure
     if rank != bad_rank:
         return
     steps = {"n": 0}
@@ -212,7 +212,7 @@ def _inject(real_make_closure, rank: int, bad_rank: int, what: str) -> None:  # 
 
         return bad
 
-    llm.objective.make_closure = make_closure
+    llm.train.make_closure = make_closure
 
 
 #: The loop's scenarios, run one after the other by the same 3 processes: (misbehaving rank, what, extra flags).

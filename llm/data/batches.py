@@ -14,6 +14,9 @@ from llm.data.sampling import EpochSampler, _check_int
 
 
 class _BatchMixin:
+    # Mixed into the frozen batch dataclasses below: mypy cannot see that ``self`` is a dataclass with ``labels``,
+    # hence the three ignores.
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Self:
         """A copy with every tensor moved to ``device``."""
         changes = {

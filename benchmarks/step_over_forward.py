@@ -34,6 +34,13 @@ from typing import Any
 
 import torch
 
+from llm import data as D
+from llm import models
+from llm.methods import build_optimizer, resolve_method
+from llm.models import named_trainable_parameters
+from llm.objective import CausalLMClassificationObjective, SequenceClassificationObjective, make_closure
+from llm.profile import synthetic_batch
+
 #: (label, registry name, options): Gaussian ZO-SGD (MeZO), the cheap Rademacher and quantised-Gaussian
 #: options, JAGUAR, AdaNAGED.
 METHODS: list[tuple[str, str, dict[str, Any]]] = [
@@ -47,9 +54,6 @@ METHODS: list[tuple[str, str, dict[str, Any]]] = [
 
 
 def _opt125m(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
-    from llm import models
-    from llm.objective import CausalLMClassificationObjective
-    from llm.profile import synthetic_batch
 
     preset = models.get_opt_preset("opt-125m")
     model = models.build_opt_from_preset(preset, dtype="fp32", seed=0)
@@ -58,9 +62,6 @@ def _opt125m(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
 
 
 def _minilm(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
-    from llm import data as D
-    from llm import models
-    from llm.objective import SequenceClassificationObjective
 
     task = D.get_task("sst2")
     examples = D.load_examples(task, "train", args.data_dir)[: args.batch_size * args.repeats]
@@ -87,10 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-
-    from llm.models import named_trainable_parameters
-    from llm.objective import make_closure
-    from llm.train import build_optimizer, resolve_method
 
     model, batches, objective = (_opt125m if args.workload == "opt-125m" else _minilm)(args)
     named = named_trainable_parameters(model)

@@ -346,10 +346,11 @@ class StepBreakdown:
     def __enter__(self) -> StepBreakdown:
         for cls in _subclasses(directions.DirectionFamily):
             self._wrap(cls, "add_", "sweeps")
-            for draw in ("_chunk", "_bytes", "_block", "block", "factors", "location"):
+            for draw in ("_chunk", "_draw", "_block", "block", "factors", "location"):
                 self._wrap(cls, draw, "draws")
             if cls in (directions.LowRank, directions.Coordinate, directions.Sphere, directions.Orthonormal):
                 self._wrap(cls, "tensor_direction", "draws")
+        self._wrap(directions, "_table_lookup", "draws")  # the table families' draw + gather (also in _addend)
         for cls in _subclasses(lmo.Norm) + _subclasses(lmo.BlockNorm):
             self._wrap(cls, "lmo", "lmo")
         for module in (muon, jaguar):

@@ -97,3 +97,38 @@ def test_llm_module_imports_form_no_cycle() -> None:
     graph, _ = import_graph(LLM)
     assert "llm.methods" in graph["llm.run"]  # the graph is read (a guard on the reader itself)
     assert find_cycle(graph) is None
+
+
+#: The arrows ``docs/CONTRIBUTING.md`` forbids: package -> packages it must never import (at any level).
+FORBIDDEN = {
+    "zotheory": {"problems", "validation", "llm"},
+    "problems": {"validation", "llm"},
+    "validation": {"llm"},
+}
+
+
+def forbidden_imports(root: Path = PACKAGE.parent) -> list[str]:
+    """``file:line -> package`` for every import (module or function level) of a package its layer must not see."""
+    found = []
+    for package, banned in FORBIDDEN.items():
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    tops = {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    tops = {node.module.split(".")[0]}
+                else:
+                    continue
+                found += [f"{path.relative_to(root)}:{node.lineno} -> {top}" for top in sorted(tops & banned)]
+    return found
+
+
+def test_package_arrows_point_one_way() -> None:
+    assert forbidden_imports() == []
+
+
+def test_forbidden_import_finder_sees_a_bad_arrow(tmp_path: Path) -> None:
+    for package in FORBIDDEN:
+        (tmp_path / package).mkdir()
+    (tmp_path / "problems" / "bad.py").write_text("def f():\n    from validation.core import claim\n")
+    assert forbidden_imports(tmp_path) == ["problems/bad.py:2 -> validation"]

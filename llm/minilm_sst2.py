@@ -518,6 +518,16 @@ def _markdown(summary: dict[str, Any], sweeps: dict[str, Any], carry: list[dict[
     return "\n".join(lines) + "\n"
 
 
+#: What the committed results say instead of the local SST-2 folder a run read (its path is the user's own).
+DATA_DIR_PLACEHOLDER = "$SST2_DIR"
+
+
+def _without_data_dir(command: str | None, config: dict[str, Any]) -> str | None:
+    """``command`` with the run's ``--data-dir`` folder replaced by :data:`DATA_DIR_PLACEHOLDER`."""
+    data_dir = str(config.get("data_dir") or "")
+    return command.replace(data_dir, DATA_DIR_PLACEHOLDER) if command and data_dir else command
+
+
 def report(work: str | Path, out: str | Path) -> dict[str, Any]:
     """Write ``results.json`` / ``results.md`` / ``curves.png`` into ``out`` from the finished
     runs of ``work`` (written to a temporary folder first, then moved into place)."""
@@ -558,8 +568,8 @@ def report(work: str | Path, out: str | Path) -> dict[str, Any]:
                 "seed": r["seed"],
                 "budget": r["budget"],
                 "extra_options": r.get("extra", {}),
-                "command": r.get("command"),
-                "config": r["config"],
+                "command": _without_data_dir(r.get("command"), r["config"]),
+                "config": {**r["config"], "data_dir": DATA_DIR_PLACEHOLDER},
                 **{
                     k: r["results"].get(k)
                     for k in (

@@ -254,10 +254,10 @@ def test_report_writes_the_results_tree_from_run_folders(tmp_path):
     ):
         d = work / r["name"]
         d.mkdir(parents=True)
-        (d / "runner.json").write_text(
-            json.dumps({k: r[k] for k in ("label", "mode", "value", "seed", "budget", "extra")})
-        )
-        (d / "config.json").write_text("{}")
+        runner = {k: r[k] for k in ("label", "mode", "value", "seed", "budget", "extra")}
+        runner["command"] = "python -m llm.minilm_sst2 --data-dir /home/me/glue/SST-2 --budget 6000"
+        (d / "runner.json").write_text(json.dumps(runner))
+        (d / "config.json").write_text(json.dumps({"data_dir": "/home/me/glue/SST-2"}))
         (d / "results.json").write_text(json.dumps(r["results"]))
         recs = [
             {"type": "eval", "split": "dev", "step": i, "accuracy": a, "loss": 0.5, "forward_passes": 100 * i}
@@ -275,6 +275,9 @@ def test_report_writes_the_results_tree_from_run_folders(tmp_path):
     assert "Carry-over" in (out / "results.md").read_text()
     assert (out / "README.md").read_text() == "hand-written"
     assert not (tmp_path / "results.tmp").exists()
+    # the user's local data folder is not written into the committed results
+    assert "/home/me" not in (out / "results.json").read_text()
+    assert doc["runs"][0]["command"] == "python -m llm.minilm_sst2 --data-dir $SST2_DIR --budget 6000"
 
 
 def test_cli_head_options_reach_the_config_and_a_wrong_count_is_refused(tiny_sst2):

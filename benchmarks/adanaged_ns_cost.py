@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from zotheory import atomicio
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import step_over_forward as sof  # noqa: E402  (the workloads of the step/forward benchmark)
 
@@ -113,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(out)
+    atomicio.write_text(out, json.dumps(report, indent=2) + "\n")
     for key in (
         "forward_flop",
         "ns_pass_flop_formula",

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from zotheory import atomicio
 from zotheory import directions as D
 
 
@@ -146,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(out)
+    atomicio.write_text(out, json.dumps(report, indent=2) + "\n")
     print("| variant | ns / parameter, wall | CPU time |\n|---|---|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['ns_per_parameter_median']:.2f} | {r['cpu_ns_per_parameter_median']:.2f} |")

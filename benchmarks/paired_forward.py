@@ -38,6 +38,7 @@ from llm.objective import (
     make_paired_closure,
 )
 from llm.profile import synthetic_batch
+from zotheory import atomicio
 from zotheory.directions import get_directions
 from zotheory.estimators import estimate_gradient
 from zotheory.optim.zosgd import ZOSGD
@@ -129,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out or f"results/benchmarks/paired_forward_{args.workload}_b{args.batch_size}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(out)
+    atomicio.write_text(out, json.dumps(report, indent=2) + "\n")
     print("| what | median s | / two forwards |\n|---|---|---|")
     for n in rows:
         print(f"| {n} | {report['median_s'][n]:.4f} | {report['ratio_to_two_forwards_median'][n]:.3f} |")

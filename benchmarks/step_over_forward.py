@@ -40,6 +40,7 @@ from llm.methods import build_optimizer, resolve_method
 from llm.models import named_trainable_parameters
 from llm.objective import CausalLMClassificationObjective, SequenceClassificationObjective, make_closure
 from llm.profile import synthetic_batch
+from zotheory import atomicio
 
 #: (label, registry name, options): Gaussian ZO-SGD (MeZO), the cheap Rademacher and quantised-Gaussian
 #: options, JAGUAR, AdaNAGED.
@@ -161,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out or f"results/benchmarks/step_over_forward_{args.workload}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(out)
+    atomicio.write_text(out, json.dumps(report, indent=2) + "\n")
     print(f"\n{args.workload}: forward {report['forward_median_s']:.3f} s (median)")
     print("| method | step s | step / (evals x forward), wall | same, CPU time |\n|---|---|---|---|")
     for r in rows:

@@ -160,6 +160,28 @@ def accumulating_closure(micro_losses: Sequence[LossFn], counts: Sequence[int]) 
     return closure
 
 
+def broadcast_module_state(module: torch.nn.Module, src: int = 0, group: dist.ProcessGroup | None = None) -> int:
+    """Overwrite every rank's parameters and buffers, in place, with rank ``src``'s; return the bytes sent.
+
+    The one start-up exchange of zeroth-order data parallelism: the scalar-only steps keep replicas
+    identical only if they start identical, and a user's per-rank initialisation (a LoRA adapter
+    drawn from an unseeded generator, say) may differ. ``DistributedDataParallel`` does the same copy
+    when it wraps a model; this one comes without DDP's gradient buckets (one buffer per trainable
+    entry, memory that zeroth-order training never uses). Tied weights are sent once
+    (``Module.parameters`` de-duplicates). A tensor that is not contiguous goes through a contiguous
+    copy.
+    """
+    sent = 0
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            buf = t.data if t.data.is_contiguous() else t.data.contiguous()
+            dist.broadcast(buf, src=src, group=group)
+            if buf is not t.data:
+                t.data.copy_(buf)
+            sent += buf.numel() * buf.element_size()
+    return sent
+
+
 def parameters_digest(params: Sequence[torch.Tensor]) -> bytes:
     """SHA-256 of the parameters' raw bytes, in order: equal digests mean bit-identical tensors."""
     h = hashlib.sha256()

@@ -31,9 +31,15 @@ What is overridden (and nothing else of the inner loop):
 * Under ``torchrun`` / ``accelerate launch`` each rank evaluates its own micro-batches and the
   closure all-reduces two float64 scalars per evaluation (:mod:`llm.distributed`): every rank
   sees the global-batch loss, draws the same directions and applies the same update, so the
-  replicas stay identical without communicating gradients. (Accelerate still wraps the model in
-  ``DistributedDataParallel``, which broadcasts the weights once at the start; the forward
-  passes run on the unwrapped model, so DDP does nothing afterwards.)
+  replicas stay identical without communicating gradients. The model is not wrapped in
+  ``DistributedDataParallel`` (:meth:`ZOTrainer.create_accelerator_and_postprocess` asks
+  accelerate for its evaluation-mode preparation): DDP would allocate a gradient bucket as large
+  as the trainable weights, which ZO never fills, and its reducer holds the process group until
+  garbage collection, where tearing it down can deadlock the interpreter at exit (a gloo worker
+  thread waits for the GIL that the destructor holds while joining it). In DDP's place, the
+  first step broadcasts rank 0's parameters and buffers once
+  (:func:`llm.distributed.broadcast_module_state`), so replicas that were initialised
+  differently start identical.
 * Checkpoints: ``optimizer.pt`` holds the ZO optimizer's ``state_dict`` (seed, step counter,
   method state, direction policy) and the forward-pass counters, so ``resume_from_checkpoint``
   continues with the same directions as an uninterrupted run.
@@ -60,7 +66,7 @@ from torch import nn
 from transformers import Trainer
 
 from llm.config import FinetuneConfig
-from llm.distributed import CommunicationLog
+from llm.distributed import CommunicationLog, broadcast_module_state
 from llm.methods import build_optimizer, check_method_options
 from llm.models import named_trainable_parameters
 from llm.objective import eval_closure
@@ -176,6 +182,13 @@ class ZOTrainer(Trainer):
         self.zo_optimizer: torch.optim.Optimizer | None = None
         self._zo_micro_batches: list[Any] = []
         self._zo_comm: Any = None
+        self.zo_sync_bytes: int | None = None  # bytes of the start-up broadcast, once made (data parallelism)
+
+    # ------------------------------------------------------------------ accelerate
+    def create_accelerator_and_postprocess(self) -> None:
+        """The Trainer's accelerator, whose ``prepare_model`` never wraps the model in DDP (module docstring)."""
+        super().create_accelerator_and_postprocess()
+        self.accelerator.prepare_model = functools.partial(_prepare_model_without_ddp, self.accelerator.prepare_model)
 
     # ------------------------------------------------------------------ optimizer
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
@@ -218,6 +231,8 @@ class ZOTrainer(Trainer):
             return torch.zeros((), device=self.args.device)
         micro, self._zo_micro_batches = self._zo_micro_batches, []
         net = self.accelerator.unwrap_model(model)
+        if self._data_parallel() and self.zo_sync_bytes is None:
+            self.zo_sync_bytes = broadcast_module_state(net)
         losses = [eval_closure(net, functools.partial(self._zo_micro_loss, net, batch)) for batch in micro]
         counts = [_num_examples(batch) for batch in micro]
         if self.zo_optimizer is None:
@@ -255,6 +270,14 @@ class ZOTrainer(Trainer):
             logs["zo_forward_passes"] = count.forward_passes
             logs["zo_forward_calls"] = count.forward_calls
         super().log(logs, start_time)
+
+
+def _prepare_model_without_ddp(
+    prepare_model: Any, model: nn.Module, device_placement: bool | None = None, evaluation_mode: bool = False
+) -> nn.Module:
+    """``Accelerator.prepare_model`` in evaluation mode: device placement, mixed precision and compilation
+    as configured, and no ``DistributedDataParallel`` wrapper."""
+    return prepare_model(model, device_placement=device_placement, evaluation_mode=True)
 
 
 def _num_examples(inputs: Mapping[str, Any]) -> int:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from ranks import run_ranks
 
 from llm.distributed import (
     CommunicationLog,
@@ -47,12 +46,6 @@ def _model() -> torch.nn.Linear:
 
 def _mse(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
     return lambda: torch.mean((model(x) - y) ** 2)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _init(rank: int, world: int, port: int) -> None:
@@ -144,7 +137,7 @@ def test_accumulating_closure_equals_full_batch_closure() -> None:
 
 
 def test_data_parallel_equals_single_process_and_replicas_agree(tmp_path) -> None:
-    mp.spawn(_train_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    run_ranks(_train_worker, (str(tmp_path),), world=2)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["identical"] and r1["identical"]
     assert all(torch.equal(a, b) for a, b in zip(r0["params"], r1["params"], strict=False))
@@ -168,14 +161,7 @@ def test_data_parallel_equals_single_process_and_replicas_agree(tmp_path) -> Non
 
 @pytest.mark.parametrize("mode, expected", [("nan", "nonfinite"), ("die", "rank failure")])
 def test_failures_leave_every_surviving_rank_restored(tmp_path, mode: str, expected: str) -> None:
-    ctx = mp.get_context("spawn")
-    port = _free_port()
-    procs = [ctx.Process(target=_failure_worker, args=(r, 2, port, str(tmp_path), mode)) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-        assert p.exitcode is not None, "a rank hung"
+    run_ranks(_failure_worker, (str(tmp_path), mode), world=2, expect_success=False)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     assert r0["outcome"] == expected
     assert r0["restored"]

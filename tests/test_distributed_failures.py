@@ -13,7 +13,6 @@ import contextlib
 import io
 import json
 import os
-import socket
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from ranks import free_port, run_ranks
 
 from llm.distributed import data_parallel_closure, parameters_digest, replicas_identical, shard_bounds
 from zotheory.estimators import NonFiniteLossError
@@ -33,32 +32,6 @@ WORLD = 3
 N_EXAMPLES, DIM = 12, 5
 BAD_STEP = 3  # the 1-based step at which the last rank misbehaves
 UNIT_ROUNDOFF_F64 = 2.0**-53
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _run_ranks(target, args: tuple, world: int = WORLD, hung: int | None = None) -> None:  # type: ignore[no-untyped-def]
-    """Start ``world`` spawned processes ``target(rank, world, port, *args)``; wait for all but ``hung``
-    (killed once the others are done). A rank still running after 120 s fails the test as a hang."""
-    ctx = mp.get_context("spawn")
-    port = _free_port()
-    procs = [ctx.Process(target=target, args=(r, world, port, *args)) for r in range(world)]
-    for p in procs:
-        p.start()
-    try:
-        for r, p in enumerate(procs):
-            if r != hung:
-                p.join(timeout=120)
-                assert p.exitcode is not None, f"rank {r} hung"
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-                p.join()
 
 
 # --------------------------------------------------------------------------------------
@@ -141,7 +114,7 @@ def _optimizer_worker(rank: int, world: int, port: int, out_dir: str) -> None:
 def optimizer_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The three scenarios of :data:`SCENARIOS`, one after the other in one set of 3 processes."""
     out = tmp_path_factory.mktemp("optimizer")
-    _run_ranks(_optimizer_worker, (str(out),))
+    run_ranks(_optimizer_worker, (str(out),), WORLD)
     return out
 
 
@@ -257,7 +230,7 @@ def _loop_worker(rank: int, world: int, port: int, root: str, more_ports: list[i
 def loop_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The runs of :data:`LOOP_SCENARIOS` (``--out`` is ``<root>/<scenario>``), in one set of 3 processes."""
     root = tmp_path_factory.mktemp("loop")
-    _run_ranks(_loop_worker, (str(root), [_free_port() for _ in range(len(LOOP_SCENARIOS) - 1)]), hung=WORLD - 1)
+    run_ranks(_loop_worker, (str(root), [free_port() for _ in range(len(LOOP_SCENARIOS) - 1)]), WORLD, hung=WORLD - 1)
     return root
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 pytest.importorskip("transformers")
+
+from ranks import run_ranks  # noqa: E402
 
 from llm.config import FinetuneConfig  # noqa: E402
 from llm.distributed import CommunicationLog  # noqa: E402
@@ -53,12 +53,6 @@ def _cfg(data: Path, out: Path | None, method: str = "zo-sgd") -> FinetuneConfig
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, data: str, out: str) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
@@ -69,7 +63,7 @@ def _worker(rank: int, world: int, port: int, data: str, out: str) -> None:
 
 def test_distributed_run_follows_the_single_process_run(tmp_path: Path) -> None:
     data = _data(tmp_path / "data")
-    mp.spawn(_worker, args=(2, _free_port(), str(data), str(tmp_path / "dp")), nprocs=2, join=True)
+    run_ranks(_worker, (str(data), str(tmp_path / "dp")), world=2)
     single = train(_cfg(data, tmp_path / "sp"))
 
     dp = [json.loads((tmp_path / "dp" / f"rank{r}.json").read_text()) for r in (0, 1)]

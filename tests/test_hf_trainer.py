@@ -8,15 +8,14 @@ ranks must hold bit-identical weights, micro-batches must act as one batch.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 pytest.importorskip("transformers")
 
+from ranks import run_ranks  # noqa: E402
 from transformers import TrainingArguments  # noqa: E402
 
 from llm.hf_trainer import DeferredStepOptimizer, ZOTrainer  # noqa: E402
@@ -210,12 +209,6 @@ def test_bad_settings_name_the_bad_value(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- two processes
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
@@ -223,7 +216,7 @@ def _rank_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     from llm.distributed import replicas_identical
 
-    model = build_opt_from_preset("tiny", seed=0)
+    model = build_opt_from_preset("tiny", seed=rank)  # rank 1 starts elsewhere: the start-up broadcast must fix it
     trainer = ZOTrainer(
         model=model,
         args=_args(Path(out_dir) / "run", max_steps=3, learning_rate=1e-2),
@@ -238,24 +231,31 @@ def _rank_worker(rank: int, world: int, port: int, out_dir: str) -> None:
             "identical": replicas_identical(params),
             "bytes": trainer.zo_communication.bytes,
             "calls": trainer.zo_communication.calls,
+            "sync_bytes": trainer.zo_sync_bytes,
+            "ddp": isinstance(trainer.model_wrapped, torch.nn.parallel.DistributedDataParallel),
             "params": [p.detach().clone() for p in params],
             "loss": [r["loss"] for r in trainer.state.log_history if "loss" in r],
             "grads": sum(p.grad is not None for p in params),
         },
         os.path.join(out_dir, f"rank{rank}.pt"),
     )
+    del trainer, model
     torch.distributed.destroy_process_group()
 
 
 @pytest.mark.distributed
 def test_two_gloo_ranks_exchange_scalar_losses_and_stay_identical(tmp_path: Path) -> None:
-    mp.spawn(_rank_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    run_ranks(_rank_worker, (str(tmp_path),), world=2)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert r0["identical"] and r1["identical"]
-    assert all(torch.equal(a, b) for a, b in zip(r0["params"], r1["params"], strict=False))
-    start = list(build_opt_from_preset("tiny", seed=0).parameters())
-    assert any(not torch.equal(a, s.detach()) for a, s in zip(r0["params"], start, strict=False))
+    assert all(torch.equal(a, b) for a, b in zip(r0["params"], r1["params"], strict=True))
+    start = build_opt_from_preset("tiny", seed=0)
+    assert any(not torch.equal(a, s.detach()) for a, s in zip(r0["params"], start.parameters(), strict=True))
+    # no DDP wrapper; one start-up broadcast of rank 0's parameters and buffers, then scalars only:
     # 3 steps x 2 evaluations, each one all-reduce of two float64 scalars; no gradient anywhere
+    state_bytes = sum(t.numel() * t.element_size() for t in [*start.parameters(), *start.buffers()])
+    assert not r0["ddp"] and not r1["ddp"]
+    assert r0["sync_bytes"] == r1["sync_bytes"] == state_bytes
     assert r0["calls"] == r1["calls"] == 6 and r0["bytes"] == r1["bytes"] == 6 * 16
     assert r0["grads"] == r1["grads"] == 0
     assert r0["loss"] == r1["loss"]  # the global-batch loss on both ranks

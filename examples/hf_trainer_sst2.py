@@ -94,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from llm import data, models
     from llm.config import parse_key_values
+    from llm.distributed import close_process_group
     from llm.hf_trainer import ZOTrainer
 
     try:
@@ -160,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if trainer.is_world_process_zero():
         Path(args.out, "results.json").write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps(results, indent=2))
+    close_process_group()  # under torchrun: a clean exit (no-op in one process)
     return 0
 
 

@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from llm.checkpoint import (
@@ -66,7 +65,13 @@ from llm.checkpoint import (
 )
 from llm.config import FinetuneConfig
 from llm.data import iter_batches
-from llm.distributed import CommunicationLog, RankFailure, init_process_group_from_env, replicas_identical
+from llm.distributed import (
+    CommunicationLog,
+    RankFailure,
+    close_process_group,
+    init_process_group_from_env,
+    replicas_identical,
+)
 from llm.memory import optimizer_state_bytes, peak_memory
 from llm.methods import (
     FIRST_ORDER_METHODS,
@@ -664,6 +669,7 @@ def train(
     if resume or stop_at is not None:
         raise ValueError("--distributed does not support --resume or --stop-at yet")
     rank, world = init_process_group_from_env(timeout=cfg.dist_timeout)
+    finished = False
     try:
         if cfg.device == "cuda":
             local = int(os.environ.get("LOCAL_RANK", rank))
@@ -684,6 +690,7 @@ def train(
         }
         if rank == 0 and cfg.out is not None:
             atomic_write_text(Path(cfg.out) / "results.json", json.dumps(results, indent=2) + "\n")
+        finished = True
         return results
     finally:
-        dist.destroy_process_group()
+        close_process_group(synchronise=finished)  # no barrier after a failure: a dead rank never reaches it

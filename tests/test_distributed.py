@@ -14,6 +14,7 @@ from llm.distributed import (
     CommunicationLog,
     RankFailure,
     accumulating_closure,
+    close_process_group,
     data_parallel_closure,
     parameters_digest,
     replicas_identical,
@@ -76,7 +77,7 @@ def _train_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         },
         os.path.join(out_dir, f"rank{rank}.pt"),
     )
-    dist.destroy_process_group()
+    close_process_group()
 
 
 def _failure_worker(rank: int, world: int, port: int, out_dir: str, mode: str) -> None:
@@ -110,7 +111,7 @@ def _failure_worker(rank: int, world: int, port: int, out_dir: str, mode: str) -
     restored = all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=False))
     torch.save({"outcome": outcome, "restored": restored}, os.path.join(out_dir, f"rank{rank}.pt"))
     if mode == "nan":
-        dist.destroy_process_group()
+        close_process_group()
 
 
 def test_shard_bounds_partition_the_batch() -> None:

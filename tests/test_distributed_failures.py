@@ -22,7 +22,13 @@ import torch
 import torch.distributed as dist
 from ranks import free_port, run_ranks
 
-from llm.distributed import data_parallel_closure, parameters_digest, replicas_identical, shard_bounds
+from llm.distributed import (
+    close_process_group,
+    data_parallel_closure,
+    parameters_digest,
+    replicas_identical,
+    shard_bounds,
+)
 from zotheory.estimators import NonFiniteLossError
 from zotheory.optim import ZOSGD
 
@@ -107,7 +113,7 @@ def _optimizer_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     for name, (on_nonfinite, exact_restore) in SCENARIOS.items():
         record = _optimizer_scenario(rank, world, on_nonfinite, exact_restore)
         Path(out_dir, f"{name}-rank{rank}.json").write_text(json.dumps(record))
-    dist.destroy_process_group()
+    close_process_group()
 
 
 @pytest.fixture(scope="module")

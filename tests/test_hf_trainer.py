@@ -214,7 +214,7 @@ def _rank_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
     )
     torch.set_num_threads(1)
-    from llm.distributed import replicas_identical
+    from llm.distributed import close_process_group, replicas_identical
 
     model = build_opt_from_preset("tiny", seed=rank)  # rank 1 starts elsewhere: the start-up broadcast must fix it
     trainer = ZOTrainer(
@@ -240,7 +240,7 @@ def _rank_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         os.path.join(out_dir, f"rank{rank}.pt"),
     )
     del trainer, model
-    torch.distributed.destroy_process_group()
+    close_process_group()
 
 
 @pytest.mark.distributed

@@ -9,6 +9,7 @@ and fails the test with the rank's number.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,10 +45,11 @@ def run_ranks(
     procs = [ctx.Process(target=target, args=(r, world, port, *args)) for r in range(world)]
     for p in procs:
         p.start()
+    end = time.monotonic() + deadline_s
     try:
         for r, p in enumerate(procs):
             if r != hung:
-                p.join(timeout=deadline_s)
+                p.join(timeout=max(0.0, end - time.monotonic()))
                 assert p.exitcode is not None, f"rank {r} of {world} did not exit within {deadline_s:.0f} s (hung)"
     finally:
         for p in procs:

@@ -29,7 +29,8 @@ Counting forward passes (exact: the closures count their own calls).
 Output directory (all files written atomically, see :mod:`llm.checkpoint`)::
 
     config.json      the resolved configuration
-    metrics.jsonl    one JSON record per training step ("train") and per evaluation ("eval")
+    metrics.jsonl    one JSON record per training step ("train") and per evaluation ("eval"); a train
+                     record carries "step_size" for optimizers that set their own (AdaNAGED's gamma)
     last.pt          resume state: trainable tensors, optimizer state, data order, step, RNG
     best.pt          trainable tensors of the best dev accuracy so far
     results.json     final numbers (written once, at the end)
@@ -196,6 +197,13 @@ def _current_lr(optimizer: torch.optim.Optimizer) -> float | None:
     if isinstance(lr, torch.Tensor):
         return float(lr)
     return None if lr is None else float(lr)
+
+
+def _step_size_field(optimizer: torch.optim.Optimizer) -> dict[str, list[float]]:
+    """``{"step_size": [...]}`` for an optimizer that chooses its own step size and reports it through
+    ``step_sizes()`` (AdaNAGED: ``gamma_t`` per unit, while its ``lr`` stays a fixed multiplier), else ``{}``."""
+    sizes = getattr(optimizer, "step_sizes", None)
+    return {"step_size": [float(v) for v in sizes()]} if callable(sizes) else {}
 
 
 class _MetricsLog:
@@ -457,6 +465,7 @@ def _train_step(loop: _Loop) -> float:
             "skipped": skipped_now,
             "forward_passes": state.forward_passes,
             "lr": _current_lr(run.optimizer),
+            **_step_size_field(run.optimizer),
             "wall_time": loop.wall(),
         }
     )

@@ -10,6 +10,7 @@ fail if the optimizer stops descending (a sign flip, a broken restore, a wrong u
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import subprocess
@@ -312,6 +313,22 @@ def test_forward_pass_budget_counts_adanaged_probes(tmp_path: Path, data_dir: Pa
     # stopped on passes, not on the step count
     assert 20 - 2 < res["forward_passes"] <= 20 + 3
     assert res["steps"] < 10
+
+
+def test_train_records_carry_adanaged_step_size_and_only_for_it(tmp_path: Path, data_dir: Path) -> None:
+    ada = _cfg(data_dir, method="adanaged", opt={"reps_rel": 1e-3}, steps=8, eval_every=0, out=str(tmp_path / "a"))
+    train(ada)
+    recs = [r for r in read_metrics(tmp_path / "a" / "metrics.jsonl") if r["type"] == "train"]
+    sizes = [r["step_size"] for r in recs]
+    assert all(len(s) == 1 and math.isfinite(s[0]) and s[0] > 0 for s in sizes), sizes
+    # the search rule changes gamma only at its probes, which come every 1, 2, 4 ... steps during the warm-up
+    assert len({s[0] for s in sizes}) > 1, sizes
+    # the record holds the gamma the step used: the resume state's last gamma is the last record's
+    state = ckpt.load_checkpoint(tmp_path / "a" / "last.pt", kind="resume")["optimizer"]["state"]["adanaged"]
+    assert float(state["units"][0]["last_gamma"]) == sizes[-1][0]
+    sgd = _cfg(data_dir, opt={"lr": 1e-3}, steps=2, eval_every=0, out=str(tmp_path / "s"))
+    train(sgd)
+    assert not any("step_size" in r for r in read_metrics(tmp_path / "s" / "metrics.jsonl"))
 
 
 def test_checkpoints_hold_only_weights_only_types(tmp_path: Path) -> None:

@@ -49,11 +49,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llm.checkpoint import load_checkpoint
 from llm.config import parse_key_values
 from llm.methods import _probe_params, build_optimizer, resolve_method, resolve_policy
 from llm.step import FO_FORWARD_EQUIVALENTS
 from llm.train import read_metrics
 from zotheory import atomicio
+from zotheory.optim.adanaged import step_size_summary
 from zotheory.optim.base import ZOOptimizer
 
 __all__ = ["METHODS", "MethodEntry", "run_config", "run_name", "collect_runs", "summarise", "carry_over", "main"]
@@ -214,22 +216,25 @@ def launch(cfg: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect_runs(work: str | Path) -> list[dict[str, Any]]:
-    """Every finished run in ``work``: its runner metadata, config, results and metric log."""
+    """Every finished run in ``work``: its runner metadata, config, results and metric log, and for AdaNAGED
+    the step-size state of its final checkpoint (:func:`zotheory.optim.adanaged.step_size_summary`)."""
     rows = []
     for res_path in sorted(Path(work).glob("*/results.json")):
         d = res_path.parent
         meta_path = d / "runner.json"
         if not meta_path.exists():
             continue
-        rows.append(
-            {
-                "name": d.name,
-                **json.loads(meta_path.read_text()),
-                "config": json.loads((d / "config.json").read_text()),
-                "results": json.loads(res_path.read_text()),
-                "metrics": read_metrics(d / "metrics.jsonl"),
-            }
-        )
+        meta = json.loads(meta_path.read_text())
+        row = {
+            "name": d.name,
+            **meta,
+            "config": json.loads((d / "config.json").read_text()),
+            "results": json.loads(res_path.read_text()),
+            "metrics": read_metrics(d / "metrics.jsonl"),
+        }
+        if meta.get("label") == "adanaged" and (d / "last.pt").is_file():
+            row["step_size_state"] = step_size_summary(load_checkpoint(d / "last.pt", kind="resume")["optimizer"])
+        rows.append(row)
     return rows
 
 
@@ -586,6 +591,7 @@ def report(work: str | Path, out: str | Path) -> dict[str, Any]:
                         "num_trainable_parameters",
                     )
                 },
+                **({"step_size_state": r["step_size_state"]} if r.get("step_size_state") else {}),
                 "curve": [
                     {k: m.get(k) for k in ("type", "split", "step", "forward_passes", "accuracy", "loss")}
                     for m in r["metrics"]

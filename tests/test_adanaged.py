@@ -8,6 +8,7 @@ The generic protocol checks (closure calls, state size, checkpoints, guards) run
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -29,8 +30,10 @@ from zotheory.optim.adanaged import (
     default_norm_name,
     get_step_rule,
     realised_dual,
+    step_size_summary,
 )
 from zotheory.optim.measures import power_spectral_norm, radius_floor, reps_initial_distance
+from zotheory.optim.registry import make_optimizer
 
 F64 = torch.float64
 
@@ -186,6 +189,24 @@ def test_lmo_routing_per_group() -> None:
     assert torch.allclose(sv, torch.full_like(sv, gamma), rtol=1e-9)
     assert torch.allclose(db.abs(), torch.full_like(db, gamma), rtol=1e-9)
     assert float(dc.norm()) == pytest.approx(gamma, rel=1e-9)
+
+
+def test_step_size_summary_reads_the_state_dict_as_plain_numbers() -> None:
+    x = nn.Parameter(torch.linspace(-1.0, 1.0, 8, dtype=F64), requires_grad=False)
+    opt = AdaNAGED([x], norm="l2", reps_rel=1e-3, seed=5)
+    assert step_size_summary(opt.state_dict()) is None  # before the first step
+    for _ in range(6):
+        opt.step(lambda: (x * x).sum())
+    summary = step_size_summary(opt.state_dict())
+    assert summary is not None
+    assert summary["gamma"] == opt.step_sizes() and summary["probe_evals"] == opt.probe_evaluations() > 0
+    assert summary["gamma_cap"] == [pytest.approx(1.0 + float(torch.linspace(-1.0, 1.0, 8, dtype=F64).norm()))]
+    probe = summary["last_probe"]
+    assert probe is not None and probe["steps"] >= 1 and probe["f_current"] <= probe["f_anchor"]
+    json.dumps(summary, allow_nan=False)  # JSON-ready: no tensors, no inf
+    other = make_optimizer("zo-sgd", [x], lr=1e-3)
+    other.step(lambda: (x * x).sum())
+    assert step_size_summary(other.state_dict()) is None
 
 
 def test_layerwise_units_have_their_own_step() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from llm import checkpoint as ckpt
 from llm import minilm_sst2 as R
 from llm.config import FinetuneConfig
 from llm.prototype_head import (
@@ -26,6 +27,7 @@ from llm.prototype_head import (
     pool,
     prepare_prototype_model,
 )
+from zotheory.optim import AdaNAGED
 
 LABELS = ("It was terrible.", "It was great.")
 
@@ -251,6 +253,7 @@ def test_report_writes_the_results_tree_from_run_folders(tmp_path):
     for r, curve in (
         (_fake_run("zero-shot", "ft", 0.0, 0, 0.75, 0.71, budget=0), [0.75]),
         (_fake_run("zo-sgd", "ft", 2e-5, 0, 0.8, 0.74), [0.75, 0.8]),
+        (_fake_run("adanaged", "ft", 1e-6, 0, 0.78, 0.73), [0.75, 0.78]),
     ):
         d = work / r["name"]
         d.mkdir(parents=True)
@@ -265,11 +268,22 @@ def test_report_writes_the_results_tree_from_run_folders(tmp_path):
         ]
         recs += [{"type": "train", "step": i, "loss": 0.6, "forward_passes": 2 * i} for i in range(1, 30)]
         (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in recs))
+        if r["label"] == "adanaged":  # its resume checkpoint: the report keeps the step-size state
+            x = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 8), requires_grad=False)
+            opt = AdaNAGED([x], norm="l2", reps_rel=1e-3, seed=0)
+            for _ in range(4):
+                opt.step(lambda x=x: (x * x).sum())
+            state = {"format": ckpt.FORMAT, "version": ckpt.VERSION, "kind": "resume", "optimizer": opt.state_dict()}
+            ckpt.atomic_save(state, d / "last.pt")
+            gammas = opt.step_sizes()
     (out).mkdir()
     (out / "README.md").write_text("hand-written")
     R.report(work, out)
     doc = json.loads((out / "results.json").read_text())
-    assert set(doc["summary"]) == {"zero-shot/ft", "zo-sgd/ft"}
+    assert set(doc["summary"]) == {"zero-shot/ft", "zo-sgd/ft", "adanaged/ft"}
+    by_label = {run["label"]: run for run in doc["runs"]}
+    assert by_label["adanaged"]["step_size_state"]["gamma"] == gammas
+    assert "step_size_state" not in by_label["zo-sgd"]
     assert doc["summary"]["zo-sgd/ft"]["eval_acc_mean"] == pytest.approx(74.0)
     assert (out / "curves.png").stat().st_size > 1000
     assert "Carry-over" in (out / "results.md").read_text()
@@ -277,7 +291,7 @@ def test_report_writes_the_results_tree_from_run_folders(tmp_path):
     assert not (tmp_path / "results.tmp").exists()
     # the user's local data folder is not written into the committed results
     assert "/home/me" not in (out / "results.json").read_text()
-    assert doc["runs"][0]["command"] == "python -m llm.minilm_sst2 --data-dir $SST2_DIR --budget 6000"
+    assert by_label["zo-sgd"]["command"] == "python -m llm.minilm_sst2 --data-dir $SST2_DIR --budget 6000"
 
 
 def test_cli_head_options_reach_the_config_and_a_wrong_count_is_refused(tiny_sst2):

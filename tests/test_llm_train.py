@@ -33,6 +33,7 @@ from llm.train import (
     resolve_method,
     train,
 )
+from zotheory.optim.adanaged import step_size_summary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -324,8 +325,8 @@ def test_train_records_carry_adanaged_step_size_and_only_for_it(tmp_path: Path, 
     # the search rule changes gamma only at its probes, which come every 1, 2, 4 ... steps during the warm-up
     assert len({s[0] for s in sizes}) > 1, sizes
     # the record holds the gamma the step used: the resume state's last gamma is the last record's
-    state = ckpt.load_checkpoint(tmp_path / "a" / "last.pt", kind="resume")["optimizer"]["state"]["adanaged"]
-    assert float(state["units"][0]["last_gamma"]) == sizes[-1][0]
+    state = step_size_summary(ckpt.load_checkpoint(tmp_path / "a" / "last.pt", kind="resume")["optimizer"])
+    assert state is not None and state["gamma"] == sizes[-1]
     sgd = _cfg(data_dir, opt={"lr": 1e-3}, steps=2, eval_every=0, out=str(tmp_path / "s"))
     train(sgd)
     assert not any("step_size" in r for r in read_metrics(tmp_path / "s" / "metrics.jsonl"))

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, Unpack, runtime_checkable
 
@@ -102,6 +102,7 @@ __all__ = [
     "parabolic_probe",
     "probe_factor",
     "realised_dual",
+    "step_size_summary",
 ]
 
 #: Perturbation-to-step ratio of :class:`StepTiedRadius` (derived in ``docs/adanaged.md``: the smoothing
@@ -995,3 +996,27 @@ class AdaNAGED(ZOOptimizer):
         """The last ``gamma_t`` of every unit (for logging); empty before the first step."""
         units = self.state["adanaged"]["units"]
         return [] if units is None else [float(u["last_gamma"]) for u in units if "last_gamma" in u]
+
+
+def step_size_summary(optimizer_state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What an :class:`AdaNAGED` ``state_dict()`` (a run's resume checkpoint, say) holds about its step size, as
+    plain numbers: ``gamma`` (the last ``gamma_t`` of each unit), ``gamma_cap`` (its cap ``1 + ||x_0||``, search
+    rule only), ``probe_interval`` and ``probe_evals`` (closure
+    calls spent on probes), and ``last_probe`` (its loss at the anchor, midpoint and current point, the factor it
+    applied to ``gamma`` and the steps it spanned; ``None`` before the first probe or for rules without probes).
+    ``None`` for another optimizer's state, or before the first step."""
+    ad = optimizer_state.get("state", {}).get("adanaged")
+    if not isinstance(ad, Mapping) or ad.get("units") is None:
+        return None
+    probe = ad.get("last_probe")
+    last = None
+    if probe is not None:
+        last = {k: float(probe[k]) for k in ("f_anchor", "f_mid", "f_current", "factor")}
+        last["steps"] = int(probe["steps"])
+    return {
+        "gamma": [float(u["last_gamma"]) for u in ad["units"] if "last_gamma" in u],
+        "gamma_cap": [float(u["gamma_max"]) for u in ad["units"] if "gamma_max" in u],
+        "probe_interval": int(ad["interval"]),
+        "probe_evals": int(ad["probe_evals"]),
+        "last_probe": last,
+    }

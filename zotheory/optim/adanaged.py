@@ -999,11 +999,15 @@ class AdaNAGED(ZOOptimizer):
 
 
 def step_size_summary(optimizer_state: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What an :class:`AdaNAGED` ``state_dict()`` (a run's resume checkpoint, say) holds about its step size, as
-    plain numbers: ``gamma`` (the last ``gamma_t`` of each unit), ``gamma_cap`` (its cap ``1 + ||x_0||``, search
-    rule only), ``probe_interval`` and ``probe_evals`` (closure
-    calls spent on probes), and ``last_probe`` (its loss at the anchor, midpoint and current point, the factor it
-    applied to ``gamma`` and the steps it spanned; ``None`` before the first probe or for rules without probes).
+    """The step-size state that an :class:`AdaNAGED` ``state_dict()`` (a run's resume checkpoint, say) holds.
+
+    As plain numbers:
+
+    - ``gamma``: the last ``gamma_t`` of each unit; ``gamma_cap``: its cap ``1 + ||x_0||`` (search rule only);
+    - ``probe_interval`` and ``probe_evals`` (closure calls spent on probes);
+    - ``last_probe``: its loss at the anchor, the midpoint and the current point, the factor it applied to
+      ``gamma`` and the steps it spanned (``None`` before the first probe, or for rules without probes).
+
     ``None`` for another optimizer's state, or before the first step."""
     ad = optimizer_state.get("state", {}).get("adanaged")
     if not isinstance(ad, Mapping) or ad.get("units") is None:

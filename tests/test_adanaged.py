@@ -25,6 +25,7 @@ from zotheory.optim.adanaged import (
     ConstantRadius,
     ConstantRule,
     DoGRule,
+    ParabolicSearchRule,
     StepStats,
     StepTiedRadius,
     default_norm_name,
@@ -484,6 +485,27 @@ def test_probe_factor_clips_corrects_and_guards_ties() -> None:
     none = parabolic_probe(1.0, 3.0, 2.0, tol=0.0)
     assert probe_factor(none, 4, 0.9, False, warm_up=True) == (PROBE_FACTOR_MAX, 1)  # no curvature: short step
     assert probe_factor(none, 4, 0.9, False) == (1.0 / PROBE_SETTLED_GROWTH, -1)
+
+
+def test_unresolved_curvature_answers() -> None:
+    """A second difference below the loss's resolution is told apart from a measured non-positive one; once settled,
+    ``"sign"`` answers it by the slope's sign and ``"grow"`` grows whatever the slope."""
+    up = parabolic_probe(1.0, 1.0 + 5e-6, 1.0 + 1e-5, tol=2e-7)  # linear ascent, curvature below tol
+    down = parabolic_probe(1.0, 1.0 - 5e-6, 1.0 - 1e-5, tol=2e-7)
+    measured = parabolic_probe(1.0, 3.0, 2.0, tol=0.0)  # concave, clearly resolved
+    assert up.unresolved and down.unresolved and not measured.unresolved
+    assert (up.move, down.move) == (0.0, 1.0)  # the move still follows the slope: back to the anchor after an ascent
+    assert probe_factor(up, 32, 0.9, False) == (1.0 / PROBE_SETTLED_GROWTH, -1)
+    assert probe_factor(up, 32, 0.9, False, unresolved="grow") == (PROBE_SETTLED_GROWTH, 1)
+    assert probe_factor(down, 32, 0.9, False, unresolved="grow") == (PROBE_SETTLED_GROWTH, 1)
+    assert probe_factor(measured, 32, 0.9, False, unresolved="grow") == (1.0 / PROBE_SETTLED_GROWTH, -1)
+    assert probe_factor(up, 32, 0.9, False, warm_up=True, unresolved="grow") == (PROBE_FACTOR_MAX, 1)
+    with pytest.raises(ValueError, match="'shrink'"):
+        probe_factor(up, 32, 0.9, False, unresolved="shrink")
+    with pytest.raises(ValueError, match="'shrink'"):
+        ParabolicSearchRule(unresolved="shrink")
+    assert get_step_rule("search-grow").unresolved == "grow"  # type: ignore[attr-defined]
+    assert get_step_rule("search-grow").name == "search-grow" and get_step_rule("search").name == "search"
 
 
 def test_probe_interval_schedule() -> None:

@@ -57,8 +57,9 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Protocol, Unpack, runtime_checkable
 
 import torch
@@ -93,6 +94,7 @@ __all__ = [
     "StepStats",
     "StepSizeRule",
     "StepTiedRadius",
+    "UNRESOLVED_ANSWERS",
     "default_norm_name",
     "get_step_rule",
     "ema_sum_variance",
@@ -291,6 +293,8 @@ PROBE_AVERAGE_WEIGHT: float = 0.3
 PROBE_INTERVAL_MAX: int = 32
 #: Closure calls of one probe: the loss at the anchor, at the midpoint and at the current point.
 PROBE_EVALS: int = 3
+#: Settled answers to a probe whose curvature is below the loss's resolution (:func:`probe_factor`).
+UNRESOLVED_ANSWERS: tuple[str, ...] = ("sign", "grow")
 
 
 def ema_sum_variance(k: int, beta: float) -> float:
@@ -337,12 +341,15 @@ class ProbeOutcome:
         tie: the three values agree to within the loss's resolution: they carry no information.
         magnitude: ``|b / a|``, the length scale of the curvature along ``D`` whichever way ``D`` pointed (``inf``
             without upward curvature); used until the first in-band probe (:func:`probe_factor`).
+        unresolved: the values differ, but their second difference is below the loss's resolution: the curvature
+            along ``D`` is too small to be seen at all (as opposed to measured and found non-positive).
     """
 
     scale: float
     move: float
     tie: bool
     magnitude: float = math.nan
+    unresolved: bool = False
 
 
 def parabolic_probe(f0: float, fh: float, f1: float, tol: float) -> ProbeOutcome:
@@ -371,7 +378,9 @@ def parabolic_probe(f0: float, fh: float, f1: float, tol: float) -> ProbeOutcome
         a = 4.0 * (f1 - 2.0 * fh + f0)
         b = f1 - f0 - a / 2.0
         if abs(f1 - 2.0 * fh + f0) <= tol:  # the curvature is below the loss's resolution: the step is short
-            return ProbeOutcome(math.inf, 1.0, False, math.inf) if f1 < f0 else ProbeOutcome(0.0, 0.0, False, math.inf)
+            if f1 < f0:
+                return ProbeOutcome(math.inf, 1.0, False, math.inf, unresolved=True)
+            return ProbeOutcome(0.0, 0.0, False, math.inf, unresolved=True)
         if a > 0:
             lam = max(-b / a, 0.0)
             # a step far too long (lambda* < 1/4): back to the anchor, not to a point that a noisy slope chose
@@ -383,7 +392,12 @@ def parabolic_probe(f0: float, fh: float, f1: float, tol: float) -> ProbeOutcome
 
 
 def probe_factor(
-    outcome: ProbeOutcome, k: int, beta: float, below_resolution: bool, warm_up: bool = False
+    outcome: ProbeOutcome,
+    k: int,
+    beta: float,
+    below_resolution: bool,
+    warm_up: bool = False,
+    unresolved: str = "sign",
 ) -> tuple[float, int]:
     """``(factor, verdict)``: the multiplier of ``gamma`` after a probe of a ``k``-step displacement, and the verdict
     ``+1`` (clipped at :data:`PROBE_FACTOR_MAX`: grow), ``-1`` (clipped at :data:`PROBE_FACTOR_MIN`: shrink) or ``0``
@@ -400,9 +414,22 @@ def probe_factor(
     decides between ``lambda* = 0`` and a large ``lambda*``) says nothing about the step's size, while ``|b / a|``
     does. Afterwards the signed ``lambda*`` is used: at the noise floor a longer step raises ``f`` even where the
     curvature is small, and only the sign of the (averaged) slope shows it.
+
+    ``unresolved`` is the settled answer to a probe whose curvature is below the loss's resolution
+    (``outcome.unresolved``; :data:`UNRESOLVED_ANSWERS`): ``"sign"`` (default) grows or shrinks by
+    :data:`PROBE_SETTLED_GROWTH` with the sign of the slope, like a probe that measured no upward curvature;
+    ``"grow"`` grows whatever the slope. The derivation of ``"grow"`` (``docs/adanaged.md`` §3.0, "Curvature below
+    resolution"): on a quadratic the second difference is ``D^T H D / 4``, and a tuned step makes it comparable with
+    the decrease it buys, so a second difference below ``4 eps |f|`` means that ``gamma`` is short of the curvature
+    scale, whichever sign the batch's slope had. Growth stops where the curvature becomes visible, and the
+    parabola takes over.
     """
+    if unresolved not in UNRESOLVED_ANSWERS:
+        raise ValueError(f"unresolved must be one of {list(UNRESOLVED_ANSWERS)}, got {unresolved!r}")
     if warm_up and not outcome.tie and outcome.magnitude > 0:
-        outcome = ProbeOutcome(outcome.magnitude, outcome.move, False, outcome.magnitude)
+        outcome = replace(outcome, scale=outcome.magnitude)
+    if not warm_up and outcome.unresolved and unresolved == "grow":
+        return PROBE_SETTLED_GROWTH, 1
     if not warm_up and not outcome.tie and outcome.magnitude == math.inf:
         # no curvature seen: only the slope's sign is left, a coin where the batch noise dominates, so the answer
         # is symmetric (x2 / /2: no drift of log gamma under pure noise)
@@ -476,8 +503,15 @@ class ParabolicSearchRule:
     ``f -> c f + b`` (``c > 0``): the parabola's optimum and the tie test (relative) do not change.
     """
 
-    name = "search"
     needs = frozenset({"probe"})
+
+    def __init__(self, unresolved: str = "sign") -> None:
+        """``unresolved``: the settled answer to a probe whose curvature is below the loss's resolution
+        (:func:`probe_factor`); ``"sign"`` is the rule named ``"search"``, ``"grow"`` the rule ``"search-grow"``."""
+        if unresolved not in UNRESOLVED_ANSWERS:
+            raise ValueError(f"unresolved must be one of {list(UNRESOLVED_ANSWERS)}, got {unresolved!r}")
+        self.unresolved = unresolved
+        self.name = "search" if unresolved == "sign" else f"search-{unresolved}"
 
     def init(self, state: dict[str, Any], r_eps: Tensor) -> None:
         state["gamma"] = r_eps.clone()
@@ -491,7 +525,12 @@ class ParabolicSearchRule:
         state["gamma"] = torch.minimum(state["gamma"] * factor, cap)
 
 
-STEP_RULES: dict[str, type] = {"search": ParabolicSearchRule, "dog": DoGRule, "alias": ALIASRule}
+STEP_RULES: dict[str, Callable[[], StepSizeRule]] = {
+    "search": ParabolicSearchRule,
+    "search-grow": partial(ParabolicSearchRule, unresolved="grow"),
+    "dog": DoGRule,
+    "alias": ALIASRule,
+}
 
 
 def get_step_rule(rule: str | StepSizeRule) -> StepSizeRule:
@@ -833,7 +872,8 @@ class AdaNAGED(ZOOptimizer):
                 unit0["gamma_max"]
             )
         beta = 0.0 if self.momentum == "jaguar" else max(float(g["beta"]) for g in self.param_groups)
-        factor, verdict = probe_factor(outcome, ad["since"], beta, below, warm_up=not ad["settled"])
+        answer = getattr(self.rule, "unresolved", "sign")
+        factor, verdict = probe_factor(outcome, ad["since"], beta, below, warm_up=not ad["settled"], unresolved=answer)
         ad["settled"] = (
             ad["settled"] or verdict == 0 or (verdict == -1 and ad["last_verdict"] == 1)
         )  # in band, or passed

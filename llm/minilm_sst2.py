@@ -29,7 +29,8 @@ every finished run of the work folder into the results tree (``results.json`` wi
 
 Method labels (`METHODS`): ``zero-shot`` (0 steps), ``fo-adam``, ``zo-sgd``,
 ``zo-sgd-gv`` (ZO-SGD with the guiding-vector direction policy; budget-matched because
-its extra closure calls count), ``jaguar-signsgd``, ``jaguar-muon``, ``zo-muon`` and
+its extra closure calls count), ``jaguar-signsgd``, ``jaguar-muon``, ``zo-muon``, ``zo-lmo``
+(AdaNAGED's momentum and LMO with a tuned constant step: the control for its step-size rule) and
 ``adanaged`` (parameter-free: its swept option is ``reps_rel``, and its summary entry is
 the *default* value, untuned, whatever the sweep found).
 """
@@ -91,6 +92,14 @@ METHODS: dict[str, MethodEntry] = {
     ),
     "jaguar-muon": MethodEntry("jaguar-muon", {"eps": 1e-3}, "lr", {"ft": (1e-4,), "lora": (1e-3, 3e-4, 3e-3)}),
     "zo-muon": MethodEntry("zo-muon", {"eps": 1e-3}, "lr", {"ft": (1e-4,), "lora": (1e-3, 3e-4, 3e-3)}),
+    # AdaNAGED's update with a tuned constant step: EMA 0.9, the same LMO per block (Newton-Schulz spectral on
+    # hidden matrices, sign elsewhere), so that only the step-size rule differs
+    "zo-lmo": MethodEntry(
+        "zo-lmo",
+        {"eps": 1e-3, "beta": 0.9, "matrix_norm": "spectral_ns"},
+        "lr",
+        {"ft": (1e-4,), "lora": (1e-3, 3e-4, 3e-3)},
+    ),
     "adanaged": MethodEntry("adanaged", {}, "reps_rel", {"ft": (1e-6,), "lora": (1e-6,)}, tuned=False),
 }
 

@@ -27,7 +27,9 @@ from llm.prototype_head import (
     pool,
     prepare_prototype_model,
 )
+from zotheory.lmo import get_norm
 from zotheory.optim import AdaNAGED
+from zotheory.optim.registry import make_optimizer
 
 LABELS = ("It was terrible.", "It was great.")
 
@@ -178,10 +180,24 @@ def test_runner_budgets_count_fo_steps_as_three_and_policy_evaluations():
     assert R.run_config("zero-shot", "ft", 0.0, **kw)["steps"] == 0
     ada = R.run_config("adanaged", "lora", 1e-4, **kw)
     assert ada["opt"]["reps_rel"] == 1e-4 and ada["lr"] is None
+    lmo = R.run_config("zo-lmo", "lora", 1e-3, **kw)
+    assert lmo["steps"] == 3000 and lmo["opt"] == {"eps": 1e-3, "beta": 0.9, "matrix_norm": "spectral_ns"}
     with pytest.raises(ValueError, match="'sgd'"):
         R.run_config("sgd", "ft", 1e-5, **kw)
     with pytest.raises(ValueError, match="'full'"):
         R.run_config("zo-sgd", "full", 1e-5, **kw)
+
+
+def test_zo_lmo_control_has_adanaged_geometry():
+    """The ``zo-lmo`` label is AdaNAGED's update with a constant step: same norm on every parameter, same EMA."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Linear(6, 2))
+    named = list(model.named_parameters())
+    lmo = make_optimizer("zo-lmo", named, lr=1e-3, **R.METHODS["zo-lmo"].fixed)
+    ada = AdaNAGED([{"params": [p for _, p in named], "param_names": [n for n, _ in named]}])
+    lmo_norms = {id(p): get_norm(g["norm"]).name for g in lmo.param_groups for p in g["params"]}
+    ada_norms = {id(p): n.name for p, n in zip(ada.zo_params(), ada.norms, strict=True)}
+    assert lmo_norms == ada_norms and set(ada_norms.values()) == {"spectral_ns", "linf"}
+    assert {g["beta"] for g in lmo.param_groups} == {0.9} == {g["beta"] for g in ada.param_groups}
 
 
 def _fake_run(label, mode, value, seed, dev, ev, budget=6000):

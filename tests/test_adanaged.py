@@ -204,6 +204,8 @@ def test_step_size_summary_reads_the_state_dict_as_plain_numbers() -> None:
     assert summary["gamma_cap"] == [pytest.approx(1.0 + float(torch.linspace(-1.0, 1.0, 8, dtype=F64).norm()))]
     probe = summary["last_probe"]
     assert probe is not None and probe["steps"] >= 1 and probe["f_current"] <= probe["f_anchor"]
+    tally = summary["probe_tally"]
+    assert tally["probes"] * 3 == summary["probe_evals"] and 0 <= tally["unresolved"] <= tally["probes"]
     json.dumps(summary, allow_nan=False)  # JSON-ready: no tensors, no inf
     other = make_optimizer("zo-sgd", [x], lr=1e-3)
     other.step(lambda: (x * x).sum())
@@ -408,6 +410,7 @@ from zotheory.optim.adanaged import (  # noqa: E402  (grouped with the tests tha
     PROBE_INTERVAL_MAX,
     PROBE_SETTLED_GROWTH,
     ema_sum_variance,
+    mean_factor,
     momentum_correction,
     next_probe_interval,
     parabolic_probe,
@@ -506,6 +509,69 @@ def test_unresolved_curvature_answers() -> None:
         ParabolicSearchRule(unresolved="shrink")
     assert get_step_rule("search-grow").unresolved == "grow"  # type: ignore[attr-defined]
     assert get_step_rule("search-grow").name == "search-grow" and get_step_rule("search").name == "search"
+
+
+def test_probe_tally_counts_unresolved_curvature_and_the_rule_chooses_the_answer(monkeypatch) -> None:
+    """On a linear fp32 loss with a large offset every probe's second difference is rounding: the tally counts them
+    as unresolved; the rule object decides which answer :func:`probe_factor` gives them."""
+    import zotheory.optim.adanaged as module
+
+    asked: list[str] = []
+    real = module.probe_factor
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs["unresolved"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "probe_factor", recording)
+    for rule, answer in (("search", "sign"), ("search-grow", "grow")):
+        asked.clear()
+        x = nn.Parameter(torch.linspace(-1.0, 1.0, 16), requires_grad=False)  # float32
+        opt = AdaNAGED([x], norm="linf", reps_rel=1e-4, step_rule=rule, seed=2)
+        for _ in range(8):
+            opt.step(lambda x=x: 1000.0 + x.sum())
+        tally = opt.state["adanaged"]["tally"]
+        assert tally["probes"] == len(asked) > 0 and set(asked) == {answer}
+        assert tally["unresolved"] > 0 and tally["in_band"] == 0  # a line has no curvature to find
+
+
+def _probe_values(a: float, b: float) -> tuple[float, float, float]:
+    """``(f0, fh, f1)`` of the parabola with curvature ``a`` and slope ``b`` at the anchor."""
+    f1 = b + a / 2.0
+    return 0.0, (f1 - a / 4.0) / 2.0, f1
+
+
+def test_mean_factor_averages_the_slope_noise_that_clipping_turns_into_a_drift() -> None:
+    k, beta, gamma = 32, 0.9, 1.0
+    clean = _probe_values(1.0, -1.0)
+    clean_factor = 1.0 * momentum_correction(k, beta)  # lambda* c_k, lambda* = -b / a = 1
+    state: dict = {}
+    assert mean_factor(state, clean, k, beta, gamma) == (pytest.approx(clean_factor), 0)  # 1st probe: its own answer
+    assert state["mean"][0] == 1
+    # a slope 10x larger than its mean, alternating in sign: one probe at a time is x2 or x1/4 (a drift of log 2
+    # per pair); the running means recover the clean answer
+    noisy = [_probe_values(1.0, -1.0 + (10.0 if i % 2 else -10.0)) for i in range(40)]
+    single = [probe_factor(parabolic_probe(*v, tol=0.0), k, beta, False)[0] for v in noisy]
+    assert min(single) == PROBE_FACTOR_MIN and max(single) == PROBE_SETTLED_GROWTH
+    state = {}
+    factors = [mean_factor(state, v, k, beta, gamma)[0] for v in noisy]
+    assert factors[-1] == pytest.approx(clean_factor, rel=0.6) and factors[-2] == pytest.approx(clean_factor, rel=0.6)
+    up = {}
+    assert mean_factor(up, _probe_values(1.0, 0.5), k, beta, gamma) == (1.0 / PROBE_SETTLED_GROWTH, -1)  # no descent
+    assert mean_factor(up, _probe_values(-1.0, -0.5), k, beta, gamma)[0] == 1.0 / PROBE_SETTLED_GROWTH
+
+
+def test_search_mean_rule_keeps_running_means_once_settled() -> None:
+    rule = get_step_rule("search-mean")
+    assert (rule.unresolved, rule.settled, rule.name) == ("grow", "mean", "search-mean")  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="'median'"):
+        ParabolicSearchRule(settled="median")
+    x = nn.Parameter(torch.linspace(-1.0, 1.0, 20, dtype=F64), requires_grad=False)
+    opt = AdaNAGED([x], norm="l2", reps_rel=1e-3, step_rule="search-mean", seed=1)
+    for _ in range(200):
+        opt.step(lambda: 0.5 * (x * x).sum())
+    ad = opt.state["adanaged"]
+    assert ad["settled"] and ad["mean"][0] >= 1 and float((x * x).sum()) < 0.1 * 20 * 0.35
 
 
 def test_probe_interval_schedule() -> None:

@@ -94,12 +94,14 @@ __all__ = [
     "StepStats",
     "StepSizeRule",
     "StepTiedRadius",
+    "SETTLED_ANSWERS",
     "UNRESOLVED_ANSWERS",
     "default_norm_name",
     "get_step_rule",
     "ema_sum_variance",
     "momentum_correction",
     "averaged_factor",
+    "mean_factor",
     "normalised_slope_curvature",
     "parabolic_probe",
     "probe_factor",
@@ -295,6 +297,10 @@ PROBE_INTERVAL_MAX: int = 32
 PROBE_EVALS: int = 3
 #: Settled answers to a probe whose curvature is below the loss's resolution (:func:`probe_factor`).
 UNRESOLVED_ANSWERS: tuple[str, ...] = ("sign", "grow")
+#: Settled answers to a probe that measured a curvature: each probe clipped on its own, or the running means.
+SETTLED_ANSWERS: tuple[str, ...] = ("clip", "mean")
+#: Smallest weight of a new probe in the running means of ``settled="mean"`` (a memory of ~10 probes).
+PROBE_MEAN_WEIGHT_MIN: float = 0.1
 
 
 def ema_sum_variance(k: int, beta: float) -> float:
@@ -484,6 +490,34 @@ def averaged_factor(
     return min(max(-b_bar / a_bar / gamma, PROBE_FACTOR_MIN), PROBE_FACTOR_MAX)
 
 
+def mean_factor(
+    state: dict[str, Any], values: tuple[float, float, float], k: int, beta: float, gamma: float
+) -> tuple[float, int]:
+    """``(factor, verdict)`` of a settled probe under ``settled="mean"``: the ratio of the running means of the
+    normalised slope and curvature (:func:`normalised_slope_curvature`) over *every* settled probe that measured a
+    curvature, ``clip(-mean(b_n) / mean(a_n) / gamma, 1/4, 2)``, or ``1/2`` while the means show no descent
+    (``mean(b_n) >= 0`` or ``mean(a_n) <= 0``).
+
+    Why (``docs/adanaged.md`` §3.0, "Settled probes on a minibatch"): ``b_n`` and ``a_n`` do not depend on ``gamma``
+    in the noise-dominated regime, so probes made at different step sizes estimate the same best constant step, and
+    their means converge to it. One probe's slope on a small batch is mostly the batch's noise; clipping each probe
+    separately (``settled="clip"``) turns that noise into a downward drift of ``log gamma`` (an ascent costs x1/4,
+    a descent earns x2). The weight of a new probe is ``max(1/n, PROBE_MEAN_WEIGHT_MIN)``: the plain mean of the first
+    probes, then a memory of about ``1 / PROBE_MEAN_WEIGHT_MIN`` probes. ``state["mean"]`` holds
+    ``(n, mean b_n, mean a_n)``."""
+    b_n, a_n = normalised_slope_curvature(values, k, beta, gamma)
+    n, b_bar, a_bar = state.get("mean") or (0, 0.0, 0.0)
+    n += 1
+    w = max(1.0 / n, PROBE_MEAN_WEIGHT_MIN)
+    b_bar, a_bar = (1.0 - w) * b_bar + w * b_n, (1.0 - w) * a_bar + w * a_n
+    state["mean"] = (n, b_bar, a_bar)
+    if not (a_bar > 0 and b_bar < 0):
+        return 1.0 / PROBE_SETTLED_GROWTH, -1
+    factor = min(max(-b_bar / a_bar / gamma, PROBE_FACTOR_MIN), PROBE_SETTLED_GROWTH)
+    verdict = 1 if factor >= PROBE_SETTLED_GROWTH else (-1 if factor <= PROBE_FACTOR_MIN else 0)
+    return factor, verdict
+
+
 def next_probe_interval(k: int, verdict: int, previous: int) -> int:
     """The next probe interval: doubled (up to :data:`PROBE_INTERVAL_MAX`) after a probe inside the band, or after a
     clipped probe that contradicts the previous clipped one (grow after shrink or the reverse: noise, which a longer
@@ -505,13 +539,20 @@ class ParabolicSearchRule:
 
     needs = frozenset({"probe"})
 
-    def __init__(self, unresolved: str = "sign") -> None:
+    def __init__(self, unresolved: str = "sign", settled: str = "clip") -> None:
         """``unresolved``: the settled answer to a probe whose curvature is below the loss's resolution
-        (:func:`probe_factor`); ``"sign"`` is the rule named ``"search"``, ``"grow"`` the rule ``"search-grow"``."""
+        (:func:`probe_factor`); ``settled``: the answer to a settled probe that measured one (``"clip"``: each
+        probe on its own, :func:`probe_factor` and :func:`averaged_factor`; ``"mean"``: :func:`mean_factor`).
+        The defaults are the rule ``"search"``; ``("grow", "clip")`` is ``"search-grow"`` and ``("grow", "mean")``
+        is ``"search-mean"``."""
         if unresolved not in UNRESOLVED_ANSWERS:
             raise ValueError(f"unresolved must be one of {list(UNRESOLVED_ANSWERS)}, got {unresolved!r}")
+        if settled not in SETTLED_ANSWERS:
+            raise ValueError(f"settled must be one of {list(SETTLED_ANSWERS)}, got {settled!r}")
         self.unresolved = unresolved
-        self.name = "search" if unresolved == "sign" else f"search-{unresolved}"
+        self.settled = settled
+        names = {("sign", "clip"): "search", ("grow", "clip"): "search-grow", ("grow", "mean"): "search-mean"}
+        self.name = names.get((unresolved, settled), f"search({unresolved}, {settled})")
 
     def init(self, state: dict[str, Any], r_eps: Tensor) -> None:
         state["gamma"] = r_eps.clone()
@@ -528,6 +569,7 @@ class ParabolicSearchRule:
 STEP_RULES: dict[str, Callable[[], StepSizeRule]] = {
     "search": ParabolicSearchRule,
     "search-grow": partial(ParabolicSearchRule, unresolved="grow"),
+    "search-mean": partial(ParabolicSearchRule, unresolved="grow", settled="mean"),
     "dog": DoGRule,
     "alias": ALIASRule,
 }
@@ -724,6 +766,7 @@ class AdaNAGED(ZOOptimizer):
             "last_verdict": 0,
             "avg": None,
             "settled": False,
+            "tally": _empty_tally(),
         }
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -873,11 +916,13 @@ class AdaNAGED(ZOOptimizer):
             )
         beta = 0.0 if self.momentum == "jaguar" else max(float(g["beta"]) for g in self.param_groups)
         answer = getattr(self.rule, "unresolved", "sign")
-        factor, verdict = probe_factor(outcome, ad["since"], beta, below, warm_up=not ad["settled"], unresolved=answer)
-        ad["settled"] = (
-            ad["settled"] or verdict == 0 or (verdict == -1 and ad["last_verdict"] == 1)
-        )  # in band, or passed
-        if verdict == 0 and not outcome.tie:
+        was_settled = ad["settled"]
+        factor, verdict = probe_factor(outcome, ad["since"], beta, below, warm_up=not was_settled, unresolved=answer)
+        ad["settled"] = was_settled or verdict == 0 or (verdict == -1 and ad["last_verdict"] == 1)  # in band, or passed
+        measured = not (outcome.tie or outcome.unresolved) and all(math.isfinite(v) for v in (f0, fh, f1))
+        if was_settled and measured and getattr(self.rule, "settled", "clip") == "mean":
+            factor, verdict = mean_factor(ad, (f0, fh, f1), ad["since"], beta, float(ad["units"][0]["gamma"]))
+        elif verdict == 0 and not outcome.tie:
             factor = averaged_factor(
                 ad, (f0, fh, f1), ad["since"], beta, float(ad["units"][0]["gamma"]), factor, ad["last_verdict"]
             )
@@ -894,6 +939,11 @@ class AdaNAGED(ZOOptimizer):
         for unit in ad["units"]:
             cap = unit["gamma_max"] * (math.sqrt(res_p) if below else 1.0)  # tie growth stops at sqrt(eps) of the scale
             self.rule.scale(unit, factor, cap)  # type: ignore[attr-defined]
+        tally = ad["tally"]
+        tally["probes"] += 1
+        tally["unresolved"] += int(outcome.unresolved)
+        tally["tie"] += int(outcome.tie)
+        tally["in_band"] += int(verdict == 0)
         ad["last_probe"] = {
             "f_anchor": f0,
             "f_mid": fh,
@@ -1031,11 +1081,17 @@ class AdaNAGED(ZOOptimizer):
         super().load_state_dict(state_dict)
         # torch keeps non-parameter entries by reference: own a deep copy of the rule states
         self.state["adanaged"] = copy.deepcopy(self.state["adanaged"])
+        self.state["adanaged"].setdefault("tally", _empty_tally())  # checkpoints written before the tally existed
 
     def step_sizes(self) -> list[float]:
         """The last ``gamma_t`` of every unit (for logging); empty before the first step."""
         units = self.state["adanaged"]["units"]
         return [] if units is None else [float(u["last_gamma"]) for u in units if "last_gamma" in u]
+
+
+def _empty_tally() -> dict[str, int]:
+    """Probe counts: all, with the curvature below the loss's resolution, ties, and verdicts inside the band."""
+    return {"probes": 0, "unresolved": 0, "tie": 0, "in_band": 0}
 
 
 def step_size_summary(optimizer_state: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -1046,7 +1102,9 @@ def step_size_summary(optimizer_state: Mapping[str, Any]) -> dict[str, Any] | No
     - ``gamma``: the last ``gamma_t`` of each unit; ``gamma_cap``: its cap ``1 + ||x_0||`` (search rule only);
     - ``probe_interval`` and ``probe_evals`` (closure calls spent on probes);
     - ``last_probe``: its loss at the anchor, the midpoint and the current point, the factor it applied to
-      ``gamma`` and the steps it spanned (``None`` before the first probe, or for rules without probes).
+      ``gamma`` and the steps it spanned (``None`` before the first probe, or for rules without probes);
+    - ``probe_tally``: how many probes ran, how many had a curvature below the loss's resolution, how many were
+      ties, and how many landed inside the band (``None`` for states saved before the tally existed).
 
     ``None`` for another optimizer's state, or before the first step."""
     ad = optimizer_state.get("state", {}).get("adanaged")
@@ -1063,4 +1121,5 @@ def step_size_summary(optimizer_state: Mapping[str, Any]) -> dict[str, Any] | No
         "probe_interval": int(ad["interval"]),
         "probe_evals": int(ad["probe_evals"]),
         "last_probe": last,
+        "probe_tally": None if ad.get("tally") is None else {k: int(v) for k, v in ad["tally"].items()},
     }

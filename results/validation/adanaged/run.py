@@ -4,12 +4,19 @@ From the repository root (one torch thread; each protocol run takes 6-11 minutes
 
     .venv/bin/python results/validation/adanaged/run.py protocol l2_quadratic linf_separable spectral_matrix nonconvex
     .venv/bin/python results/validation/adanaged/run.py linf-1e5
+    .venv/bin/python results/validation/adanaged/run.py rules
 
 ``protocol KEY...`` runs :func:`validation.claims.adanaged.protocol` (3 seeds, 6 x 3 baseline grids, four initial
 guesses, d = 100, 2000 steps = 4000 evaluations) and writes ``protocol_d100_KEY.json`` (the claim's JSON record).
 ``linf-1e5`` runs the separable log-cosh problem at d = 10^5 for 3000 steps on seed 0: AdaNAGED at three initial
 guesses and ZO-LMO over its learning-rate grid at ``eps = 1e-3`` (not the full protocol, which takes hours here),
 and writes ``linf_1e5_partial.json``.
+``rules`` runs AdaNAGED with the step rules ``search`` (default), ``search-grow`` and ``search-mean`` on the six
+robustness settings at full size (the claims' seeds and ``reps_rel`` values) and on the sigma = 1 stress point at
+master seeds 0, 1 and 5 (``docs/adanaged.md`` §6.1), and writes ``step_rules.json``: per setting and rule, the
+median of ``f(x_T) - f*`` over seeds for each ``reps_rel``, the runs ending at or above ``f_0``, and the probe
+tallies (how many probes had a curvature below the loss's resolution). The baselines do not depend on the rule and
+are not rerun.
 """
 
 from __future__ import annotations
@@ -18,11 +25,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
-from problems import SeparableLInf
+from problems import Quadratic, SeparableLInf
+from problems.base import AdditiveNoise, StochasticProblem
 from validation.claims import adanaged as claims
+from zotheory.optim import AdaNAGED
 
 HERE = Path(__file__).resolve().parent
 REPS = (1e-9, 1e-7, 1e-5, 1e-3)
@@ -63,11 +74,60 @@ def run_linf_1e5() -> None:
     print(json.dumps(out, indent=1))
 
 
+def _rule_runs(setting: claims.Setting, seeds: list[int], rule: str) -> dict[str, Any]:
+    """AdaNAGED with step rule ``rule`` on every ``reps_rel`` of ``setting`` and every seed."""
+    finals: dict[str, list[float]] = {}
+    tally = {"probes": 0, "unresolved": 0}
+    f0s = [setting.make(s).suboptimality() for s in seeds]
+    for reps in setting.reps:
+        finals[f"{reps:g}"] = []
+        for seed in seeds:
+            problem = setting.make(seed)
+            opt = AdaNAGED(claims._groups(problem, setting.norm), reps_rel=reps, seed=seed, step_rule=rule)
+            finals[f"{reps:g}"].append(claims._final(problem, opt, setting.steps, seed))
+            t = opt.state["adanaged"]["tally"]
+            tally["probes"] += t["probes"]
+            tally["unresolved"] += t["unresolved"]
+    return {
+        "median": {r: float(np.median(v)) for r, v in finals.items()},
+        "at_or_above_f0": sum(1 for v in finals.values() for x, f0 in zip(v, f0s, strict=True) if not x < f0),
+        "probes": tally["probes"],
+        "unresolved_probes": tally["unresolved"],
+    }
+
+
+def run_rules() -> None:
+    """The search rule's variants on the robustness settings and the sigma = 1 stress point."""
+    settings = claims._settings(claims.Context("full", 0))
+    noisy = settings["noisy_quadratic"]
+    stress = claims.Setting(
+        "l2 quadratic + additive-noise oracle (d=100, sigma=1), the stress point",
+        lambda s: AdditiveNoise(Quadratic(100, L=1.0, mu=1e-3, rotated=True, seed=s, dtype=torch.float64), 1.0),
+        noisy.norm,
+        noisy.steps,
+        noisy.reps,
+    )
+    cases = [(key, st, 0) for key, st in settings.items()] + [(f"sigma1_master{m}", stress, m) for m in (0, 1, 5)]
+    out: dict[str, Any] = {"rules": ["search", "search-grow", "search-mean"], "settings": {}}
+    for key, setting, master in cases:
+        stochastic = isinstance(setting.make(0), StochasticProblem)
+        n_seeds = claims.STOCHASTIC_SEEDS if stochastic else 3
+        seeds = [int(claims.mix_seed(master, claims._SALT, k) % (2**31)) for k in range(n_seeds)]
+        row = {"label": setting.label, "seeds": seeds, "steps": setting.steps}
+        for rule in out["rules"]:
+            row[rule] = _rule_runs(setting, seeds, rule)
+        out["settings"][key] = row
+        print(key, json.dumps({r: row[r] for r in out["rules"]}), flush=True)
+    (HERE / "step_rules.json").write_text(json.dumps(out, indent=1))
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     if sys.argv[1:2] == ["protocol"]:
         run_protocol(sys.argv[2:])
     elif sys.argv[1:2] == ["linf-1e5"]:
         run_linf_1e5()
+    elif sys.argv[1:2] == ["rules"]:
+        run_rules()
     else:
         raise SystemExit(__doc__)

@@ -258,6 +258,14 @@ def test_carry_over_verdict_and_confidence_from_seed_spread():
     summary, sweeps = R.summarise(runs + short)
     row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}["guiding vector, budget-matched (lora)"]
     assert row["agrees"] == "pending" and "budgets differ" in row["minilm"]
+    lmo = [_fake_run("zo-lmo", "lora", 1e-2, 0, 0.8, 0.735)]
+    for ada_acc, agrees in ((0.73, "yes"), (0.72, "no")):  # 0.5 and 1.5 points below the tuned constant step
+        ada = [_fake_run("adanaged", "lora", 1e-6, 0, 0.8, ada_acc)]
+        summary, sweeps = R.summarise(runs + lmo + ada)
+        row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}[
+            "AdaNAGED's step rule vs a tuned constant step, same LMO (lora; zo-lmo)"
+        ]
+        assert row["agrees"] == agrees
     runs[3:] = [_fake_run("jaguar-signsgd", "lora", 1e-5, s, 0.8, 0.60 + 0.3 * s) for s in range(3)]
     summary, sweeps = R.summarise(runs)
     row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}["JAGUAR SignSGD vs ZO-SGD (lora)"]

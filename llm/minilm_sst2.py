@@ -259,7 +259,8 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any
     group with the best score for tuned labels, and the group at the first default value
     for untuned ones (``adanaged``, ``zero-shot``); among budgets the largest wins. Entries:
     ``eval_acc_mean``/``eval_acc_sd`` (percent, 872 held-out sentences, best-dev checkpoint;
-    sd over seeds, ``null`` for one seed), ``seeds``, ``forward_passes``, ``steps``, the value.
+    sd over seeds, ``null`` for one seed), ``seeds``, ``forward_passes`` (as spent), ``budget``
+    (as asked), ``steps``, the value.
     ``sweeps`` lists every group.
     """
     groups: dict[tuple, list[dict[str, Any]]] = {}
@@ -313,6 +314,7 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any
             "eval_acc_sd": None if g["eval_acc_sd"] is None else round(g["eval_acc_sd"], 2),
             "seeds": g["seeds"],
             "forward_passes": g["forward_passes"],
+            "budget": g["budget"],
             "steps": g["steps"],
             entry.option: g[entry.option],
             "best_dev_acc_mean": round(g["best_dev_acc_mean"], 2),
@@ -381,10 +383,10 @@ def carry_over(summary: dict[str, Any], sweeps: dict[str, Any]) -> list[dict[str
                 }
             )
             return
-        if summary[a]["forward_passes"] != summary[b]["forward_passes"]:
+        if summary[a]["budget"] != summary[b]["budget"]:  # the budget asked for; a probe may end a run 3 passes over
             text = (
-                f"not comparable: budgets differ ({a}: {summary[a]['forward_passes']}, "
-                f"{b}: {summary[b]['forward_passes']} forward passes)"
+                f"not comparable: budgets differ ({a}: {summary[a]['budget']}, "
+                f"{b}: {summary[b]['budget']} forward passes)"
             )
             rows.append(
                 {"claim": claim, "synthetic": synthetic, "minilm": text, "agrees": "pending", "confidence": "-"}

@@ -261,6 +261,7 @@ def test_carry_over_verdict_and_confidence_from_seed_spread():
     lmo = [_fake_run("zo-lmo", "lora", 1e-2, 0, 0.8, 0.735)]
     for ada_acc, agrees in ((0.73, "yes"), (0.72, "no")):  # 0.5 and 1.5 points below the tuned constant step
         ada = [_fake_run("adanaged", "lora", 1e-6, 0, 0.8, ada_acc)]
+        ada[0]["results"]["forward_passes"] -= 1  # a probe's passes end a run next to its budget: still comparable
         summary, sweeps = R.summarise(runs + lmo + ada)
         row = {c["claim"]: c for c in R.carry_over(summary, sweeps)}[
             "AdaNAGED's step rule vs a tuned constant step, same LMO (lora; zo-lmo)"

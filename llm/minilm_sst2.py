@@ -224,6 +224,29 @@ def launch(cfg: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ report
 
 
+def gamma_walk(metrics: list[dict[str, Any]], after: int = 300) -> dict[str, Any] | None:
+    """How AdaNAGED's step size moved, from the ``step_size`` of a run's train records (first unit), or ``None``
+    for a run without them. After step ``after`` (past the warm-up): geometric mean, smallest and largest
+    ``gamma``, and how often it changed by x2, x1/2, x1/4 or another factor; ``max_gamma`` over the whole run."""
+    recs = [(m["step"], float(m["step_size"][0])) for m in metrics if m["type"] == "train" and m.get("step_size")]
+    late = [g for step, g in recs if step > after]
+    if not late:
+        return None
+    names = {2.0: "x2", 0.5: "x1/2", 0.25: "x1/4"}
+    changes = {"x2": 0, "x1/2": 0, "x1/4": 0, "other": 0}
+    for prev, cur in zip(late, late[1:], strict=False):
+        if cur != prev:
+            changes[names.get(round(cur / prev, 3), "other")] += 1
+    return {
+        "after_step": after,
+        "geo_mean": math.exp(statistics.fmean(math.log(g) for g in late)),
+        "min": min(late),
+        "max": max(late),
+        "changes": changes,
+        "max_gamma": max(g for _, g in recs),
+    }
+
+
 def collect_runs(work: str | Path) -> list[dict[str, Any]]:
     """Every finished run in ``work``: its runner metadata, config, results and metric log, and for AdaNAGED
     the step-size state of its final checkpoint (:func:`zotheory.optim.adanaged.step_size_summary`)."""
@@ -619,6 +642,7 @@ def report(work: str | Path, out: str | Path) -> dict[str, Any]:
                     )
                 },
                 **({"step_size_state": r["step_size_state"]} if r.get("step_size_state") else {}),
+                **({"gamma_walk": walk} if (walk := gamma_walk(r["metrics"])) else {}),
                 "curve": [
                     {k: m.get(k) for k in ("type", "split", "step", "forward_passes", "accuracy", "loss")}
                     for m in r["metrics"]

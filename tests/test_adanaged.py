@@ -555,6 +555,7 @@ def test_mean_factor_averages_the_slope_noise_that_clipping_turns_into_a_drift()
     assert min(single) == PROBE_FACTOR_MIN and max(single) == PROBE_SETTLED_GROWTH
     state = {}
     factors = [mean_factor(state, v, k, beta, gamma)[0] for v in noisy]
+    # weight 0.1 leaves a residual of 10 * 0.1 / (2 - 0.1) = 0.53 of the slope's noise in mean(b_n): a 53% error at most
     assert factors[-1] == pytest.approx(clean_factor, rel=0.6) and factors[-2] == pytest.approx(clean_factor, rel=0.6)
     up = {}
     assert mean_factor(up, _probe_values(1.0, 0.5), k, beta, gamma) == (1.0 / PROBE_SETTLED_GROWTH, -1)  # no descent
@@ -567,11 +568,12 @@ def test_search_mean_rule_keeps_running_means_once_settled() -> None:
     with pytest.raises(ValueError, match="'median'"):
         ParabolicSearchRule(settled="median")
     x = nn.Parameter(torch.linspace(-1.0, 1.0, 20, dtype=F64), requires_grad=False)
+    f0 = float((x * x).sum())
     opt = AdaNAGED([x], norm="l2", reps_rel=1e-3, step_rule="search-mean", seed=1)
     for _ in range(200):
         opt.step(lambda: 0.5 * (x * x).sum())
     ad = opt.state["adanaged"]
-    assert ad["settled"] and ad["mean"][0] >= 1 and float((x * x).sum()) < 0.1 * 20 * 0.35
+    assert ad["settled"] and ad["mean"][0] >= 1 and float((x * x).sum()) < 0.1 * f0  # settled, averaged, 10x lower
 
 
 def test_probe_interval_schedule() -> None:

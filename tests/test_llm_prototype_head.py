@@ -188,6 +188,17 @@ def test_runner_budgets_count_fo_steps_as_three_and_policy_evaluations():
         R.run_config("zo-sgd", "full", 1e-5, **kw)
 
 
+def test_gamma_walk_summarises_the_logged_step_sizes():
+    gammas = [1.0, 1.0, 2.0, 4.0, 1.0, 0.5, 0.6]  # steps 1..7: x2, x2, x1/4, x1/2, x1.2
+    metrics = [{"type": "train", "step": i + 1, "step_size": [g]} for i, g in enumerate(gammas)]
+    metrics.append({"type": "eval", "step": 7})
+    walk = R.gamma_walk(metrics, after=1)
+    assert walk["changes"] == {"x2": 2, "x1/2": 1, "x1/4": 1, "other": 1}
+    assert walk["min"] == 0.5 and walk["max"] == 4.0 and walk["max_gamma"] == 4.0
+    assert walk["geo_mean"] == pytest.approx(math.prod(gammas[1:]) ** (1 / 6))
+    assert R.gamma_walk([{"type": "train", "step": 1, "loss": 0.5}]) is None  # no step sizes logged
+
+
 def test_zo_lmo_control_has_adanaged_geometry():
     """The ``zo-lmo`` label is AdaNAGED's update with a constant step: same norm on every parameter, same EMA."""
     model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Linear(6, 2))

@@ -404,11 +404,13 @@ def test_parameter_free_baselines_validate_arguments() -> None:
 
 # ---------------------------------------------------------------------------------------------- function-value search
 from zotheory.optim.adanaged import (  # noqa: E402  (grouped with the tests that use them)
+    PROBE_ADAPTIVE_WEIGHT_MIN,
     PROBE_EVALS,
     PROBE_FACTOR_MAX,
     PROBE_FACTOR_MIN,
     PROBE_INTERVAL_MAX,
     PROBE_SETTLED_GROWTH,
+    adaptive_factor,
     ema_sum_variance,
     mean_factor,
     momentum_correction,
@@ -574,6 +576,78 @@ def test_search_mean_rule_keeps_running_means_once_settled() -> None:
         opt.step(lambda: 0.5 * (x * x).sum())
     ad = opt.state["adanaged"]
     assert ad["settled"] and ad["mean"][0] >= 1 and float((x * x).sum()) < 0.1 * f0  # settled, averaged, 10x lower
+
+
+def test_adaptive_factor_answers_alone_while_probes_agree_and_from_long_means_once_they_contradict() -> None:
+    k, beta, gamma = 32, 0.9, 1.0
+    clean_factor = 1.0 * momentum_correction(k, beta)  # lambda* c_k for a = 1, b = -1
+    state: dict = {}
+    assert adaptive_factor(state, _probe_values(1.0, -1.0), k, beta, gamma, 0, False) is None  # first probe
+    for _ in range(3):  # agreeing verdicts keep the memory at one probe: the probe's own answer applies
+        assert adaptive_factor(state, _probe_values(1.0, -1.0), k, beta, gamma, 1, False) is None
+    assert state["adaptive"][0] == 1.0
+    # the slope's noise 10x its mean, alternating in sign, so the one-probe verdicts alternate grow / shrink
+    noisy = [_probe_values(1.0, -1.0 + (10.0 if i % 2 else -10.0)) for i in range(120)]
+    verdicts = [probe_factor(parabolic_probe(*v, tol=0.0), k, beta, False)[1] for v in noisy]
+    assert set(verdicts) == {-1, 1}
+    answers = [adaptive_factor(state, v, k, beta, gamma, s, False) for v, s in zip(noisy, verdicts, strict=True)]
+    assert state["adaptive"][0] == PROBE_ADAPTIVE_WEIGHT_MIN  # four contradictions in a row reach the floor
+    assert all(a is not None for a in answers[1:])
+    # weight 1/16 leaves a residual of 10 * w / (2 - w) = 0.32 of the slope's noise in mean(b_n): 32% error at most,
+    # once the larger residual of the first, heavier weights has decayed ((15/16)^116 < 1e-3 of it is left)
+    assert answers[-1][0] == pytest.approx(clean_factor, rel=0.35)  # type: ignore[index]
+    assert answers[-2][0] == pytest.approx(clean_factor, rel=0.35)  # type: ignore[index]
+    # an overshoot the parabola locates (lambda* = 0.1): answered by the probe alone, and the memory restarts
+    assert adaptive_factor(state, _probe_values(1.0, -0.1), k, beta, gamma, -1, True) is None
+    assert state["adaptive"][0] == 1.0
+    up = {"adaptive": (0.5, 1, 0.0, 1.0)}  # means that show no descent halve the step, without a 4x cut
+    assert adaptive_factor(up, _probe_values(1.0, 0.5), k, beta, gamma, -1, False) == (1.0 / PROBE_SETTLED_GROWTH, 0)
+
+
+def test_search_adapt_is_the_default_rule_where_probes_agree() -> None:
+    """On a deterministic quadratic the probes never contradict each other after settling, so ``search-adapt``
+    takes the same steps as ``search``, bit for bit."""
+    finals = {}
+    for rule in ("search", "search-adapt"):
+        x = nn.Parameter(torch.linspace(-1.0, 1.0, 20, dtype=F64), requires_grad=False)
+        w = torch.arange(1, 21, dtype=F64)
+        opt = AdaNAGED([x], norm="l2", reps_rel=1e-3, step_rule=rule, seed=1)
+        for _ in range(400):
+            opt.step(lambda x=x, w=w: 0.5 * (w * x * x).sum())
+        finals[rule] = x.detach().clone()
+    assert opt.state["adanaged"]["adaptive"][0] == 1.0 and opt.state["adanaged"]["tally"]["in_band"] > 0
+    assert torch.equal(finals["search"], finals["search-adapt"])
+
+
+@pytest.mark.parametrize(("rule", "stays"), [("search-adapt", True), ("search-adapt-move", False)])
+def test_search_adapt_keeps_x_t_when_the_means_answer(monkeypatch: pytest.MonkeyPatch, rule: str, stays: bool) -> None:
+    """When the running means answer a probe, ``search-adapt`` keeps the iterate at ``x_t`` (one batch's parabola
+    is mostly noise there), and ``search-adapt-move`` moves it to the parabola's optimum, as the default does."""
+    import zotheory.optim.adanaged as module
+
+    monkeypatch.setattr(module, "adaptive_factor", lambda *args: (1.0, 0))
+    x = nn.Parameter(torch.linspace(-1.0, 1.0, 8, dtype=F64), requires_grad=False)
+    opt = AdaNAGED([x], norm="l2", reps_rel=1e-3, step_rule=rule, seed=0)
+    calls = [0.0]
+
+    def closure() -> torch.Tensor:  # a loss that only falls: the probe reads f(x_t) = n, f(x_a) = n - 1, f(mid) = n - 2
+        calls[0] -= 1.0
+        return torch.tensor(100.0 + calls[0], dtype=F64) + 0.0 * x.sum()
+
+    opt.step(closure)
+    opt.step(closure)
+    ad = opt.state["adanaged"]
+    ad["settled"], ad["interval"], ad["since"] = True, 1, 1
+    anchor = opt.state[x]["anchor"].clone()
+    before = x.detach().clone()  # x_t: the probe runs before this step's update
+    seen: list[torch.Tensor] = []
+    real_update = opt._update
+    monkeypatch.setattr(opt, "_update", lambda est: (seen.append(x.detach().clone()), real_update(est)))
+    opt.step(closure)
+    lam = parabolic_probe(0.0, -1.0, 1.0, 0.0).move  # the same three values, up to a shift: lambda* = 5/12
+    assert 0.0 < lam < 1.0
+    expected = before if stays else anchor + lam * (before - anchor)
+    torch.testing.assert_close(seen[0], expected, rtol=0.0, atol=1e-12)
 
 
 def test_probe_interval_schedule() -> None:

@@ -298,9 +298,12 @@ PROBE_EVALS: int = 3
 #: Settled answers to a probe whose curvature is below the loss's resolution (:func:`probe_factor`).
 UNRESOLVED_ANSWERS: tuple[str, ...] = ("sign", "grow")
 #: Settled answers to a probe that measured a curvature: each probe clipped on its own, or the running means.
-SETTLED_ANSWERS: tuple[str, ...] = ("clip", "mean")
+SETTLED_ANSWERS: tuple[str, ...] = ("clip", "mean", "adaptive")
 #: Smallest weight of a new probe in the running means of ``settled="mean"`` (a memory of ~10 probes).
 PROBE_MEAN_WEIGHT_MIN: float = 0.1
+#: Smallest weight of a new probe in the running means of ``settled="adaptive"`` (a memory of ~16 probes), reached
+#: after four contradicting verdicts in a row.
+PROBE_ADAPTIVE_WEIGHT_MIN: float = 1.0 / 16.0
 
 
 def ema_sum_variance(k: int, beta: float) -> float:
@@ -518,6 +521,51 @@ def mean_factor(
     return factor, verdict
 
 
+def adaptive_factor(
+    state: dict[str, Any],
+    values: tuple[float, float, float],
+    k: int,
+    beta: float,
+    gamma: float,
+    single: int,
+    located: bool,
+) -> tuple[float, int] | None:
+    """``(factor, verdict)`` of a settled probe under ``settled="adaptive"``, or ``None`` when the probe's own answer
+    (``settled="clip"``) applies.
+
+    The running means of :func:`mean_factor` with a weight ``w`` set by the evidence instead of fixed
+    (``docs/adanaged.md`` §3.0, "A memory set by the probes"): ``w`` halves (down to
+    :data:`PROBE_ADAPTIVE_WEIGHT_MIN`) when the one-probe verdict ``single`` contradicts the last non-zero one (grow
+    after shrink or the reverse: the probes' noise dominates their signal), and doubles (up to 1) when it repeats
+    it. While ``w = 1`` (exact probes, as on a deterministic problem) the answer is the one-probe answer of
+    ``"clip"``, so the rule is the default there. An overshoot the parabola locates (``located``: ``0 < lambda* <
+    1/4``, a curvature larger than four times the slope, which batch noise in the slope does not produce) restarts
+    the memory and is also answered by the probe alone: it is cut at once. Otherwise the factor is
+    ``clip(-mean(b_n) / mean(a_n) / gamma, 1/4, 2)``, or ``1/2`` while the means show no descent.
+    ``state["adaptive"]`` holds ``(w, last non-zero verdict, mean b_n, mean a_n)``; ``state["adaptive"] = None``
+    restarts it."""
+    b_n, a_n = normalised_slope_curvature(values, k, beta, gamma)
+    if located:
+        state["adaptive"] = (1.0, single, b_n, a_n)
+        return None
+    memory = state.get("adaptive")
+    if memory is None:
+        state["adaptive"] = (1.0, single, b_n, a_n)
+        return None
+    w, last, b_bar, a_bar = memory
+    if single != 0 and last != 0:
+        w = min(2.0 * w, 1.0) if single == last else max(w / 2.0, PROBE_ADAPTIVE_WEIGHT_MIN)
+    last = single or last
+    b_bar, a_bar = (1.0 - w) * b_bar + w * b_n, (1.0 - w) * a_bar + w * a_n
+    state["adaptive"] = (w, last, b_bar, a_bar)
+    if w >= 1.0:
+        return None
+    if not (a_bar > 0 and b_bar < 0):
+        return 1.0 / PROBE_SETTLED_GROWTH, 0
+    factor = min(max(-b_bar / a_bar / gamma, PROBE_FACTOR_MIN), PROBE_SETTLED_GROWTH)
+    return factor, (-1 if factor <= PROBE_FACTOR_MIN else 0)
+
+
 def next_probe_interval(k: int, verdict: int, previous: int) -> int:
     """The next probe interval: doubled (up to :data:`PROBE_INTERVAL_MAX`) after a probe inside the band, or after a
     clipped probe that contradicts the previous clipped one (grow after shrink or the reverse: noise, which a longer
@@ -539,20 +587,29 @@ class ParabolicSearchRule:
 
     needs = frozenset({"probe"})
 
-    def __init__(self, unresolved: str = "sign", settled: str = "clip") -> None:
+    def __init__(self, unresolved: str = "sign", settled: str = "clip", stay: bool = True) -> None:
         """``unresolved``: the settled answer to a probe whose curvature is below the loss's resolution
         (:func:`probe_factor`); ``settled``: the answer to a settled probe that measured one (``"clip"``: each
         probe on its own, :func:`probe_factor` and :func:`averaged_factor`; ``"mean"``: :func:`mean_factor`).
-        The defaults are the rule ``"search"``; ``("grow", "clip")`` is ``"search-grow"`` and ``("grow", "mean")``
-        is ``"search-mean"``."""
+        The defaults are the rule ``"search"``; ``("grow", "clip")`` is ``"search-grow"``, ``("grow", "mean")``
+        is ``"search-mean"`` and ``("grow", "adaptive")`` is ``"search-adapt"``. ``stay`` (``"adaptive"`` only):
+        while the means answer, the iterate stays at ``x_t`` unless they say "shrink 4x"; with ``stay=False``
+        (``"search-adapt-move"``) it moves where the probe's own parabola says, as under ``"clip"``."""
         if unresolved not in UNRESOLVED_ANSWERS:
             raise ValueError(f"unresolved must be one of {list(UNRESOLVED_ANSWERS)}, got {unresolved!r}")
         if settled not in SETTLED_ANSWERS:
             raise ValueError(f"settled must be one of {list(SETTLED_ANSWERS)}, got {settled!r}")
         self.unresolved = unresolved
         self.settled = settled
-        names = {("sign", "clip"): "search", ("grow", "clip"): "search-grow", ("grow", "mean"): "search-mean"}
-        self.name = names.get((unresolved, settled), f"search({unresolved}, {settled})")
+        self.stay = stay
+        names = {
+            ("sign", "clip", True): "search",
+            ("grow", "clip", True): "search-grow",
+            ("grow", "mean", True): "search-mean",
+            ("grow", "adaptive", True): "search-adapt",
+            ("grow", "adaptive", False): "search-adapt-move",
+        }
+        self.name = names.get((unresolved, settled, stay), f"search({unresolved}, {settled}, stay={stay})")
 
     def init(self, state: dict[str, Any], r_eps: Tensor) -> None:
         state["gamma"] = r_eps.clone()
@@ -570,6 +627,8 @@ STEP_RULES: dict[str, Callable[[], StepSizeRule]] = {
     "search": ParabolicSearchRule,
     "search-grow": partial(ParabolicSearchRule, unresolved="grow"),
     "search-mean": partial(ParabolicSearchRule, unresolved="grow", settled="mean"),
+    "search-adapt": partial(ParabolicSearchRule, unresolved="grow", settled="adaptive"),
+    "search-adapt-move": partial(ParabolicSearchRule, unresolved="grow", settled="adaptive", stay=False),
     "dog": DoGRule,
     "alias": ALIASRule,
 }
@@ -920,15 +979,25 @@ class AdaNAGED(ZOOptimizer):
         factor, verdict = probe_factor(outcome, ad["since"], beta, below, warm_up=not was_settled, unresolved=answer)
         ad["settled"] = was_settled or verdict == 0 or (verdict == -1 and ad["last_verdict"] == 1)  # in band, or passed
         measured = not (outcome.tie or outcome.unresolved) and all(math.isfinite(v) for v in (f0, fh, f1))
-        if was_settled and measured and getattr(self.rule, "settled", "clip") == "mean":
-            factor, verdict = mean_factor(ad, (f0, fh, f1), ad["since"], beta, float(ad["units"][0]["gamma"]))
+        settled = getattr(self.rule, "settled", "clip")
+        values, gamma0 = (f0, fh, f1), float(ad["units"][0]["gamma"])
+        averaged = None
+        if was_settled and measured and settled == "adaptive":
+            located = 0.0 < outcome.scale < PROBE_FACTOR_MIN
+            averaged = adaptive_factor(ad, values, ad["since"], beta, gamma0, verdict, located)
+        lam = 0.0 if verdict == -1 else outcome.move  # a step judged far too long: back to the anchor
+        if averaged is not None:  # noisy probes: the means answer; the iterate stays unless they say overshoot
+            factor, verdict = averaged
+            lam = 0.0 if verdict == -1 else (1.0 if getattr(self.rule, "stay", True) else outcome.move)
+        elif was_settled and measured and settled == "mean":
+            factor, verdict = mean_factor(ad, values, ad["since"], beta, gamma0)
+            lam = 0.0 if verdict == -1 else outcome.move
         elif verdict == 0 and not outcome.tie:
             factor = averaged_factor(
                 ad, (f0, fh, f1), ad["since"], beta, float(ad["units"][0]["gamma"]), factor, ad["last_verdict"]
             )
         else:
             ad["avg"] = None
-        lam = 0.0 if verdict == -1 else outcome.move  # a step judged far too long: back to the anchor
         for p, a in zip(params, anchors, strict=False):
             # x_new = x_a + lam D = (2 lam - 1) x_t + (2 - 2 lam) mid; params hold mid, anchors hold x_t
             if lam == 1.0:

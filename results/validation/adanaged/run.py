@@ -4,19 +4,19 @@ From the repository root (one torch thread; each protocol run takes 6-11 minutes
 
     .venv/bin/python results/validation/adanaged/run.py protocol l2_quadratic linf_separable spectral_matrix nonconvex
     .venv/bin/python results/validation/adanaged/run.py linf-1e5
-    .venv/bin/python results/validation/adanaged/run.py rules
+    .venv/bin/python results/validation/adanaged/run.py rules [RULE ...]
 
 ``protocol KEY...`` runs :func:`validation.claims.adanaged.protocol` (3 seeds, 6 x 3 baseline grids, four initial
 guesses, d = 100, 2000 steps = 4000 evaluations) and writes ``protocol_d100_KEY.json`` (the claim's JSON record).
 ``linf-1e5`` runs the separable log-cosh problem at d = 10^5 for 3000 steps on seed 0: AdaNAGED at three initial
 guesses and ZO-LMO over its learning-rate grid at ``eps = 1e-3`` (not the full protocol, which takes hours here),
 and writes ``linf_1e5_partial.json``.
-``rules`` runs AdaNAGED with the step rules ``search`` (default), ``search-grow`` and ``search-mean`` on the six
+``rules`` runs AdaNAGED with the step rules of ``RULES`` (``search``, the default, and its variants) on the six
 robustness settings at full size (the claims' seeds and ``reps_rel`` values) and on the sigma = 1 stress point at
 master seeds 0, 1 and 5 (``docs/adanaged.md`` §6.1), and writes ``step_rules.json``: per setting and rule, the
 median of ``f(x_T) - f*`` over seeds for each ``reps_rel``, the runs ending at or above ``f_0``, and the probe
 tallies (how many probes had a curvature below the loss's resolution). The baselines do not depend on the rule and
-are not rerun.
+are not rerun. ``rules RULE ...`` runs only the named rules and merges them into the existing file.
 """
 
 from __future__ import annotations
@@ -96,8 +96,17 @@ def _rule_runs(setting: claims.Setting, seeds: list[int], rule: str) -> dict[str
     }
 
 
-def run_rules() -> None:
-    """The search rule's variants on the robustness settings and the sigma = 1 stress point."""
+RULES = ["search", "search-grow", "search-mean", "search-adapt", "search-adapt-move"]
+
+
+def run_rules(only: list[str]) -> None:
+    """The search rule's variants (``only``, or all of :data:`RULES`) on the robustness settings and the
+    sigma = 1 stress point; rules not rerun keep their numbers from the existing ``step_rules.json``."""
+    unknown = [r for r in only if r not in RULES]
+    if unknown:
+        raise SystemExit(f"unknown step rule(s) {unknown}; valid: {RULES}")
+    path = HERE / "step_rules.json"
+    old = json.loads(path.read_text()) if only and path.is_file() else {"settings": {}}
     settings = claims._settings(claims.Context("full", 0))
     noisy = settings["noisy_quadratic"]
     stress = claims.Setting(
@@ -108,17 +117,20 @@ def run_rules() -> None:
         noisy.reps,
     )
     cases = [(key, st, 0) for key, st in settings.items()] + [(f"sigma1_master{m}", stress, m) for m in (0, 1, 5)]
-    out: dict[str, Any] = {"rules": ["search", "search-grow", "search-mean"], "settings": {}}
+    out: dict[str, Any] = {"rules": RULES, "settings": {}}
     for key, setting, master in cases:
         stochastic = isinstance(setting.make(0), StochasticProblem)
         n_seeds = claims.STOCHASTIC_SEEDS if stochastic else 3
         seeds = [int(claims.mix_seed(master, claims._SALT, k) % (2**31)) for k in range(n_seeds)]
         row = {"label": setting.label, "seeds": seeds, "steps": setting.steps}
-        for rule in out["rules"]:
-            row[rule] = _rule_runs(setting, seeds, rule)
+        for rule in RULES:
+            if only and rule not in only:
+                row[rule] = old["settings"].get(key, {}).get(rule)
+            else:
+                row[rule] = _rule_runs(setting, seeds, rule)
         out["settings"][key] = row
-        print(key, json.dumps({r: row[r] for r in out["rules"]}), flush=True)
-    (HERE / "step_rules.json").write_text(json.dumps(out, indent=1))
+        print(key, json.dumps({r: row[r] for r in only or RULES}), flush=True)
+    path.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
@@ -128,6 +140,6 @@ if __name__ == "__main__":
     elif sys.argv[1:2] == ["linf-1e5"]:
         run_linf_1e5()
     elif sys.argv[1:2] == ["rules"]:
-        run_rules()
+        run_rules(sys.argv[2:])
     else:
         raise SystemExit(__doc__)

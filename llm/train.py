@@ -30,7 +30,8 @@ Output directory (all files written atomically, see :mod:`llm.checkpoint`)::
 
     config.json      the resolved configuration
     metrics.jsonl    one JSON record per training step ("train") and per evaluation ("eval"); a train
-                     record carries "step_size" for optimizers that set their own (AdaNAGED's gamma)
+                     record carries "step_size" for optimizers that set their own (AdaNAGED's gamma),
+                     and "probe" on a step that ran one of AdaNAGED's step-size probes
     last.pt          resume state: trainable tensors, optimizer state, data order, step, RNG
     best.pt          trainable tensors of the best dev accuracy so far
     results.json     final numbers (written once, at the end)
@@ -199,11 +200,15 @@ def _current_lr(optimizer: torch.optim.Optimizer) -> float | None:
     return None if lr is None else float(lr)
 
 
-def _step_size_field(optimizer: torch.optim.Optimizer) -> dict[str, list[float]]:
+def _step_size_field(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """``{"step_size": [...]}`` for an optimizer that chooses its own step size and reports it through
-    ``step_sizes()`` (AdaNAGED: ``gamma_t`` per unit, while its ``lr`` stays a fixed multiplier), else ``{}``."""
+    ``step_sizes()`` (AdaNAGED: ``gamma_t`` per unit, while its ``lr`` stays a fixed multiplier), else ``{}``;
+    plus ``"probe"`` on a step that ran a step-size probe (AdaNAGED's ``probe_record()``)."""
     sizes = getattr(optimizer, "step_sizes", None)
-    return {"step_size": [float(v) for v in sizes()]} if callable(sizes) else {}
+    field: dict[str, Any] = {"step_size": [float(v) for v in sizes()]} if callable(sizes) else {}
+    record = getattr(optimizer, "probe_record", None)
+    probe = record() if callable(record) else None
+    return field | ({"probe": probe} if probe is not None else {})
 
 
 class _MetricsLog:

@@ -212,6 +212,23 @@ def test_step_size_summary_reads_the_state_dict_as_plain_numbers() -> None:
     assert step_size_summary(other.state_dict()) is None
 
 
+def test_probe_record_reports_each_probe_once_with_the_gamma_it_set() -> None:
+    x = nn.Parameter(torch.linspace(-1.0, 1.0, 8, dtype=F64), requires_grad=False)
+    opt = AdaNAGED([x], norm="l2", reps_rel=1e-3, seed=5)
+    cap = 1.0 + float(x.detach().norm())
+    records = []
+    for _ in range(40):
+        opt.step(lambda: (x * x).sum())
+        rec = opt.probe_record()
+        records.append(rec)
+        if rec is not None:  # the step's update used the gamma the probe set: min(factor * gamma, cap)
+            assert opt.step_sizes()[0] == pytest.approx(min(rec["factor"] * rec["gamma"], cap), rel=1e-12)
+            assert rec["verdict"] in (-1.0, 0.0, 1.0) and rec["memory"] == 1.0 and rec["steps"] >= 1
+    probes = [r for r in records if r is not None]
+    assert len(probes) == opt.state["adanaged"]["tally"]["probes"] and len(probes) < len(records)  # not every step
+    json.dumps(probes, allow_nan=False)
+
+
 def test_layerwise_units_have_their_own_step() -> None:
     gen = torch.Generator().manual_seed(4)
     a = nn.Parameter(torch.randn(5, generator=gen, dtype=F64), requires_grad=False)

@@ -327,9 +327,15 @@ def test_train_records_carry_adanaged_step_size_and_only_for_it(tmp_path: Path, 
     # the record holds the gamma the step used: the resume state's last gamma is the last record's
     state = step_size_summary(ckpt.load_checkpoint(tmp_path / "a" / "last.pt", kind="resume")["optimizer"])
     assert state is not None and state["gamma"] == sizes[-1]
+    # probing steps also carry the probe: the gamma it found and the factor it applied give the next record's gamma
+    probed = [i for i, r in enumerate(recs) if "probe" in r]
+    assert probed and len(probed) < len(recs)
+    for i in probed:
+        probe = recs[i]["probe"]
+        assert sizes[i][0] == pytest.approx(probe["factor"] * probe["gamma"], rel=1e-12)
     sgd = _cfg(data_dir, opt={"lr": 1e-3}, steps=2, eval_every=0, out=str(tmp_path / "s"))
     train(sgd)
-    assert not any("step_size" in r for r in read_metrics(tmp_path / "s" / "metrics.jsonl"))
+    assert not any("step_size" in r or "probe" in r for r in read_metrics(tmp_path / "s" / "metrics.jsonl"))
 
 
 def test_checkpoints_hold_only_weights_only_types(tmp_path: Path) -> None:

@@ -1022,6 +1022,9 @@ class AdaNAGED(ZOOptimizer):
             "factor": factor,
             "steps": ad["since"],
             "tie": outcome.tie,
+            "gamma": gamma0,
+            "verdict": verdict,
+            "memory": (ad.get("adaptive") or (1.0,))[0],
         }
         ad["interval"] = next_probe_interval(ad["interval"], verdict, ad["last_verdict"])
         ad["last_verdict"] = verdict
@@ -1151,6 +1154,17 @@ class AdaNAGED(ZOOptimizer):
         # torch keeps non-parameter entries by reference: own a deep copy of the rule states
         self.state["adanaged"] = copy.deepcopy(self.state["adanaged"])
         self.state["adanaged"].setdefault("tally", _empty_tally())  # checkpoints written before the tally existed
+
+    def probe_record(self) -> dict[str, float] | None:
+        """The probe of the last step as plain numbers (for logging), or ``None`` if that step ran none: its three
+        losses, the parabola's ``lambda*`` (``scale``), the ``move`` along ``D``, the ``factor`` applied to the
+        ``gamma`` it found, its ``verdict``, the ``steps`` it spanned and the weight of the running means
+        (``memory``; 1 for rules without them)."""
+        ad = self.state["adanaged"]
+        probe = ad["last_probe"]
+        if probe is None or ad["since"] != 1:  # a probe resets the count, and the step that ran it adds 1
+            return None
+        return {k: float(v) for k, v in probe.items()}
 
     def step_sizes(self) -> list[float]:
         """The last ``gamma_t`` of every unit (for logging); empty before the first step."""

@@ -423,6 +423,7 @@ def test_parameter_free_baselines_validate_arguments() -> None:
 from zotheory.optim.adanaged import (  # noqa: E402  (grouped with the tests that use them)
     PROBE_ADAPTIVE_WEIGHT_MIN,
     PROBE_EVALS,
+    PROBE_EVIDENCE_Z,
     PROBE_FACTOR_MAX,
     PROBE_FACTOR_MIN,
     PROBE_INTERVAL_MAX,
@@ -432,6 +433,7 @@ from zotheory.optim.adanaged import (  # noqa: E402  (grouped with the tests tha
     mean_factor,
     momentum_correction,
     next_probe_interval,
+    normalised_slope_curvature,
     parabolic_probe,
     probe_factor,
 )
@@ -597,28 +599,61 @@ def test_search_mean_rule_keeps_running_means_once_settled() -> None:
 
 def test_adaptive_factor_answers_alone_while_probes_agree_and_from_long_means_once_they_contradict() -> None:
     k, beta, gamma = 32, 0.9, 1.0
-    clean_factor = 1.0 * momentum_correction(k, beta)  # lambda* c_k for a = 1, b = -1
     state: dict = {}
     assert adaptive_factor(state, _probe_values(1.0, -1.0), k, beta, gamma, 0, False) is None  # first probe
     for _ in range(3):  # agreeing verdicts keep the memory at one probe: the probe's own answer applies
         assert adaptive_factor(state, _probe_values(1.0, -1.0), k, beta, gamma, 1, False) is None
     assert state["adaptive"][0] == 1.0
-    # the slope's noise 10x its mean, alternating in sign, so the one-probe verdicts alternate grow / shrink
-    noisy = [_probe_values(1.0, -1.0 + (10.0 if i % 2 else -10.0)) for i in range(120)]
+    # a slope of mean -2.5 with noise +-5.5 alternating in sign: the one-probe verdicts alternate grow / shrink
+    noisy = [_probe_values(1.0, -2.5 + (5.5 if i % 2 else -5.5)) for i in range(120)]
     verdicts = [probe_factor(parabolic_probe(*v, tol=0.0), k, beta, False)[1] for v in noisy]
     assert set(verdicts) == {-1, 1}
-    answers = [adaptive_factor(state, v, k, beta, gamma, s, False) for v, s in zip(noisy, verdicts, strict=True)]
+    answers = [
+        adaptive_factor(state, v, k, beta, gamma, s, False, PROBE_EVIDENCE_Z)
+        for v, s in zip(noisy, verdicts, strict=True)
+    ]
     assert state["adaptive"][0] == PROBE_ADAPTIVE_WEIGHT_MIN  # four contradictions in a row reach the floor
     assert all(a is not None for a in answers[1:])
-    # weight 1/16 leaves a residual of 10 * w / (2 - w) = 0.32 of the slope's noise in mean(b_n): 32% error at most,
-    # once the larger residual of the first, heavier weights has decayed ((15/16)^116 < 1e-3 of it is left)
-    assert answers[-1][0] == pytest.approx(clean_factor, rel=0.35)  # type: ignore[index]
-    assert answers[-2][0] == pytest.approx(clean_factor, rel=0.35)  # type: ignore[index]
+    # the mean's standard error is 5.5 sqrt(w / (2 - w)) = 0.99, so -2.5 is a known descent (z = 2.5 > 2), and its
+    # answer is lambda* c_k of the clean probe (2.5 c_k = 1.79, inside the clip); weight 1/16 leaves a residual of
+    # 5.5 w / (2 - w) = 0.18 of the noise in mean(b_n) (7%), once the larger residual of the first, heavier weights
+    # has decayed ((15/16)^116 < 1e-3 of it is left)
+    clean_factor = 2.5 * momentum_correction(k, beta)
+    assert answers[-1] == (pytest.approx(clean_factor, rel=0.1), 0)
+    assert answers[-2] == (pytest.approx(clean_factor, rel=0.1), 0)
     # an overshoot the parabola locates (lambda* = 0.1): answered by the probe alone, and the memory restarts
     assert adaptive_factor(state, _probe_values(1.0, -0.1), k, beta, gamma, -1, True) is None
     assert state["adaptive"][0] == 1.0
-    up = {"adaptive": (0.5, 1, 0.0, 1.0)}  # means that show no descent halve the step, without a 4x cut
-    assert adaptive_factor(up, _probe_values(1.0, 0.5), k, beta, gamma, -1, False) == (1.0 / PROBE_SETTLED_GROWTH, 0)
+
+
+def _memory(k: int, beta: float, gamma: float, b: float, b_sd: float) -> tuple[float, int, float, float, float]:
+    """A settled ``adaptive`` memory (weight 1/16) whose slope has mean ``b`` and sd ``b_sd`` and curvature 1."""
+    b_n, a_n = normalised_slope_curvature(_probe_values(1.0, b), k, beta, gamma)
+    sd_n = b_sd * b_n / b
+    return (PROBE_ADAPTIVE_WEIGHT_MIN, 1, b_n, a_n, b_n * b_n + sd_n * sd_n)
+
+
+def test_adaptive_factor_keeps_gamma_until_the_mean_slope_has_a_known_sign() -> None:
+    """``search-evidence``: a mean slope within 2 standard errors of 0 keeps ``gamma`` (noise alone must not move
+    ``log gamma``), where ``search-adapt`` (``evidence = 0``) follows the mean's sign; a known ascent halves it."""
+    k, beta, gamma, z = 32, 0.9, 1.0, PROBE_EVIDENCE_Z
+    clean = momentum_correction(k, beta)  # lambda* c_k for a = 1, b = -1
+    unknown = _memory(k, beta, gamma, -1.0, 10.0)  # s = 10 * 0.18 = 1.8: -1 is within 2 s of 0
+    assert adaptive_factor({"adaptive": unknown}, _probe_values(1.0, -1.0), k, beta, gamma, 0, False, z) == (1.0, 0)
+    assert adaptive_factor({"adaptive": unknown}, _probe_values(1.0, -1.0), k, beta, gamma, 0, False) == (
+        pytest.approx(clean, rel=1e-9),
+        0,
+    )
+    known = {"adaptive": _memory(k, beta, gamma, -1.0, 1.0)}  # s = 0.18: a known descent
+    assert adaptive_factor(known, _probe_values(1.0, -1.0), k, beta, gamma, 0, False, z) == (
+        pytest.approx(clean, rel=1e-9),
+        0,
+    )
+    ascent = {"adaptive": _memory(k, beta, gamma, 1.0, 1.0)}
+    assert adaptive_factor(ascent, _probe_values(1.0, 1.0), k, beta, gamma, -1, False, z) == (
+        1.0 / PROBE_SETTLED_GROWTH,
+        0,
+    )
 
 
 def test_search_adapt_is_the_default_rule_where_probes_agree() -> None:

@@ -304,6 +304,9 @@ PROBE_MEAN_WEIGHT_MIN: float = 0.1
 #: Smallest weight of a new probe in the running means of ``settled="adaptive"`` (a memory of ~16 probes), reached
 #: after four contradicting verdicts in a row.
 PROBE_ADAPTIVE_WEIGHT_MIN: float = 1.0 / 16.0
+#: Standard errors by which the running mean slope of ``"search-evidence"`` must differ from 0 before its sign
+#: decides (a one-sided false-alarm probability of 2.3% per probe for a normal mean).
+PROBE_EVIDENCE_Z: float = 2.0
 
 
 def ema_sum_variance(k: int, beta: float) -> float:
@@ -529,6 +532,7 @@ def adaptive_factor(
     gamma: float,
     single: int,
     located: bool,
+    evidence: float = 0.0,
 ) -> tuple[float, int] | None:
     """``(factor, verdict)`` of a settled probe under ``settled="adaptive"``, or ``None`` when the probe's own answer
     (``settled="clip"``) applies.
@@ -540,28 +544,36 @@ def adaptive_factor(
     it. While ``w = 1`` (exact probes, as on a deterministic problem) the answer is the one-probe answer of
     ``"clip"``, so the rule is the default there. An overshoot the parabola locates (``located``: ``0 < lambda* <
     1/4``, a curvature larger than four times the slope, which batch noise in the slope does not produce) restarts
-    the memory and is also answered by the probe alone: it is cut at once. Otherwise the factor is
-    ``clip(-mean(b_n) / mean(a_n) / gamma, 1/4, 2)``, or ``1/2`` while the means show no descent.
-    ``state["adaptive"]`` holds ``(w, last non-zero verdict, mean b_n, mean a_n)``; ``state["adaptive"] = None``
-    restarts it."""
+    the memory and is also answered by the probe alone: it is cut at once.
+
+    Otherwise the mean slope decides where its sign is known to ``evidence`` standard errors: with ``s`` the
+    standard error of ``mean(b_n)`` (``s^2 = var(b_n) w / (2 - w)``, the variance of an exponential mean of
+    independent values, with ``var(b_n)`` from a running mean of ``b_n^2``), a descent ``mean(b_n) < -evidence s``
+    gives ``clip(-mean(b_n) / mean(a_n) / gamma, 1/4, 2)``, an ascent ``mean(b_n) >= evidence s`` (or no upward
+    mean curvature) gives ``1/2``, and a slope whose sign is unknown keeps ``gamma``. With ``evidence = 0``
+    (``"search-adapt"``) the mean's sign always decides; with ``evidence = PROBE_EVIDENCE_Z``
+    (``"search-evidence"``) noise alone leaves ``log gamma`` where it is instead of halving it on every probe
+    while the means happen to show no descent.
+    ``state["adaptive"]`` holds ``(w, last non-zero verdict, mean b_n, mean a_n, mean b_n^2)``;
+    ``state["adaptive"] = None`` restarts it."""
     b_n, a_n = normalised_slope_curvature(values, k, beta, gamma)
-    if located:
-        state["adaptive"] = (1.0, single, b_n, a_n)
-        return None
     memory = state.get("adaptive")
-    if memory is None:
-        state["adaptive"] = (1.0, single, b_n, a_n)
+    if located or memory is None:
+        state["adaptive"] = (1.0, single, b_n, a_n, b_n * b_n)
         return None
-    w, last, b_bar, a_bar = memory
+    w, last, b_bar, a_bar, q_bar = memory
     if single != 0 and last != 0:
         w = min(2.0 * w, 1.0) if single == last else max(w / 2.0, PROBE_ADAPTIVE_WEIGHT_MIN)
     last = single or last
-    b_bar, a_bar = (1.0 - w) * b_bar + w * b_n, (1.0 - w) * a_bar + w * a_n
-    state["adaptive"] = (w, last, b_bar, a_bar)
+    b_bar, a_bar, q_bar = ((1.0 - w) * m + w * v for m, v in ((b_bar, b_n), (a_bar, a_n), (q_bar, b_n * b_n)))
+    state["adaptive"] = (w, last, b_bar, a_bar, q_bar)
     if w >= 1.0:
         return None
-    if not (a_bar > 0 and b_bar < 0):
+    s = math.sqrt(max(q_bar - b_bar * b_bar, 0.0) * w / (2.0 - w))
+    if b_bar >= evidence * s or a_bar <= 0:
         return 1.0 / PROBE_SETTLED_GROWTH, 0
+    if b_bar >= -evidence * s:
+        return 1.0, 0
     factor = min(max(-b_bar / a_bar / gamma, PROBE_FACTOR_MIN), PROBE_SETTLED_GROWTH)
     return factor, (-1 if factor <= PROBE_FACTOR_MIN else 0)
 
@@ -587,14 +599,18 @@ class ParabolicSearchRule:
 
     needs = frozenset({"probe"})
 
-    def __init__(self, unresolved: str = "sign", settled: str = "clip", stay: bool = True) -> None:
+    def __init__(
+        self, unresolved: str = "sign", settled: str = "clip", stay: bool = True, evidence: float = 0.0
+    ) -> None:
         """``unresolved``: the settled answer to a probe whose curvature is below the loss's resolution
         (:func:`probe_factor`); ``settled``: the answer to a settled probe that measured one (``"clip"``: each
         probe on its own, :func:`probe_factor` and :func:`averaged_factor`; ``"mean"``: :func:`mean_factor`).
         The defaults are the rule ``"search"``; ``("grow", "clip")`` is ``"search-grow"``, ``("grow", "mean")``
         is ``"search-mean"`` and ``("grow", "adaptive")`` is ``"search-adapt"``. ``stay`` (``"adaptive"`` only):
         while the means answer, the iterate stays at ``x_t`` unless they say "shrink 4x"; with ``stay=False``
-        (``"search-adapt-move"``) it moves where the probe's own parabola says, as under ``"clip"``."""
+        (``"search-adapt-move"``) it moves where the probe's own parabola says, as under ``"clip"``. ``evidence``
+        (``"adaptive"`` only): the standard errors by which the mean slope must differ from 0 before its sign
+        decides (:func:`adaptive_factor`; ``PROBE_EVIDENCE_Z`` is ``"search-evidence"``)."""
         if unresolved not in UNRESOLVED_ANSWERS:
             raise ValueError(f"unresolved must be one of {list(UNRESOLVED_ANSWERS)}, got {unresolved!r}")
         if settled not in SETTLED_ANSWERS:
@@ -602,14 +618,18 @@ class ParabolicSearchRule:
         self.unresolved = unresolved
         self.settled = settled
         self.stay = stay
+        validate_nonnegative("evidence", evidence)
+        self.evidence = float(evidence)
         names = {
-            ("sign", "clip", True): "search",
-            ("grow", "clip", True): "search-grow",
-            ("grow", "mean", True): "search-mean",
-            ("grow", "adaptive", True): "search-adapt",
-            ("grow", "adaptive", False): "search-adapt-move",
+            ("sign", "clip", True, 0.0): "search",
+            ("grow", "clip", True, 0.0): "search-grow",
+            ("grow", "mean", True, 0.0): "search-mean",
+            ("grow", "adaptive", True, 0.0): "search-adapt",
+            ("grow", "adaptive", False, 0.0): "search-adapt-move",
+            ("grow", "adaptive", True, PROBE_EVIDENCE_Z): "search-evidence",
         }
-        self.name = names.get((unresolved, settled, stay), f"search({unresolved}, {settled}, stay={stay})")
+        key = (unresolved, settled, stay, self.evidence)
+        self.name = names.get(key, f"search({unresolved}, {settled}, stay={stay}, evidence={self.evidence:g})")
 
     def init(self, state: dict[str, Any], r_eps: Tensor) -> None:
         state["gamma"] = r_eps.clone()
@@ -629,6 +649,7 @@ STEP_RULES: dict[str, Callable[[], StepSizeRule]] = {
     "search-mean": partial(ParabolicSearchRule, unresolved="grow", settled="mean"),
     "search-adapt": partial(ParabolicSearchRule, unresolved="grow", settled="adaptive"),
     "search-adapt-move": partial(ParabolicSearchRule, unresolved="grow", settled="adaptive", stay=False),
+    "search-evidence": partial(ParabolicSearchRule, unresolved="grow", settled="adaptive", evidence=PROBE_EVIDENCE_Z),
     "dog": DoGRule,
     "alias": ALIASRule,
 }
@@ -984,7 +1005,8 @@ class AdaNAGED(ZOOptimizer):
         averaged = None
         if was_settled and measured and settled == "adaptive":
             located = 0.0 < outcome.scale < PROBE_FACTOR_MIN
-            averaged = adaptive_factor(ad, values, ad["since"], beta, gamma0, verdict, located)
+            evidence = getattr(self.rule, "evidence", 0.0)
+            averaged = adaptive_factor(ad, values, ad["since"], beta, gamma0, verdict, located, evidence)
         lam = 0.0 if verdict == -1 else outcome.move  # a step judged far too long: back to the anchor
         if averaged is not None:  # noisy probes: the means answer; the iterate stays unless they say overshoot
             factor, verdict = averaged

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -428,6 +429,7 @@ from zotheory.optim.adanaged import (  # noqa: E402  (grouped with the tests tha
     PROBE_FACTOR_MIN,
     PROBE_INTERVAL_MAX,
     PROBE_SETTLED_GROWTH,
+    PROBE_TRACK_STEP,
     adaptive_factor,
     ema_sum_variance,
     mean_factor,
@@ -436,6 +438,8 @@ from zotheory.optim.adanaged import (  # noqa: E402  (grouped with the tests tha
     normalised_slope_curvature,
     parabolic_probe,
     probe_factor,
+    probe_memory,
+    tracking_factor,
 )
 
 
@@ -626,11 +630,11 @@ def test_adaptive_factor_answers_alone_while_probes_agree_and_from_long_means_on
     assert state["adaptive"][0] == 1.0
 
 
-def _memory(k: int, beta: float, gamma: float, b: float, b_sd: float) -> tuple[float, int, float, float, float]:
-    """A settled ``adaptive`` memory (weight 1/16) whose slope has mean ``b`` and sd ``b_sd`` and curvature 1."""
+def _memory(k: int, beta: float, gamma: float, b: float, b_sd: float) -> tuple[float, int, float, float, float, int]:
+    """A settled probe memory (weight 1/16) whose slope has mean ``b`` and sd ``b_sd`` and curvature 1."""
     b_n, a_n = normalised_slope_curvature(_probe_values(1.0, b), k, beta, gamma)
     sd_n = b_sd * b_n / b
-    return (PROBE_ADAPTIVE_WEIGHT_MIN, 1, b_n, a_n, b_n * b_n + sd_n * sd_n)
+    return (PROBE_ADAPTIVE_WEIGHT_MIN, 1, b_n, a_n, b_n * b_n + sd_n * sd_n, 0)
 
 
 def test_adaptive_factor_keeps_gamma_until_the_mean_slope_has_a_known_sign() -> None:
@@ -654,6 +658,62 @@ def test_adaptive_factor_keeps_gamma_until_the_mean_slope_has_a_known_sign() -> 
         1.0 / PROBE_SETTLED_GROWTH,
         0,
     )
+
+
+def test_probe_memory_returns_to_one_probe_only_after_agreeing_verdicts() -> None:
+    state: dict = {}
+    probe = (-1.0, 1.0)  # (b_n, a_n): the values do not matter here, only the verdicts
+    assert probe_memory(state, probe, 1, False, 2) is None  # the first probe answers alone
+    assert probe_memory(state, probe, -1, False, 2) is not None and state["adaptive"][0] == 0.5  # contradiction
+    assert probe_memory(state, probe, -1, False, 2) is not None and state["adaptive"][0] == 0.5  # one agreement
+    assert probe_memory(state, probe, -1, False, 2) is None and state["adaptive"][0] == 1.0  # two in a row
+    once: dict = {}
+    probe_memory(once, probe, 1, False, 1)
+    probe_memory(once, probe, -1, False, 1)
+    assert probe_memory(once, probe, -1, False, 1) is None  # recover = 1: one agreement is enough
+    # under noise, verdicts agree as often as they contradict: recover = 2 keeps the long memory most of the time
+    rng = np.random.default_rng(0)
+    weights = {}
+    for recover in (1, 2):
+        noisy: dict = {}
+        ws = []
+        for v in rng.choice([-1, 1], size=400):
+            probe_memory(noisy, probe, int(v), False, recover)
+            ws.append(noisy["adaptive"][0])
+        weights[recover] = float(np.mean(np.array(ws) == 1.0))
+    assert weights[2] < 0.1 < weights[1]
+
+
+def _stream(rng: np.random.Generator, k: int, beta: float, gamma: float, target: float, noise: float):
+    """Probe values whose normalised slope is ``-target`` plus Gaussian noise of sd ``noise * target`` and whose
+    normalised curvature is 1 whatever ``gamma`` (the noise-dominated regime): the best constant step is
+    ``target``."""
+    b_n = -target + noise * target * float(rng.standard_normal())
+    return _probe_values(ema_sum_variance(k, beta) * gamma**2, k * gamma * b_n)
+
+
+def test_tracking_factor_settles_at_the_median_best_step_from_either_side() -> None:
+    """``search-track`` moves ``gamma`` by sqrt(2) towards the means' estimate of the best constant step; with a
+    slope whose noise is 5x its mean, it ends within 2 of its steps (a factor 2) of the best step, from 30x above
+    and 30x below (a seeded simulation of the noise-dominated regime; the contradicting verdicts keep the memory
+    long)."""
+    k, beta, target = 32, 0.9, 1e-3
+    for start in (30 * target, target / 30):
+        rng = np.random.default_rng(1)
+        state: dict = {}
+        gamma = start
+        gammas = []
+        last = 1
+        for _ in range(400):
+            values = _stream(rng, k, beta, gamma, target, 5.0)
+            last = -last  # contradicting verdicts: the memory stays long
+            answer = tracking_factor(state, values, k, beta, gamma, last, False)
+            factor = 1.0 if answer is None else answer[0]
+            assert factor in (1.0, PROBE_TRACK_STEP, 1.0 / PROBE_TRACK_STEP)
+            gamma *= factor
+            gammas.append(gamma)
+        late = np.exp(np.mean(np.log(gammas[-200:])))
+        assert target / 2 < late < 2 * target, (start, late)
 
 
 def test_search_adapt_is_the_default_rule_where_probes_agree() -> None:

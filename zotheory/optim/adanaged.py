@@ -298,12 +298,14 @@ PROBE_EVALS: int = 3
 #: Settled answers to a probe whose curvature is below the loss's resolution (:func:`probe_factor`).
 UNRESOLVED_ANSWERS: tuple[str, ...] = ("sign", "grow")
 #: Settled answers to a probe that measured a curvature: each probe clipped on its own, or the running means.
-SETTLED_ANSWERS: tuple[str, ...] = ("clip", "mean", "adaptive")
+SETTLED_ANSWERS: tuple[str, ...] = ("clip", "mean", "adaptive", "track")
 #: Smallest weight of a new probe in the running means of ``settled="mean"`` (a memory of ~10 probes).
 PROBE_MEAN_WEIGHT_MIN: float = 0.1
 #: Smallest weight of a new probe in the running means of ``settled="adaptive"`` (a memory of ~16 probes), reached
 #: after four contradicting verdicts in a row.
 PROBE_ADAPTIVE_WEIGHT_MIN: float = 1.0 / 16.0
+#: Factor of one step of ``"search-track"`` (:func:`tracking_factor`): up or down, the same in ``log gamma``.
+PROBE_TRACK_STEP: float = math.sqrt(2.0)
 #: Standard errors by which the running mean slope of ``"search-evidence"`` must differ from 0 before its sign
 #: decides (a one-sided false-alarm probability of 2.3% per probe for a normal mean).
 PROBE_EVIDENCE_Z: float = 2.0
@@ -524,6 +526,69 @@ def mean_factor(
     return factor, verdict
 
 
+def probe_memory(
+    state: dict[str, Any], normalised: tuple[float, float], single: int, located: bool, recover: int
+) -> tuple[float, float, float, float] | None:
+    """The running means of the settled probes' normalised slope and curvature ``(b_n, a_n)``
+    (:func:`normalised_slope_curvature`) with a weight ``w`` that the probes set; ``(w, mean b_n, mean a_n,
+    mean b_n^2)`` after this probe, or ``None`` while ``w = 1`` (the probe answers alone).
+
+    ``w`` halves (down to :data:`PROBE_ADAPTIVE_WEIGHT_MIN`) when the one-probe verdict ``single`` contradicts the
+    last non-zero one (grow after shrink or the reverse), and doubles (up to 1) after ``recover`` agreeing ones in
+    a row (the same non-zero verdict again). A located overshoot (``located``) restarts the memory at ``w = 1``.
+    Where the probes' noise dominates, a non-zero verdict agrees with the last one as often as it contradicts it,
+    so with ``recover = 1`` ``log_2 w`` walks without drift and often returns to 1; with ``recover = 2`` a
+    contradiction (odds 1/2) halves it and two agreements in a row (odds 1/4) double it, so it stays low.
+    ``state["adaptive"]`` holds ``(w, last non-zero verdict, mean b_n, mean a_n, mean b_n^2, agreeing run)``."""
+    b_n, a_n = normalised
+    memory = state.get("adaptive")
+    if located or memory is None:
+        state["adaptive"] = (1.0, single, b_n, a_n, b_n * b_n, 0)
+        return None
+    w, last, b_bar, a_bar, q_bar, run = memory
+    if single != 0 and last != 0:
+        if single == last:
+            run += 1
+            if run >= recover:
+                w, run = min(2.0 * w, 1.0), 0
+        else:
+            w, run = max(w / 2.0, PROBE_ADAPTIVE_WEIGHT_MIN), 0
+    last = single or last
+    b_bar, a_bar, q_bar = ((1.0 - w) * m + w * v for m, v in ((b_bar, b_n), (a_bar, a_n), (q_bar, b_n * b_n)))
+    state["adaptive"] = (w, last, b_bar, a_bar, q_bar, run)
+    return None if w >= 1.0 else (w, b_bar, a_bar, q_bar)
+
+
+def tracking_factor(
+    state: dict[str, Any],
+    values: tuple[float, float, float],
+    k: int,
+    beta: float,
+    gamma: float,
+    single: int,
+    located: bool,
+) -> tuple[float, int] | None:
+    """``(factor, verdict)`` of a settled probe under ``settled="track"`` (``"search-track"``), or ``None`` when the
+    probe's own answer applies (:func:`probe_memory` with ``recover = 2``).
+
+    With the means, ``gamma`` tracks the *median* of the best constant step that they estimate,
+    ``r = -mean(b_n) / mean(a_n)``: it grows by :data:`PROBE_TRACK_STEP` if ``r > gamma`` (``mean(b_n) <
+    -gamma mean(a_n)``) and shrinks by as much otherwise (also when ``mean(a_n) <= 0``). A stochastic approximation
+    of a median (Robbins and Monro, Ann. Math. Statist. 22(3), 1951): ``log gamma`` settles where
+    ``P(r > gamma) = 1/2``. Since ``b_n`` and ``a_n`` do not depend on ``gamma`` where the probes' noise dominates,
+    that is where ``gamma`` equals the median of ``r``, whatever the noise, and equal up and down steps leave no
+    drift. The rules that answer the estimated ratio itself (``"search-mean"``, ``"search-adapt"``) answer a
+    mean slope that noise made non-negative with a halving, while a negative one can at most double ``gamma``,
+    and do drift (``docs/adanaged.md`` §3.0, "A memory set by the probes")."""
+    memory = probe_memory(state, normalised_slope_curvature(values, k, beta, gamma), single, located, 2)
+    if memory is None:
+        return None
+    _, b_bar, a_bar, _ = memory
+    if a_bar > 0 and b_bar < -gamma * a_bar:
+        return PROBE_TRACK_STEP, 0
+    return 1.0 / PROBE_TRACK_STEP, 0
+
+
 def adaptive_factor(
     state: dict[str, Any],
     values: tuple[float, float, float],
@@ -554,21 +619,11 @@ def adaptive_factor(
     (``"search-adapt"``) the mean's sign always decides; with ``evidence = PROBE_EVIDENCE_Z``
     (``"search-evidence"``) noise alone leaves ``log gamma`` where it is instead of halving it on every probe
     while the means happen to show no descent.
-    ``state["adaptive"]`` holds ``(w, last non-zero verdict, mean b_n, mean a_n, mean b_n^2)``;
-    ``state["adaptive"] = None`` restarts it."""
-    b_n, a_n = normalised_slope_curvature(values, k, beta, gamma)
-    memory = state.get("adaptive")
-    if located or memory is None:
-        state["adaptive"] = (1.0, single, b_n, a_n, b_n * b_n)
+    The memory is :func:`probe_memory`'s (``recover = 1``)."""
+    memory = probe_memory(state, normalised_slope_curvature(values, k, beta, gamma), single, located, 1)
+    if memory is None:
         return None
-    w, last, b_bar, a_bar, q_bar = memory
-    if single != 0 and last != 0:
-        w = min(2.0 * w, 1.0) if single == last else max(w / 2.0, PROBE_ADAPTIVE_WEIGHT_MIN)
-    last = single or last
-    b_bar, a_bar, q_bar = ((1.0 - w) * m + w * v for m, v in ((b_bar, b_n), (a_bar, a_n), (q_bar, b_n * b_n)))
-    state["adaptive"] = (w, last, b_bar, a_bar, q_bar)
-    if w >= 1.0:
-        return None
+    w, b_bar, a_bar, q_bar = memory
     s = math.sqrt(max(q_bar - b_bar * b_bar, 0.0) * w / (2.0 - w))
     if b_bar >= evidence * s or a_bar <= 0:
         return 1.0 / PROBE_SETTLED_GROWTH, 0
@@ -606,8 +661,9 @@ class ParabolicSearchRule:
         (:func:`probe_factor`); ``settled``: the answer to a settled probe that measured one (``"clip"``: each
         probe on its own, :func:`probe_factor` and :func:`averaged_factor`; ``"mean"``: :func:`mean_factor`).
         The defaults are the rule ``"search"``; ``("grow", "clip")`` is ``"search-grow"``, ``("grow", "mean")``
-        is ``"search-mean"`` and ``("grow", "adaptive")`` is ``"search-adapt"``. ``stay`` (``"adaptive"`` only):
-        while the means answer, the iterate stays at ``x_t`` unless they say "shrink 4x"; with ``stay=False``
+        is ``"search-mean"``, ``("grow", "adaptive")`` is ``"search-adapt"`` and ``("grow", "track")`` is
+        ``"search-track"`` (:func:`tracking_factor`). ``stay`` (``"adaptive"`` and ``"track"``): while the means
+        answer, the iterate stays at ``x_t`` unless they say "shrink 4x"; with ``stay=False``
         (``"search-adapt-move"``) it moves where the probe's own parabola says, as under ``"clip"``. ``evidence``
         (``"adaptive"`` only): the standard errors by which the mean slope must differ from 0 before its sign
         decides (:func:`adaptive_factor`; ``PROBE_EVIDENCE_Z`` is ``"search-evidence"``)."""
@@ -627,6 +683,7 @@ class ParabolicSearchRule:
             ("grow", "adaptive", True, 0.0): "search-adapt",
             ("grow", "adaptive", False, 0.0): "search-adapt-move",
             ("grow", "adaptive", True, PROBE_EVIDENCE_Z): "search-evidence",
+            ("grow", "track", True, 0.0): "search-track",
         }
         key = (unresolved, settled, stay, self.evidence)
         self.name = names.get(key, f"search({unresolved}, {settled}, stay={stay}, evidence={self.evidence:g})")
@@ -650,6 +707,7 @@ STEP_RULES: dict[str, Callable[[], StepSizeRule]] = {
     "search-adapt": partial(ParabolicSearchRule, unresolved="grow", settled="adaptive"),
     "search-adapt-move": partial(ParabolicSearchRule, unresolved="grow", settled="adaptive", stay=False),
     "search-evidence": partial(ParabolicSearchRule, unresolved="grow", settled="adaptive", evidence=PROBE_EVIDENCE_Z),
+    "search-track": partial(ParabolicSearchRule, unresolved="grow", settled="track"),
     "dog": DoGRule,
     "alias": ALIASRule,
 }
@@ -1003,10 +1061,12 @@ class AdaNAGED(ZOOptimizer):
         settled = getattr(self.rule, "settled", "clip")
         values, gamma0 = (f0, fh, f1), float(ad["units"][0]["gamma"])
         averaged = None
+        located = 0.0 < outcome.scale < PROBE_FACTOR_MIN
         if was_settled and measured and settled == "adaptive":
-            located = 0.0 < outcome.scale < PROBE_FACTOR_MIN
             evidence = getattr(self.rule, "evidence", 0.0)
             averaged = adaptive_factor(ad, values, ad["since"], beta, gamma0, verdict, located, evidence)
+        elif was_settled and measured and settled == "track":
+            averaged = tracking_factor(ad, values, ad["since"], beta, gamma0, verdict, located)
         lam = 0.0 if verdict == -1 else outcome.move  # a step judged far too long: back to the anchor
         if averaged is not None:  # noisy probes: the means answer; the iterate stays unless they say overshoot
             factor, verdict = averaged

@@ -96,7 +96,7 @@ def _rule_runs(setting: claims.Setting, seeds: list[int], rule: str) -> dict[str
     }
 
 
-RULES = ["search", "search-grow", "search-mean", "search-adapt", "search-adapt-move", "search-evidence"]
+RULES = ["search", "search-grow", "search-mean", "search-adapt", "search-adapt-move", "search-evidence", "search-track"]
 
 
 def run_rules(only: list[str]) -> None:

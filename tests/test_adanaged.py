@@ -428,6 +428,7 @@ from zotheory.optim.adanaged import (  # noqa: E402  (grouped with the tests tha
     PROBE_FACTOR_MAX,
     PROBE_FACTOR_MIN,
     PROBE_INTERVAL_MAX,
+    PROBE_OUTLIER_Z,
     PROBE_SETTLED_GROWTH,
     PROBE_TRACK_STEP,
     adaptive_factor,
@@ -682,6 +683,20 @@ def test_probe_memory_returns_to_one_probe_only_after_agreeing_verdicts() -> Non
             ws.append(noisy["adaptive"][0])
         weights[recover] = float(np.mean(np.array(ws) == 1.0))
     assert weights[2] < 0.1 < weights[1]
+
+
+def test_probe_memory_answers_an_outlier_ascent_alone_under_search_guard() -> None:
+    """``search-guard``: a slope more than 3 spreads above the memory's mean is not the noise seen so far; the probe
+    answers alone (back to the anchor on an ascent) and the memory restarts. Within 3 spreads the means answer."""
+    memory = (0.25, 1, -1.0, 1.0, 2.0, 0)  # mean slope -1, spread sqrt(2 - 1) = 1
+    inside: dict = {"adaptive": memory}
+    assert probe_memory(inside, (1.9, 1.0), -1, False, 2, PROBE_OUTLIER_Z) is not None  # -1 + 2.9 spreads
+    outside: dict = {"adaptive": memory}
+    assert probe_memory(outside, (2.1, 1.0), -1, False, 2, PROBE_OUTLIER_Z) is None  # -1 + 3.1 spreads
+    assert outside["adaptive"][0] == 1.0 and outside["adaptive"][2] == 2.1  # restarted from this probe
+    unguarded: dict = {"adaptive": memory}
+    assert probe_memory(unguarded, (2.1, 1.0), -1, False, 2) is not None  # search-track: the means answer
+    assert get_step_rule("search-guard").outlier == PROBE_OUTLIER_Z  # type: ignore[attr-defined]
 
 
 def _stream(rng: np.random.Generator, k: int, beta: float, gamma: float, target: float, noise: float):

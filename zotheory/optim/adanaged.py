@@ -306,6 +306,9 @@ PROBE_MEAN_WEIGHT_MIN: float = 0.1
 PROBE_ADAPTIVE_WEIGHT_MIN: float = 1.0 / 16.0
 #: Factor of one step of ``"search-track"`` (:func:`tracking_factor`): up or down, the same in ``log gamma``.
 PROBE_TRACK_STEP: float = math.sqrt(2.0)
+#: Spreads of the earlier probes' slopes by which one probe's slope must exceed their mean to be answered alone
+#: under ``"search-guard"`` (:func:`probe_memory`).
+PROBE_OUTLIER_Z: float = 3.0
 #: Standard errors by which the running mean slope of ``"search-evidence"`` must differ from 0 before its sign
 #: decides (a one-sided false-alarm probability of 2.3% per probe for a normal mean).
 PROBE_EVIDENCE_Z: float = 2.0
@@ -527,7 +530,12 @@ def mean_factor(
 
 
 def probe_memory(
-    state: dict[str, Any], normalised: tuple[float, float], single: int, located: bool, recover: int
+    state: dict[str, Any],
+    normalised: tuple[float, float],
+    single: int,
+    located: bool,
+    recover: int,
+    outlier: float | None = None,
 ) -> tuple[float, float, float, float] | None:
     """The running means of the settled probes' normalised slope and curvature ``(b_n, a_n)``
     (:func:`normalised_slope_curvature`) with a weight ``w`` that the probes set; ``(w, mean b_n, mean a_n,
@@ -535,13 +543,19 @@ def probe_memory(
 
     ``w`` halves (down to :data:`PROBE_ADAPTIVE_WEIGHT_MIN`) when the one-probe verdict ``single`` contradicts the
     last non-zero one (grow after shrink or the reverse), and doubles (up to 1) after ``recover`` agreeing ones in
-    a row (the same non-zero verdict again). A located overshoot (``located``) restarts the memory at ``w = 1``.
+    a row (the same non-zero verdict again). A located overshoot (``located``) restarts the memory at ``w = 1``,
+    and so does, with ``outlier`` set, a slope ``b_n`` above the running mean by more than ``outlier`` times the
+    spread of the earlier probes' slopes (``sqrt(mean b_n^2 - (mean b_n)^2)``): an ascent that noise of the size
+    seen so far does not produce, so the probe answers alone (at ``lambda* = 0``: x1/4 and back to the anchor).
     Where the probes' noise dominates, a non-zero verdict agrees with the last one as often as it contradicts it,
     so with ``recover = 1`` ``log_2 w`` walks without drift and often returns to 1; with ``recover = 2`` a
     contradiction (odds 1/2) halves it and two agreements in a row (odds 1/4) double it, so it stays low.
     ``state["adaptive"]`` holds ``(w, last non-zero verdict, mean b_n, mean a_n, mean b_n^2, agreeing run)``."""
     b_n, a_n = normalised
     memory = state.get("adaptive")
+    if memory is not None and outlier is not None and memory[0] < 1.0:
+        spread = math.sqrt(max(memory[4] - memory[2] * memory[2], 0.0))
+        located = located or b_n > memory[2] + outlier * spread
     if located or memory is None:
         state["adaptive"] = (1.0, single, b_n, a_n, b_n * b_n, 0)
         return None
@@ -567,9 +581,11 @@ def tracking_factor(
     gamma: float,
     single: int,
     located: bool,
+    outlier: float | None = None,
 ) -> tuple[float, int] | None:
-    """``(factor, verdict)`` of a settled probe under ``settled="track"`` (``"search-track"``), or ``None`` when the
-    probe's own answer applies (:func:`probe_memory` with ``recover = 2``).
+    """``(factor, verdict)`` of a settled probe under ``settled="track"`` (``"search-track"``, and
+    ``"search-guard"`` with ``outlier = PROBE_OUTLIER_Z``), or ``None`` when the probe's own answer applies
+    (:func:`probe_memory` with ``recover = 2``).
 
     With the means, ``gamma`` tracks the *median* of the best constant step that they estimate,
     ``r = -mean(b_n) / mean(a_n)``: it grows by :data:`PROBE_TRACK_STEP` if ``r > gamma`` (``mean(b_n) <
@@ -580,7 +596,7 @@ def tracking_factor(
     drift. The rules that answer the estimated ratio itself (``"search-mean"``, ``"search-adapt"``) answer a
     mean slope that noise made non-negative with a halving, while a negative one can at most double ``gamma``,
     and do drift (``docs/adanaged.md`` §3.0, "A memory set by the probes")."""
-    memory = probe_memory(state, normalised_slope_curvature(values, k, beta, gamma), single, located, 2)
+    memory = probe_memory(state, normalised_slope_curvature(values, k, beta, gamma), single, located, 2, outlier)
     if memory is None:
         return None
     _, b_bar, a_bar, _ = memory
@@ -655,7 +671,12 @@ class ParabolicSearchRule:
     needs = frozenset({"probe"})
 
     def __init__(
-        self, unresolved: str = "sign", settled: str = "clip", stay: bool = True, evidence: float = 0.0
+        self,
+        unresolved: str = "sign",
+        settled: str = "clip",
+        stay: bool = True,
+        evidence: float = 0.0,
+        outlier: float | None = None,
     ) -> None:
         """``unresolved``: the settled answer to a probe whose curvature is below the loss's resolution
         (:func:`probe_factor`); ``settled``: the answer to a settled probe that measured one (``"clip"``: each
@@ -664,9 +685,12 @@ class ParabolicSearchRule:
         is ``"search-mean"``, ``("grow", "adaptive")`` is ``"search-adapt"`` and ``("grow", "track")`` is
         ``"search-track"`` (:func:`tracking_factor`). ``stay`` (``"adaptive"`` and ``"track"``): while the means
         answer, the iterate stays at ``x_t`` unless they say "shrink 4x"; with ``stay=False``
-        (``"search-adapt-move"``) it moves where the probe's own parabola says, as under ``"clip"``. ``evidence``
+        (``"search-adapt-move"``, ``"search-track-move"``) it moves where the probe's own parabola says, as under
+        ``"clip"``. ``evidence``
         (``"adaptive"`` only): the standard errors by which the mean slope must differ from 0 before its sign
-        decides (:func:`adaptive_factor`; ``PROBE_EVIDENCE_Z`` is ``"search-evidence"``)."""
+        decides (:func:`adaptive_factor`; ``PROBE_EVIDENCE_Z`` is ``"search-evidence"``). ``outlier``
+        (``"track"`` only): answer alone a probe whose slope is an outlier of the memory (:func:`probe_memory`;
+        ``PROBE_OUTLIER_Z`` is ``"search-guard"``)."""
         if unresolved not in UNRESOLVED_ANSWERS:
             raise ValueError(f"unresolved must be one of {list(UNRESOLVED_ANSWERS)}, got {unresolved!r}")
         if settled not in SETTLED_ANSWERS:
@@ -675,18 +699,25 @@ class ParabolicSearchRule:
         self.settled = settled
         self.stay = stay
         validate_nonnegative("evidence", evidence)
+        if outlier is not None:
+            validate_nonnegative("outlier", outlier)
         self.evidence = float(evidence)
+        self.outlier = None if outlier is None else float(outlier)
         names = {
-            ("sign", "clip", True, 0.0): "search",
-            ("grow", "clip", True, 0.0): "search-grow",
-            ("grow", "mean", True, 0.0): "search-mean",
-            ("grow", "adaptive", True, 0.0): "search-adapt",
-            ("grow", "adaptive", False, 0.0): "search-adapt-move",
-            ("grow", "adaptive", True, PROBE_EVIDENCE_Z): "search-evidence",
-            ("grow", "track", True, 0.0): "search-track",
+            ("sign", "clip", True, 0.0, None): "search",
+            ("grow", "clip", True, 0.0, None): "search-grow",
+            ("grow", "mean", True, 0.0, None): "search-mean",
+            ("grow", "adaptive", True, 0.0, None): "search-adapt",
+            ("grow", "adaptive", False, 0.0, None): "search-adapt-move",
+            ("grow", "adaptive", True, PROBE_EVIDENCE_Z, None): "search-evidence",
+            ("grow", "track", True, 0.0, None): "search-track",
+            ("grow", "track", True, 0.0, PROBE_OUTLIER_Z): "search-guard",
+            ("grow", "track", False, 0.0, None): "search-track-move",
         }
-        key = (unresolved, settled, stay, self.evidence)
-        self.name = names.get(key, f"search({unresolved}, {settled}, stay={stay}, evidence={self.evidence:g})")
+        key = (unresolved, settled, stay, self.evidence, self.outlier)
+        self.name = names.get(
+            key, f"search({unresolved}, {settled}, stay={stay}, evidence={self.evidence:g}, outlier={self.outlier})"
+        )
 
     def init(self, state: dict[str, Any], r_eps: Tensor) -> None:
         state["gamma"] = r_eps.clone()
@@ -708,6 +739,8 @@ STEP_RULES: dict[str, Callable[[], StepSizeRule]] = {
     "search-adapt-move": partial(ParabolicSearchRule, unresolved="grow", settled="adaptive", stay=False),
     "search-evidence": partial(ParabolicSearchRule, unresolved="grow", settled="adaptive", evidence=PROBE_EVIDENCE_Z),
     "search-track": partial(ParabolicSearchRule, unresolved="grow", settled="track"),
+    "search-guard": partial(ParabolicSearchRule, unresolved="grow", settled="track", outlier=PROBE_OUTLIER_Z),
+    "search-track-move": partial(ParabolicSearchRule, unresolved="grow", settled="track", stay=False),
     "dog": DoGRule,
     "alias": ALIASRule,
 }
@@ -1066,7 +1099,8 @@ class AdaNAGED(ZOOptimizer):
             evidence = getattr(self.rule, "evidence", 0.0)
             averaged = adaptive_factor(ad, values, ad["since"], beta, gamma0, verdict, located, evidence)
         elif was_settled and measured and settled == "track":
-            averaged = tracking_factor(ad, values, ad["since"], beta, gamma0, verdict, located)
+            outlier = getattr(self.rule, "outlier", None)
+            averaged = tracking_factor(ad, values, ad["since"], beta, gamma0, verdict, located, outlier)
         lam = 0.0 if verdict == -1 else outcome.move  # a step judged far too long: back to the anchor
         if averaged is not None:  # noisy probes: the means answer; the iterate stays unless they say overshoot
             factor, verdict = averaged

@@ -5,6 +5,7 @@ From the repository root (one torch thread; each protocol run takes 6-11 minutes
     .venv/bin/python results/validation/adanaged/run.py protocol l2_quadratic linf_separable spectral_matrix nonconvex
     .venv/bin/python results/validation/adanaged/run.py linf-1e5
     .venv/bin/python results/validation/adanaged/run.py rules [RULE ...]
+    .venv/bin/python results/validation/adanaged/run.py table
 
 ``protocol KEY...`` runs :func:`validation.claims.adanaged.protocol` (3 seeds, 6 x 3 baseline grids, four initial
 guesses, d = 100, 2000 steps = 4000 evaluations) and writes ``protocol_d100_KEY.json`` (the claim's JSON record).
@@ -17,6 +18,9 @@ master seeds 0, 1 and 5 (``docs/adanaged.md`` §6.1), and writes ``step_rules.js
 median of ``f(x_T) - f*`` over seeds for each ``reps_rel``, the runs ending at or above ``f_0``, and the probe
 tallies (how many probes had a curvature below the loss's resolution). The baselines do not depend on the rule and
 are not rerun. ``rules RULE ...`` runs only the named rules and merges them into the existing file.
+``table`` prints, from ``step_rules.json`` and the validation report (``results/validation/report/results.json``),
+each rule's worst ratio to the claim's best tuned baseline per robustness setting, and the stress runs ending at or
+above ``f_0``, as the markdown table of ``docs/adanaged.md`` §6.6.
 """
 
 from __future__ import annotations
@@ -96,7 +100,17 @@ def _rule_runs(setting: claims.Setting, seeds: list[int], rule: str) -> dict[str
     }
 
 
-RULES = ["search", "search-grow", "search-mean", "search-adapt", "search-adapt-move", "search-evidence", "search-track"]
+RULES = [
+    "search",
+    "search-grow",
+    "search-mean",
+    "search-adapt",
+    "search-adapt-move",
+    "search-evidence",
+    "search-track",
+    "search-guard",
+    "search-track-move",
+]
 
 
 def run_rules(only: list[str]) -> None:
@@ -133,6 +147,40 @@ def run_rules(only: list[str]) -> None:
     path.write_text(json.dumps(out, indent=1))
 
 
+#: The validation claim behind each robustness setting of ``step_rules.json``.
+CLAIMS = {
+    "l2_quadratic": "adanaged_robust_l2_quadratic",
+    "linf_separable": "adanaged_robust_linf",
+    "spectral_matrix": "adanaged_robust_spectral",
+    "nonconvex": "adanaged_robust_nonconvex",
+    "logistic": "adanaged_robust_stochastic_logistic",
+    "noisy_quadratic": "adanaged_robust_noisy_oracle",
+}
+
+
+def _best_tuned(claim: dict[str, Any]) -> float:
+    """The claim's reference: the best tuned baseline's median ``f(x_T) - f*`` (its plot's "best tuned" line)."""
+    lines = [h["y"] for plot in claim["plots"] for h in plot.get("hlines", []) if h["label"].startswith("best tuned")]
+    if len(lines) != 1:
+        raise SystemExit(f"claim {claim['name']!r}: expected one 'best tuned' line, found {len(lines)}")
+    return float(lines[0])
+
+
+def print_table() -> None:
+    """The markdown table of each rule's worst ratio to the tuned baseline, from the committed files."""
+    rules_file = json.loads((HERE / "step_rules.json").read_text())
+    report = json.loads((HERE.parent / "report" / "results.json").read_text())["claims"]
+    rules = [r for r in rules_file["rules"] if all(row.get(r) for row in rules_file["settings"].values())]
+    print("| setting | " + " | ".join(f"`{r}`" for r in rules) + " |")
+    print("|---|" + "---|" * len(rules))
+    for key, claim in CLAIMS.items():
+        row, best = rules_file["settings"][key], _best_tuned(report[claim])
+        print(f"| {key} | " + " | ".join(f"{max(row[r]['median'].values()) / best:.2f}" for r in rules) + " |")
+    stress = [k for k in rules_file["settings"] if k.startswith("sigma1_")]
+    cells = [str(sum(rules_file["settings"][k][r]["at_or_above_f0"] for k in stress)) for r in rules]
+    print("| sigma = 1 stress, runs at or above f_0 (3 master seeds) | " + " | ".join(cells) + " |")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     if sys.argv[1:2] == ["protocol"]:
@@ -141,5 +189,7 @@ if __name__ == "__main__":
         run_linf_1e5()
     elif sys.argv[1:2] == ["rules"]:
         run_rules(sys.argv[2:])
+    elif sys.argv[1:2] == ["table"]:
+        print_table()
     else:
         raise SystemExit(__doc__)

@@ -594,8 +594,8 @@ def tracking_factor(
     ``P(r > gamma) = 1/2``. Since ``b_n`` and ``a_n`` do not depend on ``gamma`` where the probes' noise dominates,
     that is where ``gamma`` equals the median of ``r``, whatever the noise, and equal up and down steps leave no
     drift. The rules that answer the estimated ratio itself (``"search-mean"``, ``"search-adapt"``) answer a
-    mean slope that noise made non-negative with a halving, while a negative one can at most double ``gamma``,
-    and do drift (``docs/adanaged.md`` §3.0, "A memory set by the probes")."""
+    mean slope that noise made non-negative with a halving, while a negative one can at most double ``gamma``; that
+    asymmetry can pull ``log gamma`` down (``docs/adanaged.md`` §3.0, "A memory set by the probes", and §6.7)."""
     memory = probe_memory(state, normalised_slope_curvature(values, k, beta, gamma), single, located, 2, outlier)
     if memory is None:
         return None

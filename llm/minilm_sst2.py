@@ -247,6 +247,32 @@ def gamma_walk(metrics: list[dict[str, Any]], after: int = 300) -> dict[str, Any
     }
 
 
+def probe_log(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """AdaNAGED's step-size probes, one entry each, from the ``probe`` of a run's train records (empty for runs
+    logged before probes were, or for other methods): the step, the ``gamma`` the probe found, the factor it
+    applied, the move along the displacement, the loss change ``f(x_t) - f(x_anchor)`` on the probe's batch
+    (``rise``), the parabola's ``lambda*`` (``None`` when not finite), the means' weight and the verdict."""
+    out = []
+    for m in metrics:
+        probe = m.get("probe") if m["type"] == "train" else None
+        if probe is None:
+            continue
+        lam = float(probe["scale"])
+        out.append(
+            {
+                "step": m["step"],
+                "gamma": float(probe["gamma"]),
+                "factor": float(probe["factor"]),
+                "move": float(probe["move"]),
+                "rise": float(probe["f_current"]) - float(probe["f_anchor"]),
+                "lambda": lam if math.isfinite(lam) else None,
+                "memory": float(probe["memory"]),
+                "verdict": int(probe["verdict"]),
+            }
+        )
+    return out
+
+
 def collect_runs(work: str | Path) -> list[dict[str, Any]]:
     """Every finished run in ``work``: its runner metadata, config, results and metric log, and for AdaNAGED
     the step-size state of its final checkpoint (:func:`zotheory.optim.adanaged.step_size_summary`)."""
@@ -643,8 +669,10 @@ def report(work: str | Path, out: str | Path) -> dict[str, Any]:
                 },
                 **({"step_size_state": r["step_size_state"]} if r.get("step_size_state") else {}),
                 **({"gamma_walk": walk} if (walk := gamma_walk(r["metrics"])) else {}),
+                **({"probes": probes} if (probes := probe_log(r["metrics"])) else {}),
                 "curve": [
                     {k: m.get(k) for k in ("type", "split", "step", "forward_passes", "accuracy", "loss")}
+                    | ({"step_size": m["step_size"][0]} if m.get("step_size") else {})
                     for m in r["metrics"]
                     if m["type"] == "eval" or m["step"] % 10 == 0
                 ],

@@ -199,6 +199,20 @@ def test_gamma_walk_summarises_the_logged_step_sizes():
     assert R.gamma_walk([{"type": "train", "step": 1, "loss": 0.5}]) is None  # no step sizes logged
 
 
+def test_probe_log_keeps_each_logged_probe_as_json_numbers():
+    probe = {"f_anchor": 0.5, "f_mid": 0.45, "f_current": 0.52, "scale": math.inf, "move": 1.0, "factor": 2.0}
+    metrics = [
+        {"type": "train", "step": 1, "loss": 0.5},
+        {"type": "train", "step": 2, "probe": probe | {"gamma": 1e-3, "memory": 0.5, "verdict": 1.0, "steps": 2.0}},
+        {"type": "eval", "step": 2, "probe": probe},  # only train records carry probes
+    ]
+    (entry,) = R.probe_log(metrics)
+    assert entry["step"] == 2 and entry["rise"] == pytest.approx(0.02) and entry["lambda"] is None
+    assert (entry["gamma"], entry["factor"], entry["memory"], entry["verdict"]) == (1e-3, 2.0, 0.5, 1)
+    json.dumps(entry, allow_nan=False)
+    assert R.probe_log([{"type": "train", "step": 1, "loss": 0.5}]) == []
+
+
 def test_zo_lmo_control_has_adanaged_geometry():
     """The ``zo-lmo`` label is AdaNAGED's update with a constant step: same norm on every parameter, same EMA."""
     model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Linear(6, 2))

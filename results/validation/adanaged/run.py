@@ -20,7 +20,7 @@ tallies (how many probes had a curvature below the loss's resolution). The basel
 are not rerun. ``rules RULE ...`` runs only the named rules and merges them into the existing file.
 ``table`` prints, from ``step_rules.json`` and the validation report (``results/validation/report/results.json``),
 each rule's worst ratio to the claim's best tuned baseline per robustness setting, and the stress runs ending at or
-above ``f_0``, as the markdown table of ``docs/adanaged.md`` §6.6.
+above ``f_0``, as the markdown table of ``docs/adanaged.md`` §6.7.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ import torch
 from problems import Quadratic, SeparableLInf
 from problems.base import AdditiveNoise, StochasticProblem
 from validation.claims import adanaged as claims
+from zotheory import atomicio
 from zotheory.optim import AdaNAGED
+from zotheory.optim.adanaged import STEP_RULES
 
 HERE = Path(__file__).resolve().parent
 REPS = (1e-9, 1e-7, 1e-5, 1e-3)
@@ -100,17 +102,8 @@ def _rule_runs(setting: claims.Setting, seeds: list[int], rule: str) -> dict[str
     }
 
 
-RULES = [
-    "search",
-    "search-grow",
-    "search-mean",
-    "search-adapt",
-    "search-adapt-move",
-    "search-evidence",
-    "search-track",
-    "search-guard",
-    "search-track-move",
-]
+#: Every variant of the function-value search in the optimizer's registry, the default first.
+RULES = [name for name in STEP_RULES if name.startswith("search")]
 
 
 def run_rules(only: list[str]) -> None:
@@ -144,7 +137,7 @@ def run_rules(only: list[str]) -> None:
                 row[rule] = _rule_runs(setting, seeds, rule)
         out["settings"][key] = row
         print(key, json.dumps({r: row[r] for r in only or RULES}), flush=True)
-    path.write_text(json.dumps(out, indent=1))
+    atomicio.write_text(path, json.dumps(out, indent=1))
 
 
 #: The validation claim behind each robustness setting of ``step_rules.json``.

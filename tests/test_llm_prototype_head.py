@@ -260,6 +260,15 @@ def test_summary_selects_tuned_values_on_dev_and_keeps_adanaged_untuned():
     screened, _ = R.summarise(runs + [_fake_run("zo-sgd", "ft", 5e-5, 0, 0.99, 0.99, budget=1000)])
     assert screened["zo-sgd/ft"]["lr"] == 1e-5  # the larger budget wins over a better short screen
     assert "screened at 1000 forward passes over [5e-05]" in screened["zo-sgd/ft"]["selection"]
+    longer = runs + [_fake_run("zo-sgd", "ft", 1e-5, 0, 0.99, 0.99, budget=20000)]
+    kept, longer_sweeps = R.summarise(longer)
+    assert kept["zo-sgd/ft"]["budget"] == R.PROTOCOL_BUDGET and kept["zo-sgd/ft"]["seeds"] == [0, 1, 2]
+    (row,) = R.budget_scaling(longer_sweeps)  # the longer run is listed next to its protocol-budget group
+    assert row["budget"] == 20000 and row["eval_acc_mean"] == pytest.approx(99.0)
+    assert row["at_protocol_budget"]["eval_acc_mean"] == pytest.approx(71.0)
+    alone, alone_sweeps = R.summarise([_fake_run("zo-sgd", "ft", 1e-5, 0, 0.9, 0.9, budget=20000)])
+    assert alone["zo-sgd/ft"]["budget"] == 20000  # a label run only longer keeps it
+    assert R.budget_scaling(alone_sweeps)[0]["at_protocol_budget"] is None
     carry = {c["claim"]: c for c in R.carry_over(summary, sweeps)}
     assert carry["JAGUAR SignSGD vs ZO-SGD (ft)"]["agrees"] == "pending"
     assert "reps_rel" in carry["AdaNAGED insensitive to reps_rel (ft)"]["minilm"]

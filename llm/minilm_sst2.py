@@ -400,11 +400,8 @@ def budget_scaling(sweeps: dict[str, Any]) -> list[dict[str, Any]]:
         for g in gs:
             if g["budget"] <= PROTOCOL_BUDGET:
                 continue
-            base = [
-                h
-                for h in gs
-                if h["budget"] == PROTOCOL_BUDGET and h[option] == g[option] and h["extra_options"] == g["extra_options"]
-            ]
+            same = (option, "extra_options")
+            base = [h for h in gs if h["budget"] == PROTOCOL_BUDGET and all(h[k] == g[k] for k in same)]
             rows.append(
                 {
                     "method": key,

@@ -861,3 +861,43 @@ def test_search_rule_halves_f_on_a_quadratic_from_any_guess(reps: float) -> None
     while opt.state["zo"]["evals"] < 1500:
         opt.step(problem)
     assert problem.suboptimality() < f0 / 20
+
+
+@pytest.mark.parametrize("rule", ["search", "search-adapt", "search-adapt-move", "search-evidence"])
+def test_search_rules_follow_the_dense_reference_on_a_noisy_loss(rule: str) -> None:
+    """On a minibatch-noisy quadratic (each call adds a seeded draw of ``0.05 <c, x>``, so consecutive probes
+    contradict each other) the in-place optimizer and the dense reference
+    (:class:`~zotheory.optim.reference.ReferenceAdaNAGED`) take the same 300 float64 steps to ``1e-9``. For the
+    adaptive rules the running means answer at least one probe (their weight drops below 1), so the memory path of
+    the reference is exercised, not only the one-probe answers."""
+    from zotheory.optim.reference import ReferenceAdaNAGED
+
+    w = torch.linspace(1.0, 4.0, 12, dtype=F64)
+    fast = nn.Parameter(torch.linspace(-1.0, 1.0, 12, dtype=F64), requires_grad=False)
+    slow = fast.detach().clone()
+    opt = AdaNAGED([fast], norm="l2", reps_rel=1e-4, step_rule=rule, seed=3)
+    ref = ReferenceAdaNAGED(opt, [slow])
+
+    def noisy(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        c = torch.randn(12, generator=gen, dtype=F64)
+        return 0.5 * (w * x * x).sum() + 0.05 * (c * x).sum()
+
+    gen_fast, gen_slow = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    weights = []
+    for _ in range(300):
+        opt.step(lambda: noisy(fast, gen_fast))
+        ref.step(lambda: noisy(slow, gen_slow))
+        weights.append((opt.state["adanaged"].get("adaptive") or (1.0,))[0])
+    assert float((fast - slow).abs().max()) <= 1e-9
+    if rule != "search":
+        assert min(weights) < 1.0, f"{rule}: the probes never contradicted each other"
+
+
+def test_the_reference_refuses_rules_it_does_not_write_out() -> None:
+    """``search-mean`` and the tracking rules have no dense reference; building one names the rule."""
+    from zotheory.optim.reference import ReferenceAdaNAGED
+
+    x = nn.Parameter(torch.zeros(3, dtype=F64), requires_grad=False)
+    opt = AdaNAGED([x], norm="l2", step_rule="search-track")
+    with pytest.raises(ValueError, match="search-track"):
+        ReferenceAdaNAGED(opt, [x.detach().clone()])

@@ -22,7 +22,14 @@ from torch import Tensor
 from zotheory.directions import Coordinate, mix_seed
 from zotheory.estimators import ZOEstimate, estimate_gradient
 from zotheory.lmo import CUBIC, MUON_QUINTIC, NS_EPS, NewtonSchulzSpectral, Norm, get_norm
-from zotheory.optim.adanaged import averaged_factor, parabolic_probe, probe_factor
+from zotheory.optim.adanaged import (
+    PROBE_FACTOR_MIN,
+    ParabolicSearchRule,
+    adaptive_factor,
+    averaged_factor,
+    parabolic_probe,
+    probe_factor,
+)
 from zotheory.optim.base import ZOOptimizer, _state_dtype, is_no_decay_name
 from zotheory.optim.measures import power_spectral_norm, radius_floor
 
@@ -348,8 +355,9 @@ class ReferenceALIASSign(ReferenceOptimizer):
 
 
 class ReferenceAdaNAGED(ReferenceOptimizer):
-    """AdaNAGED (EMA momentum) with every rule written out (``docs/adanaged.md``); the search rule's probe in
-    :meth:`step`;
+    """AdaNAGED (EMA momentum) with every rule written out (``docs/adanaged.md``); the search rules' probe in
+    :meth:`step` (one-probe answers, ``"sign"`` or ``"grow"`` below resolution, and the probe-set memory of
+    ``"search-adapt"`` / ``"search-adapt-move"`` / ``"search-evidence"``);
     ``m = beta m + (1-beta) g``, ``s_l = lmo_l(m_l)``, ``||m||_* = sum_l <m_l, -s_l>``; DoG:
     ``rbar = max(rbar, max_l ||x_l - x0_l||)``, ``G += (sum_l ||g_l||_*)^2``, ``gamma = rbar ||m||_* / sqrt(G)``;
     ALIAS: ``L += ||m_t - m_{t-1}||_* / ||x_t - x_{t-1}||``, ``dsum += gamma <g_t, -s_{t-1}>``,
@@ -360,8 +368,13 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
 
     def __init__(self, optimizer: ZOOptimizer, params: Sequence[Tensor]) -> None:
         super().__init__(optimizer, params)
-        if optimizer.momentum != "ema" or optimizer.rule.name not in ("search", "dog", "alias"):  # type: ignore[attr-defined]
-            raise ValueError("the AdaNAGED reference covers momentum='ema' with the 'search', 'dog' or 'alias' rule")
+        rule = optimizer.rule  # type: ignore[attr-defined]
+        self.search = isinstance(rule, ParabolicSearchRule) and rule.settled in ("clip", "adaptive")
+        if optimizer.momentum != "ema" or not (self.search or rule.name in ("dog", "alias")):
+            raise ValueError(
+                "the AdaNAGED reference covers momentum='ema' with the 'dog' or 'alias' rule, or a search rule whose "
+                f"settled answer is 'clip' or 'adaptive'; got {rule.name!r}"
+            )
         self.opt = optimizer
         self.norms: list[Norm] = list(optimizer.norms)  # type: ignore[attr-defined]
         self.units: list[list[int]] = optimizer.units()  # type: ignore[attr-defined]
@@ -376,9 +389,11 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any]) -> Tensor:
-        """Search rule: after the estimate, a probe every ``interval`` steps, written out on whole tensors:
+        """Search rules: after the estimate, a probe every ``interval`` steps, written out on whole tensors:
         ``f(x_t), f(x_a), f((x_a + x_t)/2)``, the parabola's ``lambda*``, ``x <- x_a + clip(lambda*, 0, 1)(x_t - x_a)``
-        (as ``(2 lam - 1) x_t + (2 - 2 lam) mid``), ``gamma <- gamma * clip(lambda* c_K, 1/4, 4)``; then the update."""
+        (as ``(2 lam - 1) x_t + (2 - 2 lam) mid``), ``gamma <- gamma * clip(lambda* c_K, 1/4, 4)``; once settled,
+        the adaptive rules answer measured probes from the running means when the probes contradict each other
+        (``x`` stays at ``x_t`` or, with ``stay=False``, moves as the probe says); then the update."""
         est = estimate_gradient(
             self.params,
             closure,
@@ -388,7 +403,7 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
             radius=self.radius(),
             scheme=self.scheme,
         )
-        if self.opt.rule.name == "search" and self.m is not None and self.since >= self.interval:  # type: ignore[attr-defined]
+        if self.search and self.m is not None and self.since >= self.interval:
             self._probe(closure)
         self.update(est)
         self.t += 1
@@ -415,15 +430,28 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
             and self.unit_state[0]["gamma"] < res**0.5 * self.unit_state[0]["cap"]
         )
         beta = max(float(g["beta"]) for g in self.groups)
-        factor, verdict = probe_factor(out, self.since, beta, below, warm_up=not self.settled)
-        self.settled = self.settled or verdict == 0 or (verdict == -1 and self.verdict == 1)
-        if verdict == 0 and not out.tie:
+        rule = self.opt.rule  # type: ignore[attr-defined]
+        was_settled = self.settled
+        factor, verdict = probe_factor(
+            out, self.since, beta, below, warm_up=not was_settled, unresolved=rule.unresolved
+        )
+        self.settled = was_settled or verdict == 0 or (verdict == -1 and self.verdict == 1)
+        measured = not (out.tie or out.unresolved) and all(math.isfinite(v) for v in (f0, fh, f1))
+        memory = None
+        if was_settled and measured and rule.settled == "adaptive":
+            located = 0.0 < out.scale < PROBE_FACTOR_MIN
+            gamma = self.unit_state[0]["gamma"]
+            memory = adaptive_factor(self.avg, (f0, fh, f1), self.since, beta, gamma, verdict, located, rule.evidence)
+        lam = 0.0 if verdict == -1 else out.move
+        if memory is not None:
+            factor, verdict = memory
+            lam = 0.0 if verdict == -1 else (1.0 if rule.stay else out.move)
+        elif verdict == 0 and not out.tie:
             factor = averaged_factor(
                 self.avg, (f0, fh, f1), self.since, beta, self.unit_state[0]["gamma"], factor, self.verdict
             )
         else:
             self.avg["avg"] = None
-        lam = 0.0 if verdict == -1 else out.move
         for i, (x, m) in enumerate(zip(x_t, mid, strict=False)):
             self._set(i, x if lam == 1.0 else (m if lam == 0.5 else m * (2.0 - 2.0 * lam) + x * (2.0 * lam - 1.0)))
         self.anchor = [p.clone() for p in self.params]
@@ -475,7 +503,7 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         steps: list[Tensor] = [torch.zeros(())] * n
         for st, members in zip(self.unit_state, self.units, strict=False):
             mom_dual = sum(float((self.m[i] * -directions[i]).sum()) for i in members)
-            if self.opt.rule.name == "search":  # type: ignore[attr-defined]
+            if self.search:
                 gamma = st["gamma"]
             elif alias:
                 if first:

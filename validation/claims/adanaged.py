@@ -41,6 +41,7 @@ from problems.base import AdditiveNoise, StochasticProblem
 from validation.core import ClaimResult, Context, Plot, claim, fmt, robust_slope
 from zotheory.directions import mix_seed
 from zotheory.optim import ZOLMO, ZOSGD, AdaNAGED, JaguarSignSGD, ZOOptimizer
+from zotheory.optim.adanaged import DEFAULT_STEP_RULE
 from zotheory.optim.muon import muon_param_groups
 
 EPS_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
@@ -194,15 +195,21 @@ def _median(xs: list[float]) -> float:
     return float(np.median(np.asarray(xs, dtype=np.float64)))
 
 
-def protocol(key: str, *, steps: int, reps: tuple[float, ...], seed: int = 0) -> ClaimResult:
-    """The full protocol (3 seeds, 6 x 3 grids) on the d = 100 version of problem ``key`` with ``steps`` steps and
-    the initial guesses ``reps``: the runs stored in ``results/validation/adanaged/`` (their command is recorded
-    there). ``key``: ``l2_quadratic``, ``linf_separable``, ``spectral_matrix``, ``nonconvex``."""
+def protocol(
+    key: str, *, steps: int, reps: tuple[float, ...], seed: int = 0, step_rule: str = DEFAULT_STEP_RULE
+) -> ClaimResult:
+    """The full protocol (3 seeds, 6 x 3 grids) on the d = 100 version of problem ``key`` with ``steps`` steps,
+    the initial guesses ``reps`` and AdaNAGED's ``step_rule``: the runs stored in ``results/validation/adanaged/``
+    (their command is recorded there). ``key``: ``l2_quadratic``, ``linf_separable``, ``spectral_matrix``,
+    ``nonconvex``."""
     quick = _settings(Context("quick", seed))[key]
-    return _robustness(Context("full", seed), key, Setting(quick.label, quick.make, quick.norm, steps, tuple(reps)))
+    setting = Setting(quick.label, quick.make, quick.norm, steps, tuple(reps))
+    return _robustness(Context("full", seed), key, setting, step_rule)
 
 
-def _robustness(ctx: Context, key: str, setting: Setting | None = None) -> ClaimResult:
+def _robustness(
+    ctx: Context, key: str, setting: Setting | None = None, step_rule: str = DEFAULT_STEP_RULE
+) -> ClaimResult:
     setting = setting or _settings(ctx)[key]
     stochastic = isinstance(setting.make(0), StochasticProblem)
     # stochastic problems: each run is one draw of the noise, and the median of 7 is stable where that of 3 is not
@@ -235,7 +242,7 @@ def _robustness(ctx: Context, key: str, setting: Setting | None = None) -> Claim
     ref_name = min(tuning, key=lambda n: tuning[n]["median"])
     ref = tuning[ref_name]["median"]
     spread = tuning[ref_name]["spread_over_lr"]
-    ada = {r: [_run_adanaged(setting, r, s) for s in seeds] for r in setting.reps}
+    ada = {r: [_run_adanaged(setting, r, s, step_rule=step_rule) for s in seeds] for r in setting.reps}
     ada_med = {r: _median(v) for r, v in ada.items()}
     worst_r = max(ada_med, key=ada_med.__getitem__)
     worst_ratio = ada_med[worst_r] / ref if ref > 0 else math.inf
@@ -471,8 +478,9 @@ def adanaged_rate_nonconvex(ctx: Context) -> ClaimResult:
     cost=3.0,
 )
 def adanaged_default_rule(ctx: Context) -> ClaimResult:
-    """The function-value step search is the better default step-size rule for AdaNAGED: at equal evaluation budgets
-    (its probes counted) it reaches a smaller final error than the DoG-type and the ALIAS-type rules."""
+    """The function-value step search (the default rule, :data:`~zotheory.optim.adanaged.DEFAULT_STEP_RULE`) is the
+    better default step-size rule for AdaNAGED: at equal evaluation budgets (its probes counted) it reaches a smaller
+    final error than the DoG-type and the ALIAS-type rules."""
     T = ctx.pick(600, 1200)
     settings = {
         k: v
@@ -480,7 +488,7 @@ def adanaged_default_rule(ctx: Context) -> ClaimResult:
         if k in ("l2_quadratic", "linf_separable", "spectral_matrix", "nonconvex")
     }
     seed = int(mix_seed(ctx.seed, _SALT, 200) % (2**31))
-    rules = ("search", "dog", "alias")
+    rules = (DEFAULT_STEP_RULE, "dog", "alias")
     rows: list[dict[str, Any]] = []
     wins, cases = 0, 0
     for st in settings.values():
@@ -489,7 +497,7 @@ def adanaged_default_rule(ctx: Context) -> ClaimResult:
             finals = {name: _run_adanaged(st, reps, seed, step_rule=name) for name in rules}
             f0 = st.make(seed).suboptimality()
             cases += 1
-            wins += int(finals["search"] <= min(finals["dog"], finals["alias"]))
+            wins += int(finals[DEFAULT_STEP_RULE] <= min(finals["dog"], finals["alias"]))
             rows.append({"problem": st.label, "reps_rel": reps, "f0": f0, **finals})
     need = math.ceil(0.75 * cases)
     passed = bool(wins >= need)
@@ -498,12 +506,12 @@ def adanaged_default_rule(ctx: Context) -> ClaimResult:
         for n in rules
     ]
     return ClaimResult(
-        predicted=f"search's final error <= min(DoG, ALIAS) in >= {need} of {cases} cases",
-        measured=f"search best in {wins}/{cases}",
+        predicted=f"{DEFAULT_STEP_RULE}'s final error <= min(DoG, ALIAS) in >= {need} of {cases} cases",
+        measured=f"{DEFAULT_STEP_RULE} best in {wins}/{cases}",
         passed=passed,
         statistics={"T": T, "seed": seed, "cases": rows},
-        verdict_rule="pass iff the search rule's final error is at most the better of DoG and ALIAS in at least 75% of "
-        "the (problem, reps_rel) cases, at equal evaluation budgets (2 T)",
+        verdict_rule="pass iff the default search rule's final error is at most the better of DoG and ALIAS in at "
+        "least 75% of the (problem, reps_rel) cases, at equal evaluation budgets (2 T)",
         plots=[
             Plot(
                 title=f"AdaNAGED step-size rules, {2 * T} evaluations",

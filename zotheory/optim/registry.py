@@ -28,7 +28,7 @@ import torch
 
 from zotheory.estimators import evaluations_needed
 from zotheory.optim.adam import ZOAdam
-from zotheory.optim.adanaged import AdaNAGED, get_step_rule
+from zotheory.optim.adanaged import DEFAULT_STEP_RULE, AdaNAGED, get_step_rule
 from zotheory.optim.base import ZOOptimizer, _state_dtype
 from zotheory.optim.jaguar import JaguarMuon, JaguarSignSGD
 from zotheory.optim.muon import MatrixEfficientZOMuon, ZOMuon, muon_param_groups
@@ -188,7 +188,7 @@ def preset(cls: type[ZOOptimizer], *, route: Router | None = None, **defaults: A
 
 def _adanaged_state_multiple(config: Config) -> float:
     """Declared state: the momentum / memory ``m`` plus the probe's anchor or the ``x_0`` copy (state dtype)."""
-    rule = get_step_rule(config.get("step_rule", "search"))
+    rule = get_step_rule(config.get("step_rule", DEFAULT_STEP_RULE))
     x0 = 1.0 if ("dist" in rule.needs or "probe" in rule.needs) else 0.0
     if "dist" in rule.needs and config.get("x0_dtype") is not None:
         x0 = 0.5 if config["x0_dtype"] in (torch.float16, torch.bfloat16) else x0

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -54,7 +55,7 @@ from typing import Any
 
 from llm.checkpoint import load_checkpoint
 from llm.config import parse_key_values
-from llm.methods import _probe_params, build_optimizer, resolve_method, resolve_policy
+from llm.methods import _probe_params, build_optimizer, method_options, resolve_method, resolve_policy
 from llm.step import FO_FORWARD_EQUIVALENTS
 from llm.train import read_metrics
 from zotheory import atomicio
@@ -67,6 +68,7 @@ __all__ = [
     "MethodEntry",
     "run_config",
     "run_name",
+    "effective_extra",
     "collect_runs",
     "summarise",
     "budget_scaling",
@@ -137,10 +139,25 @@ def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
+def effective_extra(label: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` without the options that restate the method's own defaults: ``--opt step_rule=search-adapt-move``
+    names the same run as no option while that is AdaNAGED's default. Run names and the summary's groups use it,
+    so a run made with an explicit default and one made without it are one run; an option that names a former
+    default (``step_rule=search``) stays, and keeps those runs apart."""
+    params = method_options(resolve_method(METHODS[label].method))
+    return {
+        k: v
+        for k, v in extra.items()
+        if not (k in params and params[k].default is not inspect.Parameter.empty and params[k].default == v)
+    }
+
+
 def run_name(label: str, mode: str, value: float, seed: int, budget: int, extra: dict[str, Any]) -> str:
-    """``<label>-<mode>-<option><value>-s<seed>-b<budget>`` (+ a short hash of extra options)."""
+    """``<label>-<mode>-<option><value>-s<seed>-b<budget>`` (+ a short hash of the extra options that are not
+    defaults, `effective_extra`)."""
     entry = METHODS[label]
     name = f"{label}-{mode}-{entry.option}{_fmt(value)}-s{seed}-b{budget}"
+    extra = effective_extra(label, extra)
     if extra:
         h = hashlib.sha1(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:6]
         name += f"-x{h}"
@@ -319,7 +336,8 @@ def _mean_sd(xs: list[float]) -> tuple[float, float | None]:
 def summarise(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(summary, sweeps)``.
 
-    Runs are grouped by (label, mode, budget, value, extra options); a group's score is its
+    Runs are grouped by (label, mode, budget, value, extra options other than restated defaults,
+    `effective_extra`); a group's score is its
     mean best dev accuracy (500 dev examples). Per ``"<label>/<mode>"`` the summary keeps the
     group with the best score for tuned labels, and the group at the first default value
     for untuned ones (``adanaged``, ``zero-shot``); among budgets the largest up to
@@ -331,7 +349,8 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any
     """
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in runs:
-        group = (r["label"], r["mode"], r["budget"], r["value"], json.dumps(r.get("extra", {}), sort_keys=True))
+        extra = effective_extra(r["label"], r.get("extra", {}))
+        group = (r["label"], r["mode"], r["budget"], r["value"], json.dumps(extra, sort_keys=True))
         groups.setdefault(group, []).append(r)
     sweeps: dict[str, list[dict[str, Any]]] = {}
     for (label, mode, budget, value, extra), rs in sorted(groups.items()):
@@ -357,9 +376,9 @@ def summarise(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any
         entry = METHODS[label]
         budgets = {g["budget"] for g in gs}
         top = max((b for b in budgets if b <= PROTOCOL_BUDGET), default=min(budgets))
-        cands = [g for g in gs if g["budget"] == top and not g["extra_options"]] or [
-            g for g in gs if g["budget"] == top
-        ]
+        cands = [g for g in gs if g["budget"] == top and not g["extra_options"]]
+        if entry.tuned:  # a tuned label run only with extra options is still tuned; an untuned one is not a default
+            cands = cands or [g for g in gs if g["budget"] == top]
         if entry.tuned:
             g = max(cands, key=lambda g: (g["best_dev_acc_mean"], len(g["seeds"])))
             how = f"best mean dev accuracy among {len(cands)} value(s) of {entry.option}"

@@ -376,3 +376,22 @@ def test_cli_head_options_reach_the_config_and_a_wrong_count_is_refused(tiny_sst
     )
     with pytest.raises(ValueError, match="3 entries"):
         build_run(three)
+
+
+def test_explicit_defaults_name_the_default_run_and_former_defaults_stay_apart() -> None:
+    """``--opt step_rule=<the default>`` is the default run (same folder name, same summary group); a run with a
+    former default (``step_rule=search``) is a sweep of its own and never the untuned summary entry."""
+    from zotheory.optim.adanaged import DEFAULT_STEP_RULE
+
+    plain = R.run_name("adanaged", "lora", 1e-6, 0, 6000, {})
+    assert R.run_name("adanaged", "lora", 1e-6, 0, 6000, {"step_rule": DEFAULT_STEP_RULE}) == plain
+    assert R.run_name("adanaged", "lora", 1e-6, 0, 6000, {"step_rule": "search"}) != plain
+    assert R.effective_extra("adanaged", {"step_rule": "search", "reps_rel": 1e-6}) == {"step_rule": "search"}
+    old = _fake_run("adanaged", "ft", 1e-6, 0, 0.9, 0.9)
+    old["extra"] = {"step_rule": "search"}
+    summary, sweeps = R.summarise([old])
+    assert "adanaged/ft" not in summary and sweeps["adanaged/ft"][0]["extra_options"] == {"step_rule": "search"}
+    new = _fake_run("adanaged", "ft", 1e-6, 1, 0.7, 0.7)
+    new["extra"] = {"step_rule": DEFAULT_STEP_RULE}
+    summary, _ = R.summarise([old, new, _fake_run("adanaged", "ft", 1e-6, 2, 0.8, 0.8)])
+    assert summary["adanaged/ft"]["seeds"] == [1, 2] and summary["adanaged/ft"]["eval_acc_mean"] == pytest.approx(75.0)

@@ -474,8 +474,8 @@ SYNTHETIC = {
     "same forward passes",
     "adanaged_lmo": "adanaged_robust_* tune ZO-LMO with AdaNAGED's LMO and momentum among the baselines: AdaNAGED, "
     "untuned, ends within 2x of the best tuned baseline's f - f*; here: within 1 point of accuracy of tuned ZO-LMO",
-    "adanaged": "adanaged_robust_* pass with the default step rule (search-adapt-move): within 1.02x-1.83x of the tuned "
-    "baselines for every reps_rel in 1e-10..1, on 4 deterministic and 2 stochastic problems",
+    "adanaged": "adanaged_robust_* pass with the default step rule (search-adapt-move): within 1.02x-1.83x of the "
+    "tuned baselines for every reps_rel in 1e-10..1, on 4 deterministic and 2 stochastic problems",
 }
 
 

@@ -370,7 +370,7 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         super().__init__(optimizer, params)
         rule = optimizer.rule  # type: ignore[attr-defined]
         self.search = isinstance(rule, ParabolicSearchRule) and rule.settled in ("clip", "adaptive")
-        if optimizer.momentum != "ema" or not (self.search or rule.name in ("dog", "alias")):
+        if optimizer.momentum != "ema" or not (self.search or rule.name in ("dog", "alias")):  # type: ignore[attr-defined]
             raise ValueError(
                 "the AdaNAGED reference covers momentum='ema' with the 'dog' or 'alias' rule, or a search rule whose "
                 f"settled answer is 'clip' or 'adaptive'; got {rule.name!r}"

@@ -33,7 +33,7 @@ Step-size rules (pluggable, :class:`StepSizeRule`):
   ``clip(lambda* c_K, 1/4, 4)``, where
   ``c_K = Var(sum_{t<K} m_t) / (K sigma^2)`` (:func:`momentum_correction`) removes the bias that the
   correlation of the momentum's consecutive steps gives a short displacement. 3 extra evaluations per probe;
-  derivation and evidence in ``docs/adanaged.md`` §3.3. Once the probes settle, ``"search-adapt-move"`` answers
+  derivation and evidence in ``docs/adanaged.md`` §3.0. Once the probes settle, ``"search-adapt-move"`` answers
   them from running means of their normalised slope and curvature whenever consecutive probes contradict each
   other (noise), with a memory set by how often they do (:func:`probe_memory`, :func:`adaptive_factor`); on
   exact probes it is ``"search"`` with a growth answer to a curvature below the loss's resolution
@@ -331,7 +331,7 @@ def ema_sum_variance(k: int, beta: float) -> float:
         \frac{\mathrm{Var}}{\sigma^2} = \Big(\frac{\beta(1-\beta^k)}{1-\beta}\Big)^2\frac{1-\beta}{1+\beta}
         + \sum_{i=1}^{k}(1-\beta^i)^2
 
-    (derived in ``docs/adanaged.md`` §3.3). ``beta = 0`` gives ``k``; ``k = 1`` gives ``(1-beta)/(1+beta)``.
+    (derived in ``docs/adanaged.md`` §3.0). ``beta = 0`` gives ``k``; ``k = 1`` gives ``(1-beta)/(1+beta)``.
     """
     if not (isinstance(k, int) and k >= 1):
         raise ValueError(f"k must be an int >= 1, got {k!r}")
@@ -668,7 +668,7 @@ def next_probe_interval(k: int, verdict: int, previous: int) -> int:
 
 class ParabolicSearchRule:
     """Function-value step search (the default rules of :class:`AdaNAGED`, :data:`DEFAULT_STEP_RULE`; module
-    docstring, ``docs/adanaged.md`` §3.3).
+    docstring, ``docs/adanaged.md`` §3.0).
 
     ``gamma_0 = r_eps``; the step size changes only at probes, by :func:`probe_factor`. ``needs = {"probe"}``
     makes the optimizer run the probes (3 extra closure calls every ``K`` steps) and keep the anchor. Invariant to

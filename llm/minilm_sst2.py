@@ -739,7 +739,7 @@ def report(work: str | Path, out: str | Path) -> dict[str, Any]:
                 "value": r["value"],
                 "seed": r["seed"],
                 "budget": r["budget"],
-                "extra_options": r.get("extra", {}),
+                "extra_options": effective_extra(r["label"], r.get("extra", {})),
                 "command": _without_data_dir(r.get("command"), r["config"]),
                 "config": {**r["config"], "data_dir": DATA_DIR_PLACEHOLDER},
                 **{

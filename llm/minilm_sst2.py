@@ -280,6 +280,32 @@ def gamma_walk(metrics: list[dict[str, Any]], after: int = 300) -> dict[str, Any
     }
 
 
+def train_curve(metrics: list[dict[str, Any]], points: int = 100) -> list[dict[str, Any]]:
+    """A run's training loss as at most ``points`` window means: consecutive train records (with a loss) split
+    into windows of ``ceil(n / points)`` records, the last one shorter when ``n`` does not divide. Each point
+    carries the window's last ``step`` and ``forward_passes``, the mean minibatch ``loss``, the record count
+    ``window`` and, for AdaNAGED, the last record's ``step_size`` (first unit). The mean over a window keeps the
+    curve readable at any budget and the results file small (a 20,000-pass run logs 10,000 train records)."""
+    if points < 1:
+        raise ValueError(f"points must be >= 1, got {points!r}")
+    tr = [m for m in metrics if m["type"] == "train" and m.get("loss") is not None]
+    k = max(1, math.ceil(len(tr) / points))
+    out = []
+    for i in range(0, len(tr), k):
+        w = tr[i : i + k]
+        point = {
+            "type": "train",
+            "step": w[-1]["step"],
+            "forward_passes": w[-1]["forward_passes"],
+            "loss": statistics.fmean(float(m["loss"]) for m in w),
+            "window": len(w),
+        }
+        if w[-1].get("step_size"):
+            point["step_size"] = float(w[-1]["step_size"][0])
+        out.append(point)
+    return out
+
+
 def probe_log(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """AdaNAGED's step-size probes, one entry each, from the ``probe`` of a run's train records (empty for runs
     logged before probes were, or for other methods): the step, the ``gamma`` the probe found, the factor it
@@ -609,11 +635,8 @@ def _plot(out: Path, runs: list[dict[str, Any]], summary: dict[str, Any], sweeps
             ax1.plot(
                 [r["forward_passes"] for r in ev], [100 * r["accuracy"] for r in ev], marker="o", ms=3, label=label
             )
-            tr = [r for r in recs if r["type"] == "train" and r["loss"] is not None]
-            k = max(1, len(tr) // 50)
-            xs = [tr[i + k - 1]["forward_passes"] for i in range(0, len(tr) - k + 1, k)]
-            ys = [statistics.fmean(r["loss"] for r in tr[i : i + k]) for i in range(0, len(tr) - k + 1, k)]
-            ax2.plot(xs, ys, label=label)
+            tr = train_curve(recs, points=50)
+            ax2.plot([c["forward_passes"] for c in tr], [c["loss"] for c in tr], label=label)
         ax1.set_title(f"{mode}: dev accuracy (500 from train.tsv), seed of the first run")
         ax1.set_xlabel("training forward passes (FO step = 3)")
         ax1.set_ylabel("dev accuracy (%)")
@@ -761,12 +784,15 @@ def report(work: str | Path, out: str | Path) -> dict[str, Any]:
                 **({"step_size_state": r["step_size_state"]} if r.get("step_size_state") else {}),
                 **({"gamma_walk": walk} if (walk := gamma_walk(r["metrics"])) else {}),
                 **({"probes": probes} if (probes := probe_log(r["metrics"])) else {}),
-                "curve": [
-                    {k: m.get(k) for k in ("type", "split", "step", "forward_passes", "accuracy", "loss")}
-                    | ({"step_size": m["step_size"][0]} if m.get("step_size") else {})
-                    for m in r["metrics"]
-                    if m["type"] == "eval" or m["step"] % 10 == 0
-                ],
+                "curve": sorted(
+                    [
+                        {k: m.get(k) for k in ("type", "split", "step", "forward_passes", "accuracy", "loss")}
+                        for m in r["metrics"]
+                        if m["type"] == "eval"
+                    ]
+                    + train_curve(r["metrics"]),
+                    key=lambda c: (c["step"], c["type"] != "train"),
+                ),
             }
             for r in runs
         ],

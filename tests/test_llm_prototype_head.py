@@ -199,6 +199,26 @@ def test_gamma_walk_summarises_the_logged_step_sizes():
     assert R.gamma_walk([{"type": "train", "step": 1, "loss": 0.5}]) is None  # no step sizes logged
 
 
+@pytest.mark.parametrize("n", [1, 7, 200, 201, 1000])
+def test_train_curve_is_window_means_that_cover_every_train_record(n):
+    losses = [math.sin(i) + 0.001 * i for i in range(n)]
+    metrics = [
+        {"type": "train", "step": i + 1, "loss": x, "forward_passes": 2 * (i + 1), "step_size": [0.1 * (i + 1)]}
+        for i, x in enumerate(losses)
+    ]
+    metrics.insert(3, {"type": "eval", "split": "dev", "step": 3, "loss": 9.0, "accuracy": 0.5})  # not a train loss
+    metrics.append({"type": "train", "step": n + 1, "loss": None, "forward_passes": 2 * n + 2})  # a skipped step
+    curve = R.train_curve(metrics, points=200)
+    assert 1 <= len(curve) <= 200
+    assert sum(c["window"] for c in curve) == n
+    assert [c["step"] for c in curve] == sorted({c["step"] for c in curve})
+    assert curve[-1]["step"] == n and curve[-1]["forward_passes"] == 2 * n
+    assert sum(c["loss"] * c["window"] for c in curve) == pytest.approx(sum(losses))
+    assert curve[-1]["step_size"] == pytest.approx(0.1 * n)
+    with pytest.raises(ValueError, match="points must be >= 1, got 0"):
+        R.train_curve(metrics, points=0)
+
+
 def test_probe_log_keeps_each_logged_probe_as_json_numbers():
     probe = {"f_anchor": 0.5, "f_mid": 0.45, "f_current": 0.52, "scale": math.inf, "move": 1.0, "factor": 2.0}
     metrics = [
@@ -343,6 +363,8 @@ def test_report_writes_the_results_tree_from_run_folders(tmp_path):
     by_label = {run["label"]: run for run in doc["runs"]}
     assert by_label["adanaged"]["step_size_state"]["gamma"] == gammas
     assert "step_size_state" not in by_label["zo-sgd"]
+    train = [c for c in by_label["zo-sgd"]["curve"] if c["type"] == "train"]
+    assert sum(c["window"] for c in train) == 29 and train[-1]["step"] == 29
     assert doc["summary"]["zo-sgd/ft"]["eval_acc_mean"] == pytest.approx(74.0)
     assert (out / "curves.png").stat().st_size > 1000
     assert "Carry-over" in (out / "results.md").read_text()

@@ -193,6 +193,33 @@ def test_lmo_routing_per_group() -> None:
     assert float(dc.norm()) == pytest.approx(gamma, rel=1e-9)
 
 
+def test_rms_radii_move_every_block_alike() -> None:
+    """``radii="rms"`` (``docs/adanaged.md`` §3.1): each block's LMO is scaled by ``rms_radius``, so one step moves
+    the entries of the spectral, l-inf and l2 blocks by the same RMS ``gamma`` (with unit radii the 6x4 spectral
+    block moves by ``gamma / sqrt(6)`` and the l2 block by ``gamma / sqrt(7)``). ``||x_0||`` of the first step's
+    ``r_eps`` is the product norm with these radii."""
+    gen = torch.Generator().manual_seed(2)
+    a = nn.Parameter(torch.randn(6, 4, generator=gen, dtype=F64), requires_grad=False)
+    b = nn.Parameter(torch.randn(5, generator=gen, dtype=F64), requires_grad=False)
+    c = nn.Parameter(torch.randn(7, generator=gen, dtype=F64), requires_grad=False)
+    groups = [{"params": [a], "norm": "spectral"}, {"params": [b], "norm": "linf"}, {"params": [c], "norm": "l2"}]
+    opt = AdaNAGED(groups, radii="rms", reps_rel=1e-2, seed=3)
+    assert [n.name for n in opt.norms] == [f"spectral*{math.sqrt(6):g}", "linf*1", f"l2*{math.sqrt(7):g}"]
+    before = [p.detach().clone() for p in (a, b, c)]
+    opt.step(lambda: (a * a).sum() + (b**3).sum() + (c * c).sum())
+    (gamma,) = opt.step_sizes()
+    x0 = max(
+        float(spectral_norm(before[0])) / math.sqrt(6),
+        float(before[1].abs().max()),
+        float(before[2].norm()) / math.sqrt(7),
+    )
+    assert gamma == pytest.approx(1e-2 * (1.0 + x0), rel=1e-12)
+    for p, q in zip((a, b, c), before, strict=True):
+        assert float((p.detach() - q).pow(2).mean().sqrt()) == pytest.approx(gamma, rel=1e-9)
+    with pytest.raises(ValueError, match="radii must be one of \\['unit', 'rms'\\], got 'RMS'"):
+        AdaNAGED(groups, radii="RMS")
+
+
 def test_step_size_summary_reads_the_state_dict_as_plain_numbers() -> None:
     x = nn.Parameter(torch.linspace(-1.0, 1.0, 8, dtype=F64), requires_grad=False)
     opt = AdaNAGED([x], norm="l2", reps_rel=1e-3, seed=5)
@@ -891,6 +918,36 @@ def test_search_rules_follow_the_dense_reference_on_a_noisy_loss(rule: str) -> N
     assert float((fast - slow).abs().max()) <= 1e-9
     if rule != "search":
         assert min(weights) < 1.0, f"{rule}: the probes never contradicted each other"
+
+
+@pytest.mark.parametrize("rule", ["search-adapt-move", "dog"])
+def test_rms_radii_follow_the_dense_reference_with_newton_schulz_blocks(rule: str) -> None:
+    """``radii="rms"`` with a Newton–Schulz block, a wide spectral block and a sign block: the optimizer (batched
+    Newton–Schulz of the scaled block, realised duals and power-iteration distances divided by ``rho``) and the
+    dense reference (literal polynomial times ``rho``) take the same 200 float64 steps to ``1e-9``."""
+    from zotheory.optim.reference import ReferenceAdaNAGED
+
+    gen = torch.Generator().manual_seed(4)
+    shapes = [(8, 3), (3, 8), (5,)]
+    fast = [nn.Parameter(torch.randn(s, generator=gen, dtype=F64), requires_grad=False) for s in shapes]
+    slow = [p.detach().clone() for p in fast]
+    groups = [
+        {"params": fast[:2], "norm": "spectral_ns"},
+        {"params": fast[2:], "norm": "linf"},
+    ]
+    opt = AdaNAGED(groups, radii="rms", reps_rel=1e-3, step_rule=rule, seed=6)
+    ref = ReferenceAdaNAGED(opt, slow)
+    targets = [torch.randn(s, generator=gen, dtype=F64) for s in shapes]
+
+    def loss(ps: list[torch.Tensor]) -> torch.Tensor:
+        return sum(((p - t) ** 2).sum() for p, t in zip(ps, targets, strict=True))  # type: ignore[return-value]
+
+    f0 = float(loss(fast))
+    for _ in range(200):
+        opt.step(lambda: loss(fast))
+        ref.step(lambda: loss(slow))
+    assert max(float((a - b).abs().max()) for a, b in zip(fast, slow, strict=True)) <= 1e-9
+    assert float(loss(fast)) < f0 / 2
 
 
 def test_the_reference_refuses_rules_it_does_not_write_out() -> None:

@@ -515,3 +515,75 @@ def test_block_lmos_batch_newton_schulz_blocks_as_the_per_block_lmos():
         torch.testing.assert_close(s, norm.lmo(t, 0.5), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="one norm per tensor"):
         block_lmos(norms[:2], tensors, 1.0)
+
+
+def test_block_lmos_stack_scaled_newton_schulz_blocks_with_their_base() -> None:
+    from zotheory.lmo import NewtonSchulzSpectral, Scaled, block_lmos
+
+    g = torch.Generator().manual_seed(1)
+    tensors = [torch.randn(6, 4, generator=g, dtype=torch.float64) for _ in range(3)]
+    ns = NewtonSchulzSpectral()
+    norms = [ns, Scaled(ns, 3.0), Scaled(LInf(), 2.0)]
+    got = block_lmos(norms, tensors, 0.5)
+    for norm, t, s in zip(norms, tensors, got, strict=True):
+        torch.testing.assert_close(s, norm.lmo(t, 0.5), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got[1], 3.0 * ns.lmo(tensors[1], 0.5), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("base", [L2(), LInf(), L1(), Spectral(), Nuclear()], ids=lambda n: n.name)
+def test_scaled_norm_is_a_block_of_radius_rho(base: Norm) -> None:
+    """``||x|| / rho``, dual ``rho ||g||_*`` and ``lmo_r = base.lmo_{r rho}``: the LMO identities of §5.28 hold
+    for the scaled norm (``<g, lmo(g, r)> = -r ||g||_*``, ``||lmo(g, r)|| = r``), in float64 to 1e-10."""
+    from zotheory.lmo import Scaled, unscaled
+
+    g = torch.randn(5, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    norm = Scaled(base, 2.5)
+    s = norm.lmo(g, 0.3)
+    assert float((g * s).sum()) == pytest.approx(-0.3 * float(norm.dual_norm(g)), rel=1e-10)
+    assert float(norm.norm(s)) == pytest.approx(0.3, rel=1e-10)
+    assert float(norm.dual_norm(g)) == pytest.approx(2.5 * float(base.dual_norm(g)), rel=1e-12)
+    folded = Scaled(norm, 2.0)
+    assert unscaled(folded) == (base, 5.0) and folded.name == f"{base.name}*5"
+    assert unscaled(base) == (base, 1.0)
+    with pytest.raises(ValueError, match="0"):
+        Scaled(base, 0.0)
+    with pytest.raises(TypeError, match="needs a Norm"):
+        Scaled("l2", 1.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("base", "shape", "rho"),
+    [
+        (LInf(), (7, 3), 1.0),
+        (Spectral(), (12, 5), math.sqrt(12)),
+        (Spectral(), (4, 3, 3), 3.0),  # matrix view 4 x 9
+        (L2(), (6, 5), math.sqrt(30)),
+        (L1(), (6, 5), math.sqrt(30)),
+        (Nuclear(), (6, 5), math.sqrt(30)),
+    ],
+    ids=lambda v: getattr(v, "name", str(v)),
+)
+def test_rms_radius_gives_unit_steps_an_entry_rms_of_one(base: Norm, shape: tuple[int, ...], rho: float) -> None:
+    from zotheory.lmo import rms_radius
+
+    assert rms_radius(base, shape) == pytest.approx(rho, rel=1e-15)
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    step = rms_radius(base, shape) * base.lmo(g, 1.0)
+    assert float(step.pow(2).mean().sqrt()) == pytest.approx(1.0, rel=1e-10)
+
+
+def test_rms_radius_of_newton_schulz_lies_in_its_singular_value_band_and_bad_input_is_named() -> None:
+    from zotheory.lmo import Scaled, rms_radius
+
+    ns = NewtonSchulzSpectral()
+    g = torch.randn(40, 10, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    rms = float((rms_radius(ns, g.shape) * ns.lmo(g, 1.0)).pow(2).mean().sqrt())
+    assert 0.6818 <= rms <= 1.1344  # the quintic's band after 5 steps (§5.32)
+    with pytest.raises(ValueError, match="no closed form for norm 'l3'"):
+        rms_radius(Lp(3.0), (4, 4))
+    with pytest.raises(ValueError, match="already has its radius 2"):
+        rms_radius(Scaled(LInf(), 2.0), (4,))
+    with pytest.raises(ValueError, match="needs a matrix shape, got \\(5,\\)"):
+        rms_radius(Spectral(), (5,))
+    with pytest.raises(ValueError, match="positive dims, got \\(0, 3\\)"):
+        rms_radius(LInf(), (0, 3))

@@ -582,6 +582,29 @@ def test_muon_param_groups_routing_rule() -> None:
     assert [g["norm"] for g in zolmo.param_groups] == ["spectral", "linf"]
 
 
+def test_zolmo_rms_radii_move_every_tensor_by_lr_and_follow_the_reference() -> None:
+    """``radii="rms"``: with ``beta = 0`` one step moves the entries of an exact-spectral and an l2 tensor by ``lr``
+    in RMS (unit radii: ``lr / sqrt(rows)`` and ``lr / sqrt(n)``); 20 momentum steps match the dense reference."""
+    from zotheory.optim.reference import REFERENCES
+
+    params, slow = two_blocks(), two_blocks()
+    groups = muon_param_groups(params, key="norm", hidden="spectral", other="l2")
+    before = [p.detach().clone() for p in params]
+    opt = ZOLMO(groups, lr=0.1, beta=0.0, radii="rms")
+    opt.step(sum_sq(params))
+    for p, q in zip(params, before, strict=True):
+        assert float((p.detach() - q).pow(2).mean().sqrt()) == pytest.approx(0.1, rel=1e-9)
+    fast = two_blocks()
+    opt = ZOLMO(muon_param_groups(fast, key="norm", hidden="spectral", other="l2"), lr=0.05, beta=0.5, radii="rms")
+    ref = REFERENCES["zo-lmo"](opt, slow)
+    for _ in range(20):
+        opt.step(sum_sq(fast))
+        ref.step(sum_sq(slow))
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-10) for a, b in zip(fast, slow, strict=True))
+    with pytest.raises(ValueError, match="radii must be one of \\['unit', 'rms'\\], got 'none'"):
+        ZOLMO(two_blocks(), radii="none")
+
+
 def test_zolmo_schedules() -> None:
     """A callable schedule scales ``lr`` by ``factor(t)`` (checked against the dense reference); a torch
     ``lr_scheduler`` drives the ``lr`` key; a negative factor is refused with the parameters restored."""

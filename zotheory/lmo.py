@@ -49,6 +49,7 @@ __all__ = [
     "Norm",
     "Nuclear",
     "ProductNorm",
+    "Scaled",
     "block_lmos",
     "Spectral",
     "SumNorm",
@@ -67,8 +68,10 @@ __all__ = [
     "newton_schulz_batched",
     "nuclear_lmo",
     "nuclear_norm",
+    "rms_radius",
     "spectral_lmo",
     "spectral_norm",
+    "unscaled",
 ]
 
 #: Muon's quintic Newton–Schulz coefficients ``(a, b, c)``: ``p(x) = a x + b x^3 + c x^5`` (§5.32;
@@ -612,22 +615,97 @@ class NewtonSchulzSpectral(Norm):
         return (-r * _up(x)).to(g.dtype)
 
 
+@dataclass(frozen=True)
+class Scaled(Norm):
+    """One block of a product norm with radius ``rho``: ``||x|| = ||x||_base / rho``, dual ``rho ||g||_base,*``,
+    ``lmo(g, r) = base.lmo(g, r rho)`` (the blocks of :class:`ProductNorm` with their radii, §5.30; Scion's
+    layer-wise radii, Pethick et al. 2025, arXiv 2502.07529). A step of the product norm's LMO then moves block
+    ``l`` by ``rho_l`` in its own norm. A ``Scaled`` base is folded in (``rho`` multiplies), so ``base`` is never
+    ``Scaled``; ``exact`` is the base's.
+    """
+
+    base: Norm
+    rho: float
+    name: str = field(default="scaled", init=False)
+    exact: bool = field(default=True, init=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, Norm):
+            raise TypeError(f"Scaled needs a Norm as base, got {self.base!r}")
+        rho = check_radius(self.rho)
+        if isinstance(self.base, Scaled):
+            rho *= self.base.rho
+            object.__setattr__(self, "base", self.base.base)
+        object.__setattr__(self, "rho", rho)
+        object.__setattr__(self, "name", f"{self.base.name}*{rho:g}")
+        object.__setattr__(self, "exact", self.base.exact)
+
+    def norm(self, x: Tensor) -> Tensor:
+        return (_up(self.base.norm(x)) / self.rho).to(x.dtype)
+
+    def dual_norm(self, g: Tensor) -> Tensor:
+        return (_up(self.base.dual_norm(g)) * self.rho).to(g.dtype)
+
+    def lmo(self, g: Tensor, radius: float = 1.0) -> Tensor:
+        return self.base.lmo(g, check_radius(radius) * self.rho)
+
+
+def unscaled(norm: Norm) -> tuple[Norm, float]:
+    """``(base, rho)`` of a :class:`Scaled` norm, ``(norm, 1.0)`` of any other."""
+    return (norm.base, norm.rho) if isinstance(norm, Scaled) else (norm, 1.0)
+
+
+def rms_radius(norm: Norm, shape: Sequence[int]) -> float:
+    """The radius ``rho`` at which a unit step ``rho lmo_1(g)`` of a generic ``g`` (full rank, no zero entries) of
+    ``shape`` moves its entries by 1 in root mean square: ``rho = sqrt(n) / ||lmo_1(g)||_F`` with ``n`` entries.
+
+    * l-inf / sign: ``||sign(g)||_F = sqrt(n)``, so ``rho = 1``;
+    * spectral and Newton–Schulz: ``||U V^T||_F = sqrt(min(rows, cols))`` (matrix view ``(shape[0], -1)``), so
+      ``rho = sqrt(max(rows, cols))`` (Newton–Schulz's singular values are near 1, not equal: §5.32);
+    * l2, Frobenius, l1, nuclear: ``||lmo_1(g)||_F = 1``, so ``rho = sqrt(n)``.
+
+    Blocks of different geometry then move their entries alike, as the isotropic step of ZO-SGD does; Moonlight
+    scales Muon's update by ``0.2 sqrt(max(rows, cols))`` for the same reason, to match AdamW's update RMS (Liu et
+    al. 2025, arXiv 2502.16982: its per-parameter update scale). Other norms (``lp``: the Frobenius norm of its LMO
+    depends on ``g``) are refused by name; so is a ``Scaled`` norm, whose radius is already set.
+    """
+    dims = tuple(int(d) for d in shape)
+    if not dims or any(d <= 0 for d in dims):
+        raise ValueError(f"rms_radius needs a shape of positive dims, got {tuple(shape)!r}")
+    n = math.prod(dims)
+    if isinstance(norm, Scaled):
+        raise ValueError(f"norm {norm.name!r} already has its radius {norm.rho:g}; pass its base")
+    if isinstance(norm, LInf):
+        return 1.0
+    if isinstance(norm, (Spectral, NewtonSchulzSpectral)):
+        if len(dims) < 2:
+            raise ValueError(f"norm {norm.name!r} needs a matrix shape, got {dims!r}")
+        return math.sqrt(max(dims[0], n // dims[0]))
+    if isinstance(norm, (L2, L1, Nuclear)):
+        return math.sqrt(n)
+    raise ValueError(f"rms_radius has no closed form for norm {norm.name!r}; use linf, spectral(_ns), l2, l1, nuclear")
+
+
 def block_lmos(
     norms: Sequence[Norm], tensors: Sequence[Tensor], radius: float = 1.0, *, budget: int = 1 << 24
 ) -> list[Tensor]:
     """``[norms[i].lmo(tensors[i], radius)]`` with the :class:`NewtonSchulzSpectral` blocks of equal matrix shape
     (and equal iteration settings, dtype and device) stacked, up to ``budget`` entries per stack, and orthogonalised
     by one :func:`newton_schulz_batched` chain per stack: equal to the per-block LMOs up to the rounding of the
-    batched kernels (every matrix keeps its own Frobenius normalisation). Other norms are called block by block."""
+    batched kernels (every matrix keeps its own Frobenius normalisation); a :class:`Scaled` Newton–Schulz block joins
+    its base's stack and is multiplied by its radius. Other norms are called block by block."""
     if len(norms) != len(tensors):
         raise ValueError(f"block_lmos needs one norm per tensor, got {len(norms)} norms and {len(tensors)} tensors")
     r = check_radius(radius)
     out: list[Tensor | None] = [None] * len(tensors)
     stacks: dict[tuple[Any, ...], list[int]] = {}
+    rhos: dict[int, float] = {}
     for i, (norm, g) in enumerate(zip(norms, tensors, strict=False)):
-        if not isinstance(norm, NewtonSchulzSpectral):
+        base, rhos[i] = unscaled(norm)
+        if not isinstance(base, NewtonSchulzSpectral):
             out[i] = norm.lmo(g, r)
             continue
+        norm = base
         g = _check_tensor(g)
         matrix = _as_matrix(g, "the Newton-Schulz LMO's input")
         key = (tuple(matrix.shape), norm.coefficients, norm.steps, norm.eps, norm.compute_dtype, g.dtype, g.device)
@@ -645,7 +723,7 @@ def block_lmos(
                 compute_dtype=compute_dtype,
             )
             for i, x_i in zip(chunk, x, strict=False):
-                out[i] = (-r * _up(x_i)).to(tensors[i].dtype).reshape(tensors[i].shape)
+                out[i] = (-r * rhos[i] * _up(x_i)).to(tensors[i].dtype).reshape(tensors[i].shape)
     return out  # type: ignore[return-value]
 
 

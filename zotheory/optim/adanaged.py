@@ -72,7 +72,17 @@ from torch import Tensor
 
 from zotheory.directions import Coordinate
 from zotheory.estimators import NonFiniteLossError, ZOEstimate, as_loss, dtype_resolution, validate_radius
-from zotheory.lmo import NewtonSchulzSpectral, Norm, Nuclear, Spectral, block_lmos, get_norm
+from zotheory.lmo import (
+    NewtonSchulzSpectral,
+    Norm,
+    Nuclear,
+    Scaled,
+    Spectral,
+    block_lmos,
+    get_norm,
+    rms_radius,
+    unscaled,
+)
 from zotheory.optim.base import (
     ZOOptimizer,
     _state_dtype,
@@ -93,6 +103,7 @@ __all__ = [
     "DoGRule",
     "MOMENTA",
     "ParabolicSearchRule",
+    "RADII",
     "ProbeOutcome",
     "RadiusRule",
     "RADIUS_RULES",
@@ -102,6 +113,7 @@ __all__ = [
     "StepTiedRadius",
     "SETTLED_ANSWERS",
     "UNRESOLVED_ANSWERS",
+    "block_norms",
     "default_norm_name",
     "get_step_rule",
     "ema_sum_variance",
@@ -840,12 +852,25 @@ def _resolve_norm(spec: Any, p: Tensor, name: str) -> Norm:
         norm = get_norm(spec)  # ValueError naming the unknown name and the valid ones
     else:
         raise TypeError(f"norm for {name} must be a name from zotheory.lmo.NORMS or a Norm, got {spec!r}")
-    if isinstance(norm, (Spectral, Nuclear, NewtonSchulzSpectral)) and p.dim() < 2:
+    if isinstance(unscaled(norm)[0], (Spectral, Nuclear, NewtonSchulzSpectral)) and p.dim() < 2:
         raise ValueError(f"norm {norm.name!r} needs a matrix, but {name} has shape {tuple(p.shape)}")
     return norm
 
 
 MOMENTA: tuple[str, ...] = ("ema", "jaguar")
+#: Block radii of the product norm: ``"unit"`` (every block's ball has radius 1) or ``"rms"`` (radius
+#: :func:`zotheory.lmo.rms_radius`: a unit step moves every block's entries by about 1 in RMS).
+RADII: tuple[str, ...] = ("unit", "rms")
+
+
+def block_norms(norms: list[Norm], params: list[Tensor], radii: str) -> list[Norm]:
+    """The block norms with their radii (``docs/adanaged.md`` §3.1): unchanged for ``"unit"``; for ``"rms"``
+    :class:`~zotheory.lmo.Scaled` by :func:`~zotheory.lmo.rms_radius` of the block's shape."""
+    if radii not in RADII:
+        raise ValueError(f"radii must be one of {list(RADII)}, got {radii!r}")
+    if radii == "unit":
+        return norms
+    return [Scaled(n, rms_radius(n, tuple(p.shape))) for n, p in zip(norms, params, strict=True)]
 
 
 class AdaNAGED(ZOOptimizer):
@@ -863,6 +888,8 @@ class AdaNAGED(ZOOptimizer):
             step and the JAGUAR memory of :mod:`zotheory.optim.jaguar`).
         beta: momentum constant in ``[0, 1)``; default 0.9 (EMA) / 0.0 (JAGUAR replacement memory).
         layerwise: one step-size unit per parameter tensor, or (default) one for the product norm.
+        radii: the blocks' radii in the product norm (:data:`RADII`): ``"unit"`` (default) or ``"rms"``, which
+            makes a step move every block's entries alike (:func:`block_norms`, ``docs/adanaged.md`` §3.1).
         reps_rel: initial-distance guess, ``r_eps = reps_rel (1 + ||x_0||)`` (the first step's length).
         tau0_rel: initial (largest) smoothing radius, ``tau_0 typ(z) = tau0_rel (1 + rms(x_0))``.
         eps: ``tau_0`` in absolute units (overrides ``tau0_rel``; the name other ZO methods use).
@@ -888,6 +915,7 @@ class AdaNAGED(ZOOptimizer):
         momentum: str = "ema",
         beta: float | None = None,
         layerwise: bool = False,
+        radii: str = "unit",
         reps_rel: float = 1e-6,
         tau0_rel: float = 1e-3,
         eps: float | None = None,
@@ -928,9 +956,12 @@ class AdaNAGED(ZOOptimizer):
         self.x0_dtype = x0_dtype
         params_ = self.zo_params()
         names = self.zo_param_names()
-        self.norms: list[Norm] = [
-            _resolve_norm(g["norm"], p, n) for p, g, n in zip(params_, self.zo_param_groups(), names, strict=False)
-        ]
+        self.radii = radii
+        self.norms: list[Norm] = block_norms(
+            [_resolve_norm(g["norm"], p, n) for p, g, n in zip(params_, self.zo_param_groups(), names, strict=False)],
+            params_,
+            radii,
+        )
         dim = sum(p.numel() for p in params_)
         self._typ = self.directions.typical_entry(dim)
         if eps is None:
@@ -1000,7 +1031,7 @@ class AdaNAGED(ZOOptimizer):
         """``||g||_*`` of block ``i``: exact, except for Newton–Schulz blocks, where the realised value
         ``<g, -NS(g)>`` is used (no SVD; within the quintic's band ``[0.68, 1.13]`` of the nuclear norm)."""
         norm = self.norms[i]
-        if isinstance(norm, NewtonSchulzSpectral):
+        if isinstance(unscaled(norm)[0], NewtonSchulzSpectral):
             return realised_dual(g, norm.lmo(g, 1.0))
         return norm.dual_norm(g).double()
 
@@ -1010,10 +1041,10 @@ class AdaNAGED(ZOOptimizer):
         (no SVD, no state; a lower estimate of ``sigma_1``, so ``rbar`` errs on the small, safe side)."""
         sd = _state_dtype(p)
         diff = p.detach().to(sd) - self.state[p]["x0"].to(sd)
-        norm = self.norms[i]
-        if not isinstance(norm, NewtonSchulzSpectral):
-            return norm.norm(diff).double()
-        return power_spectral_norm(diff)
+        base, rho = unscaled(self.norms[i])
+        if not isinstance(base, NewtonSchulzSpectral):
+            return self.norms[i].norm(diff).double()
+        return power_spectral_norm(diff) / rho
 
     # ------------------------------------------------------------------ the step
     @property

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from zotheory.directions import Coordinate, mix_seed
 from zotheory.estimators import ZOEstimate, estimate_gradient
-from zotheory.lmo import CUBIC, MUON_QUINTIC, NS_EPS, NewtonSchulzSpectral, Norm, get_norm
+from zotheory.lmo import CUBIC, MUON_QUINTIC, NS_EPS, NewtonSchulzSpectral, Norm, Scaled, get_norm
 from zotheory.optim.adanaged import (
     PROBE_FACTOR_MIN,
     ParabolicSearchRule,
@@ -77,7 +77,10 @@ def literal_rule(rule: str, m: Tensor, group: dict[str, Any]) -> Tensor:
 
 def literal_lmo(norm: str | Norm, m: Tensor) -> Tensor:
     """``argmin_{||s|| <= 1} <m, s>`` written out for the common norms (§4.1 table of
-    ``docs/theory.md``); other norms fall back to :mod:`zotheory.lmo`."""
+    ``docs/theory.md``); other norms fall back to :mod:`zotheory.lmo`. A block of radius ``rho``
+    (:class:`~zotheory.lmo.Scaled`) is ``rho`` times its base's LMO."""
+    if isinstance(norm, Scaled):
+        return norm.rho * literal_lmo(norm.base, m)
     name = norm if isinstance(norm, str) else norm.name
     if name == "l2" or name == "frobenius":
         n = torch.linalg.vector_norm(m)
@@ -273,15 +276,36 @@ class ReferenceMatrixEfficientZOMuon(ReferenceOptimizer):
             self._set(i, p - hp["lr"] * d)
 
 
+def _literal_rms_radius(norm: str | Norm, shape: tuple[int, ...]) -> float:
+    """``sqrt(n) / ||lmo_1||_F`` for a generic input, written out: 1 for sign, ``sqrt(max(rows, cols))`` for the
+    spectral family (all singular values 1), ``sqrt(n)`` for the norms whose LMO has unit Frobenius norm."""
+    name = norm if isinstance(norm, str) else norm.name
+    n = math.prod(shape)
+    if name in ("linf", "sign"):
+        return 1.0
+    if name.startswith("spectral"):
+        return math.sqrt(max(shape[0], n // shape[0]))
+    return math.sqrt(n)
+
+
 class ReferenceZOLMO(ReferenceOptimizer):
-    """``m = beta m + (1-beta) g``; ``x <- x + lr_t lmo_1(m)``."""
+    """``m = beta m + (1-beta) g``; ``x <- x + lr_t rho lmo_1(m)`` with ``rho = 1`` (``radii="unit"``) or the
+    written-out RMS radius (``radii="rms"``)."""
+
+    def __init__(self, optimizer: ZOOptimizer, params: Sequence[Tensor]) -> None:
+        super().__init__(optimizer, params)
+        rms = getattr(optimizer, "radii", "unit") == "rms"
+        self.rhos = [
+            _literal_rms_radius(hp["norm"], tuple(p.shape)) if rms else 1.0
+            for hp, p in zip(self.groups, self.params, strict=True)
+        ]
 
     def update(self, est: ZOEstimate) -> None:
         factor = 1.0 if self.lr_schedule is None else float(self.lr_schedule(self.t))
         for i, (p, g) in enumerate(zip(self.params, self.gradient(est), strict=False)):
             hp = self.groups[i]
             m = _ema(self.state[i], g, hp["beta"])
-            self._set(i, p + hp["lr"] * factor * literal_lmo(hp["norm"], m))
+            self._set(i, p + hp["lr"] * factor * self.rhos[i] * literal_lmo(hp["norm"], m))
 
 
 def _l2(tensors: Sequence[Tensor]) -> float:
@@ -466,7 +490,8 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         return self.tau
 
     def _is_ns(self, i: int) -> bool:
-        return isinstance(self.norms[i], NewtonSchulzSpectral)
+        norm = self.norms[i]
+        return isinstance(norm.base if isinstance(norm, Scaled) else norm, NewtonSchulzSpectral)
 
     def _dual(self, i: int, g: Tensor) -> float:
         if self._is_ns(i):
@@ -474,7 +499,10 @@ class ReferenceAdaNAGED(ReferenceOptimizer):
         return float(self.norms[i].dual_norm(g))
 
     def _primal(self, i: int, x: Tensor) -> float:
-        return float(power_spectral_norm(x) if self._is_ns(i) else self.norms[i].norm(x))
+        norm = self.norms[i]
+        if not self._is_ns(i):
+            return float(norm.norm(x))
+        return float(power_spectral_norm(x)) / (norm.rho if isinstance(norm, Scaled) else 1.0)
 
     def update(self, est: ZOEstimate) -> None:
         grads = self.gradient(est)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Unpack
 
 from zotheory.estimators import ZOEstimate
-from zotheory.lmo import NORMS, NewtonSchulzSpectral, Norm, Nuclear, Spectral, get_norm
+from zotheory.lmo import NORMS, NewtonSchulzSpectral, Norm, Nuclear, Scaled, Spectral, get_norm, rms_radius, unscaled
 from zotheory.optim.base import ZOOptimizer, validate_unit_interval
 from zotheory.optim.config import EstimatorOptions
 from zotheory.optim.muon import ema_
@@ -41,7 +41,7 @@ def resolve_norm(spec: str | Norm) -> Norm:
 
 def needs_matrix(norm: Norm) -> bool:
     """Whether the norm's LMO is defined on matrices only (spectral, nuclear, Newton–Schulz)."""
-    return isinstance(norm, (Spectral, Nuclear, NewtonSchulzSpectral))
+    return isinstance(unscaled(norm)[0], (Spectral, Nuclear, NewtonSchulzSpectral))
 
 
 class ZOLMO(ZOOptimizer):
@@ -55,6 +55,9 @@ class ZOLMO(ZOOptimizer):
             (:func:`zotheory.optim.muon.muon_param_groups` with ``key="norm"`` builds the split).
         lr: ``eta`` (the LMO radius is 1, so the step is ``lr`` times the unit-ball LMO).
         beta: momentum in [0, 1); ``beta = 0`` keeps no buffer (``m_t = g_hat_t``).
+        radii: the tensors' radii in the product norm: ``"unit"`` (default; every step is ``lr`` in each tensor's
+            own norm) or ``"rms"`` (tensor ``l``'s LMO times :func:`zotheory.lmo.rms_radius`, so that a step moves
+            every tensor's entries by about ``lr`` in RMS; the same radii as AdaNAGED's ``radii="rms"``).
         lr_schedule: optional ``t -> factor`` with ``eta_t = lr * factor(t)`` (``t = 0, 1, ...`` counts the
             steps taken, skipped ones included); e.g. Frank–Wolfe's ``lambda t: 2 / (t + 2)``. Torch's
             ``lr_scheduler`` classes work as well, through the ``"lr"`` key.
@@ -69,18 +72,26 @@ class ZOLMO(ZOOptimizer):
         *,
         norm: str | Norm = "l2",
         beta: float = 0.9,
+        radii: str = "unit",
         lr_schedule: LRSchedule | None = None,
         **options: Unpack[EstimatorOptions],
     ) -> None:
         if lr_schedule is not None and not callable(lr_schedule):
             raise ValueError(f"lr_schedule must be a callable t -> factor, got {lr_schedule!r}")
+        if radii not in ("unit", "rms"):
+            raise ValueError(f"radii must be one of ['unit', 'rms'], got {radii!r}")
         self.lr_schedule = lr_schedule
+        self.radii = radii
         self._norms: dict[int, Norm] = {}
         super().__init__(
             params,
             dict(lr=lr, norm=norm, beta=beta),
             **options,
         )
+        self._blocks = [
+            self._norm(g) if radii == "unit" else Scaled(self._norm(g), rms_radius(self._norm(g), tuple(p.shape)))
+            for p, g in zip(self.zo_params(), self.zo_param_groups(), strict=True)
+        ]
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -115,7 +126,7 @@ class ZOLMO(ZOOptimizer):
 
     def _update(self, est: ZOEstimate) -> None:
         factor = self.lr_factor()
-        for _, p, group, g in self.dense_estimates(est):
+        for i, p, group, g in self.dense_estimates(est):
             m = ema_(self.state[p], "momentum_buffer", g, group["beta"])
-            s = self._norm(group).lmo(m, 1.0)
+            s = self._blocks[i].lmo(m, 1.0)
             p.add_(s.to(p.dtype), alpha=group["lr"] * factor)

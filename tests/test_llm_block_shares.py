@@ -29,3 +29,22 @@ def test_unit_radii_skew_the_step_to_sign_blocks_and_rms_radii_follow_the_parame
         step_shares(named, "Unit")
     with pytest.raises(ValueError, match="at least one"):
         step_shares([], "unit")
+
+
+def test_gradient_shares_of_minilm_ft_sum_to_one_over_the_step_classes_and_leave_no_gradient() -> None:
+    from llm.block_shares import gradient_shares
+    from llm.prototype_head import load_minilm_prototype_classifier, prepare_prototype_model
+
+    model, tok = load_minilm_prototype_classifier(["It was terrible.", "It was great."])
+    model = prepare_prototype_model(model, "ft")
+    texts = ["a wonderful film", "i hated it", "great fun", "a boring mess", "brilliant acting", "stupid plot"]
+    shares = gradient_shares(model, tok, texts, [1, 0, 1, 0, 1, 0], batch_size=3)
+    named = [(n, t) for n, t in model.named_parameters() if t.requires_grad]
+    assert set(shares) == set(step_shares(named, "unit"))
+    assert sum(shares.values()) == pytest.approx(1.0, rel=1e-12)
+    assert all(v > 0 for v in shares.values())
+    assert all(t.grad is None for _, t in named)
+    with pytest.raises(ValueError, match="one label per text, got 6 texts and 5 labels"):
+        gradient_shares(model, tok, texts, [1, 0, 1, 0, 1])
+    with pytest.raises(ValueError, match="at least one batch of batch_size=16 from 6 texts"):
+        gradient_shares(model, tok, texts, [1, 0, 1, 0, 1, 0])

@@ -456,6 +456,7 @@ def budget_scaling(sweeps: dict[str, Any]) -> list[dict[str, Any]]:
                     "seeds": g["seeds"],
                     "steps": g["steps"],
                     "eval_acc_mean": round(g["eval_acc_mean"], 2),
+                    "eval_acc_sd": None if g["eval_acc_sd"] is None else round(g["eval_acc_sd"], 2),
                     "best_dev_acc_mean": round(g["best_dev_acc_mean"], 2),
                     "at_protocol_budget": None
                     if not base
@@ -694,9 +695,10 @@ def _markdown(
         for row in longer:
             opt = METHODS[row["method"].split("/")[0]].option
             base = row["at_protocol_budget"]
+            sd = "" if row["eval_acc_sd"] is None else f" +/- {row['eval_acc_sd']:.1f}"
             lines.append(
                 f"| {row['method']} | {opt}={row[opt]:g} | {row['extra_options'] or '-'} | {row['budget']} "
-                f"| {row['seeds']} | {row['steps']} | {row['best_dev_acc_mean']:.1f} | {row['eval_acc_mean']:.1f} "
+                f"| {row['seeds']} | {row['steps']} | {row['best_dev_acc_mean']:.1f} | {row['eval_acc_mean']:.1f}{sd} "
                 f"| {'-' if base is None else format(base['eval_acc_mean'], '.1f') + ' ' + str(base['seeds'])} |"
             )
     lines += [

@@ -285,7 +285,11 @@ def test_summary_selects_tuned_values_on_dev_and_keeps_adanaged_untuned():
     assert kept["zo-sgd/ft"]["budget"] == R.PROTOCOL_BUDGET and kept["zo-sgd/ft"]["seeds"] == [0, 1, 2]
     (row,) = R.budget_scaling(longer_sweeps)  # the longer run is listed next to its protocol-budget group
     assert row["budget"] == 20000 and row["eval_acc_mean"] == pytest.approx(99.0)
-    assert row["at_protocol_budget"]["eval_acc_mean"] == pytest.approx(71.0)
+    assert row["at_protocol_budget"]["eval_acc_mean"] == pytest.approx(71.0) and row["eval_acc_sd"] is None
+    two = longer + [_fake_run("zo-sgd", "ft", 1e-5, 1, 0.97, 0.97, budget=20000)]
+    (row,) = R.budget_scaling(R.summarise(two)[1])
+    assert row["eval_acc_mean"] == pytest.approx(98.0)
+    assert row["eval_acc_sd"] == pytest.approx(math.sqrt(2.0), abs=0.005)  # rounded to 0.01
     alone, alone_sweeps = R.summarise([_fake_run("zo-sgd", "ft", 1e-5, 0, 0.9, 0.9, budget=20000)])
     assert alone["zo-sgd/ft"]["budget"] == 20000  # a label run only longer keeps it
     assert R.budget_scaling(alone_sweeps)[0]["at_protocol_budget"] is None

@@ -33,6 +33,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from llm.data.readers import load_examples
+from llm.data.sampling import sample_splits
+from llm.prototype_head import load_minilm_prototype_classifier, prepare_prototype_model
 from zotheory import atomicio
 from zotheory.lmo import get_norm, rms_radius, unscaled
 from zotheory.optim.adanaged import RADII, block_norms, default_norm_name
@@ -107,10 +110,6 @@ def gradient_shares(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Write the MiniLM FT and LoRA shares under both radii to ``--out`` and print them as a table."""
-    from llm.data.readers import load_examples
-    from llm.data.sampling import sample_splits
-    from llm.prototype_head import load_minilm_prototype_classifier, prepare_prototype_model
-
     p = argparse.ArgumentParser(prog="python -m llm.block_shares", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--data-dir", help="folder with SST-2's train.tsv: adds the FT gradient shares")

@@ -84,8 +84,8 @@ def gradient_shares(
     gradients are cleared afterwards."""
     if len(texts) != len(labels):
         raise ValueError(f"need one label per text, got {len(texts)} texts and {len(labels)} labels")
-    batches = len(texts) // batch_size
-    if batch_size < 1 or batches < 1:
+    batches = len(texts) // batch_size if batch_size >= 1 else 0
+    if batches < 1:
         raise ValueError(f"need at least one batch of batch_size={batch_size!r} from {len(texts)} texts")
     named = [(n, t) for n, t in model.named_parameters() if t.requires_grad]
     totals: dict[str, float] = {}
@@ -115,9 +115,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--data-dir", help="folder with SST-2's train.tsv: adds the FT gradient shares")
     p.add_argument("--batches", type=int, default=8, help="batches of 16 for the gradient shares")
     args = p.parse_args(argv)
+    data = f" --data-dir $D --batches {args.batches}" if args.data_dir else ""
     doc: dict[str, Any] = {
         "model": "all-MiniLM-L6-v2 + prototype head",
-        "command": f"python -m llm.block_shares --out {args.out}",
+        "command": f"python -m llm.block_shares{data} --out {args.out}",
     }
     for mode in ("ft", "lora"):
         model, tokenizer = load_minilm_prototype_classifier(["It was terrible.", "It was great."])

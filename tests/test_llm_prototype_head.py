@@ -331,34 +331,49 @@ def test_carry_over_verdict_and_confidence_from_seed_spread():
     assert row["confidence"].startswith("low")
 
 
-def test_report_writes_the_results_tree_from_run_folders(tmp_path):
-    work, out = tmp_path / "work", tmp_path / "results"
-    for r, curve in (
+def _write_run_folder(work: Path, r: dict, curve: list[float]) -> list[float] | None:
+    """A finished run's folder as ``llm.finetune`` leaves it; for AdaNAGED also its resume checkpoint, whose
+    step sizes are returned."""
+    d = work / r["name"]
+    d.mkdir(parents=True)
+    runner = {k: r[k] for k in ("label", "mode", "value", "seed", "budget", "extra")}
+    runner["command"] = "python -m llm.minilm_sst2 --data-dir /home/me/glue/SST-2 --budget 6000"
+    (d / "runner.json").write_text(json.dumps(runner))
+    (d / "config.json").write_text(json.dumps({"data_dir": "/home/me/glue/SST-2"}))
+    (d / "results.json").write_text(json.dumps(r["results"]))
+    recs = [
+        {"type": "eval", "split": "dev", "step": i, "accuracy": a, "loss": 0.5, "forward_passes": 100 * i}
+        for i, a in enumerate(curve)
+    ]
+    recs += [{"type": "train", "step": i, "loss": 0.6, "forward_passes": 2 * i} for i in range(1, 30)]
+    if r["label"] == "adanaged":
+        for rec in recs[len(curve) :]:
+            rec["step_size"] = [0.01 * rec["step"]]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in recs))
+    if r["label"] != "adanaged":
+        return None
+    x = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 8), requires_grad=False)
+    opt = AdaNAGED([x], norm="l2", reps_rel=1e-3, seed=0)
+    for _ in range(4):
+        opt.step(lambda x=x: (x * x).sum())
+    state = {"format": ckpt.FORMAT, "version": ckpt.VERSION, "kind": "resume", "optimizer": opt.state_dict()}
+    ckpt.atomic_save(state, d / "last.pt")
+    return opt.step_sizes()
+
+
+def _three_runs() -> list[tuple[dict, list[float]]]:
+    return [
         (_fake_run("zero-shot", "ft", 0.0, 0, 0.75, 0.71, budget=0), [0.75]),
         (_fake_run("zo-sgd", "ft", 2e-5, 0, 0.8, 0.74), [0.75, 0.8]),
         (_fake_run("adanaged", "ft", 1e-6, 0, 0.78, 0.73), [0.75, 0.78]),
-    ):
-        d = work / r["name"]
-        d.mkdir(parents=True)
-        runner = {k: r[k] for k in ("label", "mode", "value", "seed", "budget", "extra")}
-        runner["command"] = "python -m llm.minilm_sst2 --data-dir /home/me/glue/SST-2 --budget 6000"
-        (d / "runner.json").write_text(json.dumps(runner))
-        (d / "config.json").write_text(json.dumps({"data_dir": "/home/me/glue/SST-2"}))
-        (d / "results.json").write_text(json.dumps(r["results"]))
-        recs = [
-            {"type": "eval", "split": "dev", "step": i, "accuracy": a, "loss": 0.5, "forward_passes": 100 * i}
-            for i, a in enumerate(curve)
-        ]
-        recs += [{"type": "train", "step": i, "loss": 0.6, "forward_passes": 2 * i} for i in range(1, 30)]
-        (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in recs))
-        if r["label"] == "adanaged":  # its resume checkpoint: the report keeps the step-size state
-            x = torch.nn.Parameter(torch.linspace(-1.0, 1.0, 8), requires_grad=False)
-            opt = AdaNAGED([x], norm="l2", reps_rel=1e-3, seed=0)
-            for _ in range(4):
-                opt.step(lambda x=x: (x * x).sum())
-            state = {"format": ckpt.FORMAT, "version": ckpt.VERSION, "kind": "resume", "optimizer": opt.state_dict()}
-            ckpt.atomic_save(state, d / "last.pt")
-            gammas = opt.step_sizes()
+    ]
+
+
+def test_report_writes_the_results_tree_from_run_folders(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "results"
+    for r, curve in _three_runs():
+        if (steps := _write_run_folder(work, r, curve)) is not None:  # the report keeps AdaNAGED's step sizes
+            gammas = steps
     (out).mkdir()
     (out / "README.md").write_text("hand-written")
     R.report(work, out)
@@ -377,6 +392,37 @@ def test_report_writes_the_results_tree_from_run_folders(tmp_path):
     # the user's local data folder is not written into the committed results
     assert "/home/me" not in (out / "results.json").read_text()
     assert by_label["zo-sgd"]["command"] == "python -m llm.minilm_sst2 --data-dir $SST2_DIR --budget 6000"
+
+
+def test_report_keeps_recorded_runs_whose_folders_are_gone_and_a_new_run_replaces_its_record(tmp_path):
+    """Run folders are not committed: a report from a fresh work folder must not drop the runs the results
+    tree records (``--fresh`` does), and a run that is in the work folder replaces its record."""
+    import shutil
+
+    work, out = tmp_path / "work", tmp_path / "results"
+    runs = _three_runs()
+    for r, curve in runs:
+        _write_run_folder(work, r, curve)
+    first = R.report(work, out)
+    shutil.rmtree(work / runs[1][0]["name"])  # zo-sgd's folder is gone
+    shutil.rmtree(work / runs[2][0]["name"])  # adanaged's too, but it is run again with another result
+    again = _fake_run("adanaged", "ft", 1e-6, 0, 0.79, 0.76)
+    _write_run_folder(work, again, [0.75, 0.79])
+    second = R.report(work, out)
+    assert second["runs"][-1] == first["runs"][-1]  # zo-sgd (last by name): its recorded entry, unchanged
+    assert [r["name"] for r in second["runs"]] == [r["name"] for r in first["runs"]]
+    assert second["summary"]["zo-sgd/ft"] == first["summary"]["zo-sgd/ft"]
+    assert second["summary"]["adanaged/ft"]["eval_acc_mean"] == pytest.approx(76.0)  # the new run, not 73.0
+    assert json.loads((out / "results.json").read_text())["summary"] == second["summary"]
+    assert (out / "curves.png").stat().st_size > 1000  # the recorded curve is plotted as well
+    fresh = R.report(work, out, keep_recorded=False)
+    assert set(fresh["summary"]) == {"zero-shot/ft", "adanaged/ft"}
+    doc = json.loads((out / "results.json").read_text())
+    doc["protocol"]["batch_size"] = 32
+    (out / "results.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="another protocol"):
+        R.report(work, out)
+    assert R.main(["--work", str(work), "--out", str(out), "--fresh"]) == 2  # --fresh without --report
 
 
 def test_cli_head_options_reach_the_config_and_a_wrong_count_is_refused(tiny_sst2):

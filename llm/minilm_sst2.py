@@ -795,7 +795,10 @@ def recorded_runs(results_file: str | Path) -> list[dict[str, Any]]:
     path = Path(results_file)
     if not path.is_file():
         return []
-    doc = json.loads(path.read_text())
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({err}); move it away or report with --fresh") from err
     if doc.get("protocol") != PROTOCOL:
         raise ValueError(
             f"{str(path)!r} was written under another protocol ({doc.get('protocol')!r}); "
@@ -903,6 +906,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: run one (method, mode, budget, seed) or rewrite the report from --work; the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        if args.fresh and not args.report:
+            raise ValueError("--fresh only applies to --report")
         if args.method:
             if not args.data_dir:
                 raise ValueError("--data-dir is required to run")
@@ -951,8 +956,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.report:
             doc = report(args.work, args.out, keep_recorded=not args.fresh)
             print(json.dumps(doc["summary"], indent=1))
-        if args.fresh and not args.report:
-            raise ValueError("--fresh only applies to --report")
         if not args.method and not args.report:
             raise ValueError("nothing to do: give --method (to run) and/or --report")
     except (ValueError, RuntimeError) as e:

@@ -422,6 +422,9 @@ def test_report_keeps_recorded_runs_whose_folders_are_gone_and_a_new_run_replace
     (out / "results.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="another protocol"):
         R.report(work, out)
+    (out / "results.json").write_text('{"protocol": ')  # a half-written file is named, not merged
+    with pytest.raises(ValueError, match="results.json' is not valid JSON"):
+        R.report(work, out)
     assert R.main(["--work", str(work), "--out", str(out), "--fresh"]) == 2  # --fresh without --report
 
 
